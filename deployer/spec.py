@@ -1,0 +1,102 @@
+"""The typed, validated form of deploy.yaml files: what the user asks for.
+
+A `Spec` is produced by `deployer.load` after schema and semantic validation, so every field here
+holds a checked value with defaults filled in. Paths are absolute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+SUPPORTED_PLATFORMS = ("linux/arm64", "linux/amd64")
+
+# The seed's images. The runtime base depends on the target architecture.
+DEFAULT_BUILDER_IMAGE = "golang:1.24-alpine"
+DEFAULT_RUNTIME_IMAGES = {
+    "linux/arm64": "public.ecr.aws/lambda/provided:al2-arm64",
+    "linux/amd64": "public.ecr.aws/lambda/provided:al2-x86_64",
+}
+DEFAULT_GO_BUILD_FLAGS = ("-trimpath", "-ldflags=-s -w")
+
+# Lambda names architectures differently from OCI platforms.
+LAMBDA_ARCHITECTURES = {"linux/arm64": "arm64", "linux/amd64": "x86_64"}
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a value was written: 1-based line and column in a deploy.yaml file."""
+
+    file: Path
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class RepositoryRef:
+    """An ECR repository. `account` is None when deploy.yaml gave only a name and no account:
+    it is then resolved from the caller's identity (STS) when AWS is first asked."""
+
+    name: str
+    region: str
+    account: str | None
+
+    def uri(self, account: str | None = None) -> str:
+        acct = self.account or account
+        if acct is None:
+            raise ValueError(f"repository {self.name}: account unknown")
+        return f"{acct}.dkr.ecr.{self.region}.amazonaws.com/{self.name}"
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """How a function's image is built. `dockerfile` None means the built-in template.
+    `shared_modules` None means "discover from go.mod replace directives"; a tuple lists extra
+    module directories to include on top of those discovered."""
+
+    source: Path
+    dockerfile: Path | None = None
+    builder_image: str = DEFAULT_BUILDER_IMAGE
+    runtime_image: str = DEFAULT_RUNTIME_IMAGES["linux/arm64"]
+    go_build_flags: tuple[str, ...] = DEFAULT_GO_BUILD_FLAGS
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    shared_modules: tuple[Path, ...] | None = None
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """One Lambda function to deploy. Invariant: `platform` is in SUPPORTED_PLATFORMS."""
+
+    name: str
+    region: str
+    repository: RepositoryRef
+    platform: str
+    build: BuildSettings
+    root: Path  # repository root: no replace target may lie outside it
+    location: Location  # where the function's entry starts, for messages
+
+    @property
+    def architecture(self) -> str:
+        """The Lambda `Architectures` value for this function's platform."""
+        return LAMBDA_ARCHITECTURES[self.platform]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """All functions of all deploy.yaml files given, in a stable order (by name)."""
+
+    functions: tuple[FunctionSpec, ...]
+    files: tuple[Path, ...]
+
+    def function(self, name: str) -> FunctionSpec:
+        for fn in self.functions:
+            if fn.name == name:
+                return fn
+        known = ", ".join(f.name for f in self.functions) or "none"
+        from deployer.errors import DeployerError
+
+        raise DeployerError(f"no function named {name!r} in {len(self.files)} deploy.yaml file(s); known: {known}")
