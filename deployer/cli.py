@@ -1,0 +1,114 @@
+"""Command line: parses arguments, wires the stages together, maps errors to exit codes.
+
+Exit codes: 0 success, 1 any error (invalid input included), 2 only for `plan --detailed-exitcode`
+when there are changes, 130 on Ctrl-C. Click's own usage errors (normally 2) are mapped to 1 so
+that 2 keeps its one meaning.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from typer.exceptions import TyperException
+from rich.console import Console
+
+from deployer import __version__
+from deployer.errors import DeployerError, InvalidSpecError
+
+app = typer.Typer(
+    name="deployer",
+    help="Build Go AWS Lambda functions as container images and deploy them from deploy.yaml files.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+PathsArg = typer.Argument(None, help="deploy.yaml files, or directories searched recursively for deploy.yaml. Default: the current directory.", show_default=False)
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"deployer {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _global(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of errors."),
+) -> None:
+    """Build Go AWS Lambda functions as container images and deploy them from deploy.yaml files."""
+
+
+@app.command()
+def validate(paths: Optional[List[Path]] = PathsArg) -> None:
+    """Check deploy.yaml files against the schema and for meaning; print every problem found."""
+    from deployer.load import load
+
+    spec = load(paths or [Path(".")])
+    names = ", ".join(fn.name for fn in spec.functions)
+    out.print(f"{len(spec.files)} file(s) valid: {len(spec.functions)} function(s): {names}")
+
+
+@app.command("schema")
+def print_schema() -> None:
+    """Print the JSON Schema of deploy.yaml."""
+    from deployer.schema import schema_text
+
+    sys.stdout.write(schema_text())
+
+
+@app.command()
+def plan() -> None:
+    """Compare deploy.yaml with what runs in AWS and print the plan (not implemented yet)."""
+    raise DeployerError("'deployer plan' is not implemented yet")
+
+
+@app.command()
+def apply() -> None:
+    """Build, push and deploy what the plan says (not implemented yet)."""
+    raise DeployerError("'deployer apply' is not implemented yet")
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        result = app(args=args, prog_name="deployer", standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("interrupted")
+        code = 130
+    except InvalidSpecError as exc:
+        for diagnostic in exc.diagnostics:
+            err.print(str(diagnostic), markup=False)
+        err.print(f"{len(exc.diagnostics)} problem(s) found", markup=False)
+        code = 1
+    except DeployerError as exc:
+        if debug:
+            traceback.print_exc()
+        err.print(f"error: {exc}", markup=False)
+        code = 1
+    except TyperException as exc:  # usage errors: typer's vendored click shows them itself
+        show = getattr(exc, "show", None)
+        if show is None:
+            raise
+        show()
+        code = 1
+    except Exception as exc:  # a bug: say so briefly, the traceback only on request
+        if debug:
+            traceback.print_exc()
+        err.print(f"internal error: {type(exc).__name__}: {exc}", markup=False)
+        err.print("this is a bug in deployer; rerun with --debug and report the output", markup=False)
+        code = 1
+    sys.exit(code)

@@ -1,0 +1,235 @@
+"""load: deploy.yaml files -> Spec.
+
+Finds the files, parses them, checks them against the schema and then for meaning (unique names,
+directories that exist, regions that agree), collecting every problem of every file before it
+fails. Only the repository on disk is read; no AWS or Docker call happens here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+from deployer import schema
+from deployer.errors import DeployerError, Diagnostic, InvalidSpecError
+from deployer.spec import (
+    DEFAULT_BUILDER_IMAGE,
+    DEFAULT_GO_BUILD_FLAGS,
+    DEFAULT_RUNTIME_IMAGES,
+    BuildSettings,
+    FunctionSpec,
+    Location,
+    RepositoryRef,
+    Spec,
+)
+from deployer.yamldoc import YamlDocument, read_yaml
+
+SPEC_FILE_NAMES = ("deploy.yaml", "deploy.yml")
+# Directories never searched for deploy.yaml files: tools' caches and vendored code.
+SKIPPED_DIRS = {".git", ".hg", ".svn", "node_modules", "vendor", "__pycache__", ".venv", ".terraform"}
+REPOSITORY_URI = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(?P<name>.+)$")
+
+
+def find_spec_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Expand PATH arguments: a file stands for itself, a directory for every deploy.yaml below it."""
+    found: list[Path] = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            below = sorted(_walk(path))
+            if not below:
+                raise DeployerError(f"{given}: no {' or '.join(SPEC_FILE_NAMES)} found in this directory or below it; pass a file or another directory")
+            found.extend(below)
+        elif path.exists():
+            found.append(path)
+        else:
+            raise DeployerError(f"{given}: no such file or directory; pass a deploy.yaml or a directory that holds one")
+    unique: dict[Path, Path] = {}
+    for path in found:
+        unique.setdefault(path.resolve(), path)
+    return list(unique.values())
+
+
+def _walk(top: Path) -> Iterable[Path]:
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames[:] = [d for d in dirnames if d not in SKIPPED_DIRS]
+        for name in filenames:
+            if name in SPEC_FILE_NAMES:
+                yield Path(dirpath, name)
+
+
+def load(paths: Iterable[str | Path], env: dict[str, str] | None = None) -> Spec:
+    """Parse and validate the files; raise InvalidSpecError listing every problem found."""
+    env = dict(os.environ) if env is None else env
+    files = find_spec_files(paths)
+    problems: list[Diagnostic] = []
+    functions: list[FunctionSpec] = []
+    names: list[tuple[str, Location]] = []
+    for file in files:
+        parsed = read_yaml(file, _display(file))
+        if isinstance(parsed, Diagnostic):
+            problems.append(parsed)
+            continue
+        if not isinstance(parsed.data, dict):
+            problems.append(parsed.diagnostic((), "top level must be a mapping with 'version' and 'functions' keys"))
+            continue
+        schema_problems = schema.check(parsed)
+        problems.extend(schema_problems)
+        if not schema_problems:
+            functions.extend(_functions(parsed, file.resolve(), env, problems))
+            names.extend((entry["name"], Location(parsed.file, *parsed.position(("functions", index))))
+                         for index, entry in enumerate(parsed.data["functions"]))
+    problems.extend(_duplicate_names(names))
+    if problems:
+        raise InvalidSpecError(problems)
+    return Spec(tuple(sorted(functions, key=lambda f: f.name)), tuple(files))
+
+
+def _display(path: Path) -> Path:
+    """Paths in messages: relative to the working directory when below it."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path.resolve()
+
+
+def _functions(doc: YamlDocument, file: Path, env: dict[str, str], problems: list[Diagnostic]) -> list[FunctionSpec]:
+    base = file.parent
+    data: dict[str, Any] = doc.data
+    defaults: dict[str, Any] = data.get("defaults", {})
+    root = _root(doc, base, problems)
+    if root is None:
+        return []
+    result = []
+    for index, entry in enumerate(data["functions"]):
+        fn = _function(doc, ("functions", index), entry, defaults, base, root, env, problems)
+        if fn is not None:
+            result.append(fn)
+    return result
+
+
+def _root(doc: YamlDocument, base: Path, problems: list[Diagnostic]) -> Path | None:
+    if "root" in doc.data:
+        root = (base / doc.data["root"]).resolve()
+        if not root.is_dir():
+            problems.append(doc.diagnostic(("root",), f"root: directory {doc.data['root']!r} does not exist (resolved to {root})"))
+            return None
+        return root
+    for candidate in (base, *base.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    # Outside any git checkout: the file's own directory bounds what a build may read.
+    return base
+
+
+def _function(doc: YamlDocument, at: tuple[str, int], entry: dict[str, Any], defaults: dict[str, Any],
+              base: Path, root: Path, env: dict[str, str], problems: list[Diagnostic]) -> FunctionSpec | None:
+    before = len(problems)
+    name: str = entry["name"]
+    line, col = doc.position(at)
+    shared_build = defaults.get("build", {})
+    build = {**shared_build, **entry.get("build", {})}
+    platform = entry.get("platform", defaults.get("platform", "linux/arm64"))
+
+    repository = _repository(doc, at, entry, defaults, env, problems)
+
+    source = (base / build.get("source", ".")).resolve()
+    source_at = at + ("build", "source") if "source" in entry.get("build", {}) else at
+    if not source.is_dir():
+        problems.append(doc.diagnostic(source_at, f"function '{name}': source directory '{_display(source)}' does not exist; set build.source to the function's Go module directory"))
+    elif not (source / "go.mod").is_file():
+        problems.append(doc.diagnostic(source_at, f"function '{name}': '{_display(source)}' holds no go.mod; build.source must be the function's Go module directory"))
+    elif not _inside(source, root):
+        problems.append(doc.diagnostic(source_at, f"function '{name}': source {_display(source)} lies outside the repository root {root}; set 'root' in this file"))
+
+    dockerfile = None
+    if "dockerfile" in build:
+        dockerfile = (base / build["dockerfile"]).resolve()
+        if not dockerfile.is_file():
+            problems.append(doc.diagnostic(at + ("build", "dockerfile"), f"function '{name}': Dockerfile '{_display(dockerfile)}' does not exist; fix the path or remove 'dockerfile' to use the built-in template"))
+
+    shared = None
+    if isinstance(entry.get("shared_modules"), list):
+        shared = []
+        for index, rel in enumerate(entry["shared_modules"]):
+            module = (base / rel).resolve()
+            if not (module / "go.mod").is_file():
+                what = "holds no go.mod" if module.is_dir() else "does not exist"
+                problems.append(doc.diagnostic(at + ("shared_modules", index), f"function '{name}': shared module {rel!r} {what} (resolved to '{_display(module)}')"))
+            shared.append(module)
+
+    if len(problems) > before or repository is None:
+        return None
+    return FunctionSpec(
+        name=name,
+        region=repository.region,
+        repository=repository,
+        platform=platform,
+        build=BuildSettings(
+            source=source,
+            dockerfile=dockerfile,
+            builder_image=build.get("builder_image", DEFAULT_BUILDER_IMAGE),
+            runtime_image=build.get("runtime_image", DEFAULT_RUNTIME_IMAGES[platform]),
+            go_build_flags=tuple(build.get("go_build_flags", DEFAULT_GO_BUILD_FLAGS)),
+            build_args=dict(sorted(build.get("build_args", {}).items())),
+            shared_modules=tuple(shared) if shared is not None else None,
+        ),
+        root=root,
+        location=Location(doc.file, line, col),
+    )
+
+
+def _repository(doc: YamlDocument, at: tuple[str, int], entry: dict[str, Any], defaults: dict[str, Any],
+                env: dict[str, str], problems: list[Diagnostic]) -> RepositoryRef | None:
+    """Resolve region, account and repository together: a URI carries its own region and account,
+    which must agree with any region or account also given."""
+    name = entry["name"]
+    repo_at = at + ("repository",) if "repository" in entry else (("defaults", "repository") if "repository" in defaults else at)
+    repository = entry.get("repository", defaults.get("repository"))
+    if repository is None:
+        problems.append(doc.diagnostic(at, f"function '{name}': no ECR repository; set 'repository' on the function or in 'defaults'"))
+        return None
+    region_at = at + ("region",) if "region" in entry else ("defaults", "region")
+    region = entry.get("region", defaults.get("region"))
+    account_at = at + ("account",) if "account" in entry else ("defaults", "account")
+    account = entry.get("account", defaults.get("account"))
+    uri = REPOSITORY_URI.match(repository)
+    if uri:
+        if region is not None and region != uri["region"]:
+            problems.append(doc.diagnostic(region_at, f"function '{name}': region {region} disagrees with repository {repository} in {uri['region']}; Lambda pulls images only from its own region's ECR"))
+            return None
+        if account is not None and account != uri["account"]:
+            problems.append(doc.diagnostic(account_at, f"function '{name}': account {account} disagrees with repository {repository} of account {uri['account']}"))
+            return None
+        return RepositoryRef(uri["name"], uri["region"], uri["account"])
+    region = region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or _profile_region()
+    if not region:
+        problems.append(doc.diagnostic(repo_at, f"function '{name}': no region; set 'region' (on the function or in 'defaults'), AWS_REGION, or a repository URI"))
+        return None
+    return RepositoryRef(repository, region, account)
+
+
+def _profile_region() -> str | None:
+    import botocore.session  # only when neither the file nor the environment names a region
+
+    try:
+        region: str | None = botocore.session.Session().get_config_variable("region")
+    except Exception:  # a broken ~/.aws/config: the caller reports "no region" with what to set
+        return None
+    return region
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _duplicate_names(names: list[tuple[str, Location]]) -> list[Diagnostic]:
+    seen: dict[str, Location] = {}
+    problems = []
+    for name, loc in names:
+        first = seen.setdefault(name, loc)
+        if first is not loc:
+            problems.append(Diagnostic(loc.file, loc.line, loc.column, f"function name '{name}' is already used at {first}; function names must be unique across all deploy.yaml files"))
+    return problems

@@ -1,0 +1,127 @@
+"""The deploy.yaml JSON Schema and the translation of its errors into pointed diagnostics.
+
+The schema ships inside the package (deployer/data) and, for editors and reviewers, at
+schemas/deploy.schema.json in the repository; a test keeps the two identical.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Iterator
+
+from jsonschema import Draft202012Validator, ValidationError
+
+from deployer.errors import Diagnostic
+from deployer.yamldoc import YamlDocument, YamlPath
+
+
+def schema_text() -> str:
+    return resources.files("deployer").joinpath("data/deploy.schema.json").read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(schema_text())
+    return loaded
+
+
+@lru_cache(maxsize=1)
+def _validator() -> Draft202012Validator:
+    return Draft202012Validator(schema())
+
+
+def check(doc: YamlDocument) -> list[Diagnostic]:
+    """Every schema violation in `doc`, one diagnostic each, pointed at the offending key or value."""
+    found: list[Diagnostic] = []
+    for error in _validator().iter_errors(doc.data):
+        found.extend(_diagnostics(doc, error))
+    return found
+
+
+def yaml_path(path: YamlPath) -> str:
+    """functions[0].build.source: how a YAML path is written in messages."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "top level"
+
+
+def _diagnostics(doc: YamlDocument, error: ValidationError) -> Iterator[Diagnostic]:
+    path = tuple(error.absolute_path)
+    where = yaml_path(path)
+    found = error.instance
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        for key in sorted(set(found) - set(allowed), key=str):
+            guess = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+            hint = f"; did you mean '{guess[0]}'?" if guess else f"; allowed keys: {', '.join(allowed)}"
+            yield doc.diagnostic(path + (key,), f"{yaml_path(path + (key,))}: unknown key '{key}'{hint}", key=True)
+        return
+    if error.validator == "required":
+        missing = error.message.split("'")[1]
+        yield doc.diagnostic(path, f"{where}: missing required key '{missing}'", key=True)
+        return
+    if error.validator == "propertyNames":
+        bad = error.instance
+        yield doc.diagnostic(path + (bad,), f"{where}: invalid name {bad!r}: expected letters, digits and '_', not starting with a digit", key=True)
+        return
+    yield doc.diagnostic(path, f"{where}: {_expected(error)}; found {_show(found)}")
+
+
+def _expected(error: ValidationError) -> str:
+    rule = error.validator_value
+    description = error.schema.get("description", "")
+    match error.validator:
+        case "type":
+            return f"expected {_type_name(rule)}"
+        case "enum":
+            return "expected one of " + ", ".join(str(v) for v in rule)
+        case "const":
+            return f"expected {_show(rule)}"
+        case "pattern":
+            return f"expected {description.rstrip('.')}" if description else f"expected a value matching {rule}"
+        case "minLength":
+            return f"expected at least {rule} character(s)"
+        case "maxLength":
+            return f"expected at most {rule} characters"
+        case "minItems":
+            return f"expected at least {rule} item(s)"
+        case "uniqueItems":
+            return "expected each item only once"
+        case "oneOf" | "anyOf":
+            options = [_option(sub) for sub in rule]
+            return "expected " + " or ".join(options)
+    return error.message
+
+
+def _option(sub: dict[str, Any]) -> str:
+    if "const" in sub:
+        return _show(sub["const"])
+    if sub.get("type") == "array":
+        return "a list of strings"
+    return _type_name(sub.get("type", "a value"))
+
+
+def _type_name(rule: Any) -> str:
+    names = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
+             "boolean": "true or false", "number": "a number", "null": "nothing"}
+    if isinstance(rule, list):
+        return " or ".join(names.get(r, r) for r in rule)
+    return names.get(rule, str(rule))
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value)
+    return repr(value)

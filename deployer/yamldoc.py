@@ -1,0 +1,145 @@
+"""Read one YAML file into plain Python data plus the source position of every key and value.
+
+ruamel.yaml keeps line/column data on its round-trip containers; we copy it into a flat map keyed
+by the YAML path (a tuple of keys and indexes) so that later stages can point a diagnostic at the
+exact line without holding on to ruamel objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.reader import ReaderError
+
+from deployer.errors import Diagnostic
+
+YamlPath = tuple[Any, ...]
+
+# A deploy.yaml is a few kilobytes; anything this large is not one.
+MAX_FILE_BYTES = 1_000_000
+
+
+@dataclass(frozen=True)
+class YamlDocument:
+    """A parsed file. `values[path]` is (line, col) of the value at `path`, `keys[path]` of its key
+    (for mapping entries); both 1-based. The root value sits at path ()."""
+
+    file: Path
+    data: Any
+    values: dict[YamlPath, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[YamlPath, tuple[int, int]] = field(default_factory=dict)
+
+    def position(self, path: YamlPath, *, key: bool = False) -> tuple[int, int]:
+        """Best position for `path`: its key (if asked and known), else its value, else the
+        nearest ancestor's, so a diagnostic always has a line."""
+        path = tuple(path)
+        while True:
+            if key and path in self.keys:
+                return self.keys[path]
+            if path in self.values:
+                return self.values[path]
+            if not path:
+                return (1, 1)
+            path = path[:-1]
+            key = False
+
+    def diagnostic(self, path: YamlPath, message: str, *, key: bool = False) -> Diagnostic:
+        line, col = self.position(path, key=key)
+        return Diagnostic(self.file, line, col, message)
+
+
+def read_yaml(file: Path, display: Path) -> YamlDocument | Diagnostic:
+    """Parse `file`; return the document, or one diagnostic naming `display` if it cannot be read."""
+    try:
+        raw = file.read_bytes()
+    except IsADirectoryError:
+        return Diagnostic(display, 0, 0, "is a directory, not a deploy.yaml file")
+    except OSError as exc:
+        return Diagnostic(display, 0, 0, f"cannot read file: {exc.strerror}")
+    if len(raw) > MAX_FILE_BYTES:
+        return Diagnostic(display, 0, 0, f"file is {len(raw)} bytes; a deploy.yaml is at most {MAX_FILE_BYTES}")
+    if b"\x00" in raw:
+        return Diagnostic(display, 0, 0, "file is binary (it contains NUL bytes), not YAML text")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line, col = _line_col(raw, exc.start)
+        return Diagnostic(display, line, col, f"byte 0x{raw[exc.start]:02x} is not valid UTF-8; save the file as UTF-8")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if not text.strip() or all(not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()):
+        return Diagnostic(display, 0, 0, "file is empty; it needs at least 'version: 1' and a 'functions' list")
+    try:
+        tree = YAML(typ="rt", pure=True).load(text)
+    except MarkedYAMLError as exc:
+        return _yaml_error(display, exc)
+    except ReaderError as exc:
+        line, col = _line_col(text.encode("utf-8"), len(text[: exc.position].encode("utf-8")))
+        return Diagnostic(display, line, col, f"character {exc.character!r} is not allowed in YAML")
+    except YAMLError as exc:  # other ruamel errors carry no position
+        return Diagnostic(display, 0, 0, f"invalid YAML: {exc}")
+    doc = YamlDocument(display, None)
+    data = _plain(tree, (), doc)
+    doc = YamlDocument(display, data, doc.values, doc.keys)
+    doc.values.setdefault((), (1, 1))
+    return doc
+
+
+def _yaml_error(display: Path, exc: MarkedYAMLError) -> Diagnostic:
+    mark = exc.problem_mark or exc.context_mark
+    line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+    problem = exc.problem or exc.context or "invalid YAML"
+    if "'\\t'" in problem:
+        problem = "tab character; YAML indents with spaces only, replace the tab with spaces"
+    elif "duplicate key" in problem:
+        first = exc.context_mark
+        where = f" (first defined on line {first.line + 1})" if first else ""
+        problem = f"{problem.split(' with value')[0]}{where}; keep one of them"
+    else:
+        problem = f"invalid YAML: {problem}"
+        if exc.context and exc.problem:
+            problem += f" ({exc.context})"
+    return Diagnostic(display, line, col, problem)
+
+
+def _line_col(raw: bytes, offset: int) -> tuple[int, int]:
+    before = raw[:offset]
+    line = before.count(b"\n") + 1
+    col = offset - (before.rfind(b"\n") + 1) + 1
+    return line, col
+
+
+def _plain(node: Any, path: YamlPath, doc: YamlDocument) -> Any:
+    """Copy ruamel containers into dict/list/str/int/... recording positions on the way."""
+    if isinstance(node, CommentedMap):
+        if path == ():
+            doc.values[path] = (node.lc.line + 1, node.lc.col + 1)
+        out: dict[Any, Any] = {}
+        for key, value in node.items():
+            name = key if isinstance(key, str) else str(key)  # schema keys are strings
+            child = path + (name,)
+            kl, kc = node.lc.key(key)
+            vl, vc = node.lc.value(key)
+            doc.keys[child] = (kl + 1, kc + 1)
+            doc.values[child] = (vl + 1, vc + 1)
+            out[name] = _plain(value, child, doc)
+        return out
+    if isinstance(node, CommentedSeq):
+        items = []
+        for index, value in enumerate(node):
+            child = path + (index,)
+            il, ic = node.lc.item(index)
+            doc.values[child] = (il + 1, ic + 1)
+            items.append(_plain(value, child, doc))
+        return items
+    if isinstance(node, bool) or node is None:
+        return node
+    for plain in (str, int, float):  # ruamel's scalar subclasses become the builtin type
+        if isinstance(node, plain):
+            return plain(node)
+    return str(node)
