@@ -1,0 +1,427 @@
+"""The local cloud: a Docker engine, an OCI registry and moto's AWS APIs on loopback.
+
+`LocalCloud` brings up, on 127.0.0.1 and free ports, with all state in one temp dir:
+
+- the Docker engine (`dockerd`), only when `docker info` fails; stopped on exit only if started here;
+- moto's server (ECR, Lambda, IAM, STS) with MOTO_LAMBDA_STUB_ECR=false, run by moto_main.py;
+- Debian's `docker-registry` (distribution 2.8) with htpasswd auth holding exactly the credentials
+  that moto's ECR GetAuthorizationToken hands out, and a notification endpoint in this process.
+
+The registry stands in for ECR's storage: the product pushes to DEPLOYER_REGISTRY_ENDPOINT and tells
+Lambda `<account>.dkr.ecr.<region>.amazonaws.com/<repo>@sha256:...`. Moto's ECR cannot see that
+registry, so every manifest push is recorded in moto with `PutImage` carrying the registry's real
+digest and media type (see `ImageRecorder`); DescribeImages, BatchGetImage and Lambda's CodeSha256
+then report what was really pushed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Callable
+
+import boto3
+import docker
+import docker.errors
+import requests
+
+from tests.localcloud.standins import StandinImages, ensure_standins
+
+REGION = "us-east-1"
+LOOPBACK = "127.0.0.1"
+DOCKER_SOCKET = Path("/var/run/docker.sock")
+START_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 20.0
+
+# Manifest media types the registry may hold; asked for explicitly so that it never converts.
+MANIFEST_MEDIA_TYPES = (
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.index.v1+json",
+)
+
+
+class LocalCloudError(RuntimeError):
+    """A part of the local cloud failed to start or to do its job; the message has the log tail."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return f"(no log at {path})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def wait_until(ready: Callable[[], bool], what: str, timeout: float, log: Path | None = None,
+               alive: Callable[[], bool] = lambda: True) -> None:
+    """Poll `ready` until true; bounded by `timeout`. Fails early when `alive` says the process died."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        if not alive():
+            break
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+    state = "exited" if not alive() else f"not ready after {timeout:.0f}s"
+    tail = f"\n--- last lines of {log} ---\n{log_tail(log)}" if log else ""
+    raise LocalCloudError(f"local cloud: {what} {state}{tail}")
+
+
+@dataclass
+class ManagedProcess:
+    """A server this harness started; its output goes to `log`."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @classmethod
+    def start(cls, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None) -> ManagedProcess:
+        with log.open("ab") as out:
+            # New session: a Ctrl-C in the terminal reaches us, and we stop the servers in order.
+            process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       env=env, start_new_session=True)
+        return cls(name, process, log)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        if not self.alive():
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
+
+
+@dataclass(frozen=True)
+class RegistryCredentials:
+    username: str
+    password: str
+
+    @classmethod
+    def from_ecr_token(cls, token: str) -> RegistryCredentials:
+        username, _, password = base64.b64decode(token).decode().partition(":")
+        return cls(username, password)
+
+
+class ImageRecorder:
+    """Copies manifests from the registry into moto's ECR (PutImage with the registry's digest).
+
+    Idempotent: a (repository, digest, tag) already recorded is skipped, and moto's
+    ImageAlreadyExistsException for an identical re-push is success."""
+
+    def __init__(self, registry_url: str, credentials: RegistryCredentials, ecr: Any) -> None:
+        self._registry_url = registry_url
+        self._auth = (credentials.username, credentials.password)
+        self._ecr = ecr
+        self._recorded: set[tuple[str, str, str | None]] = set()
+        self._lock = threading.Lock()
+        self.errors: list[str] = []
+
+    def record(self, repository: str, reference: str, tag: str | None) -> str:
+        """Record the manifest `reference` (tag or digest) of `repository`; returns its digest."""
+        response = requests.get(
+            f"{self._registry_url}/v2/{repository}/manifests/{reference}",
+            headers={"Accept": ", ".join(MANIFEST_MEDIA_TYPES)}, auth=self._auth, timeout=10)
+        response.raise_for_status()
+        digest = response.headers["Docker-Content-Digest"]
+        media_type = response.headers["Content-Type"]
+        key = (repository, digest, tag)
+        with self._lock:
+            if key in self._recorded:
+                return digest
+            self._put_image(repository, response.text, media_type, digest, tag)
+            self._recorded.add(key)
+        return digest
+
+    def _put_image(self, repository: str, manifest: str, media_type: str, digest: str, tag: str | None) -> None:
+        args: dict[str, Any] = dict(repositoryName=repository, imageManifest=manifest,
+                                    imageManifestMediaType=media_type, imageDigest=digest)
+        if tag:
+            args["imageTag"] = tag
+        try:
+            self._ecr.put_image(**args)
+        except self._ecr.exceptions.ImageAlreadyExistsException:
+            pass
+
+    def sync(self, repository: str) -> None:
+        """Record every tag the registry holds for `repository` (a read barrier for moto)."""
+        response = requests.get(f"{self._registry_url}/v2/{repository}/tags/list", auth=self._auth, timeout=10)
+        if response.status_code == 404:  # nothing pushed yet
+            return
+        response.raise_for_status()
+        for tag in response.json().get("tags") or []:
+            self.record(repository, tag, tag)
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        target = event.get("target", {})
+        if event.get("action") != "push" or target.get("mediaType") not in MANIFEST_MEDIA_TYPES:
+            return  # blob pushes and pulls
+        self.record(target["repository"], target["digest"], target.get("tag"))
+
+
+class _ListenerHandler(BaseHTTPRequestHandler):
+    recorder: ImageRecorder  # set on the subclass made per listener
+
+    def do_POST(self) -> None:  # registry notifications
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            for event in json.loads(body).get("events", []):
+                self.recorder.on_event(event)
+        except Exception as exc:  # noqa: BLE001 - reported to the registry (it retries) and kept
+            self.recorder.errors.append(f"notification: {exc!r}")
+            self._reply(500, repr(exc))
+            return
+        self._reply(200, "ok")
+
+    def do_GET(self) -> None:  # /sync?repository=NAME from moto_main.py
+        query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+        try:
+            self.recorder.sync(query.get("repository", [""])[0])
+        except Exception as exc:  # noqa: BLE001
+            self.recorder.errors.append(f"sync: {exc!r}")
+            self._reply(500, repr(exc))
+            return
+        self._reply(200, "ok")
+
+    def _reply(self, status: int, text: str) -> None:
+        data = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output clean
+        pass
+
+
+def _registry_config(state: Path, port: int, listener_port: int) -> str:
+    # JSON is valid YAML; the registry reads this file.
+    config = {
+        "version": 0.1,
+        "log": {"level": "info", "accesslog": {"disabled": True}},
+        "storage": {"filesystem": {"rootdirectory": str(state / "registry-data")}, "delete": {"enabled": True}},
+        "http": {"addr": f"{LOOPBACK}:{port}", "secret": secrets.token_hex(16)},
+        "auth": {"htpasswd": {"realm": "deployer-localcloud", "path": str(state / "htpasswd")}},
+        "notifications": {"endpoints": [{
+            "name": "localcloud",
+            "url": f"http://{LOOPBACK}:{listener_port}/events",
+            "timeout": "5s", "threshold": 3, "backoff": "200ms",
+            "ignore": {"actions": ["pull"]},
+        }]},
+    }
+    return json.dumps(config, indent=2)
+
+
+def _htpasswd_line(credentials: RegistryCredentials) -> str:
+    # bcrypt is the only hash distribution's htpasswd accepts.
+    result = subprocess.run(["htpasswd", "-nbB", credentials.username, credentials.password],
+                            capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise LocalCloudError(f"local cloud: htpasswd failed (apache2-utils installed?): {result.stderr}")
+    return result.stdout.strip() + "\n"
+
+
+def _docker_ready() -> bool:
+    try:
+        client = docker.from_env(timeout=5)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except (docker.errors.DockerException, requests.RequestException, OSError):
+        return False
+
+
+class LocalCloud:
+    """Context manager: `with LocalCloud() as cloud: ... cloud.env ...`. See the module docstring."""
+
+    def __init__(self, build_standins: bool = True) -> None:
+        self.build_standins = build_standins
+        self.state = Path(tempfile.mkdtemp(prefix="deployer-localcloud-"))
+        self._processes: list[ManagedProcess] = []
+        self._listener: ThreadingHTTPServer | None = None
+        self.moto_port = 0
+        self.registry_port = 0
+        self.account = ""
+        self.credentials = RegistryCredentials("", "")
+        self.standins: StandinImages | None = None
+        self.recorder: ImageRecorder | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> LocalCloud:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def start(self) -> LocalCloud:
+        started = time.monotonic()
+        try:
+            listener_port = self._start_listener()
+            moto = self._start_moto(listener_port)  # slow to import: overlap it with dockerd
+            self._ensure_docker()
+            wait_until(self._moto_ready, "moto server", START_TIMEOUT_SECONDS, moto.log, moto.alive)
+            self._fetch_credentials()
+            self._start_registry(listener_port)
+            if self.build_standins:
+                self.standins = ensure_standins()
+        except BaseException:
+            self.stop()
+            raise
+        print(f"local cloud: up in {time.monotonic() - started:.1f}s (moto {self.moto_endpoint}, "
+              f"registry {self.registry_endpoint}, state {self.state})", file=sys.stderr)
+        return self
+
+    def stop(self) -> None:
+        """Stop everything started here, newest first; each stop is bounded."""
+        for process in reversed(self._processes):
+            process.stop()
+        self._processes.clear()
+        if self._listener is not None:
+            self._listener.shutdown()
+            self._listener.server_close()
+            self._listener = None
+        shutil.rmtree(self.state, ignore_errors=True)
+
+    def _start_listener(self) -> int:
+        handler = type("Handler", (_ListenerHandler,), {})
+        self._listener = ThreadingHTTPServer((LOOPBACK, 0), handler)
+        self._listener.daemon_threads = True
+        self._handler = handler
+        threading.Thread(target=self._listener.serve_forever, name="localcloud-listener", daemon=True).start()
+        return int(self._listener.server_address[1])
+
+    def _start_moto(self, listener_port: int) -> ManagedProcess:
+        self.moto_port = free_port()
+        env = {**os.environ, "MOTO_LAMBDA_STUB_ECR": "false",
+               "LOCALCLOUD_SYNC_URL": f"http://{LOOPBACK}:{listener_port}/sync"}
+        for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):  # moto must not talk to itself by accident
+            env.pop(name, None)
+        script = Path(__file__).with_name("moto_main.py")
+        process = ManagedProcess.start("moto", [sys.executable, str(script), "--host", LOOPBACK, "--port",
+                                                str(self.moto_port)], self.state / "moto.log", env)
+        self._processes.append(process)
+        return process
+
+    def _moto_ready(self) -> bool:
+        try:
+            return requests.get(f"{self.moto_endpoint}/moto-api/", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def _ensure_docker(self) -> None:
+        if _docker_ready():
+            return
+        if os.environ.get("DOCKER_HOST", f"unix://{DOCKER_SOCKET}") != f"unix://{DOCKER_SOCKET}":
+            raise LocalCloudError(f"local cloud: DOCKER_HOST={os.environ['DOCKER_HOST']} does not answer")
+        if shutil.which("dockerd") is None:
+            raise LocalCloudError("local cloud: no Docker engine and no dockerd: run tests/localcloud/install.sh")
+        log = self.state / "dockerd.log"
+        dockerd = ManagedProcess.start("dockerd", ["dockerd"], log)
+        self._processes.append(dockerd)
+        wait_until(lambda: DOCKER_SOCKET.exists() and _docker_ready(), "dockerd", START_TIMEOUT_SECONDS,
+                   log, dockerd.alive)
+
+    def _fetch_credentials(self) -> None:
+        data = self.client("ecr").get_authorization_token()["authorizationData"][0]
+        self.credentials = RegistryCredentials.from_ecr_token(data["authorizationToken"])
+        self.account = self.client("sts").get_caller_identity()["Account"]
+
+    def _start_registry(self, listener_port: int) -> None:
+        self.registry_port = free_port()
+        (self.state / "htpasswd").write_text(_htpasswd_line(self.credentials))
+        config = self.state / "registry.yml"
+        config.write_text(_registry_config(self.state, self.registry_port, listener_port))
+        self.recorder = ImageRecorder(f"http://{self.registry_endpoint}", self.credentials, self.client("ecr"))
+        self._handler.recorder = self.recorder
+        registry = ManagedProcess.start("docker-registry", ["docker-registry", "serve", str(config)],
+                                        self.state / "registry.log")
+        self._processes.append(registry)
+        wait_until(self._registry_ready, "docker-registry", START_TIMEOUT_SECONDS, registry.log, registry.alive)
+
+    def _registry_ready(self) -> bool:
+        try:
+            # 401 without credentials: it is up and auth is on.
+            return requests.get(f"http://{self.registry_endpoint}/v2/", timeout=2).status_code == 401
+        except requests.RequestException:
+            return False
+
+    # -- what tests and the demo use -------------------------------------------------------
+    @property
+    def moto_endpoint(self) -> str:
+        return f"http://{LOOPBACK}:{self.moto_port}"
+
+    @property
+    def registry_endpoint(self) -> str:
+        """host:port of the registry that stands in for ECR's storage."""
+        return f"{LOOPBACK}:{self.registry_port}"
+
+    @property
+    def ecr_host(self) -> str:
+        """The ECR hostname Lambda is given image URIs on (never contacted)."""
+        return f"{self.account}.dkr.ecr.{REGION}.amazonaws.com"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for the code under test."""
+        env = {
+            "AWS_ENDPOINT_URL": self.moto_endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "DEPLOYER_REGISTRY_ENDPOINT": self.registry_endpoint,
+        }
+        if self.standins is not None:
+            env |= {
+                "DEPLOYER_STANDIN_BUILDER": self.standins.builder,
+                "DEPLOYER_STANDIN_RUNTIME_ARM64": self.standins.runtime_arm64,
+                "DEPLOYER_STANDIN_RUNTIME_AMD64": self.standins.runtime_amd64,
+            }
+        return env
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for moto, independent of the process environment."""
+        return boto3.client(service, endpoint_url=self.moto_endpoint, region_name=REGION,
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def docker(self) -> docker.DockerClient:
+        return docker.from_env(timeout=300)
+
+    def check_recorder(self) -> None:
+        """Raise if recording a push into moto failed (such failures happen off the test's thread)."""
+        if self.recorder is not None and self.recorder.errors:
+            raise LocalCloudError("local cloud: recording pushes in moto failed: " + "; ".join(self.recorder.errors))
+
+
+__all__ = ["LocalCloud", "LocalCloudError", "RegistryCredentials", "ImageRecorder", "free_port"]
