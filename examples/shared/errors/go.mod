@@ -1,0 +1,3 @@
+module example.com/shared/errors
+
+go 1.22

@@ -1,0 +1,3 @@
+module example.com/shared/logger
+
+go 1.22
