@@ -1,0 +1,81 @@
+"""The deploy.yaml schema: valid against its metaschema, documented, shipped identically."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+from jsonschema import Draft202012Validator
+
+from deployer.schema import schema, schema_text
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_schema_passes_its_metaschema() -> None:
+    Draft202012Validator.check_schema(schema())
+    assert schema()["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema()["$id"]
+
+
+def test_repository_copy_and_packaged_copy_are_identical() -> None:
+    assert (REPO / "schemas" / "deploy.schema.json").read_text(encoding="utf-8") == schema_text()
+
+
+def _properties(node: Any, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    if isinstance(node, dict):
+        for name, sub in node.get("properties", {}).items():
+            yield f"{path}.{name}", sub
+        for key, value in node.items():
+            yield from _properties(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _properties(value, f"{path}[{index}]")
+
+
+def _resolve(sub: dict[str, Any]) -> dict[str, Any]:
+    while "description" not in sub and "$ref" in sub:
+        target: Any = schema()
+        for part in sub["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        sub = target
+    return sub
+
+
+def test_every_property_has_a_description() -> None:
+    missing = [path for path, sub in _properties(schema(), "") if not _resolve(sub).get("description")]
+    assert missing == []
+
+
+def test_every_object_forbids_unknown_keys() -> None:
+    def objects(node: Any) -> Iterator[dict[str, Any]]:
+        if isinstance(node, dict):
+            if "properties" in node:
+                yield node
+            for value in node.values():
+                yield from objects(value)
+    assert all(obj.get("additionalProperties") is False for obj in objects(schema()))
+
+
+def test_example_file_matches_the_schema() -> None:
+    from ruamel.yaml import YAML
+
+    data = YAML(typ="safe").load((REPO / "deploy.example.yaml").read_text())
+    assert list(Draft202012Validator(schema()).iter_errors(data)) == []
+
+
+def test_patterns_follow_aws_rules() -> None:
+    validator = Draft202012Validator(schema())
+    def ok(name: str, repository: str, region: str = "us-east-1") -> bool:
+        doc = {"version": 1, "functions": [{"name": name, "repository": repository, "region": region}]}
+        return validator.is_valid(doc)
+    assert ok("a" * 64, "team/svc-a_b.c")
+    assert not ok("a" * 65, "repo")
+    assert ok("fn", "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/fn")
+    assert ok("fn", "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/fn", "cn-north-1")
+    assert not ok("fn", "12345.dkr.ecr.eu-west-1.amazonaws.com/fn")
+    assert not ok("fn", "Repo")
+    assert not ok("fn", "repo//x")
+    assert ok("fn", "repo", "us-gov-west-1")
+    assert not ok("fn", "repo", "useast1")
