@@ -126,6 +126,8 @@ class _Copier:
     def copy_tree(self, pm: PatternMatcher, src: Path, ctx_prefix: str, skip: frozenset[str] = frozenset()) -> None:
         target_root = self.dest / ctx_prefix if ctx_prefix else self.dest
         target_root.mkdir(parents=True, exist_ok=True)
+        if ctx_prefix:
+            self.dir_modes.append((target_root, stat.S_IMODE(src.stat().st_mode)))
         for rel in _walk(pm, src, f"{ctx_prefix}/" if ctx_prefix else ""):
             if rel in skip:
                 continue

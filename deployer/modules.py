@@ -87,6 +87,7 @@ class _Discovery:
         self.func_dir = fn.build.source.resolve()
         self.problems: list[str] = []
         self.modules: dict[Path, Module] = {}
+        self.unreadable: set[Path] = set()  # reported once, however many replaces lead there
 
     def problem(self, where: str, what: str, todo: str) -> None:
         self.problems.append(f"{where}: {what}; {todo}")
@@ -140,8 +141,11 @@ class _Discovery:
             if target is None:
                 continue
             known = self.modules.get(target)
+            if target in self.unreadable:
+                continue
             dep = known or self.read(target, shared=not _inside(target, self.func_dir))
             if dep is None:
+                self.unreadable.add(target)
                 continue
             if dep.parsed.module != rep.old_path:
                 declared = f"declares module {dep.parsed.module}" if dep.parsed.module else "has no module line"
