@@ -7,6 +7,7 @@ that 2 keeps its one meaning.
 
 from __future__ import annotations
 
+import enum
 import sys
 import traceback
 from pathlib import Path
@@ -17,7 +18,7 @@ from typer.exceptions import TyperException
 from rich.console import Console
 
 from deployer import __version__
-from deployer.errors import DeployerError, InvalidSpecError
+from deployer.errors import DeployerError, InvalidSpecError, PlanError
 
 app = typer.Typer(
     name="deployer",
@@ -66,10 +67,41 @@ def print_schema() -> None:
     sys.stdout.write(schema_text())
 
 
+class OutputFormat(str, enum.Enum):
+    text = "text"
+    markdown = "markdown"
+    json = "json"
+
+
 @app.command()
-def plan() -> None:
-    """Compare deploy.yaml with what runs in AWS and print the plan (not implemented yet)."""
-    raise DeployerError("'deployer plan' is not implemented yet")
+def plan(
+    paths: Optional[List[Path]] = PathsArg,
+    fmt: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text for terminals, markdown for pull requests, json for machines."),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="Also save the plan as JSON, for 'deployer apply FILE'."),
+    detailed_exitcode: bool = typer.Option(False, "--detailed-exitcode", help="Exit 0 when nothing changes, 2 when something would, 1 on error."),
+) -> int:
+    """Compare deploy.yaml with what runs in AWS and print what apply would do. Builds nothing."""
+    from deployer import planfile
+    from deployer.aws import Clients
+    from deployer.load import load
+    from deployer.observe import observe
+    from deployer.plan import make_plan
+    from deployer.render import render
+
+    spec = load(paths or [Path(".")])
+    the_plan = make_plan(observe(spec, Clients()))
+    rendered = render(the_plan, fmt.value)
+    if fmt is OutputFormat.text:
+        out.print(rendered, end="")
+    else:
+        sys.stdout.write(rendered)
+    if the_plan.blocked:
+        names = ", ".join(fp.name for fp in the_plan.blocked)
+        raise PlanError(f"{len(the_plan.blocked)} function(s) cannot be deployed: {names}; see the reasons above")
+    if out_file is not None:
+        planfile.write(the_plan, out_file)
+        err.print(f"plan saved to {out_file}; apply it with: deployer apply {out_file}", markup=False)
+    return 2 if detailed_exitcode and the_plan.has_changes else 0
 
 
 @app.command()

@@ -1,0 +1,171 @@
+"""Gateways to Lambda, ECR and STS: thin typed wrappers that return the project's own data and turn
+botocore errors into AwsError messages that name the call, the resource and what to do.
+
+Clients are made once per (service, region) and shared by threads (boto3 clients are thread-safe).
+botocore's "standard" retry mode absorbs throttling and transient 5xx; endpoints, profiles and
+credentials come from boto3's standard configuration (AWS_PROFILE, AWS_ENDPOINT_URL*, ...).
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from deployer.errors import AwsError
+from deployer.observed import FunctionState, ImageState
+
+T = TypeVar("T")
+
+RETRY_CONFIG = botocore.config.Config(
+    retries={"mode": "standard", "max_attempts": 8},
+    connect_timeout=10,
+    read_timeout=60,
+    max_pool_connections=32,
+)
+
+
+class Clients:
+    """One boto3 session, one client per (service, region), made on first use."""
+
+    def __init__(self, session: boto3.session.Session | None = None) -> None:
+        self._session = session or boto3.session.Session()
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+        self._account: str | None = None
+
+    def client(self, service: str, region: str) -> Any:
+        with self._lock:
+            key = (service, region)
+            if key not in self._clients:
+                self._clients[key] = self._session.client(service, region_name=region, config=RETRY_CONFIG)  # type: ignore[call-overload]
+            return self._clients[key]
+
+    def account(self, region: str) -> str:
+        """The caller's account, for repositories given by name only."""
+        if self._account is None:
+            identity = call(lambda: self.client("sts", region).get_caller_identity(), "sts:GetCallerIdentity", "the caller's account")
+            self._account = str(identity["Account"])
+        return self._account
+
+
+def call(fn: Callable[[], T], operation: str, resource: str) -> T:
+    """Run one AWS call; map what can go wrong to an AwsError saying what, where and what to do."""
+    try:
+        return fn()
+    except botocore.exceptions.ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "Unknown"))
+        message = error.get("Message", "")
+        hint = _HINTS.get(code, "")
+        raise AwsError(f"{operation} on {resource} failed: {code}: {message}{hint}", code) from exc
+    except botocore.exceptions.NoCredentialsError as exc:
+        raise AwsError(f"{operation} on {resource}: no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY") from exc
+    except botocore.exceptions.NoRegionError as exc:
+        raise AwsError(f"{operation} on {resource}: no region; set AWS_REGION or 'region' in deploy.yaml") from exc
+    except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionClosedError,
+            botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectTimeoutError) as exc:
+        raise AwsError(f"{operation} on {resource}: cannot reach the AWS endpoint ({exc}); check the network and AWS_ENDPOINT_URL") from exc
+    except botocore.exceptions.BotoCoreError as exc:
+        raise AwsError(f"{operation} on {resource} failed: {exc}") from exc
+
+
+_HINTS = {
+    "AccessDeniedException": "; the caller lacks this IAM permission",
+    "AccessDenied": "; the caller lacks this IAM permission",
+    "UnrecognizedClientException": "; the credentials are invalid",
+    "InvalidClientTokenId": "; the credentials are invalid",
+    "ExpiredTokenException": "; the credentials have expired: refresh them (aws sso login, ...)",
+    "PreconditionFailedException": "; the function changed since the plan: run plan again",
+}
+
+
+class LambdaGateway:
+    def __init__(self, clients: Clients, region: str) -> None:
+        self._client = clients.client("lambda", region)
+        self._region = region
+
+    def get_function(self, name: str) -> FunctionState:
+        try:
+            response = call(lambda: self._client.get_function(FunctionName=name), "lambda:GetFunction", f"function {name} ({self._region})")
+        except AwsError as exc:
+            if exc.code == "ResourceNotFoundException":
+                return FunctionState(exists=False)
+            raise
+        config = response.get("Configuration", {})
+        code = response.get("Code", {})
+        return FunctionState(
+            exists=True,
+            package_type=config.get("PackageType"),
+            code_sha256=config.get("CodeSha256") if config.get("PackageType") == "Image" else None,
+            image_uri=code.get("ImageUri"),
+            architectures=tuple(config.get("Architectures") or ("x86_64",)),  # Lambda's default
+            state=config.get("State"),
+            last_update_status=config.get("LastUpdateStatus"),
+            revision_id=config.get("RevisionId"),
+        )
+
+    def update_function_code(self, name: str, image_uri: str, architecture: str, revision_id: str | None) -> str | None:
+        """Point the function at `image_uri` (repo@sha256:...). Returns the new RevisionId."""
+        kwargs: dict[str, Any] = {"FunctionName": name, "ImageUri": image_uri, "Architectures": [architecture]}
+        if revision_id:
+            kwargs["RevisionId"] = revision_id
+        response = call(lambda: self._client.update_function_code(**kwargs), "lambda:UpdateFunctionCode", f"function {name}")
+        revision: str | None = response.get("RevisionId")
+        return revision
+
+    def wait_updated(self, name: str, timeout_seconds: int = 600) -> None:
+        """Wait for LastUpdateStatus Successful; fail fast on Failed with Lambda's reason."""
+        waiter = self._client.get_waiter("function_updated_v2")
+        delay = 2
+        try:
+            waiter.wait(FunctionName=name, WaiterConfig={"Delay": delay, "MaxAttempts": max(1, timeout_seconds // delay)})
+        except botocore.exceptions.WaiterError as exc:
+            config = exc.last_response.get("Configuration", exc.last_response) if exc.last_response else {}
+            status = config.get("LastUpdateStatus", "unknown")
+            reason = config.get("LastUpdateStatusReason", str(exc))
+            raise AwsError(f"function {name}: update did not succeed (LastUpdateStatus {status}): {reason}") from exc
+
+
+@dataclass(frozen=True)
+class RegistryLogin:
+    """Credentials for `docker login`; kept in memory only, never printed (repr hides the password)."""
+
+    username: str
+    password: str
+    registry: str
+
+    def __repr__(self) -> str:
+        return f"RegistryLogin(username={self.username!r}, registry={self.registry!r}, password=***)"
+
+
+class EcrGateway:
+    def __init__(self, clients: Clients, region: str) -> None:
+        self._client = clients.client("ecr", region)
+        self._region = region
+
+    def describe_image(self, repository: str, tag: str) -> ImageState:
+        where = f"repository {repository} ({self._region})"
+        try:
+            response = call(lambda: self._client.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}]), "ecr:DescribeImages", where)
+        except AwsError as exc:
+            if exc.code == "RepositoryNotFoundException":
+                return ImageState(repository_exists=False)
+            if exc.code == "ImageNotFoundException":
+                return ImageState(repository_exists=True)
+            raise
+        details = response.get("imageDetails") or []
+        if not details:
+            return ImageState(repository_exists=True)
+        return ImageState(True, details[0].get("imageDigest"), details[0].get("imageManifestMediaType"))
+
+    def login(self) -> RegistryLogin:
+        response = call(lambda: self._client.get_authorization_token(), "ecr:GetAuthorizationToken", f"ECR in {self._region}")
+        data = response["authorizationData"][0]
+        username, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
+        return RegistryLogin(username, password, data.get("proxyEndpoint", ""))

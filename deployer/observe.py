@@ -1,0 +1,61 @@
+"""observe: Spec -> (Desired, Observed) per function. Read-only.
+
+For each function: assemble its build context in a temporary directory to learn the source digest
+(and so the content tag), then ask Lambda what runs and ECR whether that tag exists. Functions are
+observed in parallel in a bounded pool; the per-region boto3 clients are shared.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
+
+from deployer.aws import Clients, EcrGateway, LambdaGateway
+from deployer.context import temporary_context
+from deployer.errors import DeployerError
+from deployer.observed import Desired, Observed
+from deployer.spec import FunctionSpec, Spec
+
+MAX_WORKERS = 16  # enough to hide AWS latency; small enough to stay under API rate limits
+
+
+def desired_state(fn: FunctionSpec, clients: Clients) -> Desired:
+    """What deploy.yaml asks for `fn`, with the content tag of its current source."""
+    with temporary_context(fn) as ctx:
+        digest, tag = ctx.digest, ctx.content_tag
+    account = fn.repository.account or clients.account(fn.region)
+    return Desired(
+        name=fn.name,
+        region=fn.region,
+        repository_uri=fn.repository.uri(account),
+        content_tag=tag,
+        source_digest=digest,
+        architecture=fn.architecture,
+        platform=fn.platform,
+        spec_file=str(fn.location.file),
+    )
+
+
+def observe_function(fn: FunctionSpec, clients: Clients) -> tuple[Desired, Observed]:
+    desired = desired_state(fn, clients)
+    function = LambdaGateway(clients, fn.region).get_function(fn.name)
+    image = EcrGateway(clients, fn.region).describe_image(fn.repository.name, desired.content_tag)
+    return desired, Observed(function, image)
+
+
+def observe(spec: Spec, clients: Clients, workers: int = MAX_WORKERS) -> list[tuple[Desired, Observed]]:
+    """Observe every function; if any fail, report all failures together (by function name)."""
+    functions: Sequence[FunctionSpec] = spec.functions
+    if not functions:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(functions)))) as pool:
+        futures = [(fn, pool.submit(observe_function, fn, clients)) for fn in functions]
+        results, failures = [], []
+        for fn, future in futures:
+            try:
+                results.append(future.result())
+            except DeployerError as exc:
+                failures.append(f"{fn.name}: {exc}")
+    if failures:
+        raise DeployerError("cannot plan:\n  " + "\n  ".join("\n    ".join(f.splitlines()) for f in failures))
+    return results

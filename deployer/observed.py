@@ -1,0 +1,67 @@
+"""What the planner knows: the desired image of a function and what AWS reports about it.
+
+Plain frozen data, no I/O, so that planner tests can state any situation as values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Lambda accepts only single-platform manifests; an index / manifest list is rejected.
+SINGLE_PLATFORM_MEDIA_TYPES = frozenset({
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+})
+
+
+@dataclass(frozen=True)
+class Desired:
+    """What deploy.yaml asks for one function. `source_digest` names the image's inputs
+    ("sha256:<hex>"); `content_tag` is the ECR tag derived from it."""
+
+    name: str
+    region: str
+    repository_uri: str  # ACCOUNT.dkr.ecr.REGION.amazonaws.com/NAME, what Lambda is given
+    content_tag: str
+    source_digest: str
+    architecture: str  # Lambda's name: arm64 or x86_64
+    platform: str  # OCI platform: linux/arm64 or linux/amd64
+    spec_file: str  # the deploy.yaml that declares the function, for messages and saved plans
+
+
+@dataclass(frozen=True)
+class FunctionState:
+    """Lambda GetFunction, reduced to what planning needs. `exists` False means NotFound.
+    `code_sha256` is the running image's manifest digest in hex (no "sha256:" prefix)."""
+
+    exists: bool
+    package_type: str | None = None
+    code_sha256: str | None = None
+    image_uri: str | None = None
+    architectures: tuple[str, ...] = ()
+    state: str | None = None
+    last_update_status: str | None = None
+    revision_id: str | None = None
+
+    @property
+    def running_digest(self) -> str | None:
+        return f"sha256:{self.code_sha256}" if self.code_sha256 else None
+
+
+@dataclass(frozen=True)
+class ImageState:
+    """ECR DescribeImages for the content tag. `digest` None: no image has that tag (yet)."""
+
+    repository_exists: bool
+    digest: str | None = None
+    media_type: str | None = None
+
+    @property
+    def single_platform(self) -> bool:
+        return self.media_type in SINGLE_PLATFORM_MEDIA_TYPES
+
+
+@dataclass(frozen=True)
+class Observed:
+    function: FunctionState
+    image: ImageState

@@ -1,0 +1,160 @@
+"""The planner as data: desired + observed -> expected action, reason and steps."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from deployer import planfile
+from deployer.observed import Desired, FunctionState, ImageState, Observed
+from deployer.plan import (
+    Action,
+    AssembleContext,
+    BuildImage,
+    Cleanup,
+    EcrLogin,
+    PushImage,
+    UpdateFunctionCode,
+    VerifyImage,
+    WaitForUpdate,
+    make_plan,
+    plan_function,
+)
+from deployer.render import render
+
+REPO = "123456789012.dkr.ecr.us-east-1.amazonaws.com/fn-repo"
+SOURCE = "sha256:" + "a" * 64
+TAG = "src-" + "a" * 40
+OLD = "b" * 64
+NEW = "c" * 64
+DOCKER_V2 = "application/vnd.docker.distribution.manifest.v2+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+
+DESIRED = Desired(name="fn", region="us-east-1", repository_uri=REPO, content_tag=TAG, source_digest=SOURCE,
+                  architecture="arm64", platform="linux/arm64", spec_file="deploy.yaml")
+
+
+def running(code: str, arch: str = "arm64", **extra: object) -> FunctionState:
+    return FunctionState(exists=True, package_type="Image", code_sha256=code, architectures=(arch,), **extra)  # type: ignore[arg-type]
+
+
+def image(digest: str | None, media_type: str = DOCKER_V2) -> ImageState:
+    return ImageState(repository_exists=True, digest=f"sha256:{digest}" if digest else None,
+                      media_type=media_type if digest else None)
+
+
+UPDATE_STEPS = (UpdateFunctionCode("fn", f"{REPO}@sha256:{NEW}", "arm64"), WaitForUpdate("fn"))
+BUILD_STEPS = (
+    EcrLogin("123456789012.dkr.ecr.us-east-1.amazonaws.com"),
+    AssembleContext(SOURCE),
+    BuildImage("linux/arm64"),
+    PushImage(f"{REPO}:{TAG}"),
+    VerifyImage(f"{REPO}:{TAG}"),
+    UpdateFunctionCode("fn", f"{REPO}:{TAG}", "arm64"),
+    WaitForUpdate("fn"),
+    Cleanup(),
+)
+
+CASES = {
+    "no change when lambda runs the content image": (
+        running(NEW), image(NEW), Action.NOOP, "runs sha256:cccccccccccc, the image of source sha256:aaaaaaaaaaaa", ()),
+    "update only when the image exists but lambda runs another digest": (
+        running(OLD), image(NEW), Action.UPDATE,
+        "runs sha256:bbbbbbbbbbbb, ECR has sha256:cccccccccccc for the current source", UPDATE_STEPS),
+    "build when no image has the content tag": (
+        running(OLD), image(None), Action.BUILD,
+        f"no image in ECR for source sha256:aaaaaaaaaaaa (tag {TAG})", BUILD_STEPS),
+    "architecture change alone is an update": (
+        running(NEW, "x86_64"), image(NEW), Action.UPDATE,
+        "architecture change only; architectures x86_64 -> arm64", UPDATE_STEPS),
+    "architecture change folds into a digest update": (
+        running(OLD, "x86_64"), image(NEW), Action.UPDATE,
+        "runs sha256:bbbbbbbbbbbb, ECR has sha256:cccccccccccc for the current source; architectures x86_64 -> arm64",
+        UPDATE_STEPS),
+    "architecture change folds into a build": (
+        running(OLD, "x86_64"), image(None), Action.BUILD,
+        f"no image in ECR for source sha256:aaaaaaaaaaaa (tag {TAG}); architectures x86_64 -> arm64", BUILD_STEPS),
+    "missing function blocks": (
+        FunctionState(exists=False), image(NEW), Action.BLOCKED,
+        "function fn does not exist in us-east-1; create it (as an Image package) first: "
+        "deployer updates code, it does not create functions", ()),
+    "zip function blocks": (
+        FunctionState(exists=True, package_type="Zip", architectures=("x86_64",)), image(NEW), Action.BLOCKED,
+        "function fn is a Zip package; only Image functions can run a container image; recreate it with PackageType Image", ()),
+    "missing repository blocks": (
+        running(OLD), ImageState(repository_exists=False), Action.BLOCKED,
+        f"ECR repository {REPO} does not exist; create it (aws ecr create-repository) first", ()),
+    "image index blocks": (
+        running(OLD), image(NEW, OCI_INDEX), Action.BLOCKED,
+        f"ECR tag {TAG} is a {OCI_INDEX}; Lambda accepts only single-platform image manifests; delete the tag and "
+        "push a single-platform image (no provenance/SBOM attestations)", ()),
+    "oci single-platform manifest is accepted": (
+        running(NEW), image(NEW, "application/vnd.oci.image.manifest.v1+json"), Action.NOOP,
+        "runs sha256:cccccccccccc, the image of source sha256:aaaaaaaaaaaa", ()),
+}
+
+
+@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+def test_planner_case(case: str) -> None:
+    function, img, action, reason, steps = CASES[case]
+    result = plan_function(DESIRED, Observed(function, img))
+    assert (result.action, result.reason, result.steps) == (action, reason, steps)
+    assert result.current_digest == function.running_digest
+    assert result.desired_digest == img.digest
+    assert result.current_architectures == function.architectures
+
+
+def test_plan_keeps_the_revision_id_for_apply() -> None:
+    result = plan_function(DESIRED, Observed(running(OLD, revision_id="rev-7"), image(NEW)))
+    assert result.revision_id == "rev-7"
+
+
+def test_plan_orders_functions_by_name_and_counts_changes() -> None:
+    pairs = [(replace(DESIRED, name=name), Observed(running(code), image(NEW))) for name, code in (("b", OLD), ("a", NEW))]
+    plan = make_plan(pairs)
+    assert [fp.name for fp in plan.functions] == ["a", "b"]
+    assert plan.has_changes and not plan.blocked
+    assert plan.counts()[Action.NOOP] == 1 and plan.counts()[Action.UPDATE] == 1
+
+
+def test_plan_without_changes_has_no_changes() -> None:
+    plan = make_plan([(DESIRED, Observed(running(NEW), image(NEW)))])
+    assert not plan.has_changes
+
+
+def test_saved_plan_round_trips_exactly() -> None:
+    pairs = [(replace(DESIRED, name=name), Observed(fn, img)) for name, (fn, img, *_ ) in zip("abcdefghijk", CASES.values())]
+    plan = make_plan(pairs)
+    assert planfile.from_dict(planfile.to_dict(plan)) == plan
+
+
+def test_saved_plan_of_another_format_version_is_refused() -> None:
+    data = planfile.to_dict(make_plan([(DESIRED, Observed(running(NEW), image(NEW)))]))
+    data["format_version"] = 99
+    with pytest.raises(Exception, match="format_version 99 is not supported"):
+        planfile.from_dict(data)
+
+
+def test_text_render_shows_steps_and_summary() -> None:
+    plan = make_plan([(DESIRED, Observed(running(OLD), image(None)))])
+    out = render(plan, "text")
+    assert "+ fn: build, push and update" in out
+    assert "    3. build image for linux/arm64" in out
+    assert out.rstrip().endswith("Plan: 1 function(s): 1 build, push and update")
+
+
+def test_markdown_render_has_a_summary_table_and_collapsed_details() -> None:
+    plan = make_plan([(DESIRED, Observed(running(OLD), image(NEW)))])
+    out = render(plan, "markdown")
+    assert "| `~` | `fn` | `sha256:bbbbbbbbbbbb` | `sha256:cccccccccccc` | update | runs sha256:bbbbbbbbbbbb" in out
+    assert "<details>" in out and "</details>" in out
+
+
+def test_json_render_has_format_version() -> None:
+    import json
+
+    out = json.loads(render(make_plan([(DESIRED, Observed(running(NEW), image(NEW)))]), "json"))
+    assert out["format_version"] == 1
+    assert out["functions"][0]["action"] == "noop"
+    assert out["summary"]["changes"] is False
