@@ -90,6 +90,16 @@ def test_retagged_push_adds_tag_to_same_digest(
         (first.digest, ["content-abc", "latest"])]
 
 
+def test_moved_tag_leaves_previous_image_untagged_not_deleted(
+        make_repository: Callable[..., str], push_image: Callable[..., PushedImage]) -> None:
+    repository = make_repository()
+    old = push_image(repository, "latest", marker="first")
+    new = push_image(repository, "latest", marker="second")
+    details = boto3.client("ecr").describe_images(repositoryName=repository)["imageDetails"]
+    assert sorted((d["imageDigest"], d.get("imageTags", [])) for d in details) == sorted(
+        [(old.digest, []), (new.digest, ["latest"])])
+
+
 def test_update_function_code_to_pushed_digest_sets_code_sha256(
         make_image_function: Callable[..., ImageFunction], push_image: Callable[..., PushedImage]) -> None:
     function = make_image_function(architecture="arm64")

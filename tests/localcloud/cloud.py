@@ -143,6 +143,8 @@ class ImageRecorder:
         self._auth = (credentials.username, credentials.password)
         self._ecr = ecr
         self._recorded: set[tuple[str, str, str | None]] = set()
+        self._tag_digest: dict[tuple[str, str], str] = {}  # (repository, tag) -> digest
+        self._manifests: dict[tuple[str, str], tuple[str, str]] = {}  # (repo, digest) -> (manifest, type)
         self._lock = threading.Lock()
         self.errors: list[str] = []
 
@@ -160,7 +162,23 @@ class ImageRecorder:
                 return digest
             self._put_image(repository, response.text, media_type, digest, tag)
             self._recorded.add(key)
+            self._manifests[(repository, digest)] = (response.text, media_type)
+            if tag:
+                self._keep_untagged(repository, self._tag_digest.get((repository, tag)), digest)
+                self._tag_digest[(repository, tag)] = digest
         return digest
+
+    def _keep_untagged(self, repository: str, previous: str | None, current: str) -> None:
+        """Moto deletes an image whose only tag moves to another push; real ECR (and the registry)
+        keep it untagged, and a function may still run it. Put it back without a tag."""
+        if previous is None or previous == current:
+            return
+        # Tags on `previous` as recorded before this push, the moved tag included.
+        tags = [t for (repo, t), d in self._tag_digest.items() if repo == repository and d == previous]
+        if len(tags) > 1:
+            return  # other tags remain: moto only took the moved one off
+        manifest, media_type = self._manifests[(repository, previous)]
+        self._put_image(repository, manifest, media_type, previous, None)
 
     def _put_image(self, repository: str, manifest: str, media_type: str, digest: str, tag: str | None) -> None:
         args: dict[str, Any] = dict(repositoryName=repository, imageManifest=manifest,
@@ -185,7 +203,16 @@ class ImageRecorder:
         target = event.get("target", {})
         if event.get("action") != "push" or target.get("mediaType") not in MANIFEST_MEDIA_TYPES:
             return  # blob pushes and pulls
-        self.record(target["repository"], target["digest"], target.get("tag"))
+        repository, digest, tag = target["repository"], target["digest"], target.get("tag")
+        # Events arrive late: a read barrier may already have recorded a newer push of this tag.
+        if tag and self._current_digest(repository, tag) != digest:
+            tag = None
+        self.record(repository, digest, tag)
+
+    def _current_digest(self, repository: str, tag: str) -> str | None:
+        response = requests.head(f"{self._registry_url}/v2/{repository}/manifests/{tag}",
+                                 headers={"Accept": ", ".join(MANIFEST_MEDIA_TYPES)}, auth=self._auth, timeout=10)
+        return response.headers.get("Docker-Content-Digest") if response.ok else None
 
 
 class _ListenerHandler(BaseHTTPRequestHandler):
@@ -269,6 +296,7 @@ class LocalCloud:
         self.state = Path(tempfile.mkdtemp(prefix="deployer-localcloud-"))
         self._processes: list[ManagedProcess] = []
         self._listener: ThreadingHTTPServer | None = None
+        self._handler: type[_ListenerHandler] = _ListenerHandler
         self.moto_port = 0
         self.registry_port = 0
         self.account = ""
