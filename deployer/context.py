@@ -180,6 +180,9 @@ def _dockerfile_source(fn: FunctionSpec, func_dir: Path) -> tuple[str, Path | No
     df = fn.build.dockerfile
     if df is None:
         return TEMPLATE_NAME, None
+    if not df.is_file():
+        raise BuildContextError(f"{fn.location}: function {fn.name}: build.dockerfile {display(df)} is not a file; "
+                                "fix the path or remove the setting to use the built-in template")
     real = df.resolve()
     if func_dir in real.parents and not df.is_symlink():
         return real.relative_to(func_dir).as_posix(), None
@@ -199,9 +202,9 @@ def assemble(fn: FunctionSpec, dest: Path) -> BuildContext:
     """Build the context of `fn` in `dest` (an empty or new directory) and digest it."""
     graph = discover(fn)
     args = build_args(fn)
-    dest = _check_dest(dest, graph)
     func_dir = graph.function.dir
     dockerfile, df_copy = _dockerfile_source(fn, func_dir)
+    dest = _check_dest(dest, graph)
 
     shared: list[tuple[str, Module]] = sorted(
         (graph.location(m.dir), m) for m in graph.modules.values() if m.shared

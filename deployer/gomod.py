@@ -73,7 +73,8 @@ def is_local_path(path: str) -> bool:
 
 
 def _is_ident_char(c: str) -> bool:
-    if c in " ()[]{},\"`":
+    """Go's isIdent; surrogates stand for undecodable bytes and count as printable."""
+    if c in " ()[]{},":
         return False
     return not c.isspace() and (c.isprintable() or unicodedata.category(c) == "Cs")
 
@@ -150,7 +151,7 @@ def _unquote(raw: str, line: int) -> str:
             if len(digits) != expected:
                 raise ValueError
             value = int(digits, base)
-            out.append(chr(value) if e in "uU" else chr(value))  # \x and octal are bytes in Go
+            out.append(chr(value))  # \x and octal escapes are bytes in Go; paths are ASCII there
         except ValueError:
             raise GoModSyntaxError(line, f"invalid quoted string {raw}") from None
         i += 2 + expected if width else 1 + expected

@@ -292,6 +292,11 @@ def test_dockerfile_outside_source_dir_is_copied_into_context(repo, dest):
     assert (dest / TEMPLATE_NAME).read_text() == "FROM scratch\n"
 
 
+def test_missing_dockerfile_is_an_error(repo, dest):
+    with pytest.raises(BuildContextError, match=r"deploy\.yaml:1:1: .*build\.dockerfile .* is not a file"):
+        assemble(make_fn(repo, dockerfile=repo / "functions/fn/Dockerfile"), dest)
+
+
 def test_build_args_hold_images_platform_flags_and_user_args_but_not_buildplatform(repo, dest):
     fn = make_fn(repo, platform="linux/amd64", runtime_image="rt:1", builder_image="go:1",
                  build_args={"GOPROXY": "off"})
