@@ -105,9 +105,53 @@ def plan(
 
 
 @app.command()
-def apply() -> None:
-    """Build, push and deploy what the plan says (not implemented yet)."""
-    raise DeployerError("'deployer apply' is not implemented yet")
+def apply(
+    paths: Optional[List[Path]] = typer.Argument(None, help="deploy.yaml files or directories (planned now), or one plan file saved by 'plan --out'.", show_default=False),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Apply without asking for confirmation."),
+    parallelism: int = typer.Option(2, "--parallelism", "-j", min=1, max=32, help="Functions built and deployed at once."),
+    keep_context: bool = typer.Option(False, "--keep-context", help="Keep the temporary build contexts and print where they are."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show docker build output."),
+    registry_endpoint: Optional[str] = typer.Option(None, "--registry-endpoint", envvar="DEPLOYER_REGISTRY_ENDPOINT", help="Push to this registry host[:port] instead of the ECR host; for local ECR emulators. Lambda is still given the ECR image URI."),
+) -> int:
+    """Build, push and deploy what the plan says, skipping everything that is already true."""
+    from deployer import planfile
+    from deployer.apply import ApplyOptions, Executor
+    from deployer.aws import Clients
+    from deployer.docker_gateway import DockerGateway
+    from deployer.load import load
+    from deployer.observe import observe
+    from deployer.plan import Action, make_plan
+    from deployer.progress import ConsoleReporter
+    from deployer.render import render
+
+    clients = Clients()
+    saved = paths is not None and len(paths) == 1 and paths[0].suffix == ".json"
+    if saved:
+        assert paths is not None
+        the_plan = planfile.read(paths[0])
+        to_build = sorted({fp.desired.spec_file for fp in the_plan.functions if fp.action is Action.BUILD})
+        spec_functions = load(to_build).functions if to_build else ()
+    else:
+        spec = load(paths or [Path(".")])
+        spec_functions = spec.functions
+        the_plan = make_plan(observe(spec, clients))
+    out.print(render(the_plan, "text"), end="")
+    if the_plan.blocked:
+        raise PlanError(f"{len(the_plan.blocked)} function(s) cannot be deployed: {', '.join(fp.name for fp in the_plan.blocked)}; nothing was applied")
+    if not the_plan.has_changes:
+        out.print("No changes: every function already runs the image of its current source.")
+        return 0
+    if not (yes or saved):
+        if not sys.stdin.isatty():
+            raise DeployerError("apply needs confirmation but stdin is not a terminal; pass --yes to apply without asking")
+        if not typer.confirm("Apply this plan?", default=False):
+            err.print("nothing applied")
+            return 1
+    reporter = ConsoleReporter(out)
+    options = ApplyOptions(parallelism, keep_context, verbose, registry_endpoint or None)
+    outcomes = Executor(clients, DockerGateway(), options, reporter).run(the_plan, {fn.name: fn for fn in spec_functions})
+    reporter.summary(outcomes)
+    return 1 if any(o.failed for o in outcomes) else 0
 
 
 def main(argv: Optional[List[str]] = None) -> None:
