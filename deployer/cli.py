@@ -67,6 +67,22 @@ def print_schema() -> None:
     sys.stdout.write(schema_text())
 
 
+@app.command("context")
+def write_context(
+    paths: Optional[List[Path]] = PathsArg,
+    function: str = typer.Option(..., "--function", help="The function whose build context to write."),
+    out_dir: Path = typer.Option(..., "--out", help="Directory to write the context to; must not exist or be empty."),
+) -> None:
+    """Write a function's assembled build context to a directory and print its source digest."""
+    from deployer.context import assemble
+    from deployer.load import load
+
+    spec = load(paths or [Path(".")])
+    ctx = assemble(spec.function(function), out_dir)
+    err.print(f"context of {function} written to {ctx.path} (Dockerfile: {ctx.dockerfile}, shared modules: {', '.join(ctx.shared_modules) or 'none'})", markup=False)
+    out.print(ctx.digest, markup=False)
+
+
 class OutputFormat(str, enum.Enum):
     text = "text"
     markdown = "markdown"

@@ -79,3 +79,31 @@ def test_patterns_follow_aws_rules() -> None:
     assert not ok("fn", "repo//x")
     assert ok("fn", "repo", "us-gov-west-1")
     assert not ok("fn", "repo", "useast1")
+
+
+def test_readme_reference_documents_every_schema_key() -> None:
+    """The README's deploy.yaml reference is tested against the schema: every key has a row."""
+    readme = (REPO / "README.md").read_text()
+
+    def keys(node: dict[str, Any], prefix: str) -> Iterator[str]:
+        node = _resolve_ref(node)
+        for name, sub in node.get("properties", {}).items():
+            path = f"{prefix}{name}"
+            yield path
+            yield from keys(sub, path + ".")
+        if "items" in node and "properties" in _resolve_ref(node["items"]):
+            yield from keys(node["items"], prefix.rstrip(".") + "[].")
+
+    documented = [key for key in keys(schema(), "")]
+    assert documented, "schema has properties"
+    missing = [key for key in documented if f"| `{key}` |" not in readme]
+    assert missing == []
+
+
+def _resolve_ref(sub: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in sub:
+        target: Any = schema()
+        for part in sub["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        sub = target
+    return sub
