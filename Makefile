@@ -9,6 +9,7 @@ install:
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 
 test: install
+	$(PYTHON) -m mypy
 	$(PYTHON) -m pytest -q
 
 demo: install

@@ -43,7 +43,7 @@ class Clients:
         with self._lock:
             key = (service, region)
             if key not in self._clients:
-                self._clients[key] = self._session.client(service, region_name=region, config=RETRY_CONFIG)  # type: ignore[call-overload]
+                self._clients[key] = self._session.client(service, region_name=region, config=RETRY_CONFIG)
             return self._clients[key]
 
     def account(self, region: str) -> str:

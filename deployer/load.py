@@ -112,7 +112,7 @@ def _functions(doc: YamlDocument, file: Path, env: dict[str, str], problems: lis
 
 def _root(doc: YamlDocument, base: Path, problems: list[Diagnostic]) -> Path | None:
     if "root" in doc.data:
-        root = (base / doc.data["root"]).resolve()
+        root: Path = (base / str(doc.data["root"])).resolve()
         if not root.is_dir():
             problems.append(doc.diagnostic(("root",), f"root: directory {doc.data['root']!r} does not exist (resolved to {root})"))
             return None

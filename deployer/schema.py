@@ -94,7 +94,7 @@ def _expected(error: ValidationError) -> str:
         case "oneOf" | "anyOf":
             options = [_option(sub) for sub in rule]
             return "expected " + " or ".join(options)
-    return error.message
+    return str(error.message)
 
 
 def _option(sub: dict[str, Any]) -> str:
@@ -109,7 +109,7 @@ def _type_name(rule: Any) -> str:
     names = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
              "boolean": "true or false", "number": "a number", "null": "nothing"}
     if isinstance(rule, list):
-        return " or ".join(names.get(r, r) for r in rule)
+        return " or ".join(names.get(str(r), str(r)) for r in rule)
     return names.get(rule, str(rule))
 
 
