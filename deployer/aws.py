@@ -23,7 +23,7 @@ from deployer.observed import FunctionState, ImageState
 T = TypeVar("T")
 
 RETRY_CONFIG = botocore.config.Config(
-    retries={"mode": "standard", "max_attempts": 8},
+    retries={"mode": "standard", "max_attempts": 5},
     connect_timeout=10,
     read_timeout=60,
     max_pool_connections=32,
