@@ -44,6 +44,10 @@ from tests.localcloud.standins import StandinImages, ensure_standins
 REGION = "us-east-1"
 LOOPBACK = "127.0.0.1"
 DOCKER_SOCKET = Path("/var/run/docker.sock")
+DOCKER_PIDFILE = Path("/var/run/docker.pid")
+# One file per process using the engine, so that a dockerd started by one test session is not
+# stopped under another one running at the same time on the same machine.
+DOCKER_USERS = Path(tempfile.gettempdir()) / "deployer-localcloud-docker-users"
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 20.0
 
@@ -277,6 +281,20 @@ def _htpasswd_line(credentials: RegistryCredentials) -> str:
     return result.stdout.strip() + "\n"
 
 
+def _pid_alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _other_docker_users() -> bool:
+    return any(_pid_alive(p.name) for p in DOCKER_USERS.glob("*") if p.name != str(os.getpid()))
+
+
 def _docker_ready() -> bool:
     try:
         client = docker.from_env(timeout=5)
@@ -303,6 +321,7 @@ class LocalCloud:
         self.credentials = RegistryCredentials("", "")
         self.standins: StandinImages | None = None
         self.recorder: ImageRecorder | None = None
+        self._dockerd: ManagedProcess | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> LocalCloud:
@@ -332,7 +351,10 @@ class LocalCloud:
 
     def stop(self) -> None:
         """Stop everything started here, newest first; each stop is bounded."""
+        (DOCKER_USERS / str(os.getpid())).unlink(missing_ok=True)
         for process in reversed(self._processes):
+            if process is self._dockerd and _other_docker_users():
+                continue  # another session on this machine still uses the engine
             process.stop()
         self._processes.clear()
         if self._listener is not None:
@@ -368,15 +390,20 @@ class LocalCloud:
             return False
 
     def _ensure_docker(self) -> None:
+        DOCKER_USERS.mkdir(exist_ok=True)
+        (DOCKER_USERS / str(os.getpid())).touch()
         if _docker_ready():
             return
         if os.environ.get("DOCKER_HOST", f"unix://{DOCKER_SOCKET}") != f"unix://{DOCKER_SOCKET}":
             raise LocalCloudError(f"local cloud: DOCKER_HOST={os.environ['DOCKER_HOST']} does not answer")
         if shutil.which("dockerd") is None:
             raise LocalCloudError("local cloud: no Docker engine and no dockerd: run tests/localcloud/install.sh")
+        if DOCKER_PIDFILE.exists() and not _pid_alive(DOCKER_PIDFILE.read_text().strip()):
+            DOCKER_PIDFILE.unlink()  # left by a dockerd that was killed; it would refuse to start
         log = self.state / "dockerd.log"
         dockerd = ManagedProcess.start("dockerd", ["dockerd"], log)
         self._processes.append(dockerd)
+        self._dockerd = dockerd
         wait_until(lambda: DOCKER_SOCKET.exists() and _docker_ready(), "dockerd", START_TIMEOUT_SECONDS,
                    log, dockerd.alive)
 
