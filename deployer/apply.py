@@ -15,10 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, NoReturn, Protocol
 
-from deployer.aws import Clients, EcrGateway, LambdaGateway, RegistryLogin
+from deployer.aws import EcrGateway, LambdaGateway, RegistryLogin
 from deployer.context import BuildContext, temporary_context
 from deployer.docker_gateway import DockerGateway
-from deployer.errors import AwsError, DeployerError, PlanError
+from deployer.errors import AwsError, DeployerError, DockerError, PlanError
 from deployer.plan import (
     Action,
     AssembleContext,
@@ -73,8 +73,12 @@ class Cancelled(DeployerError):
 
 
 class Executor:
-    def __init__(self, clients: Clients, docker: DockerGateway, options: ApplyOptions, reporter: Reporter) -> None:
-        self.clients = clients
+    """Runs plans. Gateways come in as per-region factories so tests can hand in in-memory fakes."""
+
+    def __init__(self, lambdas: Callable[[str], LambdaGateway], ecrs: Callable[[str], EcrGateway], docker: DockerGateway,
+                 options: ApplyOptions, reporter: Reporter) -> None:
+        self.lambdas = lambdas
+        self.ecrs = ecrs
         self.docker = docker
         self.options = options
         self.reporter = reporter
@@ -115,7 +119,7 @@ class Executor:
     def login(self, region: str, fresh: bool = False) -> RegistryLogin:
         with self._login_lock:
             if fresh or region not in self._logins:
-                self._logins[region] = EcrGateway(self.clients, region).login()
+                self._logins[region] = self.ecrs(region).login()
             return self._logins[region]
 
 
@@ -127,8 +131,8 @@ class _FunctionRun:
         self.fp = fp
         self.spec = spec
         self.desired = fp.desired
-        self.lam = LambdaGateway(executor.clients, fp.desired.region)
-        self.ecr = EcrGateway(executor.clients, fp.desired.region)
+        self.lam = executor.lambdas(fp.desired.region)
+        self.ecr = executor.ecrs(fp.desired.region)
         self.context: BuildContext | None = None
         self.image_id: str | None = None
         self.digest: str | None = fp.desired_digest
@@ -198,8 +202,19 @@ class _FunctionRun:
     def push(self) -> None:
         assert self.image_id is not None, "BuildImage precedes PushImage"
         region = self.desired.region
-        self.digest = self.x.docker.push(self.image_id, self.push_repository(), self.desired.content_tag,
-                                         self.x.login(region), lambda: self.x.login(region, fresh=True), self.log)
+        try:
+            self.digest = self.x.docker.push(self.image_id, self.push_repository(), self.desired.content_tag,
+                                             self.x.login(region), lambda: self.x.login(region, fresh=True), self.log)
+        except DockerError as exc:
+            # An immutable repository refuses a second push of a tag. The tag names the image's
+            # inputs, so if someone pushed it since the plan, that image is the one to deploy.
+            if not _is_immutable_tag_refusal(str(exc)):
+                raise
+            existing = self.ecr.describe_image(self.desired.repository_uri.split("/", 1)[1], self.desired.content_tag)
+            if existing.digest is None:
+                raise
+            self.log(f"ECR already holds {self.desired.content_tag} (immutable tag); deploying its digest {short(existing.digest)}")
+            self.digest = existing.digest
 
     def verify(self) -> None:
         """ECR must list the tag at the pushed digest with a single-platform media type."""
@@ -241,6 +256,11 @@ class _FunctionRun:
                 delay = min(2 ** attempt, 20)
                 self.log(f"{exc.code}: retry {attempt}/{CONFLICT_ATTEMPTS - 1} in {delay}s")
                 time.sleep(delay)
+
+
+def _is_immutable_tag_refusal(message: str) -> bool:
+    message = message.lower()
+    return "tag invalid" in message or "already exists" in message or "immutable" in message
 
 
 def _unreachable(step: NoReturn) -> NoReturn:

@@ -132,7 +132,7 @@ def apply(
     """Build, push and deploy what the plan says, skipping everything that is already true."""
     from deployer import planfile
     from deployer.apply import ApplyOptions, Executor
-    from deployer.aws import Clients
+    from deployer.aws import Clients, EcrGateway, LambdaGateway
     from deployer.docker_gateway import DockerGateway
     from deployer.load import load
     from deployer.observe import observe
@@ -165,7 +165,9 @@ def apply(
             return 1
     reporter = ConsoleReporter(out)
     options = ApplyOptions(parallelism, keep_context, verbose, registry_endpoint or None)
-    outcomes = Executor(clients, DockerGateway(), options, reporter).run(the_plan, {fn.name: fn for fn in spec_functions})
+    executor = Executor(lambda region: LambdaGateway(clients, region), lambda region: EcrGateway(clients, region),
+                        DockerGateway(), options, reporter)
+    outcomes = executor.run(the_plan, {fn.name: fn for fn in spec_functions})
     reporter.summary(outcomes)
     return 1 if any(o.failed for o in outcomes) else 0
 
