@@ -83,6 +83,7 @@ class Executor:
         self.options = options
         self.reporter = reporter
         self.cancel = threading.Event()
+        self.sleep: Callable[[float], None] = time.sleep  # backoff between retries
         self._logins: dict[str, RegistryLogin] = {}
         self._login_lock = threading.Lock()
 
@@ -227,7 +228,7 @@ class _FunctionRun:
                     raise DeployerError(f"pushed image is a {seen.media_type}; Lambda accepts only single-platform manifests "
                                         "(turn off provenance/SBOM attestations)")
                 return
-            time.sleep(min(0.25 * attempt, 2.0))
+            self.x.sleep(min(0.25 * attempt, 2.0))
         raise DeployerError(f"ECR does not list {self.desired.repository_uri}:{self.desired.content_tag} at the pushed digest "
                             f"{self.digest} (it reports {seen.digest if seen else None}); check the registry and push again")
 
@@ -255,7 +256,7 @@ class _FunctionRun:
                     raise
                 delay = min(2 ** attempt, 20)
                 self.log(f"{exc.code}: retry {attempt}/{CONFLICT_ATTEMPTS - 1} in {delay}s")
-                time.sleep(delay)
+                self.x.sleep(delay)
 
 
 def _is_immutable_tag_refusal(message: str) -> bool:

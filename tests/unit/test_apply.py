@@ -1,0 +1,290 @@
+"""The executor with in-memory gateways: which calls a plan leads to, retries, stale plans, failures.
+
+The real gateways are exercised against the local cloud in tests/integration; here the fakes let
+each case state exactly what AWS and Docker answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from deployer.apply import ApplyOptions, Executor
+from deployer.aws import RegistryLogin
+from deployer.context import temporary_context
+from deployer.errors import AwsError, DockerError, PlanError
+from deployer.observed import Desired, FunctionState, ImageState, Observed
+from deployer.plan import Plan, make_plan
+from deployer.spec import BuildSettings, FunctionSpec, Location, RepositoryRef
+
+REPO = "123456789012.dkr.ecr.us-east-1.amazonaws.com/fn-repo"
+V2 = "application/vnd.docker.distribution.manifest.v2+json"
+OLD = "sha256:" + "b" * 64
+NEW = "sha256:" + "c" * 64
+
+
+@dataclass
+class FakeLambda:
+    functions: dict[str, FunctionState]
+    conflicts: int = 0  # how many updates answer ResourceConflictException first
+    fail_with: str | None = None
+    updates: list[tuple[str, str, str, str | None]] = field(default_factory=list)
+    waited: list[str] = field(default_factory=list)
+
+    def get_function(self, name: str) -> FunctionState:
+        return self.functions.get(name, FunctionState(exists=False))
+
+    def update_function_code(self, name: str, image_uri: str, architecture: str, revision_id: str | None) -> str | None:
+        if self.fail_with:
+            raise AwsError(f"lambda:UpdateFunctionCode on function {name} failed: {self.fail_with}", self.fail_with)
+        if self.conflicts:
+            self.conflicts -= 1
+            raise AwsError("update in progress", "ResourceConflictException")
+        self.updates.append((name, image_uri, architecture, revision_id))
+        self.functions[name] = replace(self.functions[name], code_sha256=image_uri.split("@sha256:")[1],
+                                       architectures=(architecture,))
+        return "rev-new"
+
+    def wait_updated(self, name: str, timeout_seconds: int = 600) -> None:
+        self.waited.append(name)
+
+
+@dataclass
+class FakeEcr:
+    images: dict[str, ImageState] = field(default_factory=dict)  # by tag
+    logins: int = 0
+
+    def describe_image(self, repository: str, tag: str) -> ImageState:
+        return self.images.get(tag, ImageState(repository_exists=True))
+
+    def login(self) -> RegistryLogin:
+        self.logins += 1
+        return RegistryLogin("AWS", f"token-{self.logins}", "https://registry")
+
+
+@dataclass
+class FakeDocker:
+    ecr: FakeEcr
+    digest: str = NEW
+    push_error: str | None = None
+    builds: list[dict[str, Any]] = field(default_factory=list)
+    pushes: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def build(self, context_dir: str, dockerfile: str, tag: str, build_args: Any, labels: Any, log: Callable[[str], None]) -> str:
+        assert (Path(context_dir) / dockerfile).is_file()
+        self.builds.append({"context": context_dir, "tag": tag, "labels": dict(labels), "args": dict(build_args)})
+        return "sha256:image"
+
+    def push(self, image_id: str, repository: str, tag: str, login: RegistryLogin, relogin: Any, log: Any) -> str:
+        if self.push_error:
+            raise DockerError(self.push_error)
+        self.pushes.append((repository, tag, login.password))
+        self.ecr.images[tag] = ImageState(True, self.digest, V2)  # what a registry push into ECR does
+        return self.digest
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def step(self, function: str, number: int, total: int, text: str) -> None:
+        self.lines.append(f"{function} {number}/{total} {text}")
+
+    def step_done(self, function: str, number: int, total: int, text: str, seconds: float) -> None:
+        self.lines.append(f"{function} {number}/{total} done")
+
+    def log(self, function: str, line: str) -> None:
+        self.lines.append(f"{function} | {line}")
+
+
+@pytest.fixture
+def function(tmp_path: Path) -> FunctionSpec:
+    (tmp_path / ".git").mkdir()
+    src = tmp_path / "fn"
+    src.mkdir()
+    (src / "go.mod").write_text("module example.com/fn\n\ngo 1.22\n")
+    (src / "main.go").write_text("package main\n\nfunc main() {}\n")
+    return FunctionSpec(name="fn", region="us-east-1", repository=RepositoryRef("fn-repo", "us-east-1", "123456789012"),
+                        platform="linux/arm64", build=BuildSettings(source=src), root=tmp_path,
+                        location=Location(tmp_path / "deploy.yaml", 1, 1))
+
+
+def desired_for(fn: FunctionSpec) -> Desired:
+    with temporary_context(fn) as ctx:
+        return Desired(fn.name, fn.region, REPO, ctx.content_tag, ctx.digest, fn.architecture, fn.platform, "deploy.yaml")
+
+
+def running(digest: str, arch: str = "arm64", revision: str | None = None) -> FunctionState:
+    return FunctionState(exists=True, package_type="Image", code_sha256=digest.removeprefix("sha256:"),
+                         architectures=(arch,), revision_id=revision)
+
+
+def executor(lam: FakeLambda, ecr: FakeEcr, docker: FakeDocker, **options: Any) -> tuple[Executor, Recorder]:
+    reporter = Recorder()
+    x = Executor(lambda region: lam, lambda region: ecr, docker, ApplyOptions(**options), reporter)  # type: ignore[arg-type,return-value]
+    x.sleep = lambda seconds: None
+    return x, reporter
+
+
+def plan_for(desired: Desired, lam: FakeLambda, ecr: FakeEcr) -> Plan:
+    return make_plan([(desired, Observed(lam.get_function(desired.name), ecr.describe_image("fn-repo", desired.content_tag)))])
+
+
+def test_build_plan_builds_pushes_verifies_and_updates_to_the_pushed_digest(function: FunctionSpec) -> None:
+    desired = desired_for(function)
+    lam, ecr = FakeLambda({"fn": running(OLD, revision="rev-1")}), FakeEcr()
+    docker = FakeDocker(ecr)
+    plan = plan_for(desired, lam, ecr)
+    x, reporter = executor(lam, ecr, docker)
+    [outcome] = x.run(plan, {"fn": function})
+    assert (outcome.status, outcome.digest) == ("built", NEW)
+    assert docker.builds[0]["labels"]["dev.deployer.source-digest"] == desired.source_digest
+    assert docker.pushes == [(REPO, desired.content_tag, "token-1")]
+    assert lam.updates == [("fn", f"{REPO}@{NEW}", "arm64", "rev-1")]
+    assert lam.waited == ["fn"]
+    assert not Path(docker.builds[0]["context"]).exists(), "temporary context removed"
+    assert reporter.lines[0] == f"fn 1/8 log in to ECR registry 123456789012.dkr.ecr.us-east-1.amazonaws.com"
+
+
+def test_push_goes_to_the_registry_endpoint_when_one_is_set(function: FunctionSpec) -> None:
+    lam, ecr = FakeLambda({"fn": running(OLD)}), FakeEcr()
+    docker = FakeDocker(ecr)
+    x, _ = executor(lam, ecr, docker, registry_endpoint="127.0.0.1:5000")
+    x.run(plan_for(desired_for(function), lam, ecr), {"fn": function})
+    assert docker.pushes[0][0] == "127.0.0.1:5000/fn-repo"
+    assert lam.updates[0][1] == f"{REPO}@{NEW}", "Lambda is still given the ECR URI"
+
+
+def test_keep_context_leaves_the_context_and_says_where(function: FunctionSpec) -> None:
+    lam, ecr = FakeLambda({"fn": running(OLD)}), FakeEcr()
+    docker = FakeDocker(ecr)
+    x, reporter = executor(lam, ecr, docker, keep_context=True)
+    x.run(plan_for(desired_for(function), lam, ecr), {"fn": function})
+    kept = Path(docker.builds[0]["context"])
+    assert kept.is_dir() and f"fn | build context kept at {kept}" in reporter.lines
+    import shutil
+
+    shutil.rmtree(kept)
+
+
+def test_update_plan_makes_no_docker_calls(function: FunctionSpec) -> None:
+    desired = desired_for(function)
+    lam, ecr = FakeLambda({"fn": running(OLD)}), FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
+    docker = FakeDocker(ecr)
+    x, _ = executor(lam, ecr, docker)
+    [outcome] = x.run(plan_for(desired, lam, ecr), {})
+    assert outcome.status == "updated"
+    assert docker.builds == [] and docker.pushes == [] and ecr.logins == 0
+    assert lam.updates == [("fn", f"{REPO}@{NEW}", "arm64", None)]
+
+
+def test_noop_plan_calls_nothing(function: FunctionSpec) -> None:
+    desired = desired_for(function)
+    lam, ecr = FakeLambda({"fn": running(NEW)}), FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan_for(desired, lam, ecr), {})
+    assert outcome.status == "unchanged" and lam.updates == [] and lam.waited == []
+
+
+def test_function_changed_since_plan_is_refused(function: FunctionSpec) -> None:
+    desired = desired_for(function)
+    lam, ecr = FakeLambda({"fn": running(OLD)}), FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
+    plan = plan_for(desired, lam, ecr)
+    lam.functions["fn"] = running("sha256:" + "d" * 64)  # someone deployed in between
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan, {})
+    assert outcome.status == "failed"
+    assert outcome.detail == "function fn changed since plan (digest sha256:bbbbbbbbbbbb -> sha256:dddddddddddd); run plan again"
+    assert lam.updates == []
+
+
+def test_source_changed_since_plan_is_refused_before_building(function: FunctionSpec) -> None:
+    lam, ecr = FakeLambda({"fn": running(OLD)}), FakeEcr()
+    plan = plan_for(desired_for(function), lam, ecr)
+    (function.build.source / "main.go").write_text("package main\n\nfunc main() { println() }\n")
+    docker = FakeDocker(ecr)
+    x, _ = executor(lam, ecr, docker)
+    [outcome] = x.run(plan, {"fn": function})
+    assert outcome.status == "failed" and "source of fn changed since plan" in outcome.detail
+    assert docker.builds == [] and lam.updates == []
+
+
+def test_update_in_progress_is_retried_with_backoff(function: FunctionSpec) -> None:
+    desired = desired_for(function)
+    lam, ecr = FakeLambda({"fn": running(OLD)}, conflicts=2), FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
+    x, reporter = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan_for(desired, lam, ecr), {})
+    assert outcome.status == "updated"
+    assert [line for line in reporter.lines if "ResourceConflictException" in line] == [
+        "fn | ResourceConflictException: retry 1/5 in 2s", "fn | ResourceConflictException: retry 2/5 in 4s"]
+
+
+def test_one_failure_does_not_stop_the_others(function: FunctionSpec) -> None:
+    desired = desired_for(function)
+    other = replace(desired, name="other")
+    lam = FakeLambda({"fn": running(OLD), "other": running(OLD)})
+    ecr = FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
+    plan = make_plan([(d, Observed(lam.get_function(d.name), ecr.describe_image("fn-repo", d.content_tag))) for d in (desired, other)])
+    del lam.functions["fn"]  # deleted after the plan: this one fails, "other" still deploys
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    outcomes = {o.name: o for o in x.run(plan, {})}
+    assert outcomes["fn"].status == "failed" and outcomes["other"].status == "updated"
+
+
+def test_non_retryable_aws_error_fails_the_function_with_its_message(function: FunctionSpec) -> None:
+    desired = desired_for(function)
+    lam = FakeLambda({"fn": running(OLD)}, fail_with="AccessDeniedException")
+    ecr = FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan_for(desired, lam, ecr), {})
+    assert outcome.status == "failed"
+    assert outcome.detail == "lambda:UpdateFunctionCode on function fn failed: AccessDeniedException"
+
+
+def test_immutable_tag_pushed_since_the_plan_deploys_the_existing_image(function: FunctionSpec) -> None:
+    desired = desired_for(function)
+    lam, ecr = FakeLambda({"fn": running(OLD)}), FakeEcr()
+    plan = plan_for(desired, lam, ecr)
+    ecr.images[desired.content_tag] = ImageState(True, NEW, V2)  # a concurrent apply pushed it
+    docker = FakeDocker(ecr, digest="sha256:" + "e" * 64, push_error="tag invalid: The image tag already exists and cannot be overwritten because the repository is immutable.")
+    x, _ = executor(lam, ecr, docker)
+    [outcome] = x.run(plan, {"fn": function})
+    assert (outcome.status, outcome.digest) == ("built", NEW)
+    assert lam.updates[0][1] == f"{REPO}@{NEW}"
+
+
+def test_push_failure_leaves_lambda_alone_and_cleans_up(function: FunctionSpec) -> None:
+    lam, ecr = FakeLambda({"fn": running(OLD)}), FakeEcr()
+    docker = FakeDocker(ecr, push_error="push of x failed: connection refused")
+    x, _ = executor(lam, ecr, docker)
+    [outcome] = x.run(plan_for(desired_for(function), lam, ecr), {"fn": function})
+    assert outcome.status == "failed" and "connection refused" in outcome.detail
+    assert lam.updates == [] and not Path(docker.builds[0]["context"]).exists()
+
+
+def test_index_pushed_is_refused_before_lambda_is_touched(function: FunctionSpec) -> None:
+    lam, ecr = FakeLambda({"fn": running(OLD)}), FakeEcr()
+    docker = FakeDocker(ecr)
+    original_push = docker.push
+
+    def push_index(*args: Any) -> str:
+        digest = original_push(*args)
+        ecr.images[args[2]] = ImageState(True, digest, "application/vnd.oci.image.index.v1+json")
+        return digest
+
+    docker.push = push_index  # type: ignore[method-assign]
+    x, _ = executor(lam, ecr, docker)
+    [outcome] = x.run(plan_for(desired_for(function), lam, ecr), {"fn": function})
+    assert outcome.status == "failed" and "Lambda accepts only single-platform manifests" in outcome.detail
+    assert lam.updates == []
+
+
+def test_blocked_plan_is_not_applied(function: FunctionSpec) -> None:
+    desired = desired_for(function)
+    lam, ecr = FakeLambda({}), FakeEcr()
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    with pytest.raises(PlanError, match="plan has blocked functions"):
+        x.run(plan_for(desired, lam, ecr), {})
