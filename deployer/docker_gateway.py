@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import time
 from typing import Any, Callable, Mapping
 
@@ -22,6 +23,9 @@ from deployer.errors import DockerError
 # How many build output lines a failure message carries.
 TAIL_LINES = 25
 PUSH_ATTEMPTS = 4
+# The classic builder colours a RUN step's stderr red with ANSI escapes; they would reach logs
+# and error messages as stray "[91m" text.
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 Log = Callable[[str], None]
 
@@ -64,7 +68,7 @@ class DockerGateway:
                     tail.append(str(chunk["error"]).rstrip())
                     raise DockerError(f"docker build failed: {chunk['error'].strip()}\n--- last build output ---\n" + "\n".join(tail))
                 image_id = chunk.get("aux", {}).get("ID", image_id)
-                for line in str(chunk.get("stream", "")).splitlines():
+                for line in ANSI_ESCAPE.sub("", str(chunk.get("stream", ""))).splitlines():
                     if line.strip():
                         tail.append(line)
                         log(line)
