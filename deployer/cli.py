@@ -146,6 +146,10 @@ def apply(
         assert paths is not None
         the_plan = planfile.read(paths[0])
         to_build = sorted({fp.desired.spec_file for fp in the_plan.functions if fp.action is Action.BUILD})
+        for spec_file in to_build:  # recorded relative to where plan ran
+            if not Path(spec_file).is_file():
+                raise PlanError(f"{paths[0]}: the plan builds from {spec_file}, which is not found from {Path.cwd()}; "
+                                "run apply in the directory where plan ran")
         spec_functions = load(to_build).functions if to_build else ()
     else:
         spec = load(paths or [Path(".")])
