@@ -13,11 +13,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, NoReturn, Protocol
+from typing import TYPE_CHECKING, Callable, NoReturn, Protocol
 
 from deployer.aws import EcrGateway, LambdaGateway, RegistryLogin
 from deployer.context import BuildContext, temporary_context
-from deployer.docker_gateway import DockerGateway
 from deployer.errors import AwsError, DeployerError, DockerError, PlanError
 from deployer.plan import (
     Action,
@@ -34,6 +33,9 @@ from deployer.plan import (
     short,
 )
 from deployer.spec import FunctionSpec
+
+if TYPE_CHECKING:  # the docker SDK is imported only when something is built
+    from deployer.docker_gateway import DockerGateway
 
 # Lambda refuses an update while another is in progress; ECR lists a pushed tag after a delay.
 CONFLICT_ATTEMPTS = 6

@@ -133,7 +133,6 @@ def apply(
     from deployer import planfile
     from deployer.apply import ApplyOptions, Executor
     from deployer.aws import Clients, EcrGateway, LambdaGateway
-    from deployer.docker_gateway import DockerGateway
     from deployer.load import load
     from deployer.observe import observe
     from deployer.plan import Action, make_plan
@@ -167,6 +166,8 @@ def apply(
         if not typer.confirm("Apply this plan?", default=False):
             err.print("nothing applied")
             return 1
+    from deployer.docker_gateway import DockerGateway  # the docker SDK only when there is work
+
     reporter = ConsoleReporter(out)
     options = ApplyOptions(parallelism, keep_context, verbose, registry_endpoint or None)
     executor = Executor(lambda region: LambdaGateway(clients, region), lambda region: EcrGateway(clients, region),

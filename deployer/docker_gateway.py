@@ -65,17 +65,16 @@ class DockerGateway:
                                            labels=dict(labels), rm=True, forcerm=True, pull=False, decode=True)
             for chunk in stream:
                 if "error" in chunk:
-                    tail.append(str(chunk["error"]).rstrip())
-                    raise DockerError(f"docker build failed: {chunk['error'].strip()}\n--- last build output ---\n" + "\n".join(tail))
+                    raise _build_failure(f"docker build failed: {ANSI_ESCAPE.sub('', str(chunk['error'])).strip()}", tail)
                 image_id = chunk.get("aux", {}).get("ID", image_id)
                 for line in ANSI_ESCAPE.sub("", str(chunk.get("stream", ""))).splitlines():
                     if line.strip():
                         tail.append(line)
                         log(line)
         except (docker.errors.APIError, docker.errors.BuildError, requests.exceptions.RequestException) as exc:
-            raise DockerError(f"docker build failed: {exc}\n--- last build output ---\n" + "\n".join(tail)) from exc
+            raise _build_failure(f"docker build failed: {exc}", tail) from exc
         if image_id is None:
-            raise DockerError("docker build finished without an image ID\n--- last build output ---\n" + "\n".join(tail))
+            raise _build_failure("docker build finished without an image ID", tail)
         return str(image_id)
 
     def push(self, image_id: str, repository: str, tag: str, login: RegistryLogin, relogin: Callable[[], RegistryLogin],
@@ -127,6 +126,10 @@ class DockerGateway:
             self.client.api.remove_image(reference, noprune=True)
         except docker.errors.APIError:
             pass  # already gone, or in use: nothing of the user's depends on it
+
+
+def _build_failure(headline: str, tail: collections.deque[str]) -> DockerError:
+    return DockerError(f"{headline}\n--- last build output ---\n" + "\n".join(tail))
 
 
 def _is_auth_error(message: str) -> bool:
