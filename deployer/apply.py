@@ -101,12 +101,20 @@ class Executor:
                 for name, future in futures.items():
                     outcomes[name] = future.result()
             except KeyboardInterrupt:
+                # Workers stop at their next step (or build output line) and clean up; what
+                # finished meanwhile is reported, what never started is marked cancelled.
                 self.cancel.set()
                 pool.shutdown(wait=True, cancel_futures=True)
-                raise
+                for name, future in futures.items():
+                    outcomes[name] = (Outcome(name, "cancelled", "interrupted before it started", 0.0)
+                                      if future.cancelled() else future.result())
             finally:
                 pool.shutdown(wait=True)
         return [outcomes[fp.name] for fp in plan.functions]
+
+    @property
+    def interrupted(self) -> bool:
+        return self.cancel.is_set()
 
     def _function(self, fp: FunctionPlan, spec: FunctionSpec | None) -> Outcome:
         started = time.monotonic()
@@ -194,7 +202,12 @@ class _FunctionRun:
         assert ctx is not None, "AssembleContext precedes BuildImage"
         labels = {"dev.deployer.source-digest": ctx.digest, "dev.deployer.function": self.fp.name,
                   "dev.deployer.spec": self.desired.spec_file}
-        log: Callable[[str], None] = self.log if self.x.options.verbose else (lambda _line: None)
+        def log(line: str) -> None:  # called per output line: also where a Ctrl-C stops the build
+            if self.x.cancel.is_set():
+                raise Cancelled("cancelled during docker build")
+            if self.x.options.verbose:
+                self.log(line)
+
         self.image_id = self.x.docker.build(str(ctx.path), ctx.dockerfile, f"deployer/{self.fp.name}:{self.desired.content_tag}",
                                             ctx.build_args, labels, log)
 

@@ -174,6 +174,9 @@ def apply(
                         DockerGateway(), options, reporter)
     outcomes = executor.run(the_plan, {fn.name: fn for fn in spec_functions})
     reporter.summary(outcomes)
+    if executor.interrupted:
+        err.print("interrupted: functions not finished were left as they were", markup=False)
+        return 130
     return 1 if any(o.failed for o in outcomes) else 0
 
 
