@@ -10,6 +10,7 @@ into one BuildContextError whose lines read `path/to/go.mod:LINE: <what>; <what 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import posixpath
@@ -22,6 +23,11 @@ from deployer.errors import BuildContextError
 from deployer.spec import FunctionSpec
 
 SHARED_DIR = "shared"
+
+# Every function of a monorepo reads the same shared go.mod files; parsing (a Python lexer) was
+# the largest part of planning a function. parse() is pure and its result immutable, so parses
+# are shared by content.
+_parse = functools.lru_cache(maxsize=1024)(gomod.parse)
 
 
 def display(path: Path) -> str:
@@ -101,7 +107,7 @@ class _Discovery:
             self.problem(display(path), f"cannot read go.mod ({exc.strerror})", "check the file exists and is readable")
             return None
         try:
-            parsed = gomod.parse(data)
+            parsed = _parse(data)
         except gomod.GoModSyntaxError as exc:
             self.problem(f"{display(path)}:{exc.line}", exc.message, "fix the go.mod syntax")
             return None

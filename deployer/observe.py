@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 from deployer.aws import Clients, EcrGateway, LambdaGateway
-from deployer.context import temporary_context
+from deployer.context import source_digest_of
+from deployer.digest import content_tag
 from deployer.errors import DeployerError
 from deployer.observed import Desired, Observed
 from deployer.spec import FunctionSpec, Spec
@@ -21,8 +22,8 @@ MAX_WORKERS = 16  # enough to hide AWS latency; small enough to stay under API r
 
 def desired_state(fn: FunctionSpec, clients: Clients) -> Desired:
     """What deploy.yaml asks for `fn`, with the content tag of its current source."""
-    with temporary_context(fn) as ctx:
-        digest, tag = ctx.digest, ctx.content_tag
+    digest = source_digest_of(fn)  # no copy: plan needs only the digest; apply re-checks it
+    tag = content_tag(digest)
     account = fn.repository.account or clients.account(fn.region)
     return Desired(
         name=fn.name,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from deployer import digest as digest_mod
 from deployer.digest import RECIPE_VERSION, content_tag, source_digest, tree_digest
 
 FILES = {
@@ -65,6 +66,29 @@ def test_digest_is_deterministic(tree):
 
 def test_digest_is_the_same_single_threaded_and_threaded(tree):
     assert digest(tree, workers=1) == digest(tree, workers=4)
+
+
+def test_small_trees_are_hashed_without_a_thread_pool(tree, monkeypatch):
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a thread pool was started for a small tree")
+
+    monkeypatch.setattr(digest_mod, "ThreadPoolExecutor", no_pool)
+    assert digest(tree).startswith("sha256:")
+
+
+def test_large_trees_are_hashed_on_a_pool_to_the_same_digest(tree, monkeypatch):
+    serial = digest(tree)
+    started = []
+    real = digest_mod.ThreadPoolExecutor
+
+    def spy(*args, **kwargs):
+        started.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(digest_mod, "ThreadPoolExecutor", spy)
+    monkeypatch.setattr(digest_mod, "POOL_MIN_BYTES", 1)
+    assert digest(tree) == serial
+    assert started
 
 
 def test_digest_ignores_mtime(tree):

@@ -1,0 +1,214 @@
+"""The context layout: what assembly would write, listed without writing; its digest is the one
+of the assembled context (plan digests the layout, apply the directory, and compares them)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from deployer.context import TEMPLATE_NAME, Entry, assemble, layout, source_digest_of
+from deployer.errors import BuildContextError
+from deployer.spec import BuildSettings, FunctionSpec, Location, RepositoryRef
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+FN_GOMOD = b"""module example.com/functions/fn
+
+go 1.22
+
+require example.com/shared/s3state v0.0.0
+
+replace (
+\texample.com/shared/s3state => ../../shared/s3state
+\texample.com/functions/fn/internal/helper => ./internal/helper
+)
+"""
+
+REPO = {
+    "functions/fn/go.mod": FN_GOMOD,
+    "functions/fn/go.sum": b"",
+    "functions/fn/main.go": b"package main\n\nfunc main() {}\n",
+    "functions/fn/internal/helper/go.mod": b"module example.com/functions/fn/internal/helper\n",
+    "functions/fn/internal/helper/helper.go": b"package helper\n",
+    "functions/fn/docs/keep.md": b"kept\n",
+    "functions/fn/docs/drop.md": b"dropped\n",
+    "shared/errors/go.mod": b"module example.com/shared/errors\n",
+    "shared/errors/errors.go": b"package errors\n",
+    "shared/logger/go.mod": b"module example.com/shared/logger\r\n",
+    "shared/logger/logger.go": b"package logger\n",
+    "shared/s3state/go.mod": (b"module example.com/shared/s3state\n\nreplace example.com/shared/errors => ../errors\n"
+                              b"replace example.com/shared/logger => ../../shared/logger\n"),
+    "shared/s3state/s3state.go": b"package s3state\n",
+}
+
+
+def write_tree(root: Path, files: dict[str, bytes]) -> Path:
+    for rel, data in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return root
+
+
+def make_fn(root: Path, source: str = "functions/fn", **build: object) -> FunctionSpec:
+    # Images and flags are explicit, so the pinned digests below depend on nothing but this file.
+    settings: dict[str, object] = {"builder_image": "go:pinned", "runtime_image": "rt:pinned",
+                                   "go_build_flags": ("-trimpath",), **build}
+    return FunctionSpec(
+        name="fn",
+        region="us-east-1",
+        repository=RepositoryRef("fn", "us-east-1", "123456789012"),
+        platform="linux/arm64",
+        build=BuildSettings(source=root / source, **settings),  # type: ignore[arg-type]
+        root=root,
+        location=Location(root / source / "deploy.yaml", 1, 1),
+    )
+
+
+def plain(repo: Path) -> FunctionSpec:
+    return make_fn(repo)
+
+
+def symlinks(repo: Path) -> FunctionSpec:
+    fn_dir = repo / "functions/fn"
+    (fn_dir / "alias.go.txt").symlink_to("main.go")
+    (fn_dir / "abs-helper").symlink_to(fn_dir / "internal/helper")
+    (repo / "shared/errors/link").symlink_to("errors.go")
+    # A shared module's go.mod that is a link: the rewrite lands in the file it points to.
+    (repo / "shared/s3state/real.mod").write_bytes(REPO["shared/s3state/go.mod"])
+    (repo / "shared/s3state/go.mod").unlink()
+    (repo / "shared/s3state/go.mod").symlink_to("real.mod")
+    return make_fn(repo)
+
+
+def modes(repo: Path) -> FunctionSpec:
+    write_tree(repo / "functions/fn", {"tools/gen.sh": b"#!/bin/sh\n", "private.txt": b"x"})
+    os.chmod(repo / "functions/fn/tools/gen.sh", 0o750)
+    os.chmod(repo / "functions/fn/private.txt", 0o600)
+    os.chmod(repo / "shared/logger/go.mod", 0o755)  # rewritten files keep their mode too
+    (repo / "functions/fn/empty").mkdir()
+    return make_fn(repo)
+
+
+def dockerignore(repo: Path) -> FunctionSpec:
+    # `docs` is excluded but docs/keep.md is not: docs/ is made on the way, with the default mode.
+    (repo / "functions/fn/.dockerignore").write_text("docs\n!docs/keep.md\nshared/errors/*.go\ngo.sum\n")
+    return make_fn(repo)
+
+
+def inner_module_excluded(repo: Path) -> FunctionSpec:
+    (repo / "functions/fn/.dockerignore").write_text("internal\n")
+    return make_fn(repo)
+
+
+def own_shared_dir(repo: Path) -> FunctionSpec:
+    write_tree(repo / "functions/fn", {"shared/logger/notes.txt": b"the function's own\n"})
+    os.chmod(repo / "functions/fn/shared", 0o750)
+    return make_fn(repo, shared_modules=(repo / "shared/logger",))
+
+
+def dockerfile_in_source(repo: Path) -> FunctionSpec:
+    write_tree(repo / "functions/fn", {"build/Dockerfile": b"FROM scratch\n"})
+    (repo / "functions/fn/.dockerignore").write_text("build\n")
+    return make_fn(repo, dockerfile=repo / "functions/fn/build/Dockerfile")
+
+
+def dockerfile_outside(repo: Path) -> FunctionSpec:
+    write_tree(repo, {"docker/Dockerfile.go": b"FROM scratch\nCOPY . .\n", "functions/fn/run.sh": b"#!/bin/sh\n"})
+    os.chmod(repo / "functions/fn/run.sh", 0o755)
+    (repo / "functions/fn/alias").symlink_to("run.sh")
+    (repo / "functions/fn/empty").mkdir()
+    return make_fn(repo, dockerfile=repo / "docker/Dockerfile.go")
+
+
+TREES: dict[str, Callable[[Path], FunctionSpec]] = {
+    f.__name__: f for f in (plain, symlinks, modes, dockerignore, inner_module_excluded, own_shared_dir,
+                            dockerfile_in_source, dockerfile_outside)
+}
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return write_tree(tmp_path / "repo", REPO)
+
+
+@pytest.mark.parametrize("tree", sorted(TREES))
+def test_source_digest_of_equals_the_assembled_contexts_digest(repo, tmp_path, tree):
+    fn = TREES[tree](repo)
+    assert source_digest_of(fn) == assemble(fn, tmp_path / "ctx").digest
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (EXAMPLES / "functions").iterdir()))
+def test_source_digest_of_equals_the_assembled_digest_for_the_examples(tmp_path, name):
+    fn = make_fn(EXAMPLES, f"functions/{name}")
+    assert source_digest_of(fn) == assemble(fn, tmp_path / "ctx").digest
+
+
+# Computed by the copy-then-hash assembly that preceded the layout: the digest recipe must not
+# change silently (bump digest.RECIPE_VERSION when it has to change).
+PINNED = {
+    "dockerfile_in_source": "sha256:d0a4afde5467daf802780beef72afd97e51b92755bec4bda866fe9126fd0bdb9",
+    "dockerfile_outside": "sha256:cd8c539938f8c05892394326290bb3f97e3192edbadd28b452f639f9b607a757",
+}
+
+
+@pytest.mark.parametrize("tree", sorted(PINNED))
+def test_digest_recipe_is_unchanged(repo, tree):
+    assert source_digest_of(TREES[tree](repo)) == PINNED[tree]
+
+
+def test_layout_lists_what_assemble_writes_with_modes_and_writes_nothing(repo, tmp_path):
+    fn = modes(repo)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    lay = layout(fn)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    ctx = assemble(fn, tmp_path / "ctx")
+    on_disk = {p.relative_to(ctx.path).as_posix(): p.lstat().st_mode & 0o7777 for p in ctx.path.rglob("*")}
+    assert {e.path for e in lay.entries} == set(on_disk)
+    for e in lay.entries:
+        if e.mode is not None:
+            assert on_disk[e.path] == e.mode, e.path
+    by_path = {e.path: e for e in lay.entries}
+    assert by_path["tools/gen.sh"] == Entry("tools/gen.sh", "exec-file", 0o750, source=str(repo / "functions/fn/tools/gen.sh"), size=10)
+    assert by_path["shared"].mode is None  # made on the way to shared/<name>
+    assert by_path[TEMPLATE_NAME].data is not None and by_path[TEMPLATE_NAME].source is None
+    assert by_path["go.mod"].data == FN_GOMOD.replace(b"../../shared/s3state", b"./shared/s3state")
+    assert by_path["shared/logger/go.mod"].source is not None  # nothing to rewrite: read in place
+    assert lay.shared_modules == ctx.shared_modules == ("errors", "logger", "s3state")
+    assert dict(lay.build_args) == dict(ctx.build_args) and lay.dockerfile == ctx.dockerfile
+
+
+def test_layout_puts_each_directory_before_its_contents(repo):
+    seen: set[str] = set()
+    for e in layout(symlinks(repo)).entries:
+        parent = os.path.dirname(e.path)
+        assert not parent or parent in seen, e.path
+        seen.add(e.path)
+
+
+def test_source_digest_of_follows_a_source_change(repo):
+    fn = make_fn(repo)
+    before = source_digest_of(fn)
+    (repo / "shared/errors/errors.go").write_bytes(b"package errors\n\nconst X = 1\n")
+    assert source_digest_of(fn) != before
+
+
+def test_source_digest_of_reports_the_same_errors_as_assemble(repo, tmp_path):
+    (repo / "functions/fn/escape").symlink_to("/etc/passwd")
+    with pytest.raises(BuildContextError) as planned:
+        source_digest_of(make_fn(repo))
+    with pytest.raises(BuildContextError) as assembled:
+        assemble(make_fn(repo), tmp_path / "ctx")
+    assert str(planned.value) == str(assembled.value)
+    assert "leads outside" in str(planned.value)
+
+
+def test_function_file_where_shared_modules_go_is_an_error(repo, tmp_path):
+    (repo / "functions/fn/shared").write_text("not a directory\n")
+    with pytest.raises(BuildContextError, match=r"functions/fn/shared: is a file, .*rename it or exclude it"):
+        source_digest_of(make_fn(repo))
+    with pytest.raises(BuildContextError, match="is a file"):
+        assemble(make_fn(repo), tmp_path / "ctx")
