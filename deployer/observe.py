@@ -1,8 +1,9 @@
 """observe: Spec -> (Desired, Observed) per function. Read-only.
 
-For each function: assemble its build context in a temporary directory to learn the source digest
-(and so the content tag), then ask Lambda what runs and ECR whether that tag exists. Functions are
-observed in parallel in a bounded pool; the per-region boto3 clients are shared.
+For each function: compute the source digest from the build context's layout (files are hashed
+where they are; nothing is copied) to learn the content tag, then ask Lambda what runs and ECR
+whether that tag exists. Functions are observed in parallel in a bounded pool; the per-region
+boto3 clients are shared.
 """
 
 from __future__ import annotations
