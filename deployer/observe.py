@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 from deployer.aws import Clients, EcrGateway, LambdaGateway
-from deployer.context import source_digest_of
+from deployer.layout import source_digest_of
 from deployer.digest import content_tag
 from deployer.errors import DeployerError
 from deployer.observed import Desired, Observed
