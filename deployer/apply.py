@@ -13,11 +13,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, NoReturn, Protocol
+from typing import Callable, Mapping, NoReturn, Protocol
 
-from deployer.aws import EcrGateway, LambdaGateway, RegistryLogin
+from deployer.aws import RegistryLogin
 from deployer.context import BuildContext, temporary_context
 from deployer.errors import AwsError, DeployerError, DockerError, PlanError
+from deployer.observed import FunctionState, ImageState
 from deployer.plan import (
     Action,
     AssembleContext,
@@ -27,15 +28,13 @@ from deployer.plan import (
     FunctionPlan,
     Plan,
     PushImage,
+    Step,
     UpdateFunctionCode,
     VerifyImage,
     WaitForUpdate,
     short,
 )
 from deployer.spec import FunctionSpec
-
-if TYPE_CHECKING:  # the docker SDK is imported only when something is built
-    from deployer.docker_gateway import DockerGateway
 
 # Lambda refuses an update while another is in progress; ECR lists a pushed tag after a delay.
 CONFLICT_ATTEMPTS = 6
@@ -47,6 +46,27 @@ class Reporter(Protocol):
     def step(self, function: str, number: int, total: int, text: str) -> None: ...
     def step_done(self, function: str, number: int, total: int, text: str, seconds: float) -> None: ...
     def log(self, function: str, line: str) -> None: ...
+
+
+# What the executor needs of the gateways (deployer.aws, deployer.docker_gateway); tests hand in
+# in-memory fakes that mypy checks against these.
+class LambdaApi(Protocol):
+    def get_function(self, name: str) -> FunctionState: ...
+    def update_function_code(self, name: str, image_uri: str, architecture: str, revision_id: str | None) -> str | None: ...
+    def wait_updated(self, name: str, timeout_seconds: int = 600) -> None: ...
+
+
+class EcrApi(Protocol):
+    def describe_image(self, repository: str, tag: str) -> ImageState: ...
+    def login(self) -> RegistryLogin: ...
+
+
+class DockerApi(Protocol):
+    def build(self, context_dir: str, dockerfile: str, tag: str, build_args: Mapping[str, str],
+              labels: Mapping[str, str], log: Callable[[str], None]) -> str: ...
+    def push(self, image_id: str, repository: str, tag: str, login: RegistryLogin,
+             relogin: Callable[[], RegistryLogin], log: Callable[[str], None]) -> str: ...
+    def remove_tag(self, reference: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -77,7 +97,7 @@ class Cancelled(DeployerError):
 class Executor:
     """Runs plans. Gateways come in as per-region factories so tests can hand in in-memory fakes."""
 
-    def __init__(self, lambdas: Callable[[str], LambdaGateway], ecrs: Callable[[str], EcrGateway], docker: DockerGateway,
+    def __init__(self, lambdas: Callable[[str], LambdaApi], ecrs: Callable[[str], EcrApi], docker: DockerApi,
                  options: ApplyOptions, reporter: Reporter) -> None:
         self.lambdas = lambdas
         self.ecrs = ecrs
@@ -88,6 +108,7 @@ class Executor:
         self.sleep: Callable[[float], None] = time.sleep  # backoff between retries
         self._logins: dict[str, RegistryLogin] = {}
         self._login_lock = threading.Lock()
+        self.images = _SharedImages()
 
     def run(self, plan: Plan, specs: dict[str, FunctionSpec]) -> list[Outcome]:
         if plan.blocked:
@@ -124,6 +145,9 @@ class Executor:
         except DeployerError as exc:
             status = "cancelled" if isinstance(exc, Cancelled) else "failed"
             return Outcome(fp.name, status, str(exc), time.monotonic() - started)
+        except Exception as exc:  # a bug: this function fails, the others go on, the summary says so
+            return Outcome(fp.name, "failed", f"internal error: {type(exc).__name__}: {exc}; this is a bug in deployer, "
+                           "please report it", time.monotonic() - started)
         status = "built" if fp.action is Action.BUILD else "updated"
         return Outcome(fp.name, status, f"now runs {short(digest)}", time.monotonic() - started, digest)
 
@@ -134,11 +158,41 @@ class Executor:
             return self._logins[region]
 
 
+class _SharedImages:
+    """One build per image in an apply. Functions with the same inputs and repository have the
+    same content tag: the first builds and pushes it, the others wait and deploy its digest
+    (building twice would push two digests under one tag, and untag an image a function runs)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._digests: dict[str, str] = {}
+
+    def claim(self, image: str) -> str | None:
+        """The digest if the image was already pushed in this apply; else None, and the caller
+        holds the image until `done` or `abandon`."""
+        with self._guard:
+            lock = self._locks.setdefault(image, threading.Lock())
+        lock.acquire()
+        digest = self._digests.get(image)
+        if digest is not None:
+            lock.release()
+        return digest
+
+    def done(self, image: str, digest: str) -> None:
+        self._digests[image] = digest
+        self._locks[image].release()
+
+    def abandon(self, image: str) -> None:
+        """The build failed: the next function waiting for this image builds it itself."""
+        self._locks[image].release()
+
+
 class _FunctionRun:
     """The mutable state of one function's apply: its context, image and pushed digest."""
 
     def __init__(self, executor: Executor, fp: FunctionPlan, spec: FunctionSpec | None) -> None:
-        self.x = executor
+        self.executor = executor
         self.fp = fp
         self.spec = spec
         self.desired = fp.desired
@@ -149,30 +203,35 @@ class _FunctionRun:
         self.digest: str | None = fp.desired_digest
         self.revision: str | None = fp.revision_id
         self.cleanup = contextlib.ExitStack()
+        self.image = f"{fp.desired.repository_uri}:{fp.desired.content_tag}"
+        self.holds_image = False  # this run builds the image; others sharing it wait
+        self.reused = False  # another function of this apply built the image
 
     def log(self, line: str) -> None:
-        self.x.reporter.log(self.fp.name, line)
+        self.executor.reporter.log(self.fp.name, line)
 
     def execute(self) -> str:
         with self.cleanup:
             self.check_unchanged()
             total = len(self.fp.steps)
             for number, step in enumerate(self.fp.steps, 1):
-                if self.x.cancel.is_set():
+                if self.executor.cancel.is_set():
                     raise Cancelled("cancelled before: " + step.describe())
-                self.x.reporter.step(self.fp.name, number, total, step.describe())
+                self.executor.reporter.step(self.fp.name, number, total, step.describe())
                 started = time.monotonic()
                 self.do(step)
-                self.x.reporter.step_done(self.fp.name, number, total, step.describe(), time.monotonic() - started)
+                self.executor.reporter.step_done(self.fp.name, number, total, step.describe(), time.monotonic() - started)
         assert self.digest is not None
         return self.digest
 
-    def do(self, step: EcrLogin | AssembleContext | BuildImage | PushImage | VerifyImage | UpdateFunctionCode | WaitForUpdate | Cleanup) -> None:
+    def do(self, step: Step) -> None:
         match step:
             case EcrLogin():
-                self.x.login(self.desired.region)
+                self.executor.login(self.desired.region)
             case AssembleContext(source_digest=planned):
                 self.assemble(planned)
+            case BuildImage() | PushImage() | VerifyImage() if self.reused:
+                self.log("skipped: the image was built and pushed for another function in this apply")
             case BuildImage():
                 self.build()
             case PushImage():
@@ -185,65 +244,88 @@ class _FunctionRun:
                 self.lam.wait_updated(self.fp.name)
             case Cleanup():
                 self.cleanup.close()
-                if self.x.options.keep_context and self.context is not None:
-                    self.log(f"build context kept at {self.context.path}")
             case _:
                 _unreachable(step)
 
     def assemble(self, planned: str) -> None:
         if self.spec is None:
             raise PlanError(f"function {self.fp.name} is no longer declared in {self.desired.spec_file}; run plan again")
-        self.context = self.cleanup.enter_context(temporary_context(self.spec, keep=self.x.options.keep_context))
+        shared = self.executor.images.claim(self.image)
+        if shared is not None:
+            self.digest, self.reused = shared, True
+            self.log(f"image {self.desired.content_tag} was built in this apply for another function: deploying {short(shared)}")
+            return
+        self.holds_image = True
+        self.cleanup.callback(self.release_image)
+        self.context = self.cleanup.enter_context(temporary_context(self.spec, keep=self.executor.options.keep_context))
+        if self.executor.options.keep_context:  # said now: a failed build is when it is needed most
+            self.log(f"build context kept at {self.context.path}")
         if self.context.digest != planned:
             raise PlanError(f"source of {self.fp.name} changed since plan ({short(planned)} -> {short(self.context.digest)}); run plan again")
+
+    def release_image(self) -> None:
+        if self.holds_image:
+            self.holds_image = False
+            self.executor.images.abandon(self.image)
 
     def build(self) -> None:
         ctx = self.context
         assert ctx is not None, "AssembleContext precedes BuildImage"
-        labels = {"dev.deployer.source-digest": ctx.digest, "dev.deployer.function": self.fp.name,
-                  "dev.deployer.spec": self.desired.spec_file}
+        # Nothing function-specific: functions sharing the inputs share the image.
+        labels = {"dev.deployer.source-digest": ctx.digest, "dev.deployer.spec": self.desired.spec_file}
+
         def log(line: str) -> None:  # called per output line: also where a Ctrl-C stops the build
-            if self.x.cancel.is_set():
+            if self.executor.cancel.is_set():
                 raise Cancelled("cancelled during docker build")
-            if self.x.options.verbose:
+            if self.executor.options.verbose:
                 self.log(line)
 
-        self.image_id = self.x.docker.build(str(ctx.path), ctx.dockerfile, f"deployer/{self.fp.name}:{self.desired.content_tag}",
-                                            ctx.build_args, labels, log)
+        # Tagged as it is pushed; the tag goes after the push (see push), the layers stay cached.
+        self.image_id = self.executor.docker.build(str(ctx.path), ctx.dockerfile, f"{self.push_repository()}:{self.desired.content_tag}",
+                                                   ctx.build_args, labels, log)
+
+    @property
+    def repository_name(self) -> str:
+        return self.desired.repository_uri.split("/", 1)[1]
 
     def push_repository(self) -> str:
-        host, name = self.desired.repository_uri.split("/", 1)
-        return f"{self.x.options.registry_endpoint or host}/{name}"
+        host = self.desired.repository_uri.split("/", 1)[0]
+        return f"{self.executor.options.registry_endpoint or host}/{self.repository_name}"
 
     def push(self) -> None:
         assert self.image_id is not None, "BuildImage precedes PushImage"
         region = self.desired.region
         try:
-            self.digest = self.x.docker.push(self.image_id, self.push_repository(), self.desired.content_tag,
-                                             self.x.login(region), lambda: self.x.login(region, fresh=True), self.log)
+            self.digest = self.executor.docker.push(self.image_id, self.push_repository(), self.desired.content_tag,
+                                                    self.executor.login(region), lambda: self.executor.login(region, fresh=True),
+                                                    self.log)
         except DockerError as exc:
             # An immutable repository refuses a second push of a tag. The tag names the image's
             # inputs, so if someone pushed it since the plan, that image is the one to deploy.
             if not _is_immutable_tag_refusal(str(exc)):
                 raise
-            existing = self.ecr.describe_image(self.desired.repository_uri.split("/", 1)[1], self.desired.content_tag)
+            existing = self.ecr.describe_image(self.repository_name, self.desired.content_tag)
             if existing.digest is None:
                 raise
             self.log(f"ECR already holds {self.desired.content_tag} (immutable tag); deploying its digest {short(existing.digest)}")
             self.digest = existing.digest
+        finally:
+            self.executor.docker.remove_tag(f"{self.push_repository()}:{self.desired.content_tag}")
 
     def verify(self) -> None:
         """ECR must list the tag at the pushed digest with a single-platform media type."""
-        name = self.desired.repository_uri.split("/", 1)[1]
         seen = None
         for attempt in range(1, VERIFY_ATTEMPTS + 1):
-            seen = self.ecr.describe_image(name, self.desired.content_tag)
+            seen = self.ecr.describe_image(self.repository_name, self.desired.content_tag)
             if seen.digest == self.digest:
                 if not seen.single_platform:
                     raise DeployerError(f"pushed image is a {seen.media_type}; Lambda accepts only single-platform manifests "
                                         "(turn off provenance/SBOM attestations)")
+                assert self.digest is not None
+                self.holds_image = False
+                self.executor.images.done(self.image, self.digest)
                 return
-            self.x.sleep(min(0.25 * attempt, 2.0))
+            self.executor.sleep(min(0.25 * attempt, 2.0))
         raise DeployerError(f"ECR does not list {self.desired.repository_uri}:{self.desired.content_tag} at the pushed digest "
                             f"{self.digest} (it reports {seen.digest if seen else None}); check the registry and push again")
 
@@ -271,7 +353,7 @@ class _FunctionRun:
                     raise
                 delay = min(2 ** attempt, 20)
                 self.log(f"{exc.code}: retry {attempt}/{CONFLICT_ATTEMPTS - 1} in {delay}s")
-                self.x.sleep(delay)
+                self.executor.sleep(delay)
 
 
 def _is_immutable_tag_refusal(message: str) -> bool:

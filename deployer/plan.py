@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Iterable, Union
+from typing import Iterable, Union, get_args
 
 from deployer.observed import Desired, Observed
 
@@ -94,7 +94,7 @@ class Cleanup:
 
 
 Step = Union[EcrLogin, AssembleContext, BuildImage, PushImage, VerifyImage, UpdateFunctionCode, WaitForUpdate, Cleanup]
-STEP_TYPES: tuple[type, ...] = (EcrLogin, AssembleContext, BuildImage, PushImage, VerifyImage, UpdateFunctionCode, WaitForUpdate, Cleanup)
+STEP_TYPES: tuple[type, ...] = get_args(Step)
 
 
 @dataclass(frozen=True)

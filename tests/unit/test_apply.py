@@ -6,6 +6,7 @@ each case state exactly what AWS and Docker answer.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -72,11 +73,15 @@ class FakeDocker:
     push_error: str | None = None
     builds: list[dict[str, Any]] = field(default_factory=list)
     pushes: list[tuple[str, str, str]] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
 
     def build(self, context_dir: str, dockerfile: str, tag: str, build_args: Any, labels: Any, log: Callable[[str], None]) -> str:
         assert (Path(context_dir) / dockerfile).is_file()
         self.builds.append({"context": context_dir, "tag": tag, "labels": dict(labels), "args": dict(build_args)})
         return "sha256:image"
+
+    def remove_tag(self, reference: str) -> None:
+        self.removed.append(reference)
 
     def push(self, image_id: str, repository: str, tag: str, login: RegistryLogin, relogin: Any, log: Any) -> str:
         if self.push_error:
@@ -124,7 +129,7 @@ def running(digest: str, arch: str = "arm64", revision: str | None = None) -> Fu
 
 def executor(lam: FakeLambda, ecr: FakeEcr, docker: FakeDocker, **options: Any) -> tuple[Executor, Recorder]:
     reporter = Recorder()
-    x = Executor(lambda region: lam, lambda region: ecr, docker, ApplyOptions(**options), reporter)  # type: ignore[arg-type,return-value]
+    x = Executor(lambda region: lam, lambda region: ecr, docker, ApplyOptions(**options), reporter)
     x.sleep = lambda seconds: None
     return x, reporter
 
@@ -164,10 +169,10 @@ def test_keep_context_leaves_the_context_and_says_where(function: FunctionSpec) 
     x, reporter = executor(lam, ecr, docker, keep_context=True)
     x.run(plan_for(desired_for(function), lam, ecr), {"fn": function})
     kept = Path(docker.builds[0]["context"])
-    assert kept.is_dir() and f"fn | build context kept at {kept}" in reporter.lines
-    import shutil
-
-    shutil.rmtree(kept)
+    try:
+        assert kept.is_dir() and f"fn | build context kept at {kept}" in reporter.lines
+    finally:
+        shutil.rmtree(kept, ignore_errors=True)
 
 
 def test_update_plan_makes_no_docker_calls(function: FunctionSpec) -> None:
@@ -265,21 +270,86 @@ def test_push_failure_leaves_lambda_alone_and_cleans_up(function: FunctionSpec) 
     assert lam.updates == [] and not Path(docker.builds[0]["context"]).exists()
 
 
-def test_index_pushed_is_refused_before_lambda_is_touched(function: FunctionSpec) -> None:
-    lam, ecr = FakeLambda({"fn": running(OLD)}), FakeEcr()
-    docker = FakeDocker(ecr)
-    original_push = docker.push
+class IndexPushingDocker(FakeDocker):
+    """A push whose result in ECR is an image index (what BuildKit makes with attestations on)."""
 
-    def push_index(*args: Any) -> str:
-        digest = original_push(*args)
-        ecr.images[args[2]] = ImageState(True, digest, "application/vnd.oci.image.index.v1+json")
+    def push(self, image_id: str, repository: str, tag: str, login: RegistryLogin, relogin: Any, log: Any) -> str:
+        digest = super().push(image_id, repository, tag, login, relogin, log)
+        self.ecr.images[tag] = ImageState(True, digest, "application/vnd.oci.image.index.v1+json")
         return digest
 
-    docker.push = push_index  # type: ignore[method-assign]
+
+def test_index_pushed_is_refused_before_lambda_is_touched(function: FunctionSpec) -> None:
+    lam, ecr = FakeLambda({"fn": running(OLD)}), FakeEcr()
+    docker = IndexPushingDocker(ecr)
     x, _ = executor(lam, ecr, docker)
     [outcome] = x.run(plan_for(desired_for(function), lam, ecr), {"fn": function})
     assert outcome.status == "failed" and "Lambda accepts only single-platform manifests" in outcome.detail
     assert lam.updates == []
+
+
+def test_functions_sharing_inputs_and_repository_share_one_build(function: FunctionSpec) -> None:
+    desired = desired_for(function)
+    lam, ecr = FakeLambda({"fn": running(OLD), "fn-prod": running(OLD)}), FakeEcr()
+    pairs = [(d, Observed(lam.get_function(d.name), ecr.describe_image("fn-repo", d.content_tag)))
+             for d in (desired, replace(desired, name="fn-prod"))]
+    docker = FakeDocker(ecr)
+    x, reporter = executor(lam, ecr, docker, parallelism=2)
+    outcomes = x.run(make_plan(pairs), {"fn": function, "fn-prod": replace(function, name="fn-prod")})
+    assert [(o.name, o.status, o.digest) for o in outcomes] == [("fn", "built", NEW), ("fn-prod", "built", NEW)]
+    assert len(docker.builds) == 1 and len(docker.pushes) == 1
+    assert sorted(u[:2] for u in lam.updates) == [("fn", f"{REPO}@{NEW}"), ("fn-prod", f"{REPO}@{NEW}")]
+    assert any("was built in this apply for another function" in line for line in reporter.lines)
+
+
+def test_local_push_tag_is_removed_after_the_push(function: FunctionSpec) -> None:
+    desired = desired_for(function)
+    lam, ecr = FakeLambda({"fn": running(OLD)}), FakeEcr()
+    docker = FakeDocker(ecr)
+    x, _ = executor(lam, ecr, docker)
+    x.run(plan_for(desired, lam, ecr), {"fn": function})
+    assert docker.builds[0]["tag"] == f"{REPO}:{desired.content_tag}"
+    assert docker.removed == [f"{REPO}:{desired.content_tag}"]
+
+
+class CrashingLambda(FakeLambda):
+    def wait_updated(self, name: str, timeout_seconds: int = 600) -> None:
+        if name == "fn":
+            raise RuntimeError("connection pool is closed")
+        super().wait_updated(name, timeout_seconds)
+
+
+def test_an_unexpected_error_fails_only_its_function_and_the_summary_says_so(function: FunctionSpec) -> None:
+    desired = desired_for(function)
+    lam = CrashingLambda({"fn": running(OLD), "other": running(OLD)})
+    ecr = FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
+    pairs = [(d, Observed(lam.get_function(d.name), ecr.describe_image("fn-repo", d.content_tag)))
+             for d in (desired, replace(desired, name="other"))]
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    outcomes = {o.name: o for o in x.run(make_plan(pairs), {})}
+    assert outcomes["fn"].status == "failed"
+    assert outcomes["fn"].detail.startswith("internal error: RuntimeError: connection pool is closed; this is a bug")
+    assert outcomes["other"].status == "updated"
+
+
+class FailingBuildDocker(FakeDocker):
+    def build(self, context_dir: str, dockerfile: str, tag: str, build_args: Any, labels: Any, log: Callable[[str], None]) -> str:
+        super().build(context_dir, dockerfile, tag, build_args, labels, log)
+        raise DockerError("docker build failed: exit status 1")
+
+
+def test_keep_context_says_where_before_a_failed_build(function: FunctionSpec, tmp_path: Path) -> None:
+    lam, ecr = FakeLambda({"fn": running(OLD)}), FakeEcr()
+    docker = FailingBuildDocker(ecr)
+    x, reporter = executor(lam, ecr, docker, keep_context=True)
+    [outcome] = x.run(plan_for(desired_for(function), lam, ecr), {"fn": function})
+    kept = Path(docker.builds[0]["context"])
+    try:
+        assert outcome.status == "failed"
+        assert f"fn | build context kept at {kept}" in reporter.lines
+        assert kept.is_dir()
+    finally:
+        shutil.rmtree(kept, ignore_errors=True)
 
 
 def test_blocked_plan_is_not_applied(function: FunctionSpec) -> None:
