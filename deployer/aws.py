@@ -34,24 +34,31 @@ class Clients:
     """One boto3 session, one client per (service, region), made on first use."""
 
     def __init__(self, session: boto3.session.Session | None = None) -> None:
-        self._session = session or boto3.session.Session()
+        self._given = session
+        self._session: boto3.session.Session | None = None
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
+        self._account_lock = threading.Lock()
         self._account: str | None = None
 
     def client(self, service: str, region: str) -> Any:
         with self._lock:
             key = (service, region)
             if key not in self._clients:
-                self._clients[key] = self._session.client(service, region_name=region, config=RETRY_CONFIG)
+                # A missing profile or a malformed ~/.aws/config surfaces here: a user error.
+                self._session = self._session or self._given or call(boto3.session.Session, "reading the AWS configuration", "AWS_PROFILE / ~/.aws/config")
+                session = self._session
+                self._clients[key] = call(lambda: session.client(service, region_name=region, config=RETRY_CONFIG),
+                                          f"{service} client", region)
             return self._clients[key]
 
     def account(self, region: str) -> str:
-        """The caller's account, for repositories given by name only."""
-        if self._account is None:
-            identity = call(lambda: self.client("sts", region).get_caller_identity(), "sts:GetCallerIdentity", "the caller's account")
-            self._account = str(identity["Account"])
-        return self._account
+        """The caller's account, for repositories given by name only (asked once, by one thread)."""
+        with self._account_lock:
+            if self._account is None:
+                identity = call(lambda: self.client("sts", region).get_caller_identity(), "sts:GetCallerIdentity", "the caller's account")
+                self._account = str(identity["Account"])
+            return self._account
 
 
 def call(fn: Callable[[], T], operation: str, resource: str) -> T:
@@ -123,13 +130,17 @@ class LambdaGateway:
         """Wait for LastUpdateStatus Successful; fail fast on Failed with Lambda's reason."""
         waiter = self._client.get_waiter("function_updated_v2")
         delay = 2
-        try:
-            waiter.wait(FunctionName=name, WaiterConfig={"Delay": delay, "MaxAttempts": max(1, timeout_seconds // delay)})
-        except botocore.exceptions.WaiterError as exc:
-            config = exc.last_response.get("Configuration", exc.last_response) if exc.last_response else {}
-            status = config.get("LastUpdateStatus", "unknown")
-            reason = config.get("LastUpdateStatusReason", str(exc))
-            raise AwsError(f"function {name}: update did not succeed (LastUpdateStatus {status}): {reason}") from exc
+
+        def wait() -> None:
+            try:
+                waiter.wait(FunctionName=name, WaiterConfig={"Delay": delay, "MaxAttempts": max(1, timeout_seconds // delay)})
+            except botocore.exceptions.WaiterError as exc:
+                config = exc.last_response.get("Configuration", exc.last_response) if exc.last_response else {}
+                status = config.get("LastUpdateStatus", "unknown")
+                reason = config.get("LastUpdateStatusReason", str(exc))
+                raise AwsError(f"function {name}: update did not succeed (LastUpdateStatus {status}): {reason}") from exc
+
+        call(wait, "lambda:GetFunction (waiting for the update)", f"function {name}")
 
 
 @dataclass(frozen=True)

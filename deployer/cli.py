@@ -8,6 +8,7 @@ that 2 keeps its one meaning.
 from __future__ import annotations
 
 import enum
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -50,13 +51,29 @@ def _global(
 
 
 @app.command()
-def validate(paths: Optional[List[Path]] = PathsArg) -> None:
+def validate(paths: Optional[List[Path]] = PathsArg) -> int:
     """Check deploy.yaml files against the schema and for meaning; print every problem found."""
+    from deployer.errors import BuildContextError
+    from deployer.layout import layout
     from deployer.load import load
 
     spec = load(paths or [Path(".")])
+    # What plan would refuse (go.mod files, replace targets, build args, symlinks) is found by
+    # laying out each context: reads the tree, writes nothing.
+    problems: list[str] = []
+    for fn in spec.functions:
+        try:
+            layout(fn)
+        except BuildContextError as exc:  # unreadable files included: layout reports them so
+            problems.extend(str(exc).splitlines())
+    if problems:
+        for line in problems:
+            err.print(line, markup=False)
+        err.print(f"{len(problems)} problem(s) found", markup=False)
+        return 1
     names = ", ".join(fn.name for fn in spec.functions)
     out.print(f"{len(spec.files)} file(s) valid: {len(spec.functions)} function(s): {names}")
+    return 0
 
 
 @app.command("schema")
@@ -175,7 +192,6 @@ def apply(
     outcomes = executor.run(the_plan, {fn.name: fn for fn in spec_functions})
     reporter.summary(outcomes)
     if executor.interrupted:
-        err.print("interrupted: functions not finished were left as they were", markup=False)
         return 130
     return 1 if any(o.failed for o in outcomes) else 0
 
@@ -189,7 +205,6 @@ def main(argv: Optional[List[str]] = None) -> None:
     except typer.Exit as exc:
         code = exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
-        err.print("interrupted")
         code = 130
     except InvalidSpecError as exc:
         for diagnostic in exc.diagnostics:
@@ -213,4 +228,12 @@ def main(argv: Optional[List[str]] = None) -> None:
         err.print(f"internal error: {type(exc).__name__}: {exc}", markup=False)
         err.print("this is a bug in deployer; rerun with --debug and report the output", markup=False)
         code = 1
+    if code == 130:  # typer may report Ctrl-C as a result, an Exit or an Abort
+        err.print("interrupted", markup=False)
+        # Ctrl-C: what had to be cleaned up was (apply waits for its workers before it returns).
+        # Threads still blocked in read-only AWS calls of observe would hold the exit for their
+        # retries; don't wait for them.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     sys.exit(code)

@@ -50,14 +50,22 @@ def observe(spec: Spec, clients: Clients, workers: int = MAX_WORKERS) -> list[tu
     functions: Sequence[FunctionSpec] = spec.functions
     if not functions:
         return []
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(functions)))) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(functions))))
+    try:
         futures = [(fn, pool.submit(observe_function, fn, clients)) for fn in functions]
-        results, failures = [], []
+        results: list[tuple[Desired, Observed]] = []
+        failures: dict[str, list[str]] = {}
         for fn, future in futures:
             try:
                 results.append(future.result())
             except DeployerError as exc:
-                failures.append(f"{fn.name}: {exc}")
+                failures.setdefault(str(exc), []).append(fn.name)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)  # read-only work: nothing to wait for
+        raise
+    pool.shutdown(wait=True)
     if failures:
-        raise DeployerError("cannot plan:\n  " + "\n  ".join("\n    ".join(f.splitlines()) for f in failures))
+        # One line per distinct problem: a missing profile is said once, not once per function.
+        lines = [f"{', '.join(names)}: " + "\n    ".join(message.splitlines()) for message, names in failures.items()]
+        raise DeployerError("cannot plan:\n  " + "\n  ".join(lines))
     return results

@@ -42,7 +42,7 @@ def test_ctrl_c_during_build_cancels_cleans_up_and_leaves_lambda_alone(
     assert proc.returncode == 130, output
     assert "Traceback" not in output
     assert "cancelled" in output
-    assert "interrupted: functions not finished were left as they were" in output
+    assert output.rstrip().endswith("interrupted")
     assert list(tmpdir.iterdir()) == [], "temporary build context removed"
     code = lambda_client.get_function(FunctionName=fn.name)["Configuration"]["CodeSha256"]
     assert code == fn.image.code_sha256, "Lambda still runs the image it ran before"
