@@ -114,6 +114,7 @@ class LambdaGateway:
             architectures=tuple(config.get("Architectures") or ("x86_64",)),  # Lambda's default
             state=config.get("State"),
             last_update_status=config.get("LastUpdateStatus"),
+            last_update_reason=config.get("LastUpdateStatusReason"),
             revision_id=config.get("RevisionId"),
         )
 

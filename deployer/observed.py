@@ -41,6 +41,7 @@ class FunctionState:
     architectures: tuple[str, ...] = ()
     state: str | None = None
     last_update_status: str | None = None
+    last_update_reason: str | None = None
     revision_id: str | None = None
 
     @property

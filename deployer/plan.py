@@ -163,12 +163,34 @@ def plan_function(desired: Desired, observed: Observed) -> FunctionPlan:
     wanted_arch = (desired.architecture,)
     arch_change = tuple(fn.architectures) != wanted_arch
     arch_note = f"; architectures {','.join(fn.architectures) or 'none'} -> {desired.architecture}" if arch_change else ""
-    tagged = f"{desired.repository_uri}:{desired.content_tag}"
+    failed = fn.last_update_status == "Failed" or fn.state == "Failed"
+    notes = arch_note + ("; an update is in progress (apply retries until it ends)" if fn.last_update_status == "InProgress" else "")
 
     if image.digest is None:
-        registry = desired.repository_uri.split("/", 1)[0]
-        steps: tuple[Step, ...] = (
-            EcrLogin(registry),
+        reason = f"no image in ECR for source {short(desired.source_digest)} (tag {desired.content_tag}){notes}"
+        return decide(Action.BUILD, reason, steps_for(Action.BUILD, desired, None))
+    if current == image.digest and not arch_change and not failed:
+        return decide(Action.NOOP, f"runs {short(current)}, the image of source {short(desired.source_digest)}{notes}")
+    if failed:
+        why = fn.last_update_reason or "no reason given"
+        reason = f"the function's last update failed ({why}); updating it again to {short(image.digest)}{notes}"
+    elif current == image.digest:
+        reason = f"architecture change only{notes}"
+    else:
+        reason = f"runs {short(current)}, ECR has {short(image.digest)} for the current source{notes}"
+    return decide(Action.UPDATE, reason, steps_for(Action.UPDATE, desired, image.digest))
+
+
+def steps_for(action: Action, desired: Desired, desired_digest: str | None) -> tuple[Step, ...]:
+    """The steps of an action: the one place that says what apply does for it (a saved plan
+    is checked against this too)."""
+    if action is Action.UPDATE:
+        pinned = f"{desired.repository_uri}@{desired_digest}"
+        return (UpdateFunctionCode(desired.name, pinned, desired.architecture), WaitForUpdate(desired.name))
+    if action is Action.BUILD:
+        tagged = f"{desired.repository_uri}:{desired.content_tag}"
+        return (
+            EcrLogin(desired.repository_uri.split("/", 1)[0]),
             AssembleContext(desired.source_digest),
             BuildImage(desired.platform),
             PushImage(tagged),
@@ -177,16 +199,7 @@ def plan_function(desired: Desired, observed: Observed) -> FunctionPlan:
             WaitForUpdate(desired.name),
             Cleanup(),
         )
-        return decide(Action.BUILD, f"no image in ECR for source {short(desired.source_digest)} (tag {desired.content_tag}){arch_note}", steps)
-
-    pinned = f"{desired.repository_uri}@{image.digest}"
-    if current == image.digest and not arch_change:
-        return decide(Action.NOOP, f"runs {short(current)}, the image of source {short(desired.source_digest)}")
-    if current == image.digest:
-        reason = f"architecture change only{arch_note}"
-    else:
-        reason = f"runs {short(current)}, ECR has {short(image.digest)} for the current source{arch_note}"
-    return decide(Action.UPDATE, reason, (UpdateFunctionCode(desired.name, pinned, desired.architecture), WaitForUpdate(desired.name)))
+    return ()
 
 
 def _blocker(desired: Desired, observed: Observed) -> str | None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from deployer.errors import PlanError
 from deployer.observed import Desired
-from deployer.plan import FORMAT_VERSION, STEP_TYPES, Action, FunctionPlan, Plan, Step
+from deployer.plan import FORMAT_VERSION, STEP_TYPES, Action, FunctionPlan, Plan, Step, steps_for
 
 _STEPS_BY_NAME = {cls.__name__: cls for cls in STEP_TYPES}
 
@@ -48,30 +48,58 @@ def to_json(plan: Plan) -> str:
 def from_dict(data: Any, source: str = "plan") -> Plan:
     if not isinstance(data, dict) or "format_version" not in data:
         raise PlanError(f"{source}: not a deployer plan (no format_version); make one with 'deployer plan --out FILE'")
-    if data["format_version"] != FORMAT_VERSION:
-        raise PlanError(f"{source}: plan format_version {data['format_version']!r} is not supported (this deployer reads {FORMAT_VERSION}); run plan again")
+    version = data["format_version"]
+    if type(version) is not int or version != FORMAT_VERSION:  # `is not int`: true == 1 in Python
+        raise PlanError(f"{source}: plan format_version {version!r} is not supported (this deployer reads {FORMAT_VERSION}); run plan again")
     try:
-        return Plan(tuple(_function_plan(entry) for entry in data["functions"]), FORMAT_VERSION)
+        functions = _typed(data.get("functions"), list, "functions")
+        return Plan(tuple(_function_plan(entry, index) for index, entry in enumerate(functions)), FORMAT_VERSION)
     except (KeyError, TypeError, ValueError) as exc:
-        raise PlanError(f"{source}: damaged plan ({type(exc).__name__}: {exc}); run plan again") from exc
+        raise PlanError(f"{source}: damaged plan ({exc}); run plan again") from exc
 
 
-def _function_plan(entry: dict[str, Any]) -> FunctionPlan:
-    return FunctionPlan(
-        desired=Desired(**entry["desired"]),
-        action=Action[entry["action"].upper()],
-        reason=entry["reason"],
-        current_digest=entry["current_digest"],
-        desired_digest=entry["desired_digest"],
-        current_architectures=tuple(entry["current_architectures"]),
-        revision_id=entry["revision_id"],
-        steps=tuple(_step(step) for step in entry["steps"]),
+def _typed(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise TypeError(f"{where} is {type(value).__name__}, not {getattr(kind, '__name__', kind)}")
+    return value
+
+
+def _function_plan(entry: Any, index: int) -> FunctionPlan:
+    at = f"functions[{index}]"
+    entry = _typed(entry, dict, at)
+    desired_fields = _typed(entry.get("desired"), dict, f"{at}.desired")
+    for name, value in desired_fields.items():
+        _typed(value, str, f"{at}.desired.{name}")
+    desired = Desired(**desired_fields)
+    action_name = _typed(entry.get("action"), str, f"{at}.action")
+    if action_name.upper() not in Action.__members__:
+        raise ValueError(f"{at}.action {action_name!r} is not one of {', '.join(a.lower() for a in Action.__members__)}")
+    action = Action[action_name.upper()]
+    optional = (str, type(None))
+    plan = FunctionPlan(
+        desired=desired,
+        action=action,
+        reason=_typed(entry.get("reason"), str, f"{at}.reason"),
+        current_digest=_typed(entry.get("current_digest"), optional, f"{at}.current_digest"),
+        desired_digest=_typed(entry.get("desired_digest"), optional, f"{at}.desired_digest"),
+        current_architectures=tuple(_typed(a, str, f"{at}.current_architectures")
+                                    for a in _typed(entry.get("current_architectures"), list, f"{at}.current_architectures")),
+        revision_id=_typed(entry.get("revision_id"), optional, f"{at}.revision_id"),
+        steps=tuple(_step(step, f"{at}.steps[{n}]") for n, step in enumerate(_typed(entry.get("steps"), list, f"{at}.steps"))),
     )
+    # The steps must be the planner's own for this action: an edited step list is never run.
+    if plan.steps != steps_for(action, desired, plan.desired_digest) or (action is Action.UPDATE and not plan.desired_digest):
+        raise ValueError(f"{at}.steps are not the steps of a {action.value} of {desired.name}")
+    return plan
 
 
-def _step(entry: dict[str, Any]) -> Step:
+def _step(entry: Any, where: str) -> Step:
+    entry = _typed(entry, dict, where)
+    kind = _typed(entry.get("type"), str, f"{where}.type")
+    if kind not in _STEPS_BY_NAME:
+        raise ValueError(f"{where}.type {kind!r} is not a step deployer knows")
     fields = {k: v for k, v in entry.items() if k not in ("type", "description")}
-    step: Step = _STEPS_BY_NAME[entry["type"]](**fields)
+    step: Step = _STEPS_BY_NAME[kind](**fields)
     return step
 
 

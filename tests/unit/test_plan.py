@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
 from deployer import planfile
+from deployer.errors import PlanError
 from deployer.observed import Desired, FunctionState, ImageState, Observed
 from deployer.plan import (
     Action,
@@ -132,8 +134,52 @@ def test_saved_plan_round_trips_exactly() -> None:
 def test_saved_plan_of_another_format_version_is_refused() -> None:
     data = planfile.to_dict(make_plan([(DESIRED, Observed(running(NEW), image(NEW)))]))
     data["format_version"] = 99
-    with pytest.raises(Exception, match="format_version 99 is not supported"):
+    with pytest.raises(PlanError, match="format_version 99 is not supported"):
         planfile.from_dict(data)
+
+
+def _damage(data: dict[str, Any], change: str) -> None:
+    fp = data["functions"][0]
+    if change == "version is true":
+        data["format_version"] = True
+    elif change == "action is a number":
+        fp["action"] = 5
+    elif change == "unknown action":
+        fp["action"] = "destroy"
+    elif change == "steps removed from an update":
+        fp["steps"] = []
+    elif change == "update pointed at another image":
+        fp["steps"][0]["image"] = REPO + "@sha256:" + "f" * 64
+    elif change == "unknown step":
+        fp["steps"].append({"type": "DeleteFunction"})
+    elif change == "desired field missing":
+        del fp["desired"]["content_tag"]
+    elif change == "functions not a list":
+        data["functions"] = {"fn": fp}
+
+
+@pytest.mark.parametrize("change", ["version is true", "action is a number", "unknown action", "steps removed from an update",
+                                    "update pointed at another image", "unknown step", "desired field missing",
+                                    "functions not a list"])
+def test_damaged_saved_plan_is_refused(change: str) -> None:
+    data = planfile.to_dict(make_plan([(DESIRED, Observed(running(OLD), image(NEW)))]))
+    _damage(data, change)
+    with pytest.raises(PlanError, match="(damaged plan|is not supported).*run plan again"):
+        planfile.from_dict(data, "plan.json")
+
+
+def test_failed_last_update_is_planned_as_an_update_even_on_the_right_digest() -> None:
+    fn = replace(running(NEW), last_update_status="Failed", last_update_reason="image not found")
+    result = plan_function(DESIRED, Observed(fn, image(NEW)))
+    assert result.action is Action.UPDATE
+    assert result.reason == "the function's last update failed (image not found); updating it again to sha256:cccccccccccc"
+
+
+def test_update_in_progress_is_said_in_the_reason() -> None:
+    fn = replace(running(OLD), last_update_status="InProgress")
+    result = plan_function(DESIRED, Observed(fn, image(NEW)))
+    assert result.action is Action.UPDATE
+    assert result.reason.endswith("; an update is in progress (apply retries until it ends)")
 
 
 def test_text_render_shows_steps_and_summary() -> None:
