@@ -7,13 +7,16 @@ fails. Only the repository on disk is read; no AWS or Docker call happens here.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Any, Iterable
 
 from deployer import schema
 from deployer.errors import DeployerError, Diagnostic, InvalidSpecError
+from deployer.paths import display, inside
 from deployer.spec import (
     DEFAULT_BUILDER_IMAGE,
     DEFAULT_GO_BUILD_FLAGS,
@@ -23,13 +26,17 @@ from deployer.spec import (
     Location,
     RepositoryRef,
     Spec,
+    ecr_domain,
 )
-from deployer.yamldoc import YamlDocument, read_yaml
+from deployer.yamldoc import YamlDocument, YamlPath, read_yaml
 
 SPEC_FILE_NAMES = ("deploy.yaml", "deploy.yml")
 # Directories never searched for deploy.yaml files: tools' caches and vendored code.
 SKIPPED_DIRS = {".git", ".hg", ".svn", "node_modules", "vendor", "__pycache__", ".venv", ".terraform"}
-REPOSITORY_URI = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(?P<name>.+)$")
+REPOSITORY_URI = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.(?P<domain>amazonaws\.com(?:\.cn)?)/(?P<name>.+)$")
+# What the operating system refuses in a path (a NUL byte, a name too long, a symlink loop...):
+# reported as a problem of the value, never a crash.
+PATH_ERRORS = (OSError, ValueError)
 
 
 def find_spec_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -68,7 +75,7 @@ def load(paths: Iterable[str | Path], env: dict[str, str] | None = None) -> Spec
     functions: list[FunctionSpec] = []
     names: list[tuple[str, Location]] = []
     for file in files:
-        parsed = read_yaml(file, _display(file))
+        parsed = read_yaml(file, Path(display(file)))
         if isinstance(parsed, Diagnostic):
             problems.append(parsed)
             continue
@@ -87,14 +94,6 @@ def load(paths: Iterable[str | Path], env: dict[str, str] | None = None) -> Spec
     return Spec(tuple(sorted(functions, key=lambda f: f.name)), tuple(files))
 
 
-def _display(path: Path) -> Path:
-    """Paths in messages: relative to the working directory when below it."""
-    try:
-        return path.resolve().relative_to(Path.cwd().resolve())
-    except ValueError:
-        return path.resolve()
-
-
 def _functions(doc: YamlDocument, file: Path, env: dict[str, str], problems: list[Diagnostic]) -> list[FunctionSpec]:
     base = file.parent
     data: dict[str, Any] = doc.data
@@ -110,16 +109,42 @@ def _functions(doc: YamlDocument, file: Path, env: dict[str, str], problems: lis
     return result
 
 
+def _os_reason(exc: Exception) -> str:
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+
+
+def _kind(base: Path, rel: str) -> tuple[Path, str]:
+    """`rel` resolved against `base`, and what is there: "dir", "file", "other" or "missing".
+    Raises one of PATH_ERRORS when the operating system refuses the path."""
+    try:
+        path = (base / rel).resolve()
+    except RuntimeError:  # Python < 3.13 reports a symlink loop so; later versions as ELOOP
+        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP)) from None
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return path, "other" if os.path.lexists(path) else "missing"
+    return path, "dir" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
+
+
 def _root(doc: YamlDocument, base: Path, problems: list[Diagnostic]) -> Path | None:
     if "root" in doc.data:
-        root: Path = (base / str(doc.data["root"])).resolve()
-        if not root.is_dir():
-            problems.append(doc.diagnostic(("root",), f"root: directory {doc.data['root']!r} does not exist (resolved to {root})"))
+        given = str(doc.data["root"])
+        try:
+            root, kind = _kind(base, given)
+        except PATH_ERRORS as exc:
+            problems.append(doc.diagnostic(("root",), f"root: {given!r} cannot be used as a directory: {_os_reason(exc)}"))
+            return None
+        if kind != "dir":
+            problems.append(doc.diagnostic(("root",), f"root: directory {given!r} does not exist (resolved to {root})"))
             return None
         return root
     for candidate in (base, *base.parents):
-        if (candidate / ".git").exists():
-            return candidate
+        try:
+            if (candidate / ".git").exists():
+                return candidate
+        except OSError:  # an unreadable parent directory: look further up
+            continue
     # Outside any git checkout: the file's own directory bounds what a build may read.
     return base
 
@@ -135,32 +160,15 @@ def _function(doc: YamlDocument, at: tuple[str, int], entry: dict[str, Any], def
 
     repository = _repository(doc, at, entry, defaults, env, problems)
 
-    source = (base / build.get("source", ".")).resolve()
     source_at = at + ("build", "source") if "source" in entry.get("build", {}) else at
-    if not source.is_dir():
-        problems.append(doc.diagnostic(source_at, f"function '{name}': source directory '{_display(source)}' does not exist; set build.source to the function's Go module directory"))
-    elif not (source / "go.mod").is_file():
-        problems.append(doc.diagnostic(source_at, f"function '{name}': '{_display(source)}' holds no go.mod; build.source must be the function's Go module directory"))
-    elif not _inside(source, root):
-        problems.append(doc.diagnostic(source_at, f"function '{name}': source {_display(source)} lies outside the repository root {root}; set 'root' in this file"))
-
-    dockerfile = None
-    if "dockerfile" in build:
-        dockerfile = (base / build["dockerfile"]).resolve()
-        if not dockerfile.is_file():
-            problems.append(doc.diagnostic(at + ("build", "dockerfile"), f"function '{name}': Dockerfile '{_display(dockerfile)}' does not exist; fix the path or remove 'dockerfile' to use the built-in template"))
-
+    source = _source(doc, source_at, name, base, str(build.get("source", ".")), root, problems)
+    dockerfile = _dockerfile(doc, at + ("build", "dockerfile"), name, base, build["dockerfile"], problems) if "dockerfile" in build else None
     shared = None
     if isinstance(entry.get("shared_modules"), list):
-        shared = []
-        for index, rel in enumerate(entry["shared_modules"]):
-            module = (base / rel).resolve()
-            if not (module / "go.mod").is_file():
-                what = "holds no go.mod" if module.is_dir() else "does not exist"
-                problems.append(doc.diagnostic(at + ("shared_modules", index), f"function '{name}': shared module {rel!r} {what} (resolved to '{_display(module)}')"))
-            shared.append(module)
+        shared = [_shared_module(doc, at + ("shared_modules", index), name, base, str(rel), problems)
+                  for index, rel in enumerate(entry["shared_modules"])]
 
-    if len(problems) > before or repository is None:
+    if len(problems) > before or repository is None or source is None:
         return None
     return FunctionSpec(
         name=name,
@@ -174,11 +182,56 @@ def _function(doc: YamlDocument, at: tuple[str, int], entry: dict[str, Any], def
             runtime_image=build.get("runtime_image", DEFAULT_RUNTIME_IMAGES[platform]),
             go_build_flags=tuple(build.get("go_build_flags", DEFAULT_GO_BUILD_FLAGS)),
             build_args=dict(sorted(build.get("build_args", {}).items())),
-            shared_modules=tuple(shared) if shared is not None else None,
+            shared_modules=tuple(m for m in shared if m is not None) if shared is not None else None,
         ),
         root=root,
         location=Location(doc.file, line, col),
     )
+
+
+def _source(doc: YamlDocument, at: YamlPath, name: str, base: Path, rel: str, root: Path,
+            problems: list[Diagnostic]) -> Path | None:
+    try:
+        source, kind = _kind(base, rel)
+        has_go_mod = kind == "dir" and (source / "go.mod").is_file()
+    except PATH_ERRORS as exc:
+        problems.append(doc.diagnostic(at, f"function '{name}': build.source {rel!r} cannot be used as a directory: {_os_reason(exc)}"))
+        return None
+    if kind != "dir":
+        problems.append(doc.diagnostic(at, f"function '{name}': source directory '{display(source)}' does not exist; set build.source to the function's Go module directory"))
+    elif not has_go_mod:
+        problems.append(doc.diagnostic(at, f"function '{name}': '{display(source)}' holds no go.mod; build.source must be the function's Go module directory"))
+    elif not inside(source, root):
+        problems.append(doc.diagnostic(at, f"function '{name}': source {display(source)} lies outside the repository root {root}; set 'root' in this file"))
+    else:
+        return source
+    return None
+
+
+def _dockerfile(doc: YamlDocument, at: YamlPath, name: str, base: Path, rel: str, problems: list[Diagnostic]) -> Path | None:
+    try:
+        dockerfile, kind = _kind(base, rel)
+    except PATH_ERRORS as exc:
+        problems.append(doc.diagnostic(at, f"function '{name}': build.dockerfile {rel!r} cannot be used as a file: {_os_reason(exc)}"))
+        return None
+    if kind != "file":
+        problems.append(doc.diagnostic(at, f"function '{name}': Dockerfile '{display(dockerfile)}' does not exist; fix the path or remove 'dockerfile' to use the built-in template"))
+        return None
+    return dockerfile
+
+
+def _shared_module(doc: YamlDocument, at: YamlPath, name: str, base: Path, rel: str, problems: list[Diagnostic]) -> Path | None:
+    try:
+        module, kind = _kind(base, rel)
+        has_go_mod = kind == "dir" and (module / "go.mod").is_file()
+    except PATH_ERRORS as exc:
+        problems.append(doc.diagnostic(at, f"function '{name}': shared module {rel!r} cannot be used as a directory: {_os_reason(exc)}"))
+        return None
+    if not has_go_mod:
+        what = "holds no go.mod" if kind == "dir" else "does not exist"
+        problems.append(doc.diagnostic(at, f"function '{name}': shared module {rel!r} {what} (resolved to '{display(module)}')"))
+        return None
+    return module
 
 
 def _repository(doc: YamlDocument, at: tuple[str, int], entry: dict[str, Any], defaults: dict[str, Any],
@@ -203,6 +256,10 @@ def _repository(doc: YamlDocument, at: tuple[str, int], entry: dict[str, Any], d
         if account is not None and account != uri["account"]:
             problems.append(doc.diagnostic(account_at, f"function '{name}': account {account} disagrees with repository {repository} of account {uri['account']}"))
             return None
+        if uri["domain"] != ecr_domain(uri["region"]):
+            problems.append(doc.diagnostic(repo_at, f"function '{name}': repository {repository}: ECR in {uri['region']} is at "
+                                                    f"*.{ecr_domain(uri['region'])}, not *.{uri['domain']}; fix the URI"))
+            return None
         return RepositoryRef(uri["name"], uri["region"], uri["account"])
     region = region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or _profile_region()
     if not region:
@@ -219,10 +276,6 @@ def _profile_region() -> str | None:
     except Exception:  # a broken ~/.aws/config: the caller reports "no region" with what to set
         return None
     return region
-
-
-def _inside(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
 
 
 def _duplicate_names(names: list[tuple[str, Location]]) -> list[Diagnostic]:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from deployer import gomod
 from deployer.errors import BuildContextError
+from deployer.paths import display as display, inside  # display re-exported: context.py imports it from here
 from deployer.spec import FunctionSpec
 
 SHARED_DIR = "shared"
@@ -28,18 +29,6 @@ SHARED_DIR = "shared"
 # the largest part of planning a function. parse() is pure and its result immutable, so parses
 # are shared by content.
 _parse = functools.lru_cache(maxsize=1024)(gomod.parse)
-
-
-def display(path: Path) -> str:
-    """A path for messages: relative to the working directory when below it, else absolute."""
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
-def _inside(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
 
 
 @dataclass
@@ -111,7 +100,7 @@ class _Discovery:
         except gomod.GoModSyntaxError as exc:
             self.problem(f"{display(path)}:{exc.line}", exc.message, "fix the go.mod syntax")
             return None
-        inner = "" if not _inside(module_dir, self.func_dir) else module_dir.relative_to(self.func_dir).as_posix()
+        inner = "" if not inside(module_dir, self.func_dir) else module_dir.relative_to(self.func_dir).as_posix()
         if inner == ".":
             inner = ""
         return Module(module_dir, path, data, parsed, shared=shared, inner=inner)
@@ -121,7 +110,7 @@ class _Discovery:
         where = f"{display(owner.gomod_path)}:{rep.line}"
         stmt = f"replace {rep.old_path} => {rep.new_path}"
         target = (owner.dir / rep.new_path).resolve()
-        if not _inside(target, self.root):
+        if not inside(target, self.root):
             self.problem(where, f"{stmt}: target {target} is outside the repository root {self.root}",
                          "move the module into the repository or set the root to a directory that contains it")
             return None
@@ -149,7 +138,7 @@ class _Discovery:
             known = self.modules.get(target)
             if target in self.unreadable:
                 continue
-            dep = known or self.read(target, shared=not _inside(target, self.func_dir))
+            dep = known or self.read(target, shared=not inside(target, self.func_dir))
             if dep is None:
                 self.unreadable.add(target)
                 continue
@@ -160,7 +149,7 @@ class _Discovery:
                              f"make the replace's left side match the module path {dep.parsed.module or '(none)'} or fix that go.mod")
                 continue
             # A target inside the owner's own directory travels with the owner's files unchanged.
-            if not _inside(target, module.dir):
+            if not inside(target, module.dir):
                 module.links[rep.line] = target
             if known is None:
                 self.visit(dep)
@@ -169,12 +158,12 @@ class _Discovery:
         target = path.resolve()
         where = str(self.fn.location)
         what = f"function {self.fn.name}: shared module {path}"
-        if not _inside(target, self.root):
+        if not inside(target, self.root):
             self.problem(where, f"{what} is outside the repository root {self.root}", "list only modules inside the repository")
         elif not (target / "go.mod").is_file():
             self.problem(where, f"{what} has no go.mod", "list Go module directories only")
         elif target not in self.modules:
-            dep = self.read(target, shared=not _inside(target, self.func_dir))
+            dep = self.read(target, shared=not inside(target, self.func_dir))
             if dep is not None:
                 self.visit(dep)
 

@@ -17,6 +17,9 @@ from jsonschema import Draft202012Validator, ValidationError
 from deployer.errors import Diagnostic
 from deployer.yamldoc import YamlDocument, YamlPath
 
+# Longer strings are cut in messages: a diagnostic stays one readable line.
+MAX_SHOWN = 60
+
 
 def schema_text() -> str:
     return resources.files("deployer").joinpath("data/deploy.schema.json").read_text(encoding="utf-8")
@@ -64,11 +67,35 @@ def _diagnostics(doc: YamlDocument, error: ValidationError) -> Iterator[Diagnost
         missing = error.message.split("'")[1]
         yield doc.diagnostic(path, f"{where}: missing required key '{missing}'", key=True)
         return
-    if error.validator == "propertyNames":
+    if "propertyNames" in error.absolute_schema_path:
+        # The error is about a key (error.instance); its path is the mapping's.
         bad = error.instance
-        yield doc.diagnostic(path + (bad,), f"{where}: invalid name {bad!r}: expected letters, digits and '_', not starting with a digit", key=True)
+        if error.validator == "not":
+            yield doc.diagnostic(path + (bad,), f"{yaml_path(path + (bad,))}: {bad} is set by deployer; remove it "
+                                 "(use builder_image, runtime_image, platform and go_build_flags instead)", key=True)
+        else:
+            yield doc.diagnostic(path + (bad,), f"{where}: invalid name {_show(bad)}: expected letters, digits and '_', "
+                                 "not starting with a digit", key=True)
         return
+    if error.validator in ("oneOf", "anyOf"):
+        branch = _matching_branch(error)
+        if branch:  # the value has the shape of one option: say what is wrong inside it
+            for sub in branch:
+                yield from _diagnostics(doc, sub)
+            return
     yield doc.diagnostic(path, f"{where}: {_expected(error)}; found {_show(found)}")
+
+
+def _matching_branch(error: ValidationError) -> list[ValidationError]:
+    """The errors of the one oneOf/anyOf option whose type or constant the value has, if only one
+    has it (e.g. a list given where 'auto' or a list of paths is allowed)."""
+    branches: dict[int, list[ValidationError]] = {}
+    for sub in error.context or ():
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+    shape = ("type", "const", "enum")
+    fitting = [errs for errs in branches.values()
+               if not any(e.validator in shape and not e.relative_path for e in errs)]
+    return fitting[0] if len(fitting) == 1 else []
 
 
 def _expected(error: ValidationError) -> str:
@@ -123,5 +150,7 @@ def _show(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
+        if len(value) > MAX_SHOWN:
+            return f"{value[:MAX_SHOWN]!r}... ({len(value)} characters)"
         return repr(value)
     return repr(value)

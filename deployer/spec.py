@@ -36,6 +36,12 @@ class Location:
         return f"{self.file}:{self.line}:{self.column}"
 
 
+def ecr_domain(region: str) -> str:
+    """The DNS suffix of ECR registries in `region`: the China regions (cn-north-1,
+    cn-northwest-1) form their own partition, served under amazonaws.com.cn."""
+    return "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+
+
 @dataclass(frozen=True)
 class RepositoryRef:
     """An ECR repository. `account` is None when deploy.yaml gave only a name and no account:
@@ -49,7 +55,7 @@ class RepositoryRef:
         acct = self.account or account
         if acct is None:
             raise ValueError(f"repository {self.name}: account unknown")
-        return f"{acct}.dkr.ecr.{self.region}.amazonaws.com/{self.name}"
+        return f"{acct}.dkr.ecr.{self.region}.{ecr_domain(self.region)}/{self.name}"
 
 
 @dataclass(frozen=True)

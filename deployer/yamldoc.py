@@ -22,6 +22,10 @@ YamlPath = tuple[Any, ...]
 
 # A deploy.yaml is a few kilobytes; anything this large is not one.
 MAX_FILE_BYTES = 1_000_000
+# Its data is a handful of levels deep. Aliases can make a small file expand into a huge tree
+# (each `*a` is a copy once the data is plain): both limits keep every later stage cheap.
+MAX_DEPTH = 32
+MAX_VALUES = 100_000
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,10 @@ def read_yaml(file: Path, display: Path) -> YamlDocument | Diagnostic:
         return Diagnostic(display, 0, 0, "file is empty; it needs at least 'version: 1' and a 'functions' list")
     try:
         tree = YAML(typ="rt", pure=True).load(text)
+    except RecursionError:  # ruamel composes nested collections recursively
+        return Diagnostic(display, 0, 0, f"lists or mappings are nested too deeply to read; a deploy.yaml needs at most {MAX_DEPTH} levels")
+    except MemoryError:
+        return Diagnostic(display, 0, 0, "file is too large to read")
     except MarkedYAMLError as exc:
         return _yaml_error(display, exc)
     except ReaderError as exc:
@@ -84,7 +92,10 @@ def read_yaml(file: Path, display: Path) -> YamlDocument | Diagnostic:
     except YAMLError as exc:  # other ruamel errors carry no position
         return Diagnostic(display, 0, 0, f"invalid YAML: {exc}")
     doc = YamlDocument(display, None)
-    data = _plain(tree, (), doc)
+    try:
+        data = _Copier(doc).plain(tree, ())
+    except _TooComplex as exc:
+        return doc.diagnostic(exc.path, exc.message)
     doc = YamlDocument(display, data, doc.values, doc.keys)
     doc.values.setdefault((), (1, 1))
     return doc
@@ -114,29 +125,79 @@ def _line_col(raw: bytes, offset: int) -> tuple[int, int]:
     return line, col
 
 
-def _plain(node: Any, path: YamlPath, doc: YamlDocument) -> Any:
-    """Copy ruamel containers into dict/list/str/int/... recording positions on the way."""
-    if isinstance(node, CommentedMap):
+class _TooComplex(Exception):
+    def __init__(self, path: YamlPath, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+class _Copier:
+    """Copies ruamel containers into dict/list/str/int/... recording positions on the way."""
+
+    def __init__(self, doc: YamlDocument) -> None:
+        self.doc = doc
+        self.count = 0
+        self.active: set[int] = set()  # containers being copied: an alias to one is a cycle
+
+    def plain(self, node: Any, path: YamlPath) -> Any:
+        self.count += 1
+        if self.count > MAX_VALUES:
+            raise _TooComplex(path, f"more than {MAX_VALUES} values once aliases (*name) are expanded; "
+                                    "a deploy.yaml needs far fewer")
+        if not isinstance(node, (CommentedMap, CommentedSeq)):
+            return _scalar(node)
+        if len(path) > MAX_DEPTH:
+            raise _TooComplex(path, f"lists or mappings are nested more than {MAX_DEPTH} levels deep; a deploy.yaml needs only a few")
+        if id(node) in self.active:
+            raise _TooComplex(path, "an alias (*name) refers to a list or mapping that contains it; remove the cycle")
+        self.active.add(id(node))
+        try:
+            return self.mapping(node, path) if isinstance(node, CommentedMap) else self.sequence(node, path)
+        finally:
+            self.active.discard(id(node))
+
+    def mapping(self, node: CommentedMap, path: YamlPath) -> dict[Any, Any]:
+        doc = self.doc
         if path == ():
             doc.values[path] = (node.lc.line + 1, node.lc.col + 1)
         out: dict[Any, Any] = {}
         for key, value in node.items():
             name = key if isinstance(key, str) else str(key)  # schema keys are strings
             child = path + (name,)
-            kl, kc = node.lc.key(key)
-            vl, vc = node.lc.value(key)
+            kl, kc, vl, vc = _key_position(node, key)
             doc.keys[child] = (kl + 1, kc + 1)
             doc.values[child] = (vl + 1, vc + 1)
-            out[name] = _plain(value, child, doc)
+            out[name] = self.plain(value, child)
         return out
-    if isinstance(node, CommentedSeq):
+
+    def sequence(self, node: CommentedSeq, path: YamlPath) -> list[Any]:
         items = []
         for index, value in enumerate(node):
             child = path + (index,)
             il, ic = node.lc.item(index)
-            doc.values[child] = (il + 1, ic + 1)
-            items.append(_plain(value, child, doc))
+            self.doc.values[child] = (il + 1, ic + 1)
+            items.append(self.plain(value, child))
         return items
+
+
+def _key_position(node: CommentedMap, key: Any) -> tuple[int, int, int, int]:
+    """0-based (key line, key col, value line, value col) of `key` in `node`. A key merged in
+    with `<<: *anchor` is not the mapping's own: it is found where the merged mapping has it,
+    else (an unusual ruamel version) the mapping's own position stands for it."""
+    own = node.lc.data.get(key)
+    if own is not None:
+        kl, kc, vl, vc = own[:4]
+        return kl, kc, vl, vc
+    for merged in getattr(node, "merge", None) or ():
+        if isinstance(merged, tuple):  # older ruamel: (position, mapping) pairs
+            merged = merged[-1]
+        if isinstance(merged, CommentedMap) and key in merged:
+            return _key_position(merged, key)
+    return node.lc.line, node.lc.col, node.lc.line, node.lc.col
+
+
+def _scalar(node: Any) -> Any:
     if isinstance(node, bool) or node is None:
         return node
     for plain in (str, int, float):  # ruamel's scalar subclasses become the builtin type

@@ -265,3 +265,159 @@ def test_help_lists_plan_and_apply() -> None:
     assert result.returncode == 0
     for command in ("validate", "plan", "apply", "schema"):
         assert command in result.stdout
+
+
+# --- odd YAML: merge keys, aliases, nesting -------------------------------------------------
+
+MERGED = """\
+version: 1
+defaults: &shared
+  region: us-east-1
+  repository: fn-repo
+functions: [{<<: *shared, name: fn, build: {source: fn}}]
+"""
+
+
+def test_merge_key_is_read_like_the_keys_written_out(repo: Path) -> None:
+    result = validate(repo, MERGED)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "1 file(s) valid: 1 function(s): fn\n"
+
+
+def test_problem_in_a_merged_key_points_where_the_value_is_written(repo: Path) -> None:
+    result = validate(repo, MERGED.replace("region: us-east-1", "region: US East"))
+    expected = ("expected AWS region, such as us-east-1. Default: AWS_REGION, then AWS_DEFAULT_REGION, "
+                "then the AWS profile's region; found 'US East'")
+    assert_invalid(result, f"deploy.yaml:3:11: defaults.region: {expected}",
+                           f"deploy.yaml:3:11: functions[0].region: {expected}")
+
+
+def test_thousand_nested_brackets(repo: Path) -> None:
+    result = validate(repo, "version: 1\nfunctions: " + "[" * 1000 + "]" * 1000 + "\n")
+    assert_invalid(result, "deploy.yaml: lists or mappings are nested too deeply to read; a deploy.yaml needs at most 32 levels")
+
+
+def test_nesting_deeper_than_a_deploy_yaml_needs(repo: Path) -> None:
+    result = validate(repo, "version: 1\nfunctions: " + "[" * 40 + "]" * 40 + "\n")
+    assert_invalid(result, "deploy.yaml:2:44: lists or mappings are nested more than 32 levels deep; a deploy.yaml needs only a few")
+
+
+def test_aliases_that_expand_into_a_huge_tree(repo: Path) -> None:
+    levels = "".join(f"  - &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 7))
+    result = validate(repo, GOOD + "    shared_modules:\n      - &l0 [x, x, x, x, x, x, x, x, x, x]\n" + levels.replace("  - ", "      - "))
+    lines = result.stderr.splitlines()
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert lines[0].endswith(": more than 100000 values once aliases (*name) are expanded; a deploy.yaml needs far fewer")
+    assert lines[-1] == "1 problem(s) found"
+
+
+# --- path-like values the operating system refuses ------------------------------------------
+
+PATH_RULE = "expected a path relative to this file: 1 to 1024 characters, no control characters"
+
+
+def test_nul_in_source(repo: Path) -> None:
+    result = validate(repo, GOOD.replace("source: fn", 'source: "f\\0n"'))
+    assert_invalid(result, f"deploy.yaml:8:15: functions[0].build.source: {PATH_RULE}; found 'f\\x00n'")
+
+
+def test_control_characters_in_root_and_shared_modules(repo: Path) -> None:
+    result = validate(repo, 'root: "a\\tb"\n' + GOOD + '    shared_modules: ["shared/\\x01logger"]\n')
+    assert_invalid(result, f"deploy.yaml:1:7: root: {PATH_RULE}; found 'a\\tb'",
+                           f"deploy.yaml:10:22: functions[0].shared_modules[0]: {PATH_RULE}; found 'shared/\\x01logger'")
+
+
+def test_dockerfile_path_of_five_thousand_characters(repo: Path) -> None:
+    result = validate(repo, GOOD + f"      dockerfile: {'d' * 5000}\n")
+    assert_invalid(result, f"deploy.yaml:9:19: functions[0].build.dockerfile: expected at most 1024 characters; "
+                           f"found '{'d' * 60}'... (5000 characters)")
+
+
+def test_path_component_too_long_for_the_file_system(repo: Path) -> None:
+    result = validate(repo, GOOD + f"      dockerfile: {'d' * 300}\n")
+    assert_invalid(result, f"deploy.yaml:9:19: function 'fn': build.dockerfile '{'d' * 300}' cannot be used as a file: "
+                           "File name too long")
+
+
+def test_shared_module_in_a_symlink_loop(repo: Path) -> None:
+    (repo / "loop").symlink_to("loop")
+    result = validate(repo, GOOD + "    shared_modules: [loop/x]\n")
+    assert_invalid(result, f"deploy.yaml:9:22: function 'fn': shared module 'loop/x' cannot be used as a directory: "
+                           "Too many levels of symbolic links")
+
+
+# --- ECR in the China regions ----------------------------------------------------------------
+
+def test_china_repository_uri_is_valid(repo: Path) -> None:
+    uri = "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/fn-repo"
+    result = validate(repo, GOOD.replace("region: us-east-1", "region: cn-north-1").replace("repository: fn-repo", f"repository: {uri}"))
+    assert result.returncode == 0, result.stderr
+
+
+def test_china_repository_uri_without_cn_domain(repo: Path) -> None:
+    uri = "123456789012.dkr.ecr.cn-north-1.amazonaws.com/fn-repo"
+    result = validate(repo, GOOD.replace("region: us-east-1", "region: cn-north-1").replace("repository: fn-repo", f"repository: {uri}"))
+    assert_invalid(result, f"deploy.yaml:6:17: function 'fn': repository {uri}: ECR in cn-north-1 is at "
+                           "*.amazonaws.com.cn, not *.amazonaws.com; fix the URI")
+
+
+# --- what plan would refuse, found by validate -------------------------------------------------
+
+def test_reserved_build_arg_is_flagged_at_its_key(repo: Path) -> None:
+    result = validate(repo, GOOD + "      build_args:\n        GOPROXY: off\n        TARGETARCH: amd64\n")
+    assert_invalid(result, "deploy.yaml:11:9: functions[0].build.build_args.TARGETARCH: TARGETARCH is set by deployer; "
+                           "remove it (use builder_image, runtime_image, platform and go_build_flags instead)")
+
+
+def test_invalid_build_arg_name_is_flagged_at_its_key(repo: Path) -> None:
+    result = validate(repo, GOOD + "      build_args:\n        9LIVES: yes\n")
+    assert_invalid(result, "deploy.yaml:10:9: functions[0].build.build_args: invalid name '9LIVES': "
+                           "expected letters, digits and '_', not starting with a digit")
+
+
+def test_broken_go_mod(repo: Path) -> None:
+    (repo / "fn" / "go.mod").write_text('module "x\n')
+    result = validate(repo, GOOD)
+    assert_invalid(result, "fn/go.mod:1: unexpected newline in string; fix the go.mod syntax")
+
+
+def test_replace_target_missing(repo: Path) -> None:
+    (repo / "fn" / "go.mod").write_text("module example.com/fn\n\nreplace example.com/lib => ../lib\n")
+    result = validate(repo, GOOD)
+    assert_invalid(result, "fn/go.mod:3: replace example.com/lib => ../lib: directory lib does not exist; "
+                           "fix the path or create the module there")
+
+
+def test_replace_target_declares_another_module(repo: Path) -> None:
+    (repo / "fn" / "go.mod").write_text("module example.com/fn\n\nreplace example.com/log => ../shared/logger\n")
+    result = validate(repo, GOOD)
+    assert_invalid(result, "fn/go.mod:3: replace example.com/log => ../shared/logger: shared/logger/go.mod declares "
+                           "module example.com/shared/logger; make the replace's left side match the module path "
+                           "example.com/shared/logger or fix that go.mod")
+
+
+def test_file_named_like_the_generated_dockerfile(repo: Path) -> None:
+    (repo / "fn" / "Dockerfile.deployer").write_text("FROM scratch\n")
+    result = validate(repo, GOOD)
+    assert_invalid(result, "fn/Dockerfile.deployer: deployer writes the Dockerfile under this name; "
+                           "rename the file or set build.dockerfile to it")
+
+
+def test_symlink_leading_outside_the_function(repo: Path) -> None:
+    (repo / "secret").write_text("x\n")
+    (repo / "fn" / "key").symlink_to("../secret")
+    result = validate(repo, GOOD)
+    assert_invalid(result, f"fn/key: symlink to ../secret leads outside fn (to {repo.resolve()}/secret), which the build "
+                           "context cannot contain; replace it with a copy of the file or exclude it in .dockerignore")
+
+
+def test_context_problems_of_every_function_are_reported(repo: Path) -> None:
+    (repo / "fn" / "go.mod").write_text('module "x\n')
+    (repo / "g").mkdir()
+    (repo / "g" / "go.mod").write_text("module example.com/g\n")
+    (repo / "g" / "Dockerfile.deployer").write_text("FROM scratch\n")
+    second = "  - name: g\n    repository: g-repo\n    build:\n      source: g\n"
+    result = validate(repo, GOOD + second)
+    assert_invalid(result, "fn/go.mod:1: unexpected newline in string; fix the go.mod syntax",
+                           "g/Dockerfile.deployer: deployer writes the Dockerfile under this name; "
+                           "rename the file or set build.dockerfile to it")

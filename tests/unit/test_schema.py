@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
+import pytest
 from jsonschema import Draft202012Validator
 
 from deployer.schema import schema, schema_text
@@ -107,3 +108,23 @@ def _resolve_ref(sub: dict[str, Any]) -> dict[str, Any]:
             target = target[part]
         sub = target
     return sub
+
+
+def test_reserved_build_args_are_the_ones_deployer_sets() -> None:
+    from deployer.layout import RESERVED_BUILD_ARGS
+
+    names = schema()["$defs"]["sharedBuild"]["properties"]["build_args"]["propertyNames"]
+    assert sorted(names["not"]["enum"]) == sorted(RESERVED_BUILD_ARGS)
+
+
+@pytest.mark.parametrize("path, valid", [
+    ("fn", True), ("../shared/log ger/é", True), ("x" * 1024, True),
+    ("", False), ("x" * 1025, False), ("a\0b", False), ("a\tb", False), ("fn\n", False), ("a\x7f", False),
+])
+def test_path_values_are_bounded_and_free_of_control_characters(path: str, valid: bool) -> None:
+    validator = Draft202012Validator(schema())
+    for build in ({"source": path}, {"dockerfile": path}):
+        doc = {"version": 1, "root": ".", "functions": [{"name": "fn", "repository": "repo", "build": build}]}
+        assert validator.is_valid(doc) is valid
+    assert validator.is_valid({"version": 1, "root": path, "functions": [{"name": "fn"}]}) is valid
+    assert validator.is_valid({"version": 1, "functions": [{"name": "fn", "shared_modules": [path]}]}) is valid

@@ -1,0 +1,123 @@
+"""load, yamldoc and paths: ECR URIs per partition, odd YAML, paths the OS refuses, path display."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from ruamel.yaml.comments import CommentedSeq
+
+from deployer.errors import Diagnostic, InvalidSpecError
+from deployer.load import load
+from deployer.paths import display, inside
+from deployer.spec import RepositoryRef, ecr_domain
+from deployer.yamldoc import MAX_DEPTH, YamlDocument, _Copier, _TooComplex, read_yaml
+
+
+def test_repository_uri_in_a_commercial_region() -> None:
+    assert RepositoryRef("fn", "eu-west-1", "123456789012").uri() == "123456789012.dkr.ecr.eu-west-1.amazonaws.com/fn"
+
+
+def test_repository_uri_in_a_china_region_uses_the_cn_domain() -> None:
+    assert RepositoryRef("team/fn", "cn-north-1", None).uri("123456789012") == \
+        "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/team/fn"
+    assert ecr_domain("cn-northwest-1") == "amazonaws.com.cn"
+    assert ecr_domain("us-gov-west-1") == "amazonaws.com"
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "fn").mkdir()
+    (tmp_path / "fn" / "go.mod").write_text("module example.com/fn\n")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def write(repo: Path, text: str) -> Path:
+    path = repo / "deploy.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_china_repository_uri_round_trips_through_load(repo: Path) -> None:
+    uri = "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/fn-repo"
+    spec = load([write(repo, f"version: 1\nfunctions:\n  - name: fn\n    repository: {uri}\n    build: {{source: fn}}\n")], env={})
+    assert spec.functions[0].region == "cn-north-1"
+    assert spec.functions[0].repository.uri() == uri
+
+
+def test_merged_keys_take_the_position_where_they_are_written(repo: Path) -> None:
+    text = "version: 1\ndefaults: &d\n  region: us-east-1\n  repository: fn-repo\nfunctions: [{<<: *d, name: fn}]\n"
+    doc = read_yaml(write(repo, text), Path("deploy.yaml"))
+    assert isinstance(doc, YamlDocument)
+    assert doc.data["functions"][0] == {"name": "fn", "region": "us-east-1", "repository": "fn-repo"}
+    assert doc.keys[("functions", 0, "region")] == (3, 3)
+    assert doc.values[("functions", 0, "repository")] == (4, 15)
+    assert doc.keys[("functions", 0, "name")] == (5, 22)
+
+
+def test_nesting_beyond_the_limit_is_a_diagnostic(repo: Path) -> None:
+    depth = MAX_DEPTH + 2
+    doc = read_yaml(write(repo, "version: 1\nfunctions: " + "[" * depth + "]" * depth + "\n"), Path("deploy.yaml"))
+    assert isinstance(doc, Diagnostic)
+    assert "nested more than" in doc.message and doc.line == 2
+
+
+def test_a_list_that_contains_itself_is_a_cycle_not_a_recursion_error() -> None:
+    seq = CommentedSeq()
+    seq.append(seq)
+    seq.lc.data = {0: [0, 0]}  # the position ruamel would record
+    with pytest.raises(_TooComplex, match="refers to a list or mapping that contains it"):
+        _Copier(YamlDocument(Path("deploy.yaml"), None)).plain(seq, ())
+
+
+@pytest.mark.parametrize("build, what", [
+    ("{source: %s}", "build.source 'x...' cannot be used as a directory"),
+    ("{source: fn, dockerfile: %s}", "build.dockerfile 'x...' cannot be used as a file"),
+])
+def test_paths_the_os_refuses_are_diagnostics(repo: Path, build: str, what: str) -> None:
+    long_name = "x" * 300  # within the schema's 1024 characters, beyond a file name's 255 bytes
+    text = f"version: 1\ndefaults: {{region: us-east-1}}\nfunctions:\n  - name: fn\n    repository: r1\n    build: {build % long_name}\n"
+    with pytest.raises(InvalidSpecError) as caught:
+        load([write(repo, text)], env={})
+    [problem] = caught.value.diagnostics
+    assert problem.message == f"function 'fn': {what.replace('x...', long_name)}: File name too long"
+
+
+def test_nul_byte_in_a_path_is_caught_even_without_the_schema(repo: Path) -> None:
+    from deployer import load as load_mod
+
+    with pytest.raises(ValueError):
+        os.stat("a\0b")
+    with pytest.raises(ValueError):
+        load_mod._kind(repo, "a\0b")  # raised as a PATH_ERROR, which every caller turns into a diagnostic
+    assert issubclass(ValueError, load_mod.PATH_ERRORS)
+
+
+def test_display_is_relative_below_the_working_directory(repo: Path) -> None:
+    assert display(repo / "fn" / "go.mod") == "fn/go.mod"
+    assert display(Path("fn/../fn")) == "fn"
+    assert display(repo) == "."
+    assert display(repo.parent / "elsewhere") == str(repo.parent / "elsewhere")
+
+
+def test_display_shows_a_symlink_as_itself(repo: Path) -> None:
+    (repo / "link").symlink_to(repo.parent)
+    assert display(repo / "link") == "link"
+
+
+def test_display_sees_through_a_symlinked_working_directory(repo: Path, tmp_path_factory: pytest.TempPathFactory,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    alias = tmp_path_factory.mktemp("alias") / "repo"
+    alias.symlink_to(repo)
+    monkeypatch.chdir(alias)
+    assert display(alias / "fn" / "go.mod") == "fn/go.mod"
+    assert display(repo / "fn" / "go.mod") == "fn/go.mod"
+
+
+def test_inside() -> None:
+    assert inside(Path("/r"), Path("/r"))
+    assert inside(Path("/r/a/b"), Path("/r"))
+    assert not inside(Path("/rx"), Path("/r"))
