@@ -111,8 +111,7 @@ class Executor:
         self.images = _SharedImages()
 
     def run(self, plan: Plan, specs: dict[str, FunctionSpec]) -> list[Outcome]:
-        if plan.blocked:
-            raise PlanError("plan has blocked functions (" + ", ".join(fp.name for fp in plan.blocked) + "); fix them and run plan again")
+        plan.refuse_blocked()
         work = [fp for fp in plan.functions if fp.changes]
         outcomes = {fp.name: Outcome(fp.name, "unchanged", fp.reason, 0.0, fp.current_digest) for fp in plan.functions if not fp.changes}
         if work:

@@ -105,12 +105,10 @@ class LambdaGateway:
                 return FunctionState(exists=False)
             raise
         config = response.get("Configuration", {})
-        code = response.get("Code", {})
         return FunctionState(
             exists=True,
             package_type=config.get("PackageType"),
             code_sha256=config.get("CodeSha256") if config.get("PackageType") == "Image" else None,
-            image_uri=code.get("ImageUri"),
             architectures=tuple(config.get("Architectures") or ("x86_64",)),  # Lambda's default
             state=config.get("State"),
             last_update_status=config.get("LastUpdateStatus"),

@@ -128,9 +128,7 @@ def plan(
         out.print(rendered, end="")
     else:
         sys.stdout.write(rendered)
-    if the_plan.blocked:
-        names = ", ".join(fp.name for fp in the_plan.blocked)
-        raise PlanError(f"{len(the_plan.blocked)} function(s) cannot be deployed: {names}; see the reasons above")
+    the_plan.refuse_blocked()
     if out_file is not None:
         planfile.write(the_plan, out_file)
         err.print(f"plan saved to {out_file}; apply it with: deployer apply {out_file}", markup=False)
@@ -172,8 +170,7 @@ def apply(
         spec_functions = spec.functions
         the_plan = make_plan(observe(spec, clients))
     out.print(render(the_plan, "text"), end="")
-    if the_plan.blocked:
-        raise PlanError(f"{len(the_plan.blocked)} function(s) cannot be deployed: {', '.join(fp.name for fp in the_plan.blocked)}; nothing was applied")
+    the_plan.refuse_blocked()
     if not the_plan.has_changes:
         out.print("No changes: every function already runs the image of its current source.")
         return 0

@@ -146,7 +146,7 @@ def entries_digest(entries: Iterable[TreeEntry], workers: int | None = None) -> 
         return h.digest()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         # map() keeps the input order, so records are combined in sorted path order.
-        for rec in pool.map(_entry_record, ordered, chunksize=16):
+        for rec in pool.map(_entry_record, ordered):
             h.update(rec)
     return h.digest()
 
@@ -193,9 +193,10 @@ def source_digest(
 ) -> str:
     """The digest of a build context directory and the settings it is built with, as
     "sha256:<64 hex>". `dockerfile` is the Dockerfile's path relative to `context_dir`."""
-    content = (context_dir / dockerfile).read_bytes()
-    tree = tree_digest(context_dir, workers)
-    return _combine(tree, dockerfile, content, build_args, platform, builder_image, runtime_image, recipe_version)
+    return layout_digest(_disk_entries(os.fspath(context_dir)), dockerfile=dockerfile,
+                         dockerfile_content=(context_dir / dockerfile).read_bytes(), build_args=build_args,
+                         platform=platform, builder_image=builder_image, runtime_image=runtime_image,
+                         recipe_version=recipe_version, workers=workers)
 
 
 def layout_digest(

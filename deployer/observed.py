@@ -37,7 +37,6 @@ class FunctionState:
     exists: bool
     package_type: str | None = None
     code_sha256: str | None = None
-    image_uri: str | None = None
     architectures: tuple[str, ...] = ()
     state: str | None = None
     last_update_status: str | None = None

@@ -11,6 +11,7 @@ import enum
 from dataclasses import dataclass
 from typing import Iterable, Union, get_args
 
+from deployer.errors import PlanError
 from deployer.observed import Desired, Observed
 
 FORMAT_VERSION = 1
@@ -132,6 +133,12 @@ class Plan:
     @property
     def blocked(self) -> tuple[FunctionPlan, ...]:
         return tuple(fp for fp in self.functions if fp.action is Action.BLOCKED)
+
+    def refuse_blocked(self) -> None:
+        """PlanError naming the blocked functions, if any; each one's reason is in the plan."""
+        if self.blocked:
+            names = ", ".join(fp.name for fp in self.blocked)
+            raise PlanError(f"{len(self.blocked)} function(s) cannot be deployed: {names}; see the reasons above")
 
     def counts(self) -> dict[Action, int]:
         return {action: sum(fp.action is action for fp in self.functions) for action in Action}

@@ -9,8 +9,6 @@ from __future__ import annotations
 from deployer import planfile
 from deployer.plan import Action, FunctionPlan, Plan, short
 
-FORMATS = ("text", "markdown", "json")
-
 _STYLE = {Action.NOOP: "dim", Action.UPDATE: "yellow", Action.BUILD: "green", Action.BLOCKED: "bold red"}
 
 
@@ -63,7 +61,7 @@ def _arch_change(fp: FunctionPlan) -> str:
 
 
 def markdown(plan: Plan) -> str:
-    lines = [f"### deployer plan", "", summary(plan), "",
+    lines = ["### deployer plan", "", summary(plan), "",
              "| | Function | Current digest | Desired digest | Action | Reason |",
              "|---|---|---|---|---|---|"]
     for fp in plan.functions:

@@ -356,5 +356,5 @@ def test_blocked_plan_is_not_applied(function: FunctionSpec) -> None:
     desired = desired_for(function)
     lam, ecr = FakeLambda({}), FakeEcr()
     x, _ = executor(lam, ecr, FakeDocker(ecr))
-    with pytest.raises(PlanError, match="plan has blocked functions"):
+    with pytest.raises(PlanError, match="1 function\\(s\\) cannot be deployed: fn; see the reasons above"):
         x.run(plan_for(desired, lam, ecr), {})
