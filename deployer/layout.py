@@ -40,7 +40,8 @@ from deployer import digest as digest_mod
 from deployer import gomod
 from deployer.errors import BuildContextError
 from deployer.load import SPEC_FILE_NAMES
-from deployer.modules import SHARED_DIR, Module, ModuleGraph, discover, display
+from deployer.modules import SHARED_DIR, Module, ModuleGraph, discover
+from deployer.paths import display
 from deployer.spec import FunctionSpec
 
 TEMPLATE_NAME = "Dockerfile.deployer"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from deployer import gomod
 from deployer.errors import BuildContextError
-from deployer.paths import display as display, inside  # display re-exported: context.py imports it from here
+from deployer.paths import display, inside
 from deployer.spec import FunctionSpec
 
 SHARED_DIR = "shared"
