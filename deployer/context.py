@@ -15,7 +15,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 from deployer import digest as digest_mod
 from deployer.errors import BuildContextError
@@ -133,7 +133,8 @@ def assemble(fn: FunctionSpec, dest: Path) -> BuildContext:
                         shared_modules=lay.shared_modules, digest=digest)
 
 
-def _make_writable(func, path, _exc) -> None:  # type: ignore[no-untyped-def]
+def _make_writable(func: Callable[[str], object], path: str, _exc: object) -> None:
+    """rmtree's error handler: a read-only directory copied from the source is made writable."""
     os.chmod(os.path.dirname(path), 0o700)
     func(path)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import os
 import re
+import threading
 import time
 from typing import Any, Callable, Mapping
 
@@ -37,9 +38,14 @@ def _quiet(_: str) -> None:
 class DockerGateway:
     def __init__(self) -> None:
         self._client: Any = None
+        self._lock = threading.Lock()
 
     @property
     def client(self) -> Any:
+        with self._lock:  # workers of a parallel apply share one connection to the engine
+            return self._connect()
+
+    def _connect(self) -> Any:
         if self._client is None:
             try:
                 self._client = docker.from_env(timeout=600)

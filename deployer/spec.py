@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from deployer.errors import DeployerError
+
 SUPPORTED_PLATFORMS = ("linux/arm64", "linux/amd64")
 
 # The seed's images. The runtime base depends on the target architecture.
@@ -103,6 +105,4 @@ class Spec:
             if fn.name == name:
                 return fn
         known = ", ".join(f.name for f in self.functions) or "none"
-        from deployer.errors import DeployerError
-
         raise DeployerError(f"no function named {name!r} in {len(self.files)} deploy.yaml file(s); known: {known}")
