@@ -12,6 +12,7 @@ import pytest
 from deployer.context import TEMPLATE_NAME, Entry, assemble, layout, source_digest_of
 from deployer.errors import BuildContextError
 from deployer.spec import BuildSettings, FunctionSpec, Location, RepositoryRef
+from tests.unit.test_context import write_tree
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -43,14 +44,6 @@ REPO = {
                               b"replace example.com/shared/logger => ../../shared/logger\n"),
     "shared/s3state/s3state.go": b"package s3state\n",
 }
-
-
-def write_tree(root: Path, files: dict[str, bytes]) -> Path:
-    for rel, data in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return root
 
 
 def make_fn(root: Path, source: str = "functions/fn", **build: object) -> FunctionSpec:

@@ -35,8 +35,9 @@ def _properties(node: Any, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
             yield from _properties(value, f"{path}[{index}]")
 
 
-def _resolve(sub: dict[str, Any]) -> dict[str, Any]:
-    while "description" not in sub and "$ref" in sub:
+def _resolve(sub: dict[str, Any], *, until_description: bool = True) -> dict[str, Any]:
+    """Follow $refs: to the first schema with a description, or (until_description=False) to the end."""
+    while "$ref" in sub and not (until_description and "description" in sub):
         target: Any = schema()
         for part in sub["$ref"].removeprefix("#/").split("/"):
             target = target[part]
@@ -87,12 +88,12 @@ def test_readme_reference_documents_every_schema_key() -> None:
     readme = (REPO / "README.md").read_text()
 
     def keys(node: dict[str, Any], prefix: str) -> Iterator[str]:
-        node = _resolve_ref(node)
+        node = _resolve(node, until_description=False)
         for name, sub in node.get("properties", {}).items():
             path = f"{prefix}{name}"
             yield path
             yield from keys(sub, path + ".")
-        if "items" in node and "properties" in _resolve_ref(node["items"]):
+        if "items" in node and "properties" in _resolve(node["items"], until_description=False):
             yield from keys(node["items"], prefix.rstrip(".") + "[].")
 
     documented = [key for key in keys(schema(), "")]
@@ -101,13 +102,6 @@ def test_readme_reference_documents_every_schema_key() -> None:
     assert missing == []
 
 
-def _resolve_ref(sub: dict[str, Any]) -> dict[str, Any]:
-    while "$ref" in sub:
-        target: Any = schema()
-        for part in sub["$ref"].removeprefix("#/").split("/"):
-            target = target[part]
-        sub = target
-    return sub
 
 
 def test_reserved_build_args_are_the_ones_deployer_sets() -> None:
