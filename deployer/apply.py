@@ -138,9 +138,8 @@ class Executor:
 
     def _function(self, fp: FunctionPlan, spec: FunctionSpec | None) -> Outcome:
         started = time.monotonic()
-        run = _FunctionRun(self, fp, spec)
         try:
-            digest = run.execute()
+            digest = _FunctionRun(self, fp, spec).execute()
         except DeployerError as exc:
             status = "cancelled" if isinstance(exc, Cancelled) else "failed"
             return Outcome(fp.name, status, str(exc), time.monotonic() - started)
@@ -279,9 +278,11 @@ class _FunctionRun:
             if self.executor.options.verbose:
                 self.log(line)
 
-        # Tagged as it is pushed; the tag goes after the push (see push), the layers stay cached.
-        self.image_id = self.executor.docker.build(str(ctx.path), ctx.dockerfile, f"{self.push_repository()}:{self.desired.content_tag}",
-                                                   ctx.build_args, labels, log)
+        reference = f"{self.push_repository()}:{self.desired.content_tag}"
+        self.image_id = self.executor.docker.build(str(ctx.path), ctx.dockerfile, reference, ctx.build_args, labels, log)
+        # The local tag only serves the push: it goes at cleanup, whatever happens; the layers
+        # stay in the engine's cache for the next build.
+        self.cleanup.callback(self.executor.docker.remove_tag, reference)
 
     @property
     def repository_name(self) -> str:
@@ -308,8 +309,6 @@ class _FunctionRun:
                 raise
             self.log(f"ECR already holds {self.desired.content_tag} (immutable tag); deploying its digest {short(existing.digest)}")
             self.digest = existing.digest
-        finally:
-            self.executor.docker.remove_tag(f"{self.push_repository()}:{self.desired.content_tag}")
 
     def verify(self) -> None:
         """ECR must list the tag at the pushed digest with a single-platform media type."""

@@ -130,8 +130,8 @@ class DockerGateway:
         """Drop a local tag made for a push; the image layers stay cached for the next build."""
         try:
             self.client.api.remove_image(reference, noprune=True)
-        except docker.errors.APIError:
-            pass  # already gone, or in use: nothing of the user's depends on it
+        except (docker.errors.DockerException, requests.exceptions.RequestException, DockerError):
+            pass  # already gone, in use, or the engine went away: nothing of the user's depends on it
 
 
 def _build_failure(headline: str, tail: collections.deque[str]) -> DockerError:
