@@ -185,7 +185,7 @@ def _key_position(node: CommentedMap, key: Any) -> tuple[int, int, int, int]:
     """0-based (key line, key col, value line, value col) of `key` in `node`. A key merged in
     with `<<: *anchor` is not the mapping's own: it is found where the merged mapping has it,
     else (an unusual ruamel version) the mapping's own position stands for it."""
-    own = node.lc.data.get(key)
+    own = (node.lc.data or {}).get(key)  # ruamel leaves data None when every key is merged
     if own is not None:
         kl, kc, vl, vc = own[:4]
         return kl, kc, vl, vc

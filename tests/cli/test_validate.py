@@ -421,3 +421,16 @@ def test_context_problems_of_every_function_are_reported(repo: Path) -> None:
     assert_invalid(result, "fn/go.mod:1: unexpected newline in string; fix the go.mod syntax",
                            "g/Dockerfile.deployer: deployer writes the Dockerfile under this name; "
                            "rename the file or set build.dockerfile to it")
+
+
+def test_mapping_made_only_of_merge_keys(repo: Path) -> None:
+    result = validate(repo, "version: 1\nfunctions:\n  - &fn {name: fn, region: us-east-1, repository: rr, build: {source: fn}}\n"
+                            "  - <<: *fn\n")
+    assert_invalid(result, "deploy.yaml:4:5: function name 'fn' is already used at deploy.yaml:3:5; "
+                           "function names must be unique across all deploy.yaml files")
+
+
+def test_defaults_made_only_of_a_merge_key(repo: Path) -> None:
+    result = validate(repo, "version: 1\ndefaults: {<<: {region: us-east-1}}\nfunctions:\n"
+                            "  - {name: fn, repository: rr, build: {source: fn}}\n")
+    assert result.returncode == 0, result.stderr
