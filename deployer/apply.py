@@ -46,6 +46,7 @@ class Reporter(Protocol):
     def step(self, function: str, number: int, total: int, text: str) -> None: ...
     def step_done(self, function: str, number: int, total: int, text: str, seconds: float) -> None: ...
     def log(self, function: str, line: str) -> None: ...
+    def notice(self, text: str) -> None: ...
 
 
 # What the executor needs of the gateways (deployer.aws, deployer.docker_gateway); tests hand in
@@ -53,7 +54,7 @@ class Reporter(Protocol):
 class LambdaApi(Protocol):
     def get_function(self, name: str) -> FunctionState: ...
     def update_function_code(self, name: str, image_uri: str, architecture: str, revision_id: str | None) -> str | None: ...
-    def wait_updated(self, name: str, timeout_seconds: int = 600) -> None: ...
+    def wait_updated(self, name: str, sleep: Callable[[float], None], timeout_seconds: int = 600) -> None: ...
 
 
 class EcrApi(Protocol):
@@ -65,7 +66,7 @@ class DockerApi(Protocol):
     def build(self, context_dir: str, dockerfile: str, tag: str, build_args: Mapping[str, str],
               labels: Mapping[str, str], log: Callable[[str], None]) -> str: ...
     def push(self, image_id: str, repository: str, tag: str, login: RegistryLogin,
-             relogin: Callable[[], RegistryLogin], log: Callable[[str], None]) -> str: ...
+             relogin: Callable[[], RegistryLogin], log: Callable[[str], None], sleep: Callable[[float], None]) -> str: ...
     def remove_tag(self, reference: str) -> None: ...
 
 
@@ -105,10 +106,10 @@ class Executor:
         self.options = options
         self.reporter = reporter
         self.cancel = threading.Event()
-        self.sleep: Callable[[float], None] = time.sleep  # backoff between retries
+        self.sleep: Callable[[float], None] = self._sleep  # between retries and polls; tests replace it
         self._logins: dict[str, RegistryLogin] = {}
         self._login_lock = threading.Lock()
-        self.images = _SharedImages()
+        self.images = _SharedImages(self.cancel)
 
     def run(self, plan: Plan, specs: dict[str, FunctionSpec]) -> list[Outcome]:
         plan.refuse_blocked()
@@ -121,16 +122,30 @@ class Executor:
                 for name, future in futures.items():
                     outcomes[name] = future.result()
             except KeyboardInterrupt:
-                # Workers stop at their next step (or build output line) and clean up; what
-                # finished meanwhile is reported, what never started is marked cancelled.
+                # Workers stop at their next step, build output line, retry or poll, and clean
+                # up; what finished meanwhile is reported, what never started is cancelled.
                 self.cancel.set()
-                pool.shutdown(wait=True, cancel_futures=True)
+                running = sum(f.running() for f in futures.values())
+                self.reporter.notice(f"stopping: waiting for {running} function(s) to reach a safe point and clean up")
+                self._wait_for_workers(pool)
                 for name, future in futures.items():
                     outcomes[name] = (Outcome(name, "cancelled", "interrupted before it started", 0.0)
                                       if future.cancelled() else future.result())
             finally:
                 pool.shutdown(wait=True)
         return [outcomes[fp.name] for fp in plan.functions]
+
+    def _wait_for_workers(self, pool: ThreadPoolExecutor) -> None:
+        while True:
+            try:
+                pool.shutdown(wait=True, cancel_futures=True)
+                return
+            except KeyboardInterrupt:  # leaving now would leave temporary contexts behind
+                self.reporter.notice("still stopping: a push or an AWS call in flight is being let finish")
+
+    def _sleep(self, seconds: float) -> None:
+        if self.cancel.wait(seconds):
+            raise Cancelled("cancelled while waiting")
 
     @property
     def interrupted(self) -> bool:
@@ -159,30 +174,42 @@ class Executor:
 class _SharedImages:
     """One build per image in an apply. Functions with the same inputs and repository have the
     same content tag: the first builds and pushes it, the others wait and deploy its digest
-    (building twice would push two digests under one tag, and untag an image a function runs)."""
+    (building twice would push two digests under one tag, and untag an image a function runs).
+    If that build fails, the others fail at once with its reason instead of repeating it."""
 
-    def __init__(self) -> None:
+    def __init__(self, cancel: threading.Event) -> None:
+        self._cancel = cancel
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
         self._digests: dict[str, str] = {}
+        self._failures: dict[str, str] = {}
 
     def claim(self, image: str) -> str | None:
         """The digest if the image was already pushed in this apply; else None, and the caller
         holds the image until `done` or `abandon`."""
         with self._guard:
             lock = self._locks.setdefault(image, threading.Lock())
-        lock.acquire()
-        digest = self._digests.get(image)
-        if digest is not None:
+        while not lock.acquire(timeout=0.2):  # in slices: a Ctrl-C must not wait for the build
+            if self._cancel.is_set():
+                raise Cancelled("cancelled while another function built the same image")
+        failure, digest = self._failures.get(image), self._digests.get(image)
+        if self._cancel.is_set() or failure or digest:
             lock.release()
+        if self._cancel.is_set():
+            raise Cancelled("cancelled before building")
+        if failure:
+            raise DeployerError(f"the same image failed to build for {failure}")
         return digest
 
     def done(self, image: str, digest: str) -> None:
         self._digests[image] = digest
         self._locks[image].release()
 
-    def abandon(self, image: str) -> None:
-        """The build failed: the next function waiting for this image builds it itself."""
+    def abandon(self, image: str, failure: str | None) -> None:
+        """The holder stops without pushing. `failure` (function: reason) is kept for the
+        functions waiting; None (cancelled, stale plan) lets the next one build it instead."""
+        if failure:
+            self._failures[image] = failure
         self._locks[image].release()
 
 
@@ -239,7 +266,7 @@ class _FunctionRun:
             case UpdateFunctionCode(image=image, architecture=architecture):
                 self.update(image, architecture)
             case WaitForUpdate():
-                self.lam.wait_updated(self.fp.name)
+                self.lam.wait_updated(self.fp.name, self.executor.sleep)
             case Cleanup():
                 self.cleanup.close()
             case _:
@@ -254,17 +281,22 @@ class _FunctionRun:
             self.log(f"image {self.desired.content_tag} was built in this apply for another function: deploying {short(shared)}")
             return
         self.holds_image = True
-        self.cleanup.callback(self.release_image)
+        self.cleanup.push(self.release_image)
         self.context = self.cleanup.enter_context(temporary_context(self.spec, keep=self.executor.options.keep_context))
         if self.executor.options.keep_context:  # said now: a failed build is when it is needed most
             self.log(f"build context kept at {self.context.path}")
         if self.context.digest != planned:
             raise PlanError(f"source of {self.fp.name} changed since plan ({short(planned)} -> {short(self.context.digest)}); run plan again")
 
-    def release_image(self) -> None:
+    def release_image(self, kind: type[BaseException] | None, error: BaseException | None, _tb: object) -> None:
+        """ExitStack exit callback: if this run still holds the image, it did not push it."""
         if self.holds_image:
             self.holds_image = False
-            self.executor.images.abandon(self.image)
+            # A failure of the build itself would fail the others too; a cancel or a stale plan
+            # says nothing about the image.
+            failed = error is not None and not isinstance(error, (Cancelled, PlanError))
+            reason = str(error).splitlines()[0] if failed else None
+            self.executor.images.abandon(self.image, f"{self.fp.name}: {reason}" if failed else None)
 
     def build(self) -> None:
         ctx = self.context
@@ -298,7 +330,7 @@ class _FunctionRun:
         try:
             self.digest = self.executor.docker.push(self.image_id, self.push_repository(), self.desired.content_tag,
                                                     self.executor.login(region), lambda: self.executor.login(region, fresh=True),
-                                                    self.log)
+                                                    self.log, self.executor.sleep)
         except DockerError as exc:
             # An immutable repository refuses a second push of a tag. The tag names the image's
             # inputs, so if someone pushed it since the plan, that image is the one to deploy.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
@@ -28,6 +29,9 @@ RETRY_CONFIG = botocore.config.Config(
     read_timeout=60,
     max_pool_connections=32,
 )
+
+
+WAIT_POLL_SECONDS = 2.0
 
 
 class Clients:
@@ -125,21 +129,29 @@ class LambdaGateway:
         revision: str | None = response.get("RevisionId")
         return revision
 
-    def wait_updated(self, name: str, timeout_seconds: int = 600) -> None:
-        """Wait for LastUpdateStatus Successful; fail fast on Failed with Lambda's reason."""
-        waiter = self._client.get_waiter("function_updated_v2")
-        delay = 2
+    def wait_updated(self, name: str, sleep: Callable[[float], None] = time.sleep, timeout_seconds: int = 600) -> None:
+        """Wait for LastUpdateStatus Successful; fail fast on Failed with Lambda's reason.
 
-        def wait() -> None:
+        botocore's function_updated_v2 waiter judges each GetFunction (its acceptors know the
+        success and failure states); the polling is ours, one attempt at a time, so that `sleep`
+        can be interrupted."""
+        waiter = self._client.get_waiter("function_updated_v2")
+        deadline = time.monotonic() + timeout_seconds
+
+        def settled() -> bool:
             try:
-                waiter.wait(FunctionName=name, WaiterConfig={"Delay": delay, "MaxAttempts": max(1, timeout_seconds // delay)})
+                waiter.wait(FunctionName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 1})
+                return True
             except botocore.exceptions.WaiterError as exc:
                 config = exc.last_response.get("Configuration", exc.last_response) if exc.last_response else {}
                 status = config.get("LastUpdateStatus", "unknown")
+                if "Max attempts exceeded" in str(exc) and status == "InProgress" and time.monotonic() < deadline:
+                    return False
                 reason = config.get("LastUpdateStatusReason", str(exc))
                 raise AwsError(f"function {name}: update did not succeed (LastUpdateStatus {status}): {reason}") from exc
 
-        call(wait, "lambda:GetFunction (waiting for the update)", f"function {name}")
+        while not call(settled, "lambda:GetFunction (waiting for the update)", f"function {name}"):
+            sleep(WAIT_POLL_SECONDS)
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,7 @@ class DockerGateway:
         return str(image_id)
 
     def push(self, image_id: str, repository: str, tag: str, login: RegistryLogin, relogin: Callable[[], RegistryLogin],
-             log: Log = _quiet) -> str:
+             log: Log = _quiet, sleep: Callable[[float], None] = time.sleep) -> str:
         """Tag `image_id` as repository:tag and push it; return the registry's manifest digest.
 
         Transient faults (registry 5xx, connection resets) are retried with backoff, each retry
@@ -107,7 +107,7 @@ class DockerGateway:
                     raise
                 delay = min(2 ** attempt, 10)
                 log(f"push attempt {attempt}/{PUSH_ATTEMPTS} failed ({exc}); retrying in {delay}s")
-                time.sleep(delay)
+                sleep(delay)
         raise DockerError(f"push of {repository}:{tag} failed after {PUSH_ATTEMPTS} attempts")
 
     def _push_once(self, repository: str, tag: str, login: RegistryLogin) -> str:

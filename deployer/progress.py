@@ -32,6 +32,9 @@ class ConsoleReporter:
     def log(self, function: str, line: str) -> None:
         self._print(f"[dim]{escape(function)} | {escape(line)}[/dim]")
 
+    def notice(self, text: str) -> None:
+        self._print(f"[yellow]{escape(text)}[/yellow]")
+
     def summary(self, outcomes: list[Outcome]) -> None:
         width = max((len(o.name) for o in outcomes), default=0)
         self._print("")

@@ -7,6 +7,8 @@ each case state exactly what AWS and Docker answer.
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -49,7 +51,7 @@ class FakeLambda:
                                        architectures=(architecture,))
         return "rev-new"
 
-    def wait_updated(self, name: str, timeout_seconds: int = 600) -> None:
+    def wait_updated(self, name: str, sleep: Callable[[float], None], timeout_seconds: int = 600) -> None:
         self.waited.append(name)
 
 
@@ -59,6 +61,7 @@ class FakeEcr:
     logins: int = 0
 
     def describe_image(self, repository: str, tag: str) -> ImageState:
+        assert repository == "fn-repo", "ECR is asked by repository name, not URI"
         return self.images.get(tag, ImageState(repository_exists=True))
 
     def login(self) -> RegistryLogin:
@@ -83,7 +86,8 @@ class FakeDocker:
     def remove_tag(self, reference: str) -> None:
         self.removed.append(reference)
 
-    def push(self, image_id: str, repository: str, tag: str, login: RegistryLogin, relogin: Any, log: Any) -> str:
+    def push(self, image_id: str, repository: str, tag: str, login: RegistryLogin, relogin: Any, log: Any,
+             sleep: Any = None) -> str:
         if self.push_error:
             raise DockerError(self.push_error)
         self.pushes.append((repository, tag, login.password))
@@ -103,6 +107,9 @@ class Recorder:
 
     def log(self, function: str, line: str) -> None:
         self.lines.append(f"{function} | {line}")
+
+    def notice(self, text: str) -> None:
+        self.lines.append(f"! {text}")
 
 
 @pytest.fixture
@@ -273,7 +280,8 @@ def test_push_failure_leaves_lambda_alone_and_cleans_up(function: FunctionSpec) 
 class IndexPushingDocker(FakeDocker):
     """A push whose result in ECR is an image index (what BuildKit makes with attestations on)."""
 
-    def push(self, image_id: str, repository: str, tag: str, login: RegistryLogin, relogin: Any, log: Any) -> str:
+    def push(self, image_id: str, repository: str, tag: str, login: RegistryLogin, relogin: Any, log: Any,
+             sleep: Any = None) -> str:
         digest = super().push(image_id, repository, tag, login, relogin, log)
         self.ecr.images[tag] = ImageState(True, digest, "application/vnd.oci.image.index.v1+json")
         return digest
@@ -313,10 +321,10 @@ def test_local_push_tag_is_removed_after_the_push(function: FunctionSpec) -> Non
 
 
 class CrashingLambda(FakeLambda):
-    def wait_updated(self, name: str, timeout_seconds: int = 600) -> None:
+    def wait_updated(self, name: str, sleep: Callable[[float], None], timeout_seconds: int = 600) -> None:
         if name == "fn":
             raise RuntimeError("connection pool is closed")
-        super().wait_updated(name, timeout_seconds)
+        super().wait_updated(name, sleep, timeout_seconds)
 
 
 def test_an_unexpected_error_fails_only_its_function_and_the_summary_says_so(function: FunctionSpec) -> None:
@@ -358,3 +366,113 @@ def test_blocked_plan_is_not_applied(function: FunctionSpec) -> None:
     x, _ = executor(lam, ecr, FakeDocker(ecr))
     with pytest.raises(PlanError, match="1 function\\(s\\) cannot be deployed: fn; see the reasons above"):
         x.run(plan_for(desired, lam, ecr), {})
+
+
+class GatedDocker(FakeDocker):
+    """A build that prints a line every few milliseconds until `release` is set, so that other
+    functions really wait for it, and a cancel can stop it at an output line."""
+
+    def __init__(self, ecr: FakeEcr, fail: bool = False) -> None:
+        super().__init__(ecr)
+        self.release = threading.Event()
+        self.started = threading.Event()
+        self.fail = fail
+
+    def build(self, context_dir: str, dockerfile: str, tag: str, build_args: Any, labels: Any, log: Callable[[str], None]) -> str:
+        image = super().build(context_dir, dockerfile, tag, build_args, labels, log)
+        self.started.set()
+        while not self.release.wait(0.01):
+            log("Step 5/9 : RUN go build")
+        if self.fail:
+            raise DockerError("docker build failed: exit status 2")
+        return image
+
+
+def sharing_plan(desired: Desired, lam: FakeLambda, ecr: FakeEcr, names: tuple[str, ...]) -> Plan:
+    return make_plan([(replace(desired, name=n), Observed(lam.get_function(n), ecr.describe_image("fn-repo", desired.content_tag)))
+                      for n in names])
+
+
+def run_in_thread(x: Executor, plan: Plan, specs: dict[str, FunctionSpec]) -> tuple[threading.Thread, list[Any]]:
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(x.run(plan, specs)))
+    thread.start()
+    return thread, result
+
+
+def test_functions_waiting_for_a_shared_build_really_wait_and_reuse_it(function: FunctionSpec) -> None:
+    names = ("a", "b", "c")
+    desired = desired_for(function)
+    lam, ecr = FakeLambda({n: running(OLD) for n in names}), FakeEcr()
+    docker = GatedDocker(ecr)
+    x, _ = executor(lam, ecr, docker, parallelism=3)
+    thread, result = run_in_thread(x, sharing_plan(desired, lam, ecr, names), {n: replace(function, name=n) for n in names})
+    assert docker.started.wait(10)
+    time.sleep(0.2)
+    assert lam.updates == [], "nobody deploys before the one build is pushed"
+    docker.release.set()
+    thread.join(10)
+    assert [o.status for o in result[0]] == ["built", "built", "built"]
+    assert len(docker.builds) == 1 and len(docker.pushes) == 1
+    assert {u[1] for u in lam.updates} == {f"{REPO}@{NEW}"}
+
+
+def test_a_failed_shared_build_fails_the_others_at_once_without_rebuilding(function: FunctionSpec) -> None:
+    names = ("a", "b", "c")
+    desired = desired_for(function)
+    lam, ecr = FakeLambda({n: running(OLD) for n in names}), FakeEcr()
+    docker = GatedDocker(ecr, fail=True)
+    docker.release.set()
+    x, _ = executor(lam, ecr, docker, parallelism=3)
+    thread, result = run_in_thread(x, sharing_plan(desired, lam, ecr, names), {n: replace(function, name=n) for n in names})
+    thread.join(10)
+    assert not thread.is_alive(), "a failed holder releases the image"
+    outcomes = {o.name: o for o in result[0]}
+    assert len(docker.builds) == 1
+    builder = next(n for n, o in outcomes.items() if "exit status 2" in o.detail and "same image" not in o.detail)
+    for name, outcome in outcomes.items():
+        assert outcome.status == "failed"
+        if name != builder:
+            assert outcome.detail == f"the same image failed to build for {builder}: docker build failed: exit status 2"
+    assert lam.updates == []
+
+
+def test_cancel_stops_a_build_at_its_next_line_and_the_waiters_at_once(function: FunctionSpec) -> None:
+    names = ("a", "b")
+    desired = desired_for(function)
+    lam, ecr = FakeLambda({n: running(OLD) for n in names}), FakeEcr()
+    docker = GatedDocker(ecr)  # never released: only the cancel ends it
+    reporter = Recorder()
+    x = Executor(lambda region: lam, lambda region: ecr, docker, ApplyOptions(parallelism=2), reporter)
+    thread, result = run_in_thread(x, sharing_plan(desired, lam, ecr, names), {n: replace(function, name=n) for n in names})
+    assert docker.started.wait(10)
+    started = time.monotonic()
+    x.cancel.set()  # what Ctrl-C does
+    thread.join(10)
+    assert time.monotonic() - started < 2
+    assert [o.status for o in result[0]] == ["cancelled", "cancelled"]
+    assert len(docker.builds) == 1 and lam.updates == []
+    assert not Path(docker.builds[0]["context"]).exists()
+    assert docker.removed == [], "a build that never finished has no tag to remove"
+
+
+def test_cancel_interrupts_retry_backoff(function: FunctionSpec) -> None:
+    desired = desired_for(function)
+    lam = FakeLambda({"fn": running(OLD)}, conflicts=5)
+    ecr = FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
+    x = Executor(lambda region: lam, lambda region: ecr, FakeDocker(ecr), ApplyOptions(), Recorder())
+    threading.Timer(0.3, x.cancel.set).start()
+    started = time.monotonic()
+    [outcome] = x.run(plan_for(desired, lam, ecr), {})
+    assert time.monotonic() - started < 2, "the 2 s + 4 s backoff was cut short"
+    assert outcome.status == "cancelled"
+
+
+def test_local_push_tag_is_removed_when_the_push_fails(function: FunctionSpec) -> None:
+    desired = desired_for(function)
+    lam, ecr = FakeLambda({"fn": running(OLD)}), FakeEcr()
+    docker = FakeDocker(ecr, push_error="push failed: connection refused")
+    x, _ = executor(lam, ecr, docker)
+    [outcome] = x.run(plan_for(desired, lam, ecr), {"fn": function})
+    assert outcome.status == "failed"
+    assert docker.removed == [f"{REPO}:{desired.content_tag}"]
