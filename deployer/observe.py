@@ -8,6 +8,7 @@ boto3 clients are shared.
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
@@ -59,13 +60,22 @@ def observe(spec: Spec, clients: Clients, workers: int = MAX_WORKERS) -> list[tu
             try:
                 results.append(future.result())
             except DeployerError as exc:
-                failures.setdefault(str(exc), []).append(fn.name)
+                # The same problem for many functions (no credentials, endpoint down) is said
+                # once: group on the message with the function's name taken out.
+                generic = re.sub(rf"(?<![\w-]){re.escape(fn.name)}(?![\w-])", "<function>", str(exc))
+                failures.setdefault(generic, []).append(fn.name)
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)  # read-only work: nothing to wait for
         raise
     pool.shutdown(wait=True)
     if failures:
         # One line per distinct problem: a missing profile is said once, not once per function.
-        lines = [f"{', '.join(names)}: " + "\n    ".join(message.splitlines()) for message, names in failures.items()]
+        lines = [f"{_names(names)}: " + "\n    ".join(message.replace("<function>", names[0] if len(names) == 1 else "<function>")
+                                                      .splitlines()) for message, names in failures.items()]
         raise DeployerError("cannot plan:\n  " + "\n  ".join(lines))
     return results
+
+
+def _names(names: list[str], shown: int = 8) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
