@@ -10,9 +10,10 @@ writes a layout into a directory for docker build.
 File selection follows the function's `.dockerignore` with Docker's semantics (the docker SDK's
 PatternMatcher, which is what the docker gateway's build uses), applied to context paths, so a
 pattern reaches into `shared/` just as it would if the context were sent with the file. go.mod,
-go.sum and the Dockerfile are always included. Neither the `.dockerignore` nor deploy.yaml files
-are part of the context: what is in it is exactly what docker build gets and what the digest
-covers, and editing deploy.yaml (a comment, another function) does not rebuild anything.
+go.sum and the Dockerfile are always included. Neither the `.dockerignore` nor the deploy.yaml
+that declares the function is part of the context: what is in it is exactly what docker build
+gets and what the digest covers, and editing that deploy.yaml (a comment, another function) does
+not rebuild anything. Other files named deploy.yaml (test data, embedded files) stay.
 
 Symlinks: a link whose target resolves inside the module tree it belongs to is kept as a link
 (relative, so it also resolves inside the copy); a link that resolves outside it is an error,
@@ -163,8 +164,9 @@ def _walk(pm: PatternMatcher, src: str, prefix: str) -> Iterator[tuple[str, os.s
 class _Layouter:
     """Collects a context's entries in creation order, and the symlink problems found."""
 
-    def __init__(self, func_dir: Path) -> None:
+    def __init__(self, func_dir: Path, spec_file: str) -> None:
         self.func_dir = func_dir
+        self.spec_file = spec_file  # the deploy.yaml declaring the function, resolved
         self.entries: dict[str, Entry] = {}
         self.problems: list[str] = []
 
@@ -201,8 +203,8 @@ class _Layouter:
         elif stat.S_ISDIR(st.st_mode):
             self.add(Entry(ctx_path, "dir", mode))
         elif stat.S_ISREG(st.st_mode):
-            if posixpath.basename(ctx_path) in SPEC_FILE_NAMES:
-                return  # deploy.yaml describes the deployment; it is not an input of the image
+            if posixpath.basename(ctx_path) in SPEC_FILE_NAMES and os.path.realpath(path) == self.spec_file:
+                return  # it describes the deployment, not the image: editing it must not rebuild
             kind: EntryKind = "exec-file" if mode & 0o111 else "file"
             self.add(Entry(ctx_path, kind, mode, source=path, size=st.st_size))
         # Sockets, fifos and devices have no content a build could use: left out.
@@ -276,7 +278,7 @@ def lay_out(fn: FunctionSpec, graph: ModuleGraph, args: dict[str, str], dockerfi
             f"{display(func_dir / TEMPLATE_NAME)}: deployer writes the Dockerfile under this name; "
             "rename the file or set build.dockerfile to it"
         )
-    out = _Layouter(func_dir)
+    out = _Layouter(func_dir, os.path.realpath(fn.location.file))
     out.add_tree(pm, func_dir, "", skip=frozenset({".dockerignore"}))
     for loc, module in shared:
         out.add_tree(pm, module.dir, loc)

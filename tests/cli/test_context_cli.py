@@ -87,3 +87,13 @@ def test_unreadable_source_file_is_a_clean_error(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr
     assert "secret.txt: cannot read (Permission denied) while assembling the build context of fn" in result.stderr
     assert not (tmp_path / "ctx").exists() or not any((tmp_path / "ctx").iterdir())
+
+
+def test_other_files_named_deploy_yaml_stay_in_the_context(tmp_path: Path) -> None:
+    fn = _function_repo(tmp_path / "repo")
+    (fn / "testdata").mkdir()
+    (fn / "testdata" / "deploy.yaml").write_text("embedded: by the function's tests\n")
+    result = run("context", str(fn), "--function", "fn", "--out", str(tmp_path / "ctx"))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "ctx" / "testdata" / "deploy.yaml").read_text() == "embedded: by the function's tests\n"
+    assert not (tmp_path / "ctx" / "deploy.yaml").exists()
