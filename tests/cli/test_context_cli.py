@@ -93,6 +93,7 @@ def test_other_files_named_deploy_yaml_stay_in_the_context(tmp_path: Path) -> No
     fn = _function_repo(tmp_path / "repo")
     (fn / "testdata").mkdir()
     (fn / "testdata" / "deploy.yaml").write_text("embedded: by the function's tests\n")
+    # The directory search skips testdata/ (Go's own convention), so this is not read as a spec.
     result = run("context", str(fn), "--function", "fn", "--out", str(tmp_path / "ctx"))
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "ctx" / "testdata" / "deploy.yaml").read_text() == "embedded: by the function's tests\n"
