@@ -84,6 +84,16 @@ def materialize(lay: Layout, dest: Path) -> Path:
     return real
 
 
+def _first_missing(dest: Path) -> Path | None:
+    """The outermost directory of `dest` that does not exist yet (what mkdir -p would create)."""
+    missing = None
+    for path in (dest.absolute(), *dest.absolute().parents):
+        if path.exists() or path.is_symlink():
+            return missing
+        missing = path
+    return missing
+
+
 def _discard(real: Path, keep_dir: bool) -> None:
     if not keep_dir:
         shutil.rmtree(real, ignore_errors=True)
@@ -118,17 +128,24 @@ def _write(lay: Layout, real: Path) -> None:
 
 
 def assemble(fn: FunctionSpec, dest: Path) -> BuildContext:
-    """Build the context of `fn` in `dest` (an empty or new directory) and digest what is there."""
-    with reading_errors(fn):
-        found = inputs(fn)
-        _check_dest(dest, tuple(found[0].modules))  # a bad destination is reported before the tree is read
-        lay = lay_out(fn, *found)
-    path = materialize(lay, dest)
-    # Digest the directory, not the layout: it is what docker build gets, even if a source file
-    # changed since it was listed; apply compares this digest with the plan's.
-    with reading_errors(fn):
-        digest = digest_mod.source_digest(path, dockerfile=lay.dockerfile, build_args=lay.build_args, platform=fn.platform,
-                                          builder_image=fn.build.builder_image, runtime_image=fn.build.runtime_image)
+    """Build the context of `fn` in `dest` (an empty or new directory) and digest what is there.
+    On failure, directories this call created are removed again."""
+    created = _first_missing(dest)
+    try:
+        with reading_errors(fn):
+            found = inputs(fn)
+            _check_dest(dest, tuple(found[0].modules))  # a bad destination is reported before the tree is read
+            lay = lay_out(fn, *found)
+        path = materialize(lay, dest)
+        # Digest the directory, not the layout: it is what docker build gets, even if a source
+        # file changed since it was listed; apply compares this digest with the plan's.
+        with reading_errors(fn):
+            digest = digest_mod.source_digest(path, dockerfile=lay.dockerfile, build_args=lay.build_args, platform=fn.platform,
+                                              builder_image=fn.build.builder_image, runtime_image=fn.build.runtime_image)
+    except BaseException:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
     return BuildContext(path=path, dockerfile=lay.dockerfile, build_args=lay.build_args,
                         shared_modules=lay.shared_modules, digest=digest)
 

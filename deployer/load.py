@@ -31,7 +31,7 @@ from deployer.spec import (
 from deployer.yamldoc import YamlDocument, YamlPath, read_yaml
 
 SPEC_FILE_NAMES = ("deploy.yaml", "deploy.yml")
-# Directories never searched for deploy.yaml files: tools' caches and vendored code.
+# Directories never searched for deploy.yaml files: tools' caches, vendored code, Go test data.
 SKIPPED_DIRS = {".git", ".hg", ".svn", "node_modules", "vendor", "testdata", "__pycache__", ".venv", ".terraform"}
 REPOSITORY_URI = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.(?P<domain>amazonaws\.com(?:\.cn)?)/(?P<name>.+)$")
 # What the operating system refuses in a path (a NUL byte, a name too long, a symlink loop...):

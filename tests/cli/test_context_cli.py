@@ -98,3 +98,12 @@ def test_other_files_named_deploy_yaml_stay_in_the_context(tmp_path: Path) -> No
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "ctx" / "testdata" / "deploy.yaml").read_text() == "embedded: by the function's tests\n"
     assert not (tmp_path / "ctx" / "deploy.yaml").exists()
+
+
+def test_failed_context_leaves_no_directory_it_created(tmp_path: Path) -> None:
+    fn = _function_repo(tmp_path / "repo")
+    (fn / "escape").symlink_to("/etc/hostname")  # a link out of the tree: the layout refuses it
+    result = run("context", str(fn / "deploy.yaml"), "--function", "fn", "--out", str(tmp_path / "new" / "deep" / "ctx"))
+    assert result.returncode == 1
+    assert "leads outside" in result.stderr
+    assert not (tmp_path / "new").exists()
