@@ -11,9 +11,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from deployer.digest import content_tag
 from deployer.errors import PlanError
+from deployer.load import REPOSITORY_URI
 from deployer.observed import Desired
 from deployer.plan import FORMAT_VERSION, STEP_TYPES, Action, FunctionPlan, Plan, Step, steps_for
+from deployer.spec import LAMBDA_ARCHITECTURES
 
 _STEPS_BY_NAME = {cls.__name__: cls for cls in STEP_TYPES}
 
@@ -52,8 +55,11 @@ def from_dict(data: Any, source: str = "plan") -> Plan:
     if type(version) is not int or version != FORMAT_VERSION:  # `is not int`: true == 1 in Python
         raise PlanError(f"{source}: plan format_version {version!r} is not supported (this deployer reads {FORMAT_VERSION}); run plan again")
     try:
-        functions = _typed(data.get("functions"), list, "functions")
-        return Plan(tuple(_function_plan(entry, index) for index, entry in enumerate(functions)), FORMAT_VERSION)
+        functions = tuple(_function_plan(entry, index) for index, entry in enumerate(_typed(data.get("functions"), list, "functions")))
+        names = [fp.name for fp in functions]
+        if len(set(names)) != len(names):
+            raise ValueError(f"a function is planned twice ({', '.join(sorted({n for n in names if names.count(n) > 1}))})")
+        return Plan(functions, FORMAT_VERSION)
     except (KeyError, TypeError, ValueError) as exc:
         raise PlanError(f"{source}: damaged plan ({exc}); run plan again") from exc
 
@@ -71,6 +77,7 @@ def _function_plan(entry: Any, index: int) -> FunctionPlan:
     for name, value in desired_fields.items():
         _typed(value, str, f"{at}.desired.{name}")
     desired = Desired(**desired_fields)
+    _check_desired(desired, f"{at}.desired")
     action_name = _typed(entry.get("action"), str, f"{at}.action")
     if action_name.upper() not in Action.__members__:
         raise ValueError(f"{at}.action {action_name!r} is not one of {', '.join(a.lower() for a in Action.__members__)}")
@@ -91,6 +98,18 @@ def _function_plan(entry: Any, index: int) -> FunctionPlan:
     if plan.steps != steps_for(action, desired, plan.desired_digest) or (action is Action.UPDATE and not plan.desired_digest):
         raise ValueError(f"{at}.steps are not the steps of a {action.value} of {desired.name}")
     return plan
+
+
+def _check_desired(desired: Desired, where: str) -> None:
+    """Values that derive from one another must agree: an edited plan could otherwise deploy an
+    arm64 image as x86_64, or to another region than its repository's."""
+    if LAMBDA_ARCHITECTURES.get(desired.platform) != desired.architecture:
+        raise ValueError(f"{where}.architecture {desired.architecture!r} does not match platform {desired.platform!r}")
+    uri = REPOSITORY_URI.match(desired.repository_uri)
+    if uri is None or uri["region"] != desired.region:
+        raise ValueError(f"{where}.repository_uri {desired.repository_uri!r} is not an ECR repository in {desired.region}")
+    if content_tag(desired.source_digest) != desired.content_tag:
+        raise ValueError(f"{where}.content_tag {desired.content_tag!r} is not the tag of source {desired.source_digest}")
 
 
 def _step(entry: Any, where: str) -> Step:

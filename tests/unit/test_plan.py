@@ -156,11 +156,22 @@ def _damage(data: dict[str, Any], change: str) -> None:
         del fp["desired"]["content_tag"]
     elif change == "functions not a list":
         data["functions"] = {"fn": fp}
+    elif change == "architecture edited with its step":
+        fp["desired"]["architecture"] = "x86_64"
+        fp["steps"][0]["architecture"] = "x86_64"
+    elif change == "function planned twice":
+        data["functions"].append(dict(fp))
+    elif change == "region edited":
+        fp["desired"]["region"] = "eu-west-1"
+    elif change == "content tag edited":
+        fp["desired"]["content_tag"] = "latest"
+        fp["steps"][0]["image"] = fp["steps"][0]["image"]
 
 
 @pytest.mark.parametrize("change", ["version is true", "action is a number", "unknown action", "steps removed from an update",
                                     "update pointed at another image", "unknown step", "desired field missing",
-                                    "functions not a list"])
+                                    "functions not a list", "architecture edited with its step", "function planned twice",
+                                    "region edited", "content tag edited"])
 def test_damaged_saved_plan_is_refused(change: str) -> None:
     data = planfile.to_dict(make_plan([(DESIRED, Observed(running(OLD), image(NEW)))]))
     _damage(data, change)
