@@ -143,6 +143,11 @@ class LambdaGateway:
                 waiter.wait(FunctionName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 1})
                 return True
             except botocore.exceptions.WaiterError as exc:
+                error = (exc.last_response or {}).get("Error")
+                if error:  # the waiter wraps a refused GetFunction: say it as any refused call
+                    code = str(error.get("Code", "Unknown"))
+                    raise AwsError(f"lambda:GetFunction (waiting for the update) on function {name} failed: {code}: "
+                                   f"{error.get('Message', '')}{_HINTS.get(code, '')}", code) from exc
                 config = exc.last_response.get("Configuration", exc.last_response) if exc.last_response else {}
                 status = config.get("LastUpdateStatus", "unknown")
                 if "Max attempts exceeded" in str(exc) and status == "InProgress" and time.monotonic() < deadline:
