@@ -434,3 +434,9 @@ def test_defaults_made_only_of_a_merge_key(repo: Path) -> None:
     result = validate(repo, "version: 1\ndefaults: {<<: {region: us-east-1}}\nfunctions:\n"
                             "  - {name: fn, repository: rr, build: {source: fn}}\n")
     assert result.returncode == 0, result.stderr
+
+
+def test_control_character_in_a_build_flag(repo: Path) -> None:
+    result = validate(repo, GOOD + '      go_build_flags: ["-tags=a\\u0007b"]\n')
+    assert_invalid(result, "deploy.yaml:9:24: functions[0].build.go_build_flags[0]: expected One go build flag, without "
+                           "control characters; found '-tags=a\\x07b'")
