@@ -316,13 +316,8 @@ class _FunctionRun:
         # stay in the engine's cache for the next build.
         self.cleanup.callback(self.executor.docker.remove_tag, reference)
 
-    @property
-    def repository_name(self) -> str:
-        return self.desired.repository_uri.split("/", 1)[1]
-
     def push_repository(self) -> str:
-        host = self.desired.repository_uri.split("/", 1)[0]
-        return f"{self.executor.options.registry_endpoint or host}/{self.repository_name}"
+        return f"{self.executor.options.registry_endpoint or self.desired.registry}/{self.desired.repository_name}"
 
     def push(self) -> None:
         assert self.image_id is not None, "BuildImage precedes PushImage"
@@ -336,7 +331,7 @@ class _FunctionRun:
             # inputs, so if someone pushed it since the plan, that image is the one to deploy.
             if not _is_immutable_tag_refusal(str(exc)):
                 raise
-            existing = self.ecr.describe_image(self.repository_name, self.desired.content_tag)
+            existing = self.ecr.describe_image(self.desired.repository_name, self.desired.content_tag)
             if existing.digest is None:
                 raise
             self.log(f"ECR already holds {self.desired.content_tag} (immutable tag); deploying its digest {short(existing.digest)}")
@@ -346,7 +341,7 @@ class _FunctionRun:
         """ECR must list the tag at the pushed digest with a single-platform media type."""
         seen = None
         for attempt in range(1, VERIFY_ATTEMPTS + 1):
-            seen = self.ecr.describe_image(self.repository_name, self.desired.content_tag)
+            seen = self.ecr.describe_image(self.desired.repository_name, self.desired.content_tag)
             if seen.digest == self.digest:
                 if not seen.single_platform:
                     raise DeployerError(f"pushed image is a {seen.media_type}; Lambda accepts only single-platform manifests "

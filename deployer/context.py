@@ -31,6 +31,7 @@ from deployer.layout import (
     source_digest_of,
     template_text,
 )
+from deployer.paths import inside
 from deployer.spec import FunctionSpec
 
 __all__ = ["BuildContext", "TEMPLATE_NAME", "Entry", "Layout", "assemble", "build_args", "layout", "materialize",
@@ -56,7 +57,7 @@ class BuildContext:
 
 def _check_dest(dest: Path, module_dirs: tuple[Path, ...]) -> Path:
     real = dest.resolve()
-    if any(real == d or d in real.parents for d in module_dirs):
+    if any(inside(real, d) for d in module_dirs):
         raise BuildContextError(f"{dest}: the build context directory lies inside a module it would copy; choose a directory outside the repository")
     try:
         real.mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,7 @@ from deployer import gomod
 from deployer.errors import BuildContextError
 from deployer.load import SPEC_FILE_NAMES
 from deployer.modules import SHARED_DIR, Module, ModuleGraph, discover
-from deployer.paths import display
+from deployer.paths import display, inside
 from deployer.spec import FunctionSpec
 
 TEMPLATE_NAME = "Dockerfile.deployer"
@@ -211,7 +211,7 @@ class _Layouter:
 
     def link_target(self, src_root: Path, path: str) -> str | None:
         resolved = Path(os.path.realpath(path))
-        if resolved != src_root and src_root not in resolved.parents:
+        if not inside(resolved, src_root):
             self.problems.append(
                 f"{display(Path(path))}: symlink to {os.readlink(path)} leads outside {display(src_root)} "
                 f"(to {resolved}), which the build context cannot contain; replace it with a copy "

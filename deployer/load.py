@@ -127,6 +127,12 @@ def _kind(base: Path, rel: str) -> tuple[Path, str]:
     return path, "dir" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
 
 
+def _module_at(base: Path, rel: str) -> tuple[Path, str, bool]:
+    """`_kind`, and whether a go.mod is there: what a Go module directory needs."""
+    path, kind = _kind(base, rel)
+    return path, kind, kind == "dir" and (path / "go.mod").is_file()
+
+
 def _root(doc: YamlDocument, base: Path, problems: list[Diagnostic]) -> Path | None:
     if "root" in doc.data:
         given = str(doc.data["root"])
@@ -192,8 +198,7 @@ def _function(doc: YamlDocument, at: tuple[str, int], entry: dict[str, Any], def
 def _source(doc: YamlDocument, at: YamlPath, name: str, base: Path, rel: str, root: Path,
             problems: list[Diagnostic]) -> Path | None:
     try:
-        source, kind = _kind(base, rel)
-        has_go_mod = kind == "dir" and (source / "go.mod").is_file()
+        source, kind, has_go_mod = _module_at(base, rel)
     except PATH_ERRORS as exc:
         problems.append(doc.diagnostic(at, f"function '{name}': build.source {rel!r} cannot be used as a directory: {_os_reason(exc)}"))
         return None
@@ -222,8 +227,7 @@ def _dockerfile(doc: YamlDocument, at: YamlPath, name: str, base: Path, rel: str
 
 def _shared_module(doc: YamlDocument, at: YamlPath, name: str, base: Path, rel: str, problems: list[Diagnostic]) -> Path | None:
     try:
-        module, kind = _kind(base, rel)
-        has_go_mod = kind == "dir" and (module / "go.mod").is_file()
+        module, kind, has_go_mod = _module_at(base, rel)
     except PATH_ERRORS as exc:
         problems.append(doc.diagnostic(at, f"function '{name}': shared module {rel!r} cannot be used as a directory: {_os_reason(exc)}"))
         return None

@@ -28,6 +28,16 @@ class Desired:
     platform: str  # OCI platform: linux/arm64 or linux/amd64
     spec_file: str  # the deploy.yaml that declares the function, for messages and saved plans
 
+    @property
+    def registry(self) -> str:
+        """ACCOUNT.dkr.ecr.REGION.amazonaws.com: the host part of the repository URI."""
+        return self.repository_uri.split("/", 1)[0]
+
+    @property
+    def repository_name(self) -> str:
+        """The repository's name in ECR (what DescribeImages is asked by)."""
+        return self.repository_uri.split("/", 1)[1]
+
 
 @dataclass(frozen=True)
 class FunctionState:

@@ -197,7 +197,7 @@ def steps_for(action: Action, desired: Desired, desired_digest: str | None) -> t
     if action is Action.BUILD:
         tagged = f"{desired.repository_uri}:{desired.content_tag}"
         return (
-            EcrLogin(desired.repository_uri.split("/", 1)[0]),
+            EcrLogin(desired.registry),
             AssembleContext(desired.source_digest),
             BuildImage(desired.platform),
             PushImage(tagged),
