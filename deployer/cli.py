@@ -114,15 +114,12 @@ def plan(
     detailed_exitcode: bool = typer.Option(False, "--detailed-exitcode", help="Exit 0 when nothing changes, 2 when something would, 1 on error."),
 ) -> int:
     """Compare deploy.yaml with what runs in AWS and print what apply would do. Builds nothing."""
-    from deployer import planfile
+    from deployer import app as use_cases
     from deployer.aws import Clients
-    from deployer.load import load
-    from deployer.observe import observe
-    from deployer.plan import make_plan
     from deployer.render import render
 
-    spec = load(paths or [Path(".")])
-    the_plan = make_plan(observe(spec, Clients()))
+    planned = use_cases.plan(paths or [Path(".")], Clients(), out_file)
+    the_plan = planned.plan
     rendered = render(the_plan, fmt.value)
     if fmt is OutputFormat.text:
         out.print(rendered, end="")
@@ -130,7 +127,7 @@ def plan(
         sys.stdout.write(rendered)
     the_plan.refuse_blocked()
     if out_file is not None:
-        planfile.write(the_plan, out_file)
+        use_cases.save(planned, out_file)
         err.print(f"plan saved to {out_file}; apply it with: deployer apply {out_file}", markup=False)
     return 2 if detailed_exitcode and the_plan.has_changes else 0
 
@@ -145,12 +142,9 @@ def apply(
     registry_endpoint: Optional[str] = typer.Option(None, "--registry-endpoint", envvar="DEPLOYER_REGISTRY_ENDPOINT", help="Push to this registry host[:port] instead of the ECR host; for local ECR emulators. Lambda is still given the ECR image URI."),
 ) -> int:
     """Build, push and deploy what the plan says, skipping everything that is already true."""
-    from deployer import planfile
-    from deployer.apply import ApplyOptions, Executor
+    from deployer import app as use_cases
+    from deployer.apply import ApplyOptions, Executor, Outcome
     from deployer.aws import Clients, EcrGateway, LambdaGateway
-    from deployer.load import load
-    from deployer.observe import observe
-    from deployer.plan import Action, make_plan
     from deployer.progress import ConsoleReporter
     from deployer.render import render
 
@@ -158,23 +152,20 @@ def apply(
     saved = paths is not None and len(paths) == 1 and paths[0].suffix == ".json"
     if saved:
         assert paths is not None
-        the_plan = planfile.read(paths[0])
-        to_build = sorted({fp.desired.spec_file for fp in the_plan.functions if fp.action is Action.BUILD})
-        for spec_file in to_build:  # recorded relative to where plan ran
-            if not Path(spec_file).is_file():
-                raise PlanError(f"{paths[0]}: the plan builds from {spec_file}, which is not found from {Path.cwd()}; "
-                                "run apply in the directory where plan ran")
-        spec_functions = load(to_build).functions if to_build else ()
+        prepared = use_cases.prepare_saved(paths[0], clients)
+        the_plan, specs = prepared.plan, prepared.specs
+        refused = [Outcome(r.name, "failed", r.message, 0.0) for r in prepared.refusals]
     else:
-        spec = load(paths or [Path(".")])
-        spec_functions = spec.functions
-        the_plan = make_plan(observe(spec, clients))
+        planned = use_cases.plan(paths or [Path(".")], clients)
+        the_plan, specs, refused = planned.plan, {fn.name: fn for fn in planned.spec.functions}, []
     out.print(render(the_plan, "text"), end="")
+    for outcome in refused:
+        err.print(f"refused: {outcome.detail}", markup=False)
     the_plan.refuse_blocked()
-    if not the_plan.has_changes:
+    if not the_plan.has_changes and not refused:
         out.print("No changes: every function already runs the image of its current source.")
         return 0
-    if not (yes or saved):
+    if the_plan.has_changes and not (yes or saved):
         if not sys.stdin.isatty():
             raise DeployerError("apply needs confirmation but stdin is not a terminal; pass --yes to apply without asking")
         if not typer.confirm("Apply this plan?", default=False):
@@ -186,7 +177,7 @@ def apply(
     options = ApplyOptions(parallelism, keep_context, verbose, registry_endpoint or None)
     executor = Executor(lambda region: LambdaGateway(clients, region), lambda region: EcrGateway(clients, region),
                         DockerGateway(), options, reporter)
-    outcomes = executor.run(the_plan, {fn.name: fn for fn in spec_functions})
+    outcomes = sorted([*executor.run(the_plan, specs), *refused], key=lambda o: o.name)
     reporter.summary(outcomes)
     if executor.interrupted:
         return 130

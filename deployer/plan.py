@@ -14,7 +14,8 @@ from typing import Iterable, Union, get_args
 from deployer.errors import PlanError
 from deployer.observed import Desired, Observed
 
-FORMAT_VERSION = 1
+# 2: plans record the deploy.yaml files they were made from (`sources`), which apply re-checks.
+FORMAT_VERSION = 2
 
 
 class Action(enum.Enum):
@@ -122,9 +123,19 @@ class FunctionPlan:
 
 
 @dataclass(frozen=True)
+class SourceFile:
+    """A deploy.yaml a plan was made from: `path` is POSIX, relative to the checkout the plan was
+    made in (the nearest directory holding .git); `sha256` is the hex digest of its bytes."""
+
+    path: str
+    sha256: str
+
+
+@dataclass(frozen=True)
 class Plan:
     functions: tuple[FunctionPlan, ...]  # sorted by function name
     format_version: int = FORMAT_VERSION
+    sources: tuple[SourceFile, ...] = ()  # sorted by path; what a saved plan is bound to
 
     @property
     def has_changes(self) -> bool:

@@ -1,13 +1,19 @@
 """A Plan as JSON and back: what `plan --format json` prints and `plan --out` saves for `apply`.
 
 The document carries `format_version`; a reader refuses any other version. Steps are written as
-{"type": <class name>, ...fields}, so the step list round-trips exactly.
+{"type": <class name>, ...fields}, so the step list round-trips exactly. A plan file is untrusted
+input: it is read only if it is a regular file of bounded size, and every field is type-checked
+and bounded before anything else happens (deployer.binding then checks it against its sources).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import re
+import stat
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +21,15 @@ from deployer.digest import content_tag
 from deployer.errors import PlanError
 from deployer.load import REPOSITORY_URI
 from deployer.observed import Desired
-from deployer.plan import FORMAT_VERSION, STEP_TYPES, Action, FunctionPlan, Plan, Step, steps_for
+from deployer.plan import FORMAT_VERSION, STEP_TYPES, Action, FunctionPlan, Plan, SourceFile, Step, steps_for
 from deployer.spec import LAMBDA_ARCHITECTURES
 
 _STEPS_BY_NAME = {cls.__name__: cls for cls in STEP_TYPES}
+# A plan of a thousand functions is about 3 MB; anything far larger is not a plan deployer wrote.
+MAX_PLAN_BYTES = 32 * 1024 * 1024
+MAX_SOURCES = 10_000
+MAX_SOURCE_PATH = 1024
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def to_dict(plan: Plan) -> dict[str, Any]:
@@ -26,6 +37,7 @@ def to_dict(plan: Plan) -> dict[str, Any]:
     return {
         "format_version": plan.format_version,
         "summary": {"changes": plan.has_changes, **{a.name.lower(): counts[a] for a in Action}},
+        "sources": [{"path": source.path, "sha256": source.sha256} for source in plan.sources],
         "functions": [_function(fp) for fp in plan.functions],
     }
 
@@ -59,9 +71,39 @@ def from_dict(data: Any, source: str = "plan") -> Plan:
         names = [fp.name for fp in functions]
         if len(set(names)) != len(names):
             raise ValueError(f"a function is planned twice ({', '.join(sorted({n for n in names if names.count(n) > 1}))})")
-        return Plan(functions, FORMAT_VERSION)
+        sources = _sources(data.get("sources"))
+        if functions and not sources:
+            raise ValueError("sources is empty: the plan does not say which deploy.yaml files it was made from")
+        return Plan(functions, FORMAT_VERSION, sources)
     except (KeyError, TypeError, ValueError) as exc:
         raise PlanError(f"{source}: damaged plan ({exc}); run plan again") from exc
+
+
+def _sources(value: Any) -> tuple[SourceFile, ...]:
+    entries = _typed(value, list, "sources")
+    if len(entries) > MAX_SOURCES:
+        raise ValueError(f"sources lists {len(entries)} files; a plan lists at most {MAX_SOURCES}")
+    sources = []
+    for index, entry in enumerate(entries):
+        at = f"sources[{index}]"
+        entry = _typed(entry, dict, at)
+        path = _typed(entry.get("path"), str, f"{at}.path")
+        digest = _typed(entry.get("sha256"), str, f"{at}.sha256")
+        if not _SHA256_HEX.fullmatch(digest):
+            raise ValueError(f"{at}.sha256 is not 64 lowercase hex digits")
+        if not is_relative_posix(path):
+            raise ValueError(f"{at}.path must be a relative path inside the checkout, without '..' or control characters")
+        sources.append(SourceFile(path, digest))
+    if [s.path for s in sources] != sorted({s.path for s in sources}):
+        raise ValueError("sources must be sorted by path, each path once")
+    return tuple(sources)
+
+
+def is_relative_posix(path: str) -> bool:
+    """A path a plan may name: relative, POSIX, no `.`/`..`/empty parts, no control characters."""
+    parts = path.split("/")
+    return (0 < len(path) <= MAX_SOURCE_PATH and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in path)
+            and "\\" not in path and all(part not in ("", ".", "..") for part in parts))
 
 
 def _typed(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
@@ -123,23 +165,48 @@ def _step(entry: Any, where: str) -> Step:
 
 
 def write(plan: Plan, path: Path) -> None:
-    """Write atomically: a half-written plan must never be applied."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    """Write atomically: a half-written plan must never be applied. The temporary file has a
+    name of its own (mkstemp), so no existing file is ever written through."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        tmp.write_text(to_json(plan), encoding="utf-8")
-        tmp.replace(path)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(to_json(plan))
+        os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)
         raise PlanError(f"{path}: cannot write plan file: {exc.strerror}") from exc
+
+
+def read_bounded(path: Path) -> bytes:
+    """The bytes of a plan file: a regular file of at most MAX_PLAN_BYTES. Opened without
+    blocking, so a FIFO given as a plan is refused instead of waiting for a writer."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise PlanError(f"{path}: cannot read plan file: {exc.strerror}") from exc
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise PlanError(f"{path}: not a regular file; give the plan file written by 'deployer plan --out FILE'")
+        if info.st_size > MAX_PLAN_BYTES:
+            raise PlanError(f"{path}: {info.st_size} bytes is too large for a plan file (at most {MAX_PLAN_BYTES}); "
+                            "give the file written by 'deployer plan --out FILE'")
+        data = handle.read(MAX_PLAN_BYTES + 1)
+    if len(data) > MAX_PLAN_BYTES:  # it grew while being read
+        raise PlanError(f"{path}: too large for a plan file (more than {MAX_PLAN_BYTES} bytes)")
+    return data
 
 
 def read(path: Path) -> Plan:
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PlanError(f"{path}: cannot read plan file: {exc}") from exc
+        text = read_bounded(path).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PlanError(f"{path}: cannot read plan file: not UTF-8 text (byte {exc.start}); "
+                        "give the file written by 'deployer plan --out FILE'") from exc
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise PlanError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg}); make a plan with 'deployer plan --out FILE'") from exc
+    except RecursionError:  # `[[[[...` nested past the parser's stack: not a plan deployer wrote
+        raise PlanError(f"{path}: JSON nested too deeply for a plan; make a plan with 'deployer plan --out FILE'") from None
     return from_dict(data, str(path))

@@ -25,10 +25,14 @@ def apply(plan: Path) -> subprocess.CompletedProcess[str]:
     ("{not json", "plan.json:1:2: not valid JSON (Expecting property name enclosed in double quotes); "
                   "make a plan with 'deployer plan --out FILE'"),
     ("[1, 2]", "plan.json: not a deployer plan (no format_version); make one with 'deployer plan --out FILE'"),
-    ('{"format_version": 2, "functions": []}',
-     "plan.json: plan format_version 2 is not supported (this deployer reads 1); run plan again"),
-    ('{"format_version": 1, "functions": [{"action": 5}]}',
+    ('{"format_version": 1, "functions": []}',
+     "plan.json: plan format_version 1 is not supported (this deployer reads 2); run plan again"),
+    ('{"format_version": 2, "functions": [{"action": 5}]}',
      "plan.json: damaged plan (functions[0].desired is NoneType, not dict); run plan again"),
+    ('{"format_version": 2, "functions": [], "sources": [{"path": "../../etc/deploy.yaml", "sha256": "%s"}]}' % ("0" * 64),
+     "plan.json: damaged plan (sources[0].path must be a relative path inside the checkout, without '..' or control "
+     "characters); run plan again"),
+    ("[" * 100_000, "plan.json: JSON nested too deeply for a plan; make a plan with 'deployer plan --out FILE'"),
 ])
 def test_untrustworthy_plan_file_is_refused(tmp_path: Path, content: str, message: str) -> None:
     plan = tmp_path / "plan.json"
@@ -47,9 +51,27 @@ def test_binary_plan_file_is_refused(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_plan_file_that_is_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.json"
+    os.mkfifo(plan)
+    result = apply(plan)  # the 60 s timeout of apply() fails the test if it blocks
+    assert result.returncode == 1
+    assert result.stderr == "error: plan.json: not a regular file; give the plan file written by 'deployer plan --out FILE'\n"
+
+
+def test_oversized_plan_file_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.json"
+    with plan.open("wb") as handle:
+        handle.truncate(64 * 1024 * 1024)  # sparse: costs no disk
+    result = apply(plan)
+    assert result.returncode == 1
+    assert result.stderr == (f"error: plan.json: {64 * 1024 * 1024} bytes is too large for a plan file (at most {32 * 1024 * 1024}); "
+                             "give the file written by 'deployer plan --out FILE'\n")
+
+
 def test_empty_plan_applies_nothing(tmp_path: Path) -> None:
     plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"format_version": 1, "functions": []}))
+    plan.write_text(json.dumps({"format_version": 2, "sources": [], "functions": []}))
     result = apply(plan)
     assert result.returncode == 0, result.stderr
     assert "No changes" in result.stdout

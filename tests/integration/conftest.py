@@ -55,8 +55,8 @@ class Monorepo:
         (src / "main.go").write_text(f'package main\n\nimport (\n\t"fmt"\n{imports}\n)\n\nfunc main() {{ fmt.Println("{name}") }}\n')
         return f"functions/{name}"
 
-    def deployer(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "deployer", *args], cwd=self.root, capture_output=True, text=True,
+    def deployer(self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "deployer", *args], cwd=cwd or self.root, capture_output=True, text=True,
                               env={**os.environ, "NO_COLOR": "1", **(env or {})}, timeout=600)
 
 

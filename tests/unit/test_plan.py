@@ -20,6 +20,8 @@ from deployer.plan import (
     UpdateFunctionCode,
     VerifyImage,
     WaitForUpdate,
+    Plan,
+    SourceFile,
     make_plan,
     plan_function,
 )
@@ -125,14 +127,22 @@ def test_plan_without_changes_has_no_changes() -> None:
     assert not plan.has_changes
 
 
+SOURCES = (SourceFile("deploy.yaml", "d" * 64), SourceFile("team/deploy.yaml", "e" * 64))
+
+
+def saved(plan: Plan) -> Plan:
+    """`plan` as `deployer plan --out` saves it: with the deploy.yaml files it was made from."""
+    return replace(plan, sources=SOURCES)
+
+
 def test_saved_plan_round_trips_exactly() -> None:
     pairs = [(replace(DESIRED, name=name), Observed(fn, img)) for name, (fn, img, *_ ) in zip("abcdefghijk", CASES.values())]
-    plan = make_plan(pairs)
+    plan = saved(make_plan(pairs))
     assert planfile.from_dict(planfile.to_dict(plan)) == plan
 
 
 def test_saved_plan_of_another_format_version_is_refused() -> None:
-    data = planfile.to_dict(make_plan([(DESIRED, Observed(running(NEW), image(NEW)))]))
+    data = planfile.to_dict(saved(make_plan([(DESIRED, Observed(running(NEW), image(NEW)))])))
     data["format_version"] = 99
     with pytest.raises(PlanError, match="format_version 99 is not supported"):
         planfile.from_dict(data)
@@ -165,14 +175,25 @@ def _damage(data: dict[str, Any], change: str) -> None:
         fp["desired"]["region"] = "eu-west-1"
     elif change == "content tag edited":
         fp["desired"]["content_tag"] = "latest"
+    elif change == "no sources":
+        data["sources"] = []
+    elif change == "source outside the checkout":
+        data["sources"][0]["path"] = "../elsewhere/deploy.yaml"
+    elif change == "absolute source":
+        data["sources"][0]["path"] = "/etc/deploy.yaml"
+    elif change == "source digest not hex":
+        data["sources"][0]["sha256"] = "z" * 64
+    elif change == "source listed twice":
+        data["sources"][1] = dict(data["sources"][0])
 
 
 @pytest.mark.parametrize("change", ["version is true", "action is a number", "unknown action", "steps removed from an update",
                                     "update pointed at another image", "unknown step", "desired field missing",
                                     "functions not a list", "architecture edited with its step", "function planned twice",
-                                    "region edited", "content tag edited"])
+                                    "region edited", "content tag edited", "no sources", "source outside the checkout",
+                                    "absolute source", "source digest not hex", "source listed twice"])
 def test_damaged_saved_plan_is_refused(change: str) -> None:
-    data = planfile.to_dict(make_plan([(DESIRED, Observed(running(OLD), image(NEW)))]))
+    data = planfile.to_dict(saved(make_plan([(DESIRED, Observed(running(OLD), image(NEW)))])))
     _damage(data, change)
     with pytest.raises(PlanError, match="(damaged plan|is not supported).*run plan again"):
         planfile.from_dict(data, "plan.json")
@@ -211,6 +232,6 @@ def test_json_render_has_format_version() -> None:
     import json
 
     out = json.loads(render(make_plan([(DESIRED, Observed(running(NEW), image(NEW)))]), "json"))
-    assert out["format_version"] == 1
+    assert out["format_version"] == 2
     assert out["functions"][0]["action"] == "noop"
     assert out["summary"]["changes"] is False

@@ -1,0 +1,183 @@
+"""binding: what ties a saved plan to the deploy.yaml files and the AWS state it was made from.
+
+A plan file is what a reviewer approves, but it is also a file anyone with write access to a CI
+artifact can edit. Apply therefore trusts nothing in it that it can check:
+
+1. `record_sources` / `verify_sources`: the plan names its deploy.yaml files (relative to the
+   checkout) with a SHA-256 of each; apply refuses the whole plan if one is missing, changed, or
+   lies outside the checkout.
+2. `compare`: apply loads those files again and plans afresh. What deploy.yaml alone decides
+   (the set of functions; each one's region, repository, platform) must be identical, else the
+   whole plan is refused as not made from these files. What can legitimately move between plan
+   and apply (the source tree, the function in AWS, the image a content tag resolves to) refuses
+   only that function, with "changed since plan", as apply's own re-check before an update does.
+
+So an edited plan can never deploy anything the checkout's deploy.yaml files and the current
+AWS state would not: the plan's only power is to say *no* (a function it does not change is not
+changed). That is why no signature is needed: a plan carries no authority a signature would protect.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from deployer.errors import PlanError
+from deployer.paths import display, inside
+from deployer.plan import Action, FunctionPlan, Plan, SourceFile, short
+
+# A deploy.yaml is a few kilobytes (load refuses more than 1 MB); the same bound applies here.
+MAX_SOURCE_BYTES = 1_000_000
+
+
+def checkout_root(start: Path) -> Path:
+    """The checkout a plan's paths are relative to: the nearest directory from `start` upwards
+    that holds `.git` (a directory, or a file in a worktree), else `start` itself."""
+    start = start.resolve()
+    for candidate in (start, *start.parents):
+        try:
+            if (candidate / ".git").exists():
+                return candidate
+        except OSError:  # an unreadable parent: look further up
+            continue
+    return start
+
+
+def _read_regular(path: Path) -> bytes:
+    """A regular file's bytes, at most MAX_SOURCE_BYTES; never blocks on a FIFO."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise OSError(0, "not a regular file")
+        data = handle.read(MAX_SOURCE_BYTES + 1)
+    if len(data) > MAX_SOURCE_BYTES:
+        raise OSError(0, f"larger than {MAX_SOURCE_BYTES} bytes")
+    return data
+
+
+def _within(base: Path, path: Path) -> Path:
+    """`path` resolved, if it lies inside `base` (symlinks followed); else PlanError."""
+    real = path.resolve()
+    if not inside(real, base):
+        raise PlanError(f"{display(path)} lies outside the checkout {base}; a saved plan can only name files "
+                        "inside it: run plan from inside the repository that holds the deploy.yaml files")
+    return real
+
+
+def record_sources(files: Iterable[Path], base: Path) -> tuple[SourceFile, ...]:
+    """The deploy.yaml files of a plan, relative to `base`, each with the digest of its bytes."""
+    sources = {}
+    for file in files:
+        real = _within(base, file)
+        try:
+            data = _read_regular(real)
+        except OSError as exc:
+            raise PlanError(f"{display(file)}: cannot read it to record it in the plan ({exc.strerror or exc})") from exc
+        sources[real.relative_to(base).as_posix()] = hashlib.sha256(data).hexdigest()
+    return tuple(SourceFile(path, digest) for path, digest in sorted(sources.items()))
+
+
+def verify_sources(plan: Plan, base: Path, plan_file: str) -> list[Path]:
+    """The plan's deploy.yaml files as they are now; PlanError naming every one that is missing,
+    changed since the plan, or not a regular file inside the checkout."""
+    problems, paths = [], []
+    for source in plan.sources:
+        path = base / source.path  # a plain relative path: planfile refuses '..' and absolute ones
+        try:
+            real = _within(base, path)
+            digest = hashlib.sha256(_read_regular(real)).hexdigest()
+        except PlanError as exc:
+            problems.append(str(exc))
+            continue
+        except OSError as exc:
+            problems.append(f"{source.path}: cannot read it ({exc.strerror or exc})")
+            continue
+        if digest != source.sha256:
+            problems.append(f"{source.path} changed since the plan was made (sha256 {source.sha256[:12]} -> {digest[:12]})")
+        paths.append(real)
+    if problems:
+        raise PlanError(f"{plan_file}: the plan does not match the deploy.yaml files in {base}:\n  " + "\n  ".join(problems)
+                        + "\nrun plan again (and apply in the checkout the plan was made in)")
+    return paths
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A function of a saved plan that apply will not run: the world moved since the plan."""
+
+    name: str
+    message: str
+
+
+# Fields of Desired that deploy.yaml alone decides; `spec_file` is only how the path was shown.
+_DECLARED = ("region", "repository_uri", "platform", "architecture")
+
+
+def compare(saved: Plan, fresh: Plan, plan_file: str) -> tuple[Plan, list[Refusal]]:
+    """The plan to execute and the functions refused. PlanError if `saved` was not made from
+    the deploy.yaml files `fresh` was (an edited or foreign plan)."""
+    fresh_by_name = {fp.name: fp for fp in fresh.functions}
+    saved_names = {fp.name for fp in saved.functions}
+    problems = [f"function {name} is in the plan but no deploy.yaml of the plan declares it"
+                for name in sorted(saved_names - set(fresh_by_name))]
+    problems += [f"function {name} is declared but missing from the plan" for name in sorted(set(fresh_by_name) - saved_names)]
+    for fp in saved.functions:
+        now = fresh_by_name.get(fp.name)
+        if now is None:
+            continue
+        for field in _DECLARED:
+            planned, declared = getattr(fp.desired, field), getattr(now.desired, field)
+            if planned != declared:
+                problems.append(f"function {fp.name}: the plan says {field} {planned!r}, deploy.yaml says {declared!r}")
+    if problems:
+        raise PlanError(f"{plan_file}: the plan was not made from these deploy.yaml files (edited after it was saved?):\n  "
+                        + "\n  ".join(problems) + "\nrun plan again")
+    run: list[FunctionPlan] = []
+    refusals: list[Refusal] = []
+    for fp in saved.functions:
+        outcome = _decide(fp, fresh_by_name[fp.name])
+        if isinstance(outcome, Refusal):
+            refusals.append(outcome)
+        else:
+            run.append(outcome)
+    return dataclasses.replace(saved, functions=tuple(run)), refusals
+
+
+def _decide(saved: FunctionPlan, now: FunctionPlan) -> FunctionPlan | Refusal:
+    """What to run for one function: the fresh decision when it is the one that was approved."""
+    name = saved.name
+    if saved.desired.source_digest != now.desired.source_digest:
+        return Refusal(name, f"source of {name} changed since plan ({short(saved.desired.source_digest)} -> "
+                             f"{short(now.desired.source_digest)}); run plan again")
+    changes = _state_changes(saved, now)
+    if changes:
+        return Refusal(name, f"function {name} changed since plan ({'; '.join(changes)}); run plan again")
+    if now.action is Action.BLOCKED:
+        return Refusal(name, f"function {name} cannot be deployed now: {now.reason}")
+    if not saved.changes:
+        if now.changes:  # the reviewer approved no change here
+            return Refusal(name, f"function {name} changed since plan (the plan found nothing to do, now it needs: "
+                                 f"{now.action.value}); run plan again")
+        return now
+    if saved.action is Action.UPDATE and now.desired_digest != saved.desired_digest:
+        return Refusal(name, f"ECR tag {saved.desired.content_tag} of {name} now resolves to {short(now.desired_digest)}, "
+                             f"the plan deploys {short(saved.desired_digest)}; run plan again")
+    # A BUILD whose image appeared since (pushed by a concurrent apply of the same source) is now
+    # an UPDATE to that image: the same content, so the same approval.
+    return now
+
+
+def _state_changes(saved: FunctionPlan, now: FunctionPlan) -> list[str]:
+    changes = []
+    if now.current_digest != saved.current_digest:
+        changes.append(f"digest {short(saved.current_digest)} -> {short(now.current_digest)}")
+    if now.current_architectures != saved.current_architectures:
+        changes.append(f"architectures {','.join(saved.current_architectures)} -> {','.join(now.current_architectures)}")
+    if now.revision_id != saved.revision_id:
+        changes.append(f"revision {saved.revision_id} -> {now.revision_id}")
+    return changes

@@ -1,0 +1,132 @@
+"""A saved plan against a fresh one made from the same deploy.yaml files: what runs, what is refused."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from deployer import binding
+from deployer.errors import PlanError
+from deployer.observed import Desired, FunctionState, ImageState, Observed
+from deployer.plan import Action, Plan, SourceFile, make_plan
+
+REPO = "123456789012.dkr.ecr.us-east-1.amazonaws.com/fn-repo"
+SOURCE = "sha256:" + "a" * 64
+OLD, NEW, OTHER = "b" * 64, "c" * 64, "e" * 64
+DOCKER_V2 = "application/vnd.docker.distribution.manifest.v2+json"
+DESIRED = Desired(name="fn", region="us-east-1", repository_uri=REPO, content_tag="src-" + "a" * 40, source_digest=SOURCE,
+                  architecture="arm64", platform="linux/arm64", spec_file="deploy.yaml")
+
+
+def observed(running: str, ecr: str | None, arch: str = "arm64", revision: str | None = "r1") -> Observed:
+    return Observed(FunctionState(exists=True, package_type="Image", code_sha256=running, architectures=(arch,), revision_id=revision),
+                    ImageState(True, f"sha256:{ecr}" if ecr else None, DOCKER_V2 if ecr else None))
+
+
+def plan_of(desired: Desired, seen: Observed) -> Plan:
+    return make_plan([(desired, seen)])
+
+
+UPDATE = plan_of(DESIRED, observed(OLD, NEW))
+BUILD = plan_of(DESIRED, observed(OLD, None))
+NOOP = plan_of(DESIRED, observed(NEW, NEW))
+
+# name: (saved plan, fresh plan, the refusal's message, or None when the fresh decision runs)
+CASES: dict[str, tuple[Plan, Plan, str | None]] = {
+    "nothing moved: the update runs": (UPDATE, UPDATE, None),
+    "nothing moved: the build runs": (BUILD, BUILD, None),
+    "the image of a planned build appeared: it is deployed": (BUILD, UPDATE, None),
+    "the function was deployed outside": (UPDATE, plan_of(DESIRED, observed(OTHER, NEW)),
+                                          "function fn changed since plan (digest sha256:bbbbbbbbbbbb -> sha256:eeeeeeeeeeee); run plan again"),
+    "only the revision moved (a configuration change)": (UPDATE, plan_of(DESIRED, observed(OLD, NEW, revision="r2")),
+                                                         "function fn changed since plan (revision r1 -> r2); run plan again"),
+    "the architecture moved": (UPDATE, plan_of(DESIRED, observed(OLD, NEW, arch="x86_64")),
+                               "function fn changed since plan (architectures arm64 -> x86_64); run plan again"),
+    "the content tag was re-pushed": (UPDATE, plan_of(DESIRED, observed(OLD, OTHER)),
+                                      "ECR tag src-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa of fn now resolves to sha256:eeeeeeeeeeee, "
+                                      "the plan deploys sha256:cccccccccccc; run plan again"),
+    "the source changed": (BUILD, plan_of(replace(DESIRED, source_digest="sha256:" + "f" * 64), observed(OLD, None)),
+                           "source of fn changed since plan (sha256:aaaaaaaaaaaa -> sha256:ffffffffffff); run plan again"),
+    "a no-change plan now needs a change": (NOOP, plan_of(DESIRED, observed(NEW, OTHER)),
+                                            "function fn changed since plan (the plan found nothing to do, now it needs: update); "
+                                            "run plan again"),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_saved_plan_against_a_fresh_one(case: str) -> None:
+    saved, fresh, refusal = CASES[case]
+    to_run, refusals = binding.compare(saved, fresh, "plan.json")
+    if refusal is None:
+        assert refusals == [] and to_run.functions == fresh.functions
+    else:
+        assert [(r.name, r.message) for r in refusals] == [("fn", refusal)]
+        assert to_run.functions == ()
+
+
+@pytest.mark.parametrize(("edit", "problem"), [
+    (lambda d: replace(d, repository_uri=REPO.replace("fn-repo", "other")), f"function fn: the plan says repository_uri '{REPO.replace('fn-repo', 'other')}', deploy.yaml says '{REPO}'"),
+    (lambda d: replace(d, region="eu-west-1"), "function fn: the plan says region 'eu-west-1', deploy.yaml says 'us-east-1'"),
+    (lambda d: replace(d, name="not-declared"), "function not-declared is in the plan but no deploy.yaml of the plan declares it"),
+])
+def test_a_plan_not_made_from_these_files_is_refused_whole(edit: object, problem: str) -> None:
+    saved = plan_of(edit(DESIRED), observed(OLD, NEW))  # type: ignore[operator]
+    with pytest.raises(PlanError) as caught:
+        binding.compare(saved, UPDATE, "plan.json")
+    assert problem in str(caught.value)
+    assert str(caught.value).startswith("plan.json: the plan was not made from these deploy.yaml files")
+
+
+def test_spec_file_shown_differently_is_no_difference() -> None:
+    saved = plan_of(replace(DESIRED, spec_file="../repo/deploy.yaml"), observed(OLD, NEW))
+    to_run, refusals = binding.compare(saved, UPDATE, "plan.json")
+    assert refusals == [] and to_run.functions == UPDATE.functions
+
+
+def test_sources_are_recorded_relative_to_the_checkout_and_verified(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    team = tmp_path / "team"
+    team.mkdir()
+    spec = team / "deploy.yaml"
+    spec.write_bytes(b"version: 1\n")
+    assert binding.checkout_root(team) == tmp_path
+    sources = binding.record_sources([spec], tmp_path)
+    assert sources == (SourceFile("team/deploy.yaml", hashlib.sha256(b"version: 1\n").hexdigest()),)
+    plan = replace(UPDATE, sources=sources)
+    assert binding.verify_sources(plan, tmp_path, "plan.json") == [spec]
+
+    spec.write_bytes(b"version: 1\n# edited\n")
+    with pytest.raises(PlanError, match=r"team/deploy.yaml changed since the plan was made \(sha256 [0-9a-f]{12} -> [0-9a-f]{12}\)"):
+        binding.verify_sources(plan, tmp_path, "plan.json")
+
+
+def test_a_source_that_became_a_link_out_of_the_checkout_or_a_fifo_is_refused(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    secret = tmp_path.parent / f"{tmp_path.name}-secret.yaml"
+    secret.write_text("password: hunter2\n")
+    (tmp_path / "deploy.yaml").symlink_to(secret)
+    os.mkfifo(tmp_path / "fifo.yaml")
+    plan = replace(UPDATE, sources=(SourceFile("deploy.yaml", "0" * 64), SourceFile("fifo.yaml", "0" * 64)))
+    with pytest.raises(PlanError) as caught:
+        binding.verify_sources(plan, tmp_path, "plan.json")
+    message = str(caught.value)
+    assert "deploy.yaml lies outside the checkout" in message
+    assert "fifo.yaml: cannot read it (not a regular file)" in message
+    assert "hunter2" not in message
+    with pytest.raises(PlanError, match="lies outside the checkout"):
+        binding.record_sources([secret], tmp_path)
+
+
+def test_execution_plan_keeps_the_saved_order_and_sources() -> None:
+    first, second = (replace(DESIRED, name=n) for n in ("a", "b"))
+    sources = (SourceFile("deploy.yaml", "0" * 64),)
+    saved = replace(make_plan([(first, observed(OLD, NEW)), (second, observed(OLD, None))]), sources=sources)
+    fresh = make_plan([(first, observed(OLD, NEW)), (second, observed(OLD, None))])
+    to_run, refusals = binding.compare(saved, fresh, "plan.json")
+    assert refusals == [] and [fp.name for fp in to_run.functions] == ["a", "b"]
+    assert [fp.action for fp in to_run.functions] == [Action.UPDATE, Action.BUILD]
+    assert to_run.sources == sources
