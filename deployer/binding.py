@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 from deployer.errors import PlanError
-from deployer.paths import display, inside
+from deployer.paths import display, inside, read_inside
 from deployer.plan import Action, FunctionPlan, Plan, SourceFile, short
 
 # A deploy.yaml is a few kilobytes (load refuses more than 1 MB); the same bound applies here.
@@ -48,18 +46,6 @@ def checkout_root(start: Path) -> Path:
     return start
 
 
-def _read_regular(path: Path) -> bytes:
-    """A regular file's bytes, at most MAX_SOURCE_BYTES; never blocks on a FIFO."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise OSError(0, "not a regular file")
-        data = handle.read(MAX_SOURCE_BYTES + 1)
-    if len(data) > MAX_SOURCE_BYTES:
-        raise OSError(0, f"larger than {MAX_SOURCE_BYTES} bytes")
-    return data
-
-
 def _within(base: Path, path: Path) -> Path:
     """`path` resolved, if it lies inside `base` (symlinks followed); else PlanError."""
     real = path.resolve()
@@ -75,7 +61,7 @@ def record_sources(files: Iterable[Path], base: Path) -> tuple[SourceFile, ...]:
     for file in files:
         real = _within(base, file)
         try:
-            data = _read_regular(real)
+            data = read_inside(real, base, limit=MAX_SOURCE_BYTES)
         except OSError as exc:
             raise PlanError(f"{display(file)}: cannot read it to record it in the plan ({exc.strerror or exc})") from exc
         sources[real.relative_to(base).as_posix()] = hashlib.sha256(data).hexdigest()
@@ -90,7 +76,7 @@ def verify_sources(plan: Plan, base: Path, plan_file: str) -> list[Path]:
         path = base / source.path  # a plain relative path: planfile refuses '..' and absolute ones
         try:
             real = _within(base, path)
-            digest = hashlib.sha256(_read_regular(real)).hexdigest()
+            digest = hashlib.sha256(read_inside(real, base, limit=MAX_SOURCE_BYTES)).hexdigest()
         except PlanError as exc:
             problems.append(str(exc))
             continue

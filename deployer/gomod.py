@@ -153,7 +153,8 @@ def _unquote(raw: str, line: int) -> str:
             value = int(digits, base)
             out.append(chr(value))  # \x and octal escapes are bytes in Go; paths are ASCII there
         except ValueError:
-            raise GoModSyntaxError(line, f"invalid quoted string {raw}") from None
+            shown = raw if len(raw) <= 60 else f"{raw[:60]}..."  # the message quotes the file: cut short
+            raise GoModSyntaxError(line, f"invalid quoted string {shown if shown.isprintable() else ascii(shown)}") from None
         i += 2 + expected if width else 1 + expected
     return "".join(out)
 

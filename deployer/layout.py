@@ -18,6 +18,13 @@ not rebuild anything. Other files named deploy.yaml (test data, embedded files) 
 Symlinks: a link whose target resolves inside the module tree it belongs to is kept as a link
 (relative, so it also resolves inside the copy); a link that resolves outside it is an error,
 because following it would put files from outside the context into the image.
+
+Never in a context, whatever .dockerignore says: `.git` (a repository's history, credentials in
+its config) and dotenv files (`.env`, `.env.*`, `.envrc`), at any depth. A FIFO, socket or device
+in the tree is an error naming it (docker build would send it, and reading it may never end),
+unless .dockerignore excludes it. Files read to make the layout (.dockerignore, a Dockerfile kept
+outside the function) are read through deployer.paths.read_inside: regular files inside the
+repository root only.
 """
 
 from __future__ import annotations
@@ -42,12 +49,15 @@ from deployer import gomod
 from deployer.errors import BuildContextError
 from deployer.load import SPEC_FILE_NAMES
 from deployer.modules import SHARED_DIR, Module, ModuleGraph, discover
-from deployer.paths import display, inside
+from deployer.paths import RefusedFile, check_inside, display, inside, kind, read_inside
 from deployer.spec import FunctionSpec
 
 TEMPLATE_NAME = "Dockerfile.deployer"
 # Build args deployer sets itself; BUILDPLATFORM is added by the docker gateway at build time.
 RESERVED_BUILD_ARGS = ("BUILDER_IMAGE", "RUNTIME_IMAGE", "TARGETPLATFORM", "TARGETARCH", "GO_BUILD_FLAGS", "BUILDPLATFORM")
+
+# Names never copied into a context (see the module docstring); `.env.<anything>` too.
+NEVER_IN_CONTEXT = frozenset({".git", ".env", ".envrc"})
 
 EntryKind = Literal["dir", "file", "exec-file", "symlink"]
 FILE_KINDS = (digest_mod.FILE, digest_mod.EXEC_FILE)
@@ -90,7 +100,7 @@ class Layout:
 
     def _digest(self) -> str:
         df = next(e for e in self.entries if e.path == self.dockerfile)
-        content = df.data if df.data is not None else Path(df.source or "").read_bytes()
+        content = df.data if df.data is not None else read_inside(Path(df.source or ""), self.fn.root)
         return digest_mod.layout_digest(
             self.entries,
             dockerfile=self.dockerfile,
@@ -126,12 +136,21 @@ def build_args(fn: FunctionSpec) -> dict[str, str]:
     return args
 
 
-def _read_dockerignore(func_dir: Path) -> list[str]:
+def never_in_context(name: str) -> bool:
+    """Whether an entry of this name is left out of every context (see the module docstring)."""
+    return name in NEVER_IN_CONTEXT or name.startswith(".env.")
+
+
+def _read_dockerignore(func_dir: Path, root: Path) -> list[str]:
     """Patterns as the docker SDK reads them (docker/api/build.py)."""
+    path = func_dir / ".dockerignore"
     try:
-        text = (func_dir / ".dockerignore").read_text(encoding="utf-8")
+        text = read_inside(path, root).decode("utf-8")
     except FileNotFoundError:
         return []
+    except RefusedFile as exc:
+        raise BuildContextError(f"{display(path)}: {exc.strerror}; deployer reads only regular files inside the "
+                                "repository root: replace it with a regular file of patterns") from exc
     except UnicodeDecodeError as exc:
         raise BuildContextError(f"{display(func_dir / '.dockerignore')}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
                                 "save it as UTF-8") from exc
@@ -147,6 +166,8 @@ def _walk(pm: PatternMatcher, src: str, prefix: str) -> Iterator[tuple[str, os.s
         with os.scandir(os.path.join(src, rel_dir) if rel_dir else src) as it:
             children = sorted(it, key=lambda e: e.name)
         for child in children:
+            if never_in_context(child.name):
+                continue
             rel = f"{rel_dir}/{child.name}" if rel_dir else child.name
             ctx_path = prefix + rel
             excluded = pm.matches(ctx_path)
@@ -205,9 +226,11 @@ class _Layouter:
         elif stat.S_ISREG(st.st_mode):
             if posixpath.basename(ctx_path) in SPEC_FILE_NAMES and os.path.realpath(path) == self.spec_file:
                 return  # it describes the deployment, not the image: editing it must not rebuild
-            kind: EntryKind = "exec-file" if mode & 0o111 else "file"
-            self.add(Entry(ctx_path, kind, mode, source=path, size=st.st_size))
-        # Sockets, fifos and devices have no content a build could use: left out.
+            entry_kind: EntryKind = "exec-file" if mode & 0o111 else "file"
+            self.add(Entry(ctx_path, entry_kind, mode, source=path, size=st.st_size))
+        else:  # reading a FIFO or a device may block or never end; a socket has no content
+            self.problems.append(f"{display(Path(path))}: is {kind(st.st_mode)}, which a build context cannot hold; "
+                                 "remove it or exclude it in .dockerignore")
 
     def link_target(self, src_root: Path, path: str) -> str | None:
         resolved = Path(os.path.realpath(path))
@@ -242,10 +265,14 @@ def _dockerfile_source(fn: FunctionSpec, func_dir: Path) -> tuple[str, Path | No
     df = fn.build.dockerfile
     if df is None:
         return TEMPLATE_NAME, None
+    try:
+        real = check_inside(df, fn.root)
+    except RefusedFile as exc:
+        raise BuildContextError(f"{fn.location}: function {fn.name}: build.dockerfile {display(df)} {exc.strerror}; "
+                                "deployer reads nothing outside it: move the Dockerfile into the repository") from exc
     if not df.is_file():
         raise BuildContextError(f"{fn.location}: function {fn.name}: build.dockerfile {display(df)} is not a file; "
                                 "fix the path or remove the setting to use the built-in template")
-    real = df.resolve()
     if func_dir in real.parents and not df.is_symlink():
         return real.relative_to(func_dir).as_posix(), None
     return TEMPLATE_NAME, df
@@ -271,7 +298,7 @@ def lay_out(fn: FunctionSpec, graph: ModuleGraph, args: dict[str, str], dockerfi
     )
     forced = ["go.mod", "go.sum"] + ([] if dockerfile == TEMPLATE_NAME else [dockerfile])
     forced += [f"{loc}/{name}" for loc, _ in shared for name in ("go.mod", "go.sum")]
-    pm = PatternMatcher(_read_dockerignore(func_dir) + [f"!{p}" for p in forced])
+    pm = PatternMatcher(_read_dockerignore(func_dir, fn.root) + [f"!{p}" for p in forced])
 
     if dockerfile == TEMPLATE_NAME and (func_dir / TEMPLATE_NAME).exists():
         raise BuildContextError(
@@ -290,7 +317,7 @@ def lay_out(fn: FunctionSpec, graph: ModuleGraph, args: dict[str, str], dockerfi
             loc = graph.location(module.dir)
             out.set_content(f"{loc}/go.mod" if loc else "go.mod", _rewrite(module.data, tuple(sorted(new_paths.items()))))
     if dockerfile == TEMPLATE_NAME:
-        text = df_copy.read_bytes() if df_copy else template_text().encode()
+        text = read_inside(df_copy, fn.root) if df_copy else template_text().encode()
         out.add(Entry(TEMPLATE_NAME, "file", data=text, size=len(text)))
     df_entry = out.entries.get(dockerfile)  # a real path (see _dockerfile_source): no link to follow
     if df_entry is None or df_entry.kind not in FILE_KINDS:
@@ -317,6 +344,10 @@ def reading_errors(fn: FunctionSpec) -> Iterator[None]:
     """An unreadable file or directory in the tree is the user's to fix, not a crash."""
     try:
         yield
+    except RefusedFile as exc:  # a special file, or one outside the root: no permissions to fix
+        where = display(Path(exc.filename)) if exc.filename else f"function {fn.name}"
+        raise BuildContextError(f"{where}: {exc.strerror}; deployer reads only regular files inside the repository root "
+                                f"(while assembling the build context of {fn.name})") from exc
     except OSError as exc:
         where = display(Path(exc.filename)) if exc.filename else f"function {fn.name}"
         raise BuildContextError(f"{where}: cannot read ({exc.strerror or exc}) while assembling the build context "

@@ -3,11 +3,17 @@
 Finds the files, parses them, checks them against the schema and then for meaning (unique names,
 directories that exist, regions that agree), collecting every problem of every file before it
 fails. Only the repository on disk is read; no AWS or Docker call happens here.
+
+The repository root of a file bounds everything read for its functions (deployer.paths): it is
+the file's `root` key, else the nearest ancestor directory holding `.git`, else the file's own
+directory. A deploy.yaml is always inside its root: `root` must be the file's directory or one of
+its parents, and within a git checkout it may not reach above the directory holding `.git`.
+A deploy.yaml that is a symlink is read only when it resolves inside the root its link's place
+gives (the nearest ancestor holding `.git`, else the link's directory).
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import stat
@@ -16,7 +22,7 @@ from typing import Any, Iterable
 
 from deployer import schema
 from deployer.errors import DeployerError, Diagnostic, InvalidSpecError
-from deployer.paths import display, inside
+from deployer.paths import clip, display, inside, kind, resolve, shown
 from deployer.spec import (
     DEFAULT_BUILDER_IMAGE,
     DEFAULT_GO_BUILD_FLAGS,
@@ -55,7 +61,11 @@ def find_spec_files(paths: Iterable[str | Path]) -> list[Path]:
             raise DeployerError(f"{given}: no such file or directory; pass a deploy.yaml or a directory that holds one")
     unique: dict[Path, Path] = {}
     for path in found:
-        unique.setdefault(path.resolve(), path)
+        try:
+            key = resolve(path)
+        except OSError:  # a symlink loop: kept, and reported when read
+            key = Path(os.path.abspath(path))
+        unique.setdefault(key, path)
     return list(unique.values())
 
 
@@ -75,12 +85,14 @@ def load(paths: Iterable[str | Path], env: dict[str, str] | None = None) -> Spec
     functions: list[FunctionSpec] = []
     names: list[tuple[str, Location]] = []
     for file in files:
-        parsed = read_yaml(file, Path(display(file)))
+        link_dir = Path(os.path.abspath(file)).parent
+        parsed = read_yaml(file, Path(display(file)), _git_root(link_dir.resolve()) or link_dir)
         if isinstance(parsed, Diagnostic):
             problems.append(parsed)
             continue
-        if not isinstance(parsed.data, dict):
-            problems.append(parsed.diagnostic((), "top level must be a mapping with 'version' and 'functions' keys"))
+        foreign = _not_a_deploy_yaml(parsed.data)
+        if foreign:
+            problems.append(Diagnostic(parsed.file, 0, 0, f"not a deploy.yaml: {foreign}"))
             continue
         schema_problems = schema.check(parsed)
         problems.extend(schema_problems)
@@ -94,11 +106,25 @@ def load(paths: Iterable[str | Path], env: dict[str, str] | None = None) -> Spec
     return Spec(tuple(sorted(functions, key=lambda f: f.name)), tuple(files))
 
 
+def _not_a_deploy_yaml(data: Any) -> str | None:
+    """Why `data` is not meant as a deploy.yaml at all, or None. Such a file is reported once, not
+    with one "unknown key" per key, and nothing of its content is quoted: it may be any YAML file
+    that happens to be named deploy.yaml. A mapping with `version` or `functions` is taken for a
+    deploy.yaml (with mistakes), whatever else it holds."""
+    if isinstance(data, dict):
+        if "version" in data or "functions" in data:
+            return None
+        return (f"a mapping of {len(data)} key(s), none of them 'version' or 'functions'; "
+                "a deploy.yaml starts with 'version: 1' and lists its 'functions'")
+    what = "a list" if isinstance(data, list) else "nothing (null)" if data is None else "a single value"
+    return f"the top level is {what}, not a mapping with 'version' and 'functions' keys"
+
+
 def _functions(doc: YamlDocument, file: Path, env: dict[str, str], problems: list[Diagnostic]) -> list[FunctionSpec]:
     base = file.parent
     data: dict[str, Any] = doc.data
     defaults: dict[str, Any] = data.get("defaults", {})
-    root = _root(doc, base, problems)
+    root = _root(doc, file, problems)
     if root is None:
         return []
     result = []
@@ -114,45 +140,60 @@ def _os_reason(exc: Exception) -> str:
 
 
 def _kind(base: Path, rel: str) -> tuple[Path, str]:
-    """`rel` resolved against `base`, and what is there: "dir", "file", "other" or "missing".
-    Raises one of PATH_ERRORS when the operating system refuses the path."""
-    try:
-        path = (base / rel).resolve()
-    except RuntimeError:  # Python < 3.13 reports a symlink loop so; later versions as ELOOP
-        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP)) from None
+    """`rel` resolved against `base`, and what is there: "dir", "file" (a regular file), "missing",
+    or what else it is ("a FIFO", "a socket"...). Nothing is opened. Raises one of PATH_ERRORS when
+    the operating system refuses the path."""
+    path = resolve(base / rel)
     try:
         mode = os.stat(path).st_mode
     except (FileNotFoundError, NotADirectoryError):
-        return path, "other" if os.path.lexists(path) else "missing"
-    return path, "dir" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
+        return path, "a dangling symlink" if os.path.lexists(path) else "missing"
+    return path, "dir" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else kind(mode)
 
 
-def _module_at(base: Path, rel: str) -> tuple[Path, str, bool]:
-    """`_kind`, and whether a go.mod is there: what a Go module directory needs."""
-    path, kind = _kind(base, rel)
-    return path, kind, kind == "dir" and (path / "go.mod").is_file()
+def _module_at(base: Path, rel: str) -> tuple[Path, str, str]:
+    """`_kind`, and what its go.mod is (see `_kind`; "file" when usable): what a Go module
+    directory needs."""
+    path, found = _kind(base, rel)
+    return path, found, _kind(path, "go.mod")[1] if found == "dir" else "missing"
 
 
-def _root(doc: YamlDocument, base: Path, problems: list[Diagnostic]) -> Path | None:
-    if "root" in doc.data:
-        given = str(doc.data["root"])
-        try:
-            root, kind = _kind(base, given)
-        except PATH_ERRORS as exc:
-            problems.append(doc.diagnostic(("root",), f"root: {given!r} cannot be used as a directory: {_os_reason(exc)}"))
-            return None
-        if kind != "dir":
-            problems.append(doc.diagnostic(("root",), f"root: directory {given!r} does not exist (resolved to {root})"))
-            return None
-        return root
-    for candidate in (base, *base.parents):
+def _git_root(directory: Path) -> Path | None:
+    """The nearest ancestor of `directory` (itself included) holding `.git`."""
+    for candidate in (directory, *directory.parents):
         try:
             if (candidate / ".git").exists():
                 return candidate
         except OSError:  # an unreadable parent directory: look further up
             continue
-    # Outside any git checkout: the file's own directory bounds what a build may read.
-    return base
+    return None
+
+
+def _root(doc: YamlDocument, file: Path, problems: list[Diagnostic]) -> Path | None:
+    """The repository root of the resolved deploy.yaml `file` (see the module's docstring)."""
+    base = file.parent
+    checkout = _git_root(base)
+    if "root" not in doc.data:
+        # Outside any git checkout: the file's own directory bounds what a build may read.
+        return checkout or base
+    given = str(doc.data["root"])
+    try:
+        root, found = _kind(base, given)
+    except PATH_ERRORS as exc:
+        problems.append(doc.diagnostic(("root",), f"root: {shown(given)} cannot be used as a directory: {_os_reason(exc)}"))
+        return None
+    if found != "dir":
+        problems.append(doc.diagnostic(("root",), f"root: directory {shown(given)} does not exist (resolved to {root})"))
+    elif not inside(file, root):
+        problems.append(doc.diagnostic(("root",), f"root: {shown(given)} (resolved to {root}) does not hold this file; "
+                                                  "set root to this file's directory or one of its parents"))
+    elif checkout is not None and not inside(root, checkout):
+        problems.append(doc.diagnostic(("root",), f"root: {shown(given)} (resolved to {root}) lies above the git checkout "
+                                                  f"{checkout} that holds this file; nothing outside it is read, "
+                                                  "so set root to that directory or below it"))
+    else:
+        return root
+    return None
 
 
 def _function(doc: YamlDocument, at: tuple[str, int], entry: dict[str, Any], defaults: dict[str, Any],
@@ -168,10 +209,10 @@ def _function(doc: YamlDocument, at: tuple[str, int], entry: dict[str, Any], def
 
     source_at = at + ("build", "source") if "source" in entry.get("build", {}) else at
     source = _source(doc, source_at, name, base, str(build.get("source", ".")), root, problems)
-    dockerfile = _dockerfile(doc, at + ("build", "dockerfile"), name, base, build["dockerfile"], problems) if "dockerfile" in build else None
+    dockerfile = _dockerfile(doc, at + ("build", "dockerfile"), name, base, build["dockerfile"], root, problems) if "dockerfile" in build else None
     shared = None
     if isinstance(entry.get("shared_modules"), list):
-        shared = [_shared_module(doc, at + ("shared_modules", index), name, base, str(rel), problems)
+        shared = [_shared_module(doc, at + ("shared_modules", index), name, base, str(rel), root, problems)
                   for index, rel in enumerate(entry["shared_modules"])]
 
     if len(problems) > before or repository is None or source is None:
@@ -198,42 +239,63 @@ def _function(doc: YamlDocument, at: tuple[str, int], entry: dict[str, Any], def
 def _source(doc: YamlDocument, at: YamlPath, name: str, base: Path, rel: str, root: Path,
             problems: list[Diagnostic]) -> Path | None:
     try:
-        source, kind, has_go_mod = _module_at(base, rel)
+        source, found, go_mod = _module_at(base, rel)
     except PATH_ERRORS as exc:
-        problems.append(doc.diagnostic(at, f"function '{name}': build.source {rel!r} cannot be used as a directory: {_os_reason(exc)}"))
+        problems.append(doc.diagnostic(at, f"function '{name}': build.source {shown(rel)} cannot be used as a directory: {_os_reason(exc)}"))
         return None
-    if kind != "dir":
-        problems.append(doc.diagnostic(at, f"function '{name}': source directory '{display(source)}' does not exist; set build.source to the function's Go module directory"))
-    elif not has_go_mod:
-        problems.append(doc.diagnostic(at, f"function '{name}': '{display(source)}' holds no go.mod; build.source must be the function's Go module directory"))
-    elif not inside(source, root):
-        problems.append(doc.diagnostic(at, f"function '{name}': source {display(source)} lies outside the repository root {root}; set 'root' in this file"))
+    if not inside(source, root):
+        problems.append(doc.diagnostic(at, f"function '{name}': source {clip(display(source))} lies outside the repository root {root}; set 'root' in this file"))
+    elif found != "dir":
+        problems.append(doc.diagnostic(at, f"function '{name}': source directory {shown(display(source))} does not exist; set build.source to the function's Go module directory"))
+    elif go_mod == "missing":
+        problems.append(doc.diagnostic(at, f"function '{name}': {shown(display(source))} holds no go.mod; build.source must be the function's Go module directory"))
+    elif go_mod != "file":
+        problems.append(doc.diagnostic(at, f"function '{name}': {shown(display(source / 'go.mod'))} is {go_mod}, not a regular file; "
+                                           "replace it with the module's go.mod"))
     else:
         return source
     return None
 
 
-def _dockerfile(doc: YamlDocument, at: YamlPath, name: str, base: Path, rel: str, problems: list[Diagnostic]) -> Path | None:
+def _dockerfile(doc: YamlDocument, at: YamlPath, name: str, base: Path, rel: str, root: Path,
+                problems: list[Diagnostic]) -> Path | None:
     try:
-        dockerfile, kind = _kind(base, rel)
+        dockerfile, found = _kind(base, rel)
     except PATH_ERRORS as exc:
-        problems.append(doc.diagnostic(at, f"function '{name}': build.dockerfile {rel!r} cannot be used as a file: {_os_reason(exc)}"))
+        problems.append(doc.diagnostic(at, f"function '{name}': build.dockerfile {shown(rel)} cannot be used as a file: {_os_reason(exc)}"))
         return None
-    if kind != "file":
-        problems.append(doc.diagnostic(at, f"function '{name}': Dockerfile '{display(dockerfile)}' does not exist; fix the path or remove 'dockerfile' to use the built-in template"))
-        return None
-    return dockerfile
+    if not inside(dockerfile, root):
+        # Checked first: whether a file exists outside the root is not this tool's to tell.
+        via = f" (resolved to {dockerfile})" if dockerfile != Path(os.path.abspath(base / rel)) else ""
+        problems.append(doc.diagnostic(at, f"function '{name}': build.dockerfile {shown(rel)}{via} lies outside the repository root "
+                                           f"{root}; deployer reads nothing outside it: move the Dockerfile into the repository"))
+    elif found == "missing" or found == "a dangling symlink":
+        problems.append(doc.diagnostic(at, f"function '{name}': Dockerfile {shown(display(dockerfile))} does not exist; fix the path or remove 'dockerfile' to use the built-in template"))
+    elif found != "file":
+        what = "a directory" if found == "dir" else found
+        problems.append(doc.diagnostic(at, f"function '{name}': Dockerfile {shown(display(dockerfile))} is {what}, not a regular file; "
+                                           "point build.dockerfile at a Dockerfile"))
+    else:
+        return dockerfile
+    return None
 
 
-def _shared_module(doc: YamlDocument, at: YamlPath, name: str, base: Path, rel: str, problems: list[Diagnostic]) -> Path | None:
+def _shared_module(doc: YamlDocument, at: YamlPath, name: str, base: Path, rel: str, root: Path,
+                   problems: list[Diagnostic]) -> Path | None:
+    """A listed shared module; the rules about what it may contain are deployer.modules'."""
     try:
-        module, kind, has_go_mod = _module_at(base, rel)
+        module, found, go_mod = _module_at(base, rel)
     except PATH_ERRORS as exc:
-        problems.append(doc.diagnostic(at, f"function '{name}': shared module {rel!r} cannot be used as a directory: {_os_reason(exc)}"))
+        problems.append(doc.diagnostic(at, f"function '{name}': shared module {shown(rel)} cannot be used as a directory: {_os_reason(exc)}"))
         return None
-    if not has_go_mod:
-        what = "holds no go.mod" if kind == "dir" else "does not exist"
-        problems.append(doc.diagnostic(at, f"function '{name}': shared module {rel!r} {what} (resolved to '{display(module)}')"))
+    if not inside(module, root):
+        problems.append(doc.diagnostic(at, f"function '{name}': shared module {shown(rel)} lies outside the repository root {root}; "
+                                           "list only modules inside the repository"))
+        return None
+    if go_mod != "file":
+        what = ("does not exist" if found != "dir" else "holds no go.mod" if go_mod == "missing"
+                else f"has a go.mod that is {go_mod}, not a regular file")
+        problems.append(doc.diagnostic(at, f"function '{name}': shared module {shown(rel)} {what} (resolved to {shown(display(module))})"))
         return None
     return module
 

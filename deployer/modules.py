@@ -6,6 +6,12 @@ the function directory travels with the function's files; any other target is a 
 copied to `shared/<name>/`. Every target is checked (exists, is a directory, inside the repository
 root, has a go.mod declaring the replaced module path); all problems of one function are collected
 into one BuildContextError whose lines read `path/to/go.mod:LINE: <what>; <what to do>`.
+
+A shared module is copied whole (but for .dockerignore'd entries and what deployer.layout never
+copies), so it may be neither the repository root nor a directory holding the function's own
+source directory: either would copy the function again under shared/, and with it every other
+function and file around it. go.mod files are read through deployer.paths.read_inside: regular
+files inside the repository root only. Values quoted from go.mod files are cut short.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from pathlib import Path
 
 from deployer import gomod
 from deployer.errors import BuildContextError
-from deployer.paths import display, inside
+from deployer.paths import RefusedFile, clip, display, inside, read_inside
 from deployer.spec import FunctionSpec
 
 SHARED_DIR = "shared"
@@ -91,7 +97,11 @@ class _Discovery:
         """Read and parse module_dir/go.mod, recording a problem when that fails."""
         path = module_dir / "go.mod"
         try:
-            data = path.read_bytes()
+            data = read_inside(path, self.root)
+        except RefusedFile as exc:
+            self.problem(display(path), str(exc.strerror), "deployer reads only regular files inside the repository root; "
+                         "replace it with the module's go.mod")
+            return None
         except OSError as exc:
             self.problem(display(path), f"cannot read go.mod ({exc.strerror})", "check the file exists and is readable")
             return None
@@ -108,8 +118,13 @@ class _Discovery:
     def check_target(self, owner: Module, rep: gomod.Replace) -> Path | None:
         """The resolved directory of a local replace, or None (with a problem) when unusable."""
         where = f"{display(owner.gomod_path)}:{rep.line}"
-        stmt = f"replace {rep.old_path} => {rep.new_path}"
-        target = (owner.dir / rep.new_path).resolve()
+        stmt = f"replace {clip(rep.old_path)} => {clip(rep.new_path)}"
+        try:
+            target = (owner.dir / rep.new_path).resolve()
+        except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a NUL byte
+            self.problem(where, f"{stmt}: cannot be used as a directory ({getattr(exc, 'strerror', None) or exc})",
+                         "point the replace at a module directory")
+            return None
         if not inside(target, self.root):
             self.problem(where, f"{stmt}: target {target} is outside the repository root {self.root}",
                          "move the module into the repository or set the root to a directory that contains it")
@@ -121,11 +136,26 @@ class _Discovery:
         if not target.is_dir():
             self.problem(where, f"{stmt}: {display(target)} is not a directory", "point the replace at a module directory")
             return None
-        if not (target / "go.mod").is_file():
+        if not os.path.lexists(target / "go.mod"):  # anything else there is reported when read
             self.problem(where, f"{stmt}: {display(target)} has no go.mod",
                          "point the replace at a Go module directory (run `go mod init` there)")
             return None
+        if not inside(target, self.func_dir):
+            unfit = self.unfit_shared(target)
+            if unfit:
+                self.problem(where, f"{stmt}: {unfit}", "move the shared code into a module directory of its own")
+                return None
         return target
+
+    def unfit_shared(self, target: Path) -> str | None:
+        """Why the resolved directory `target`, outside the function, cannot be a shared module."""
+        if target == self.root:
+            return (f"{display(target)} is the repository root, which a shared module may not be "
+                    "(it would copy the whole repository, other functions included)")
+        if inside(self.func_dir, target):
+            return (f"{display(target)} holds the function's own source directory, which a shared module may not "
+                    "(it would copy the function, and the functions beside it, again)")
+        return None
 
     def visit(self, module: Module) -> None:
         self.modules[module.dir] = module
@@ -143,10 +173,10 @@ class _Discovery:
                 self.unreadable.add(target)
                 continue
             if dep.parsed.module != rep.old_path:
-                declared = f"declares module {dep.parsed.module}" if dep.parsed.module else "has no module line"
+                declared = f"declares module {clip(dep.parsed.module)}" if dep.parsed.module else "has no module line"
                 self.problem(f"{display(module.gomod_path)}:{rep.line}",
-                             f"replace {rep.old_path} => {rep.new_path}: {display(dep.gomod_path)} {declared}",
-                             f"make the replace's left side match the module path {dep.parsed.module or '(none)'} or fix that go.mod")
+                             f"replace {clip(rep.old_path)} => {clip(rep.new_path)}: {display(dep.gomod_path)} {declared}",
+                             f"make the replace's left side match the module path {clip(dep.parsed.module or '(none)')} or fix that go.mod")
                 continue
             # A target inside the owner's own directory travels with the owner's files unchanged.
             if not inside(target, module.dir):
@@ -157,11 +187,14 @@ class _Discovery:
     def explicit(self, path: Path) -> None:
         target = path.resolve()
         where = str(self.fn.location)
-        what = f"function {self.fn.name}: shared module {path}"
+        what = f"function {self.fn.name}: shared module {display(path)}"
+        unfit = None if inside(target, self.func_dir) else self.unfit_shared(target)
         if not inside(target, self.root):
             self.problem(where, f"{what} is outside the repository root {self.root}", "list only modules inside the repository")
-        elif not (target / "go.mod").is_file():
+        elif not os.path.lexists(target / "go.mod"):  # anything else there is reported when read
             self.problem(where, f"{what} has no go.mod", "list Go module directories only")
+        elif unfit:
+            self.problem(where, f"{what}: {unfit}", "list a module directory of its own")
         elif target not in self.modules:
             dep = self.read(target, shared=not inside(target, self.func_dir))
             if dep is not None:
@@ -206,7 +239,7 @@ def discover(fn: FunctionSpec) -> ModuleGraph:
     problems found."""
     disc = _Discovery(fn)
     func = None
-    if not (disc.func_dir / "go.mod").is_file():
+    if not os.path.lexists(disc.func_dir / "go.mod"):  # anything else there is reported when read
         disc.problem(display(disc.func_dir), f"function {fn.name}: source directory has no go.mod",
                      "point build.source at the function's Go module directory")
     else:

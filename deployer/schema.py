@@ -2,23 +2,32 @@
 
 The schema ships inside the package (deployer/data) and, for editors and reviewers, at
 schemas/deploy.schema.json in the repository; a test keeps the two identical.
+
+The schema is written for ECMA-262 regular expressions (what editors' YAML language servers use),
+where `$` matches only at the end of the value. Python's `re`, which jsonschema uses, also lets
+`$` match before a final newline, so "123456789012\n" would pass as an account: the validator here
+checks `pattern` with `$` read as ECMA reads it (`_ecma_pattern`).
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import re
 from functools import lru_cache
 from importlib import resources
 from typing import Any, Iterator
 
-from jsonschema import Draft202012Validator, ValidationError
+from jsonschema import Draft202012Validator, ValidationError, validators
 
 from deployer.errors import Diagnostic
+from deployer.paths import MAX_SHOWN, clip, shown
 from deployer.yamldoc import YamlDocument, YamlPath
 
-# Longer strings are cut in messages: a diagnostic stays one readable line.
-MAX_SHOWN = 60
+# A mapping full of unknown keys is reported with this many, then one line for the rest.
+MAX_UNKNOWN_KEYS = 5
+# A file's schema problems are listed up to this many: output stays bounded whatever the file holds.
+MAX_PROBLEMS = 50
 
 
 def schema_text() -> str:
@@ -31,16 +40,58 @@ def schema() -> dict[str, Any]:
     return loaded
 
 
+@lru_cache(maxsize=64)
+def _ecma_pattern(pattern: str) -> re.Pattern[str]:
+    """`pattern` compiled so that `$` (outside a character class) matches only at the very end,
+    as in ECMA-262 without the multiline flag: Python's `$` also matches before a final newline."""
+    out: list[str] = []
+    in_class = escaped = False
+    for c in pattern:
+        if escaped:
+            escaped = False
+        elif c == "\\":
+            escaped = True
+        elif in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+        elif c == "$":
+            out.append(r"\Z")
+            continue
+        out.append(c)
+    return re.compile("".join(out))
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, _schema: dict[str, Any]) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "string") and not _ecma_pattern(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+# Draft 2020-12 with `pattern` checked as ECMA-262 reads it.
+Validator = validators.extend(Draft202012Validator, {"pattern": _pattern})
+
+
 @lru_cache(maxsize=1)
-def _validator() -> Draft202012Validator:
-    return Draft202012Validator(schema())
+def _validator() -> Any:
+    return Validator(schema())
+
+
+def is_valid(data: Any) -> bool:
+    """Whether `data` passes the schema as deployer checks it."""
+    return bool(_validator().is_valid(data))
 
 
 def check(doc: YamlDocument) -> list[Diagnostic]:
-    """Every schema violation in `doc`, one diagnostic each, pointed at the offending key or value."""
+    """Every schema violation in `doc`, one diagnostic each, pointed at the offending key or value;
+    past MAX_PROBLEMS, the first ones and a count of the rest."""
     found: list[Diagnostic] = []
     for error in _validator().iter_errors(doc.data):
         found.extend(_diagnostics(doc, error))
+    if len(found) > MAX_PROBLEMS:
+        rest = len(found) - MAX_PROBLEMS
+        found = sorted(found)[:MAX_PROBLEMS]
+        found.append(Diagnostic(doc.file, 0, 0, f"{MAX_PROBLEMS} problem(s) against the schema listed, {rest} more not; "
+                                           "fix the listed ones first"))
     return found
 
 
@@ -48,7 +99,8 @@ def yaml_path(path: YamlPath) -> str:
     """functions[0].build.source: how a YAML path is written in messages."""
     text = ""
     for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        # Keys come from the file: escaped and cut short (a YAML key may be long, or hold controls).
+        text += f"[{part}]" if isinstance(part, int) else (f".{clip(part, MAX_SHOWN)}" if text else clip(str(part), MAX_SHOWN))
     return text or "top level"
 
 
@@ -58,10 +110,14 @@ def _diagnostics(doc: YamlDocument, error: ValidationError) -> Iterator[Diagnost
     found = error.instance
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
-        for key in sorted(set(found) - set(allowed), key=str):
-            guess = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+        unknown = sorted(set(found) - set(allowed), key=str)
+        for key in unknown[:MAX_UNKNOWN_KEYS]:
+            guess = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6) if len(key) <= MAX_SHOWN else []
             hint = f"; did you mean '{guess[0]}'?" if guess else f"; allowed keys: {', '.join(allowed)}"
-            yield doc.diagnostic(path + (key,), f"{yaml_path(path + (key,))}: unknown key '{key}'{hint}", key=True)
+            yield doc.diagnostic(path + (key,), f"{yaml_path(path + (key,))}: unknown key {shown(key)}{hint}", key=True)
+        if len(unknown) > MAX_UNKNOWN_KEYS:
+            yield doc.diagnostic(path, f"{where}: {len(unknown) - MAX_UNKNOWN_KEYS} more unknown key(s); "
+                                       f"allowed keys: {', '.join(allowed)}")
         return
     if error.validator == "required":
         missing = error.message.split("'")[1]
@@ -150,7 +206,5 @@ def _show(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        if len(value) > MAX_SHOWN:
-            return f"{value[:MAX_SHOWN]!r}... ({len(value)} characters)"
-        return repr(value)
-    return repr(value)
+        return shown(value)
+    return clip(repr(value), MAX_SHOWN)

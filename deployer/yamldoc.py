@@ -17,6 +17,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.reader import ReaderError
 
 from deployer.errors import Diagnostic
+from deployer.paths import MAX_CLIPPED, FileTooLarge, RefusedFile, clip, read_inside
 
 YamlPath = tuple[Any, ...]
 
@@ -57,14 +58,27 @@ class YamlDocument:
         return Diagnostic(self.file, line, col, message)
 
 
-def read_yaml(file: Path, display: Path) -> YamlDocument | Diagnostic:
-    """Parse `file`; return the document, or one diagnostic naming `display` if it cannot be read."""
+def read_yaml(file: Path, display: Path, root: Path) -> YamlDocument | Diagnostic:
+    """Parse `file`, which must be a regular file inside `root` (see deployer.paths.read_inside);
+    return the document, or one diagnostic naming `display` if it cannot be read."""
     try:
-        raw = file.read_bytes()
-    except IsADirectoryError:
-        return Diagnostic(display, 0, 0, "is a directory, not a deploy.yaml file")
+        raw = read_inside(file, root, limit=MAX_FILE_BYTES)
+    except FileTooLarge as exc:
+        return Diagnostic(display, 0, 0, f"file is {exc.size} bytes; a deploy.yaml is at most {MAX_FILE_BYTES}")
+    except RefusedFile as exc:
+        if exc.outside:
+            return Diagnostic(display, 0, 0, f"{exc.strerror}; deployer reads nothing outside it: "
+                                             "replace the symlink with the file itself")
+        if exc.found == "a directory":
+            return Diagnostic(display, 0, 0, "is a directory, not a deploy.yaml file")
+        return Diagnostic(display, 0, 0, f"{exc.strerror}; a deploy.yaml must be a regular file")
     except OSError as exc:
         return Diagnostic(display, 0, 0, f"cannot read file: {exc.strerror}")
+    return parse_yaml(raw, display)
+
+
+def parse_yaml(raw: bytes, display: Path) -> YamlDocument | Diagnostic:
+    """Parse the content of a deploy.yaml; `display` names it in diagnostics."""
     if len(raw) > MAX_FILE_BYTES:
         return Diagnostic(display, 0, 0, f"file is {len(raw)} bytes; a deploy.yaml is at most {MAX_FILE_BYTES}")
     if b"\x00" in raw:
@@ -90,7 +104,7 @@ def read_yaml(file: Path, display: Path) -> YamlDocument | Diagnostic:
         line, col = _line_col(text.encode("utf-8"), len(text[: exc.position].encode("utf-8")))
         return Diagnostic(display, line, col, f"character {exc.character!r} is not allowed in YAML")
     except YAMLError as exc:  # other ruamel errors carry no position
-        return Diagnostic(display, 0, 0, f"invalid YAML: {exc}")
+        return Diagnostic(display, 0, 0, clip(f"invalid YAML: {exc}"))
     doc = YamlDocument(display, None)
     try:
         data = _Copier(doc).plain(tree, ())
@@ -110,11 +124,13 @@ def _yaml_error(display: Path, exc: MarkedYAMLError) -> Diagnostic:
     elif "duplicate key" in problem:
         first = exc.context_mark
         where = f" (first defined on line {first.line + 1})" if first else ""
-        problem = f"{problem.split(' with value')[0]}{where}; keep one of them"
+        # ruamel quotes the key and both values: keep the key only, cut short.
+        problem = f"{clip(problem.split(' with value')[0])}{where}; keep one of them"
     else:
         problem = f"invalid YAML: {problem}"
         if exc.context and exc.problem:
             problem += f" ({exc.context})"
+        problem = clip(problem, MAX_CLIPPED)  # ruamel may quote the text it stumbled on
     return Diagnostic(display, line, col, problem)
 
 

@@ -155,7 +155,7 @@ def test_empty_file(repo: Path) -> None:
 
 def test_top_level_list(repo: Path) -> None:
     result = validate(repo, "- version: 1\n")
-    assert_invalid(result, "deploy.yaml:1:1: top level must be a mapping with 'version' and 'functions' keys")
+    assert_invalid(result, "deploy.yaml: not a deploy.yaml: the top level is a list, not a mapping with 'version' and 'functions' keys")
 
 
 def test_bytes_that_are_not_utf8(repo: Path) -> None:
@@ -335,8 +335,8 @@ def test_dockerfile_path_of_five_thousand_characters(repo: Path) -> None:
 
 def test_path_component_too_long_for_the_file_system(repo: Path) -> None:
     result = validate(repo, GOOD + f"      dockerfile: {'d' * 300}\n")
-    assert_invalid(result, f"deploy.yaml:9:19: function 'fn': build.dockerfile '{'d' * 300}' cannot be used as a file: "
-                           "File name too long")
+    assert_invalid(result, f"deploy.yaml:9:19: function 'fn': build.dockerfile '{'d' * 60}'... (300 characters) cannot be "
+                           "used as a file: File name too long")
 
 
 def test_shared_module_in_a_symlink_loop(repo: Path) -> None:

@@ -115,7 +115,7 @@ def test_a_source_that_became_a_link_out_of_the_checkout_or_a_fifo_is_refused(tm
         binding.verify_sources(plan, tmp_path, "plan.json")
     message = str(caught.value)
     assert "deploy.yaml lies outside the checkout" in message
-    assert "fifo.yaml: cannot read it (not a regular file)" in message
+    assert "fifo.yaml: cannot read it (is a FIFO, not a regular file)" in message
     assert "hunter2" not in message
     with pytest.raises(PlanError, match="lies outside the checkout"):
         binding.record_sources([secret], tmp_path)

@@ -547,3 +547,47 @@ def test_temporary_context_kept_on_request(repo):
         assert (ctx.path / "go.mod").is_file()
     finally:
         shutil.rmtree(ctx.path)
+
+
+# --- what a context never holds, and what a shared module may not be ------------------------------
+
+def test_git_and_dotenv_files_are_never_copied_whatever_dockerignore_says(repo, dest):
+    fn_dir = repo / "functions/fn"
+    (fn_dir / ".git").mkdir()
+    (fn_dir / ".git" / "config").write_text("[remote]\n")
+    for name in (".env", ".env.production", ".envrc"):
+        (fn_dir / name).write_text("TOKEN=x\n")
+        (repo / "shared/logger" / name).write_text("TOKEN=x\n")
+    (repo / "shared/logger/.git").write_text("gitdir: ../../.git/modules/logger\n")  # a git submodule
+    (fn_dir / ".dockerignore").write_text("!.env\n!.git\n!**/.env*\n")
+    ctx = assemble(make_fn(repo), dest)
+    names = {p.name for p in ctx.path.rglob("*")}
+    assert not names & {".git", ".env", ".env.production", ".envrc"}
+    assert (dest / "shared/logger/go.mod").is_file()
+
+
+def test_a_fifo_in_the_tree_is_an_error_unless_excluded(repo, dest):
+    os.mkfifo(repo / "functions/fn/pipe")
+    with pytest.raises(BuildContextError) as caught:
+        assemble(make_fn(repo), dest)
+    assert problems(caught) == [f"{repo}/functions/fn/pipe: is a FIFO, which a build context cannot hold; "
+                                "remove it or exclude it in .dockerignore"]
+    (repo / "functions/fn/.dockerignore").write_text("pipe\n")
+    assert (assemble(make_fn(repo), dest).path / "main.go").is_file()
+
+
+@pytest.mark.parametrize("replace, what", [
+    ("../..", "is the repository root, which a shared module may not be"),
+    ("..", "holds the function's own source directory, which a shared module may not"),
+])
+def test_a_shared_module_may_be_neither_the_root_nor_hold_the_function(repo, dest, replace, what):
+    (repo / "go.mod").write_text("module example.com/all\n")
+    (repo / "functions/go.mod").write_text("module example.com/functions\n")
+    module = {"../..": "example.com/all", "..": "example.com/functions"}[replace]
+    (repo / "functions/fn/go.mod").write_text(f"module example.com/functions/fn\n\nreplace {module} => {replace}\n")
+    with pytest.raises(BuildContextError) as caught:
+        assemble(make_fn(repo), dest)
+    [problem] = problems(caught)
+    assert problem.startswith(f"{repo}/functions/fn/go.mod:3: replace {module} => {replace}: ")
+    assert what in problem
+    assert not dest.exists()

@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import pytest
 from jsonschema import Draft202012Validator
 
-from deployer.schema import schema, schema_text
+from deployer.schema import Validator, schema, schema_text
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -68,10 +68,10 @@ def test_example_file_matches_the_schema() -> None:
 
 
 def test_patterns_follow_aws_rules() -> None:
-    validator = Draft202012Validator(schema())
+    validator = Validator(schema())
     def ok(name: str, repository: str, region: str = "us-east-1") -> bool:
         doc = {"version": 1, "functions": [{"name": name, "repository": repository, "region": region}]}
-        return validator.is_valid(doc)
+        return bool(validator.is_valid(doc))
     assert ok("a" * 64, "team/svc-a_b.c")
     assert not ok("a" * 65, "repo")
     assert ok("fn", "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/fn")
@@ -81,6 +81,9 @@ def test_patterns_follow_aws_rules() -> None:
     assert not ok("fn", "repo//x")
     assert ok("fn", "repo", "us-gov-west-1")
     assert not ok("fn", "repo", "useast1")
+    assert not ok("fn", "repo", "us-east-1\n")
+    assert not ok("fn\n", "repo")
+    assert not ok("fn", "repo\n")
 
 
 def test_readme_reference_documents_every_schema_key() -> None:
@@ -116,9 +119,67 @@ def test_reserved_build_args_are_the_ones_deployer_sets() -> None:
     ("", False), ("x" * 1025, False), ("a\0b", False), ("a\tb", False), ("fn\n", False), ("a\x7f", False),
 ])
 def test_path_values_are_bounded_and_free_of_control_characters(path: str, valid: bool) -> None:
-    validator = Draft202012Validator(schema())
+    validator = Validator(schema())
     for build in ({"source": path}, {"dockerfile": path}):
         doc = {"version": 1, "root": ".", "functions": [{"name": "fn", "repository": "repo", "build": build}]}
         assert validator.is_valid(doc) is valid
     assert validator.is_valid({"version": 1, "root": path, "functions": [{"name": "fn"}]}) is valid
     assert validator.is_valid({"version": 1, "functions": [{"name": "fn", "shared_modules": [path]}]}) is valid
+
+
+# --- patterns match the whole value (ECMA-262 `$`), not up to a final newline -------------------
+
+# A value each pattern of the schema accepts, by the pattern's place in the schema. A new pattern
+# needs a sample here, so that the trailing-newline test below covers it.
+PATTERN_SAMPLES = {
+    "/$defs/region": "us-east-1",
+    "/$defs/account": "123456789012",
+    "/$defs/repository": "team/fn",
+    "/$defs/path": "functions/fn",
+    "/$defs/imageReference": "golang:1.24-alpine",
+    "/$defs/sharedBuild/properties/go_build_flags/items": "-ldflags=-s -w",
+    "/$defs/sharedBuild/properties/build_args/propertyNames": "GOPROXY",
+    "/$defs/function/properties/name": "finalize-with-error",
+}
+
+
+def _patterns(node: Any, pointer: str = "") -> Iterator[tuple[str, str]]:
+    if isinstance(node, dict):
+        if isinstance(node.get("pattern"), str):
+            yield pointer, node["pattern"]
+        for key, value in node.items():
+            yield from _patterns(value, f"{pointer}/{key}")
+
+
+def test_every_pattern_rejects_a_trailing_newline() -> None:
+    from deployer.schema import _ecma_pattern
+
+    patterns = dict(_patterns(schema()))
+    assert sorted(patterns) == sorted(PATTERN_SAMPLES)
+    for pointer, pattern in patterns.items():
+        sample = PATTERN_SAMPLES[pointer]
+        assert _ecma_pattern(pattern).search(sample), pointer
+        assert not _ecma_pattern(pattern).search(sample + "\n"), pointer
+        assert not _ecma_pattern(pattern).search(sample + "\r\n"), pointer
+
+
+@pytest.mark.parametrize("pattern, value, matches", [
+    ("^a$", "a", True), ("^a$", "a\n", False),
+    (r"^a\$$", "a$", True), (r"^a\$$", "a$\n", False),  # an escaped $ is a dollar sign
+    ("^[$]$", "$", True), ("^[$]+$", "$$\n", False),  # so is one in a class
+    (r"^[\]$]$", "$", True), (r"^a\\$", "a\\", True), (r"^a\\$", "a\\\n", False),
+    ("^(?:a|b$)", "b\n", False), ("^(?:a|b$)", "a\n", True),  # unanchored alternatives keep their meaning
+])
+def test_ecma_pattern_reads_dollar_as_the_end_of_the_value(pattern: str, value: str, matches: bool) -> None:
+    from deployer.schema import _ecma_pattern
+
+    assert bool(_ecma_pattern(pattern).search(value)) is matches
+
+
+def test_the_validator_rejects_a_trailing_newline_that_plain_jsonschema_accepts() -> None:
+    from deployer.schema import is_valid
+
+    doc = {"version": 1, "defaults": {"account": "123456789012\n", "region": "us-east-1\n"}, "functions": [{"name": "fn\n"}]}
+    assert Draft202012Validator(schema()).is_valid(doc)  # why the schema's own `$` is not enough
+    assert not is_valid(doc)
+    assert is_valid({**doc, "defaults": {"account": "123456789012", "region": "us-east-1"}, "functions": [{"name": "fn"}]})
