@@ -32,8 +32,20 @@ app = typer.Typer(
 
 PathsArg = typer.Argument(None, help="deploy.yaml files, or directories searched recursively for deploy.yaml. Default: the current directory.", show_default=False)
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# emoji=False: a value holding ":smile:" is shown as written.
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+
+
+def say(message: object) -> None:
+    """A message to stderr that may quote foreign values (paths, AWS and engine errors): shown
+    without control characters or escape sequences, and without anything shaped like a
+    credential."""
+    from deployer.redact import redact
+    from deployer.render import terminal_lines
+
+    for line in terminal_lines(redact(str(message))):
+        err.print(line, markup=False)
 
 
 def _version(value: bool) -> None:
@@ -68,8 +80,8 @@ def validate(paths: Optional[List[Path]] = PathsArg) -> int:
             problems.extend(str(exc).splitlines())
     if problems:
         for line in problems:
-            err.print(line, markup=False)
-        err.print(f"{len(problems)} problem(s) found", markup=False)
+            say(line)
+        say(f"{len(problems)} problem(s) found")
         return 1
     names = ", ".join(fn.name for fn in spec.functions)
     out.print(f"{len(spec.files)} file(s) valid: {len(spec.functions)} function(s): {names}")
@@ -96,7 +108,7 @@ def write_context(
 
     spec = load(paths or [Path(".")])
     ctx = assemble(spec.function(function), out_dir)
-    err.print(f"context of {function} written to {ctx.path} (Dockerfile: {ctx.dockerfile}, shared modules: {', '.join(ctx.shared_modules) or 'none'})", markup=False)
+    say(f"context of {function} written to {ctx.path} (Dockerfile: {ctx.dockerfile}, shared modules: {', '.join(ctx.shared_modules) or 'none'})")
     out.print(ctx.digest, markup=False)
 
 
@@ -128,7 +140,7 @@ def plan(
     the_plan.refuse_blocked()
     if out_file is not None:
         use_cases.save(planned, out_file)
-        err.print(f"plan saved to {out_file}; apply it with: deployer apply {out_file}", markup=False)
+        say(f"plan saved to {out_file}; apply it with: deployer apply {out_file}")
     return 2 if detailed_exitcode and the_plan.has_changes else 0
 
 
@@ -160,7 +172,7 @@ def apply(
         the_plan, specs, refused = planned.plan, {fn.name: fn for fn in planned.spec.functions}, []
     out.print(render(the_plan, "text"), end="")
     for outcome in refused:
-        err.print(f"refused: {outcome.detail}", markup=False)
+        say(f"refused: {outcome.detail}")
     the_plan.refuse_blocked()
     if not the_plan.has_changes and not refused:
         out.print("No changes: every function already runs the image of its current source.")
@@ -196,13 +208,13 @@ def main(argv: Optional[List[str]] = None) -> None:
         code = 130
     except InvalidSpecError as exc:
         for diagnostic in exc.diagnostics:
-            err.print(str(diagnostic), markup=False)
-        err.print(f"{len(exc.diagnostics)} problem(s) found", markup=False)
+            say(diagnostic)
+        say(f"{len(exc.diagnostics)} problem(s) found")
         code = 1
     except DeployerError as exc:
         if debug:
-            traceback.print_exc()
-        err.print(f"error: {exc}", markup=False)
+            say(traceback.format_exc())
+        say(f"error: {exc}")
         code = 1
     except TyperException as exc:  # usage errors: typer's vendored click shows them itself
         show = getattr(exc, "show", None)
@@ -212,9 +224,9 @@ def main(argv: Optional[List[str]] = None) -> None:
         code = 1
     except Exception as exc:  # a bug: say so briefly, the traceback only on request
         if debug:
-            traceback.print_exc()
-        err.print(f"internal error: {type(exc).__name__}: {exc}", markup=False)
-        err.print("this is a bug in deployer; rerun with --debug and report the output", markup=False)
+            say(traceback.format_exc())
+        say(f"internal error: {type(exc).__name__}: {exc}")
+        say("this is a bug in deployer; rerun with --debug and report the output")
         code = 1
     if code == 130:  # typer may report Ctrl-C as a result, an Exit or an Abort
         err.print("interrupted", markup=False)

@@ -2,6 +2,12 @@
 
 Lines rather than live widgets because functions run in parallel and CI logs must stay readable;
 rich adds colour only on a terminal (and never with NO_COLOR).
+
+Every value shown comes from outside (function names, step descriptions, build output, AWS and
+Docker messages): each is stripped of control characters and escape sequences and escaped for
+rich markup (`_rich`); lines are printed without rich's emoji codes, so `:name:` stays as written.
+Build output and outcome details also lose whatever has the shape of a credential (`redact`): the
+gateways take out the secrets they know of, this is the net behind them.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from deployer.apply import Outcome
+from deployer.redact import redact
+from deployer.render import terminal_lines, terminal_text
 
 
 class ConsoleReporter:
@@ -21,28 +29,33 @@ class ConsoleReporter:
 
     def _print(self, text: str) -> None:
         with self._lock:
-            self.console.print(text)
+            self.console.print(text, emoji=False)
 
     def step(self, function: str, number: int, total: int, text: str) -> None:
-        self._print(f"[bold]{escape(function)}[/bold] [{number}/{total}] {escape(text)} ...")
+        self._print(f"[bold]{_rich(function)}[/bold] [{number}/{total}] {_rich(text)} ...")
 
     def step_done(self, function: str, number: int, total: int, text: str, seconds: float) -> None:
-        self._print(f"[bold]{escape(function)}[/bold] [{number}/{total}] [green]done[/green] in {seconds:.1f}s")
+        self._print(f"[bold]{_rich(function)}[/bold] [{number}/{total}] [green]done[/green] in {seconds:.1f}s")
 
     def log(self, function: str, line: str) -> None:
-        self._print(f"[dim]{escape(function)} | {escape(line)}[/dim]")
+        self._print(f"[dim]{_rich(function)} | {_rich(redact(line))}[/dim]")
 
     def notice(self, text: str) -> None:
-        self._print(f"[yellow]{escape(text)}[/yellow]")
+        self._print(f"[yellow]{_rich(text)}[/yellow]")
 
     def summary(self, outcomes: list[Outcome]) -> None:
-        width = max((len(o.name) for o in outcomes), default=0)
+        width = max((len(terminal_text(o.name)) for o in outcomes), default=0)
         self._print("")
         self._print("Apply summary:")
         for o in outcomes:
             style = "red" if o.failed else ("dim" if o.status == "unchanged" else "green")
-            detail = o.detail.replace("\n", "\n    ")
-            self._print(f"  {escape(o.name.ljust(width))}  [{style}]{o.status:<9}[/{style}] {o.seconds:6.1f}s  {escape(detail)}")
+            detail = "\n    ".join(escape(line) for line in terminal_lines(redact(o.detail)))
+            self._print(f"  {_rich(terminal_text(o.name).ljust(width))}  [{style}]{o.status:<9}[/{style}] {o.seconds:6.1f}s  {detail}")
         failed = sum(o.failed for o in outcomes)
         changed = sum(o.status in ("built", "updated") for o in outcomes)
         self._print(f"{len(outcomes)} function(s): {changed} changed, {len(outcomes) - changed - failed} unchanged, {failed} failed")
+
+
+def _rich(value: str) -> str:
+    """A foreign value inside rich markup: one line, no control character, no markup of its own."""
+    return escape(terminal_text(value))

@@ -2,9 +2,19 @@
 
 Text uses rich markup; the console decides whether to emit colour (only on a TTY, never with
 NO_COLOR). Markdown is plain GitHub-flavoured markdown with the details collapsed.
+
+Output is data, never markup: every value the renderer did not write itself (function names,
+reasons, which quote AWS's LastUpdateStatusReason and ECR media types, repository URIs, paths,
+digests, steps; all of a plan read from a file) may come from a hostile pull request or account.
+In text it loses its control characters and escape sequences (`terminal_text`) and is escaped for
+rich markup; in markdown it is written so that it shows as itself (`md_text`, `md_code`).
 """
 
 from __future__ import annotations
+
+import re
+
+from rich.markup import escape
 
 from deployer import planfile
 from deployer.plan import Action, FunctionPlan, Plan, short
@@ -27,20 +37,18 @@ def summary(plan: Plan) -> str:
 
 
 def text(plan: Plan) -> str:
-    """Rich markup; every value from outside is escaped."""
-    from rich.markup import escape
-
+    """Rich markup; every value from outside is stripped of control characters and escaped."""
     lines = []
     for fp in plan.functions:
         style = _STYLE[fp.action]
-        lines.append(f"[{style}]{escape(fp.action.symbol)} {escape(fp.name)}: {fp.action.value}[/{style}]")
-        lines.append(f"    reason:  {escape(fp.reason)}")
+        lines.append(f"[{style}]{escape(fp.action.symbol)} {_rich(fp.name)}: {fp.action.value}[/{style}]")
+        lines.append(f"    reason:  {_rich(fp.reason)}")
         if fp.action is not Action.BLOCKED:
-            lines.append(f"    image:   {escape(fp.desired.repository_uri)}:{escape(fp.desired.content_tag)}")
-            lines.append(f"    digest:  {_digest_change(fp)}")
-            lines.append(f"    arch:    {_arch_change(fp)}")
+            lines.append(f"    image:   {_rich(fp.desired.repository_uri)}:{_rich(fp.desired.content_tag)}")
+            lines.append(f"    digest:  {_rich(_digest_change(fp))}")
+            lines.append(f"    arch:    {_rich(_arch_change(fp))}")
         for number, step in enumerate(fp.steps, 1):
-            lines.append(f"    {number}. {escape(step.describe())}")
+            lines.append(f"    {number}. {_rich(step.describe())}")
         lines.append("")
     lines.append(summary(plan))
     return "\n".join(lines) + "\n"
@@ -61,28 +69,112 @@ def _arch_change(fp: FunctionPlan) -> str:
 
 
 def markdown(plan: Plan) -> str:
+    """GitHub-flavoured markdown: a table, then one collapsed section per function. Values from
+    outside go through md_text (prose) or md_code (identifiers); the rest is written here."""
     lines = ["### deployer plan", "", summary(plan), "",
              "| | Function | Current digest | Desired digest | Action | Reason |",
              "|---|---|---|---|---|---|"]
     for fp in plan.functions:
-        desired = f"`{short(fp.desired_digest)}`" if fp.desired_digest else "_after build_"
-        lines.append(f"| `{fp.action.symbol.strip() or '='}` | `{fp.name}` | `{short(fp.current_digest)}` | {desired} "
-                     f"| {fp.action.value} | {_cell(fp.reason)} |")
+        desired = md_code(short(fp.desired_digest)) if fp.desired_digest else "_after build_"
+        lines.append(f"| `{fp.action.symbol.strip() or '='}` | {md_code(fp.name)} | {md_code(short(fp.current_digest))} | {desired} "
+                     f"| {fp.action.value} | {md_text(fp.reason)} |")
     lines.append("")
     for fp in plan.functions:
-        lines += ["<details>", f"<summary><code>{fp.name}</code>: {fp.action.value}</summary>", "",
-                  f"- reason: {_cell(fp.reason)}",
-                  f"- image: `{fp.desired.repository_uri}:{fp.desired.content_tag}`",
-                  f"- source digest: `{fp.desired.source_digest}`",
-                  f"- current digest: `{fp.current_digest or '-'}`",
-                  f"- architectures: {_arch_change(fp)}",
-                  f"- declared in: `{fp.desired.spec_file}`"]
+        # <details> opens an HTML block that lasts until the blank line: the <summary> line is
+        # raw HTML, where markdown (code spans, backslash escapes) means nothing.
+        lines += ["<details>", f"<summary>{html_code(fp.name)}: {fp.action.value}</summary>", "",
+                  f"- reason: {md_text(fp.reason)}",
+                  f"- image: {md_code(f'{fp.desired.repository_uri}:{fp.desired.content_tag}')}",
+                  f"- source digest: {md_code(fp.desired.source_digest)}",
+                  f"- current digest: {md_code(fp.current_digest or '-')}",
+                  f"- architectures: {md_text(_arch_change(fp))}",
+                  f"- declared in: {md_code(fp.desired.spec_file)}"]
         if fp.steps:
-            lines += ["", *(f"{n}. {step.describe()}" for n, step in enumerate(fp.steps, 1))]
+            lines += ["", *(f"{n}. {md_text(step.describe())}" for n, step in enumerate(fp.steps, 1))]
         lines += ["", "</details>", ""]
     return "\n".join(lines)
 
 
-def _cell(value: str) -> str:
-    """Table cells: a pipe would end the cell."""
-    return value.replace("|", "\\|").replace("\n", " ")
+# -- foreign values, made inert ------------------------------------------------------------------
+
+# Terminal escape sequences, removed whole (their parameters would otherwise be left as text):
+# OSC (window title, hyperlinks, clipboard) up to BEL or ST, or to the end when unterminated;
+# DCS, SOS, PM and APC strings up to ST; CSI (colours, cursor moves, erase); any other ESC
+# sequence. Each in its 7-bit (ESC ...) and 8-bit (C1) form.
+_ESCAPE_SEQUENCE = re.compile(
+    r"(?:\x1b\]|\x9d)[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|(?:\x1b[PX^_]|[\x90\x98\x9e\x9f])[^\x1b\x9c]*(?:\x1b\\|\x9c)?"
+    r"|(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
+    r"|\x1b[ -/]*[0-~]?"
+)
+# Line and paragraph separators, and tabs: shown as a space, so that words stay apart.
+_BREAKS = re.compile(r"[\t\n\v\f\r\x1c-\x1e\x85\u2028\u2029]+")
+# Every other control character (C0, DEL, C1) and the bidirectional controls that reorder what a
+# reader sees (Unicode TR9 embeddings, overrides and isolates, the implicit marks).
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_text(value: object) -> str:
+    """`value` as one line that is safe to show on a terminal or in a CI log: escape sequences
+    removed whole, line breaks and tabs turned into a space, every other control character (C0,
+    DEL, C1) and bidirectional control dropped. Not escaped for rich markup: see `_rich`."""
+    text = _ESCAPE_SEQUENCE.sub("", str(value))
+    return _CONTROLS.sub("", _BREAKS.sub(" ", text))
+
+
+def terminal_lines(value: object) -> list[str]:
+    """A multi-line `value` (an error with build output, say) as lines of `terminal_text`."""
+    return [terminal_text(line) for line in _ESCAPE_SEQUENCE.sub("", str(value)).splitlines()]
+
+
+def _rich(value: object) -> str:
+    """A foreign value inside rich markup: inert on the terminal, and no markup of its own."""
+    return escape(terminal_text(value))
+
+
+# ASCII punctuation that GitHub-flavoured markdown or HTML give a meaning inline.
+_MD_SPECIAL = frozenset("\\`*_[]<>&|~$")
+# What shows literally inside a code span in every place a code span can be (list item, table
+# cell): no backtick, no `|`, no space, no line break; also nothing HTML-like.
+_CODE_SPAN_SAFE = re.compile(r"[A-Za-z0-9._:/@+=,-]+")
+
+
+def md_text(value: object) -> str:
+    """`value` as literal text on one line of GitHub-flavoured markdown: in a paragraph, a list
+    item, a table cell, or raw HTML (an HTML block such as `<summary>...</summary>`).
+
+    GFM rules relied on:
+    - A numeric character reference (`&#96;`) shows as its character, in markdown text and in
+      raw HTML alike, and never counts as markdown structure (spec 6.2, "Entity and numeric
+      character references"): `&#124;` does not end a table cell, `&#96;` opens no code span,
+      `&#60;` starts no HTML tag, `&#42;` no emphasis, `&#91;` no link, `&#38;` no reference.
+      So every character of _MD_SPECIAL is written as one. Backslash escapes would not do:
+      inside an HTML block they are shown as written.
+    - A line ending ends a table row, a blank line ends an HTML block, and a line beginning with
+      `</details>`, `#` or `-` starts a block of its own: line breaks become a space (as in
+      `terminal_text`, which also drops escape sequences and control characters), so a value
+      never begins a line.
+    What no escaping prevents: GitHub's autolinks (a bare `https://...` or `www.` becomes a link
+    showing the same text) and, in prose only, its post-render filters (@mentions, #references,
+    :emoji:), which skip code; identifiers therefore go in code (`md_code`).
+    """
+    return "".join(f"&#{ord(c)};" if c in _MD_SPECIAL else c for c in terminal_text(value))
+
+
+def md_code(value: object) -> str:
+    """`value` as inline code in markdown (not in raw HTML: see `html_code`).
+
+    A code span shows its content literally (spec 6.1: no emphasis, HTML, reference or escape
+    inside), but a backtick in the value would close it, GFM splits a table row at a `|` even
+    inside one, and its edge spaces are trimmed. A value made only of letters, digits and
+    `._:/@+=,-` has none of these problems and goes in backticks, readable in the raw comment;
+    any other value goes in `<code>` with md_text's references, which renders the same."""
+    text = terminal_text(value)
+    if _CODE_SPAN_SAFE.fullmatch(text):
+        return f"`{text}`"
+    return html_code(text)
+
+
+def html_code(value: object) -> str:
+    """`value` in `<code>`: valid in markdown text, in a table cell and in raw HTML alike."""
+    return f"<code>{md_text(value)}</code>"
