@@ -21,6 +21,7 @@ files). Larger trees use a pool, as their big files are hashed with the GIL rele
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -81,7 +82,12 @@ def _file_sha256(path: str) -> bytes:
     h = hashlib.sha256()
     buf = bytearray(_CHUNK)
     view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
+    # Listed as a regular file; should it have been swapped for a FIFO or a link since, opening
+    # must neither block nor follow it (fstat then refuses).
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EPERM, "is no longer a regular file", path)
         while True:
             n = f.readinto(buf)
             if not n:

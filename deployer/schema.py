@@ -139,7 +139,18 @@ def _diagnostics(doc: YamlDocument, error: ValidationError) -> Iterator[Diagnost
             for sub in branch:
                 yield from _diagnostics(doc, sub)
             return
-    yield doc.diagnostic(path, f"{where}: {_expected(error)}; found {_show(found)}")
+    # A build arg's value may be a credential (a GOPROXY URL with a token): say only what it is.
+    shown_found = _kind_of(found) if len(path) >= 2 and path[-2] == "build_args" else _show(found)
+    yield doc.diagnostic(path, f"{where}: {_expected(error)}; found {shown_found}")
+
+
+def _kind_of(value: Any) -> str:
+    """What a value is, without showing it."""
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return _show(value) if isinstance(value, (dict, list)) or value is None else "a value"
 
 
 def _matching_branch(error: ValidationError) -> list[ValidationError]:

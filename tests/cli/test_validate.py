@@ -440,3 +440,10 @@ def test_control_character_in_a_build_flag(repo: Path) -> None:
     result = validate(repo, GOOD + '      go_build_flags: ["-tags=a\\u0007b"]\n')
     assert_invalid(result, "deploy.yaml:9:24: functions[0].build.go_build_flags[0]: expected One go build flag, without "
                            "control characters; found '-tags=a\\x07b'")
+
+
+def test_build_arg_value_of_the_wrong_type_is_not_shown(repo: Path) -> None:
+    # A build arg may hold a token; a mistyped one (a number, unquoted) is described, never echoed.
+    result = validate(repo, GOOD + "      build_args:\n        NPM_TOKEN: 987654321987654321\n")
+    assert_invalid(result, "deploy.yaml:10:20: functions[0].build.build_args.NPM_TOKEN: expected a string; found a number")
+    assert "987654321987654321" not in result.stdout + result.stderr
