@@ -1,4 +1,4 @@
-"""The use cases the CLI offers, wired from the stages: plan, save a plan, prepare an apply.
+"""The use cases the CLI offers, wired from the stages: validate, plan, save a plan, prepare an apply.
 
 `cli.py` parses arguments, renders and maps errors to exit codes; what happens in between is here,
 so that it can be called (and tested) without a command line.
@@ -11,16 +11,41 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from deployer import binding, planfile
-from deployer.aws import Clients
 from deployer.errors import BuildContextError, PlanError
+from deployer.layout import layout
 from deployer.load import load
-from deployer.observe import observe
 from deployer.paths import display, inside
 from deployer.plan import Plan, make_plan
 from deployer.spec import FunctionSpec, Spec
+
+if TYPE_CHECKING:  # boto3 is imported only by the use cases that ask AWS
+    from deployer.aws import Clients
+
+
+@dataclass(frozen=True)
+class Validated:
+    """deploy.yaml files that load, and what laying out their build contexts found: one line per
+    problem, in the order of the functions. No problems: plan would accept the files."""
+
+    spec: Spec
+    problems: tuple[str, ...]
+
+
+def validate(paths: Sequence[Path]) -> Validated:
+    """Load deploy.yaml files (InvalidSpecError lists every problem in them), then lay out each
+    function's build context, which reads the tree and writes nothing: what plan would refuse
+    (go.mod files, replace targets, build args, symlinks, unreadable files) is found here too."""
+    spec = load(paths)
+    problems: list[str] = []
+    for fn in spec.functions:
+        try:
+            layout(fn)
+        except BuildContextError as exc:  # one problem a line; every function is laid out
+            problems.extend(str(exc).splitlines())
+    return Validated(spec, tuple(problems))
 
 
 @dataclass(frozen=True)
@@ -44,6 +69,8 @@ def plan(paths: Sequence[Path], clients: Clients, out: Path | None = None) -> Pl
             raise PlanError(f"--out: {display(unrecorded[0])} lies outside the checkout {base}; a saved plan names its "
                             "deploy.yaml files relative to the checkout: run plan from inside the repository that holds them")
         check_out_path(out, spec)
+    from deployer.observe import observe
+
     made = make_plan(observe(spec, clients))
     sources = binding.record_sources(recorded, base)
     return Planned(spec, Plan(made.functions, made.format_version, sources))
@@ -118,6 +145,8 @@ def prepare_saved(plan_file: Path, clients: Clients) -> SavedApply:
     base = binding.checkout_root(Path.cwd())
     files = binding.verify_sources(saved, base, str(plan_file))
     spec = load(files)
+    from deployer.observe import observe
+
     fresh = make_plan(observe(spec, clients))
     to_run, refusals = binding.compare(saved, fresh, str(plan_file))
     return SavedApply(to_run, refusals, {fn.name: fn for fn in spec.functions})

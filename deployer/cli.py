@@ -65,24 +65,15 @@ def _global(
 @app.command()
 def validate(paths: Optional[List[Path]] = PathsArg) -> int:
     """Check deploy.yaml files against the schema and for meaning; print every problem found."""
-    from deployer.errors import BuildContextError
-    from deployer.layout import layout
-    from deployer.load import load
+    from deployer import app as use_cases
 
-    spec = load(paths or [Path(".")])
-    # What plan would refuse (go.mod files, replace targets, build args, symlinks) is found by
-    # laying out each context: reads the tree, writes nothing.
-    problems: list[str] = []
-    for fn in spec.functions:
-        try:
-            layout(fn)
-        except BuildContextError as exc:  # unreadable files included: layout reports them so
-            problems.extend(str(exc).splitlines())
-    if problems:
-        for line in problems:
+    validated = use_cases.validate(paths or [Path(".")])
+    if validated.problems:
+        for line in validated.problems:
             say(line)
-        say(f"{len(problems)} problem(s) found")
+        say(f"{len(validated.problems)} problem(s) found")
         return 1
+    spec = validated.spec
     names = ", ".join(fn.name for fn in spec.functions)
     out.print(f"{len(spec.files)} file(s) valid: {len(spec.functions)} function(s): {names}")
     return 0

@@ -13,9 +13,8 @@ import pytest
 
 from deployer.context import TEMPLATE_NAME, assemble, build_args, template_text, temporary_context
 from deployer.errors import BuildContextError
-from deployer.spec import DEFAULT_GO_BUILD_FLAGS, BuildSettings, FunctionSpec, Location, RepositoryRef
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+from deployer.spec import DEFAULT_GO_BUILD_FLAGS
+from tests.unit.context_helpers import EXAMPLES, make_fn, write_tree
 
 FN_GOMOD = b"""module example.com/functions/fn
 
@@ -77,26 +76,6 @@ REPO = {
 }
 
 
-def write_tree(root: Path, files: dict[str, bytes]) -> Path:
-    for rel, data in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return root
-
-
-def make_fn(root: Path, source: str = "functions/fn", platform: str = "linux/arm64", **build) -> FunctionSpec:
-    return FunctionSpec(
-        name="fn",
-        region="us-east-1",
-        repository=RepositoryRef("fn", "us-east-1", "123456789012"),
-        platform=platform,
-        build=BuildSettings(source=root / source, **build),
-        root=root,
-        location=Location(root / source / "deploy.yaml", 1, 1),
-    )
-
-
 def tree_state(root: Path) -> str:
     """Hash of names, kinds, modes, mtimes, contents and link targets of everything below root."""
     h = hashlib.sha256()
@@ -110,7 +89,7 @@ def tree_state(root: Path) -> str:
     return h.hexdigest()
 
 
-def go_build(ctx: Path, goarch: str, out: Path) -> subprocess.CompletedProcess:
+def go_build(ctx: Path, goarch: str, out: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "GOPROXY": "off", "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0", "GOOS": "linux", "GOARCH": goarch}
     return subprocess.run(["go", "build", "-o", str(out), "."], cwd=ctx, env=env, capture_output=True, text=True)
 
@@ -125,14 +104,14 @@ def dest(tmp_path: Path) -> Path:
     return tmp_path / "ctx"
 
 
-def problems(exc: pytest.ExceptionInfo) -> list[str]:
+def problems(exc: pytest.ExceptionInfo[BuildContextError]) -> list[str]:
     return str(exc.value).splitlines()
 
 
 # --- layout and go.mod rewriting -------------------------------------------------------------
 
 
-def test_context_has_function_at_root_and_needed_shared_modules(repo, dest):
+def test_context_has_function_at_root_and_needed_shared_modules(repo: Path, dest: Path) -> None:
     ctx = assemble(make_fn(repo), dest)
     assert ctx.path == dest.resolve()
     assert ctx.shared_modules == ("errors", "logger", "s3state")
@@ -142,30 +121,30 @@ def test_context_has_function_at_root_and_needed_shared_modules(repo, dest):
     assert (dest / "shared/s3state/s3state.go").read_bytes() == REPO["shared/s3state/s3state.go"]
 
 
-def test_unused_shared_modules_are_not_copied(repo, dest):
+def test_unused_shared_modules_are_not_copied(repo: Path, dest: Path) -> None:
     assemble(make_fn(repo), dest)
     assert not (dest / "shared/unused").exists()
 
 
-def test_go_sum_travels_along(repo, dest):
+def test_go_sum_travels_along(repo: Path, dest: Path) -> None:
     assemble(make_fn(repo), dest)
     assert (dest / "go.sum").is_file()
     assert (dest / "shared/s3state/go.sum").is_file()
 
 
-def test_function_gomod_local_replaces_point_into_context_and_nothing_else_changes(repo, dest):
+def test_function_gomod_local_replaces_point_into_context_and_nothing_else_changes(repo: Path, dest: Path) -> None:
     assemble(make_fn(repo), dest)
     assert (dest / "go.mod").read_bytes() == FN_GOMOD.replace(b"=> ../../shared/", b"=> ./shared/")
 
 
-def test_shared_gomod_replaces_point_to_siblings_and_crlf_is_kept(repo, dest):
+def test_shared_gomod_replaces_point_to_siblings_and_crlf_is_kept(repo: Path, dest: Path) -> None:
     assemble(make_fn(repo), dest)
     expected = REPO["shared/s3state/go.mod"].replace(b"../../shared/logger", b"../logger")
     assert (dest / "shared/s3state/go.mod").read_bytes() == expected
     assert (dest / "shared/logger/go.mod").read_bytes() == REPO["shared/logger/go.mod"]
 
 
-def test_transitive_shared_modules_are_discovered(tmp_path, dest):
+def test_transitive_shared_modules_are_discovered(tmp_path: Path, dest: Path) -> None:
     files = dict(REPO)
     files["functions/fn/go.mod"] = (
         b"module example.com/functions/fn\n\ngo 1.22\n\nreplace example.com/shared/s3state => ../../shared/s3state\n"
@@ -176,13 +155,13 @@ def test_transitive_shared_modules_are_discovered(tmp_path, dest):
     assert (dest / "go.mod").read_bytes().endswith(b"=> ./shared/s3state\n")
 
 
-def test_explicit_shared_modules_are_copied(repo, dest):
+def test_explicit_shared_modules_are_copied(repo: Path, dest: Path) -> None:
     ctx = assemble(make_fn(repo, shared_modules=(repo / "shared/unused",)), dest)
     assert ctx.shared_modules == ("errors", "logger", "s3state", "unused")
     assert (dest / "shared/unused/unused.go").is_file()
 
 
-def test_modules_with_the_same_base_name_get_parent_prefixed_names(tmp_path, dest):
+def test_modules_with_the_same_base_name_get_parent_prefixed_names(tmp_path: Path, dest: Path) -> None:
     files = dict(REPO)
     files["third/logger/go.mod"] = b"module example.com/third/logger\n\ngo 1.22\n"
     files["third/logger/logger.go"] = b'package logger\n\nconst Level = "debug"\n'
@@ -203,7 +182,7 @@ def test_modules_with_the_same_base_name_get_parent_prefixed_names(tmp_path, des
     assert result.returncode == 0, result.stderr
 
 
-def test_name_of_a_dir_the_function_already_has_under_shared_is_avoided(tmp_path, dest):
+def test_name_of_a_dir_the_function_already_has_under_shared_is_avoided(tmp_path: Path, dest: Path) -> None:
     files = dict(REPO)
     files["functions/fn/shared/logger/notes.txt"] = b"the function's own shared/logger\n"
     repo = write_tree(tmp_path / "repo", files)
@@ -217,7 +196,7 @@ def test_name_of_a_dir_the_function_already_has_under_shared_is_avoided(tmp_path
 
 
 @pytest.mark.parametrize("goarch", ["arm64", "amd64"])
-def test_assembled_context_builds_offline(repo, dest, tmp_path, goarch):
+def test_assembled_context_builds_offline(repo: Path, dest: Path, tmp_path: Path, goarch: str) -> None:
     assemble(make_fn(repo), dest)
     result = go_build(dest, goarch, tmp_path / "bootstrap")
     assert result.returncode == 0, result.stderr
@@ -225,7 +204,7 @@ def test_assembled_context_builds_offline(repo, dest, tmp_path, goarch):
 
 
 @pytest.mark.parametrize("goarch", ["arm64", "amd64"])
-def test_examples_context_builds_offline(dest, tmp_path, goarch):
+def test_examples_context_builds_offline(dest: Path, tmp_path: Path, goarch: str) -> None:
     fn = make_fn(EXAMPLES, "functions/finalize-with-error", platform=f"linux/{goarch}")
     before = tree_state(EXAMPLES)
     ctx = assemble(fn, dest)
@@ -235,7 +214,7 @@ def test_examples_context_builds_offline(dest, tmp_path, goarch):
     assert tree_state(EXAMPLES) == before
 
 
-def test_template_build_step_runs_with_the_build_args(repo, dest, tmp_path):
+def test_template_build_step_runs_with_the_build_args(repo: Path, dest: Path, tmp_path: Path) -> None:
     """Run the template's builder RUN command with sh, as the builder stage would."""
     ctx = assemble(make_fn(repo, platform="linux/amd64"), dest)
     text = (dest / ctx.dockerfile).read_text()
@@ -252,13 +231,13 @@ def test_template_build_step_runs_with_the_build_args(repo, dest, tmp_path):
 # --- Dockerfile and build args ---------------------------------------------------------------
 
 
-def test_template_is_written_when_function_sets_no_dockerfile(repo, dest):
+def test_template_is_written_when_function_sets_no_dockerfile(repo: Path, dest: Path) -> None:
     ctx = assemble(make_fn(repo), dest)
     assert ctx.dockerfile == TEMPLATE_NAME
     assert (dest / TEMPLATE_NAME).read_text() == template_text()
 
 
-def test_template_declares_from_args_before_first_from_and_runtime_stage_has_no_run():
+def test_template_declares_from_args_before_first_from_and_runtime_stage_has_no_run() -> None:
     text = template_text()
     lines = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
     froms = [i for i, ln in enumerate(lines) if ln.startswith("FROM ")]
@@ -270,12 +249,13 @@ def test_template_declares_from_args_before_first_from_and_runtime_stage_has_no_
     assert not any(ln.startswith("RUN") for ln in lines[froms[1]:])
 
 
-def test_template_default_go_build_flags_match_spec_default():
-    default = re.search(r'^ARG GO_BUILD_FLAGS="(.*)"$', template_text(), re.M).group(1)
-    assert shlex.split(default) == list(DEFAULT_GO_BUILD_FLAGS)
+def test_template_default_go_build_flags_match_spec_default() -> None:
+    default = re.search(r'^ARG GO_BUILD_FLAGS="(.*)"$', template_text(), re.M)
+    assert default is not None
+    assert shlex.split(default.group(1)) == list(DEFAULT_GO_BUILD_FLAGS)
 
 
-def test_functions_own_dockerfile_in_source_dir_is_used_as_is(repo, dest):
+def test_functions_own_dockerfile_in_source_dir_is_used_as_is(repo: Path, dest: Path) -> None:
     (repo / "functions/fn/build").mkdir()
     (repo / "functions/fn/build/Dockerfile").write_text("FROM scratch\n")
     (repo / "functions/fn/.dockerignore").write_text("build\n")
@@ -285,7 +265,7 @@ def test_functions_own_dockerfile_in_source_dir_is_used_as_is(repo, dest):
     assert not (dest / TEMPLATE_NAME).exists()
 
 
-def test_dockerfile_outside_source_dir_is_copied_into_context(repo, dest):
+def test_dockerfile_outside_source_dir_is_copied_into_context(repo: Path, dest: Path) -> None:
     (repo / "docker").mkdir()
     (repo / "docker/Dockerfile.go").write_text("FROM scratch\n")
     ctx = assemble(make_fn(repo, dockerfile=repo / "docker/Dockerfile.go"), dest)
@@ -293,12 +273,12 @@ def test_dockerfile_outside_source_dir_is_copied_into_context(repo, dest):
     assert (dest / TEMPLATE_NAME).read_text() == "FROM scratch\n"
 
 
-def test_missing_dockerfile_is_an_error(repo, dest):
+def test_missing_dockerfile_is_an_error(repo: Path, dest: Path) -> None:
     with pytest.raises(BuildContextError, match=r"deploy\.yaml:1:1: .*build\.dockerfile .* is not a file"):
         assemble(make_fn(repo, dockerfile=repo / "functions/fn/Dockerfile"), dest)
 
 
-def test_build_args_hold_images_platform_flags_and_user_args_but_not_buildplatform(repo, dest):
+def test_build_args_hold_images_platform_flags_and_user_args_but_not_buildplatform(repo: Path, dest: Path) -> None:
     fn = make_fn(repo, platform="linux/amd64", runtime_image="rt:1", builder_image="go:1",
                  build_args={"GOPROXY": "off"})
     ctx = assemble(fn, dest)
@@ -312,7 +292,7 @@ def test_build_args_hold_images_platform_flags_and_user_args_but_not_buildplatfo
     }
 
 
-def test_user_build_args_may_not_override_deployers(repo):
+def test_user_build_args_may_not_override_deployers(repo: Path) -> None:
     with pytest.raises(BuildContextError, match="TARGETARCH"):
         build_args(make_fn(repo, build_args={"TARGETARCH": "amd64"}))
 
@@ -320,26 +300,26 @@ def test_user_build_args_may_not_override_deployers(repo):
 # --- digest ----------------------------------------------------------------------------------
 
 
-def test_context_digest_does_not_depend_on_destination(repo, tmp_path):
+def test_context_digest_does_not_depend_on_destination(repo: Path, tmp_path: Path) -> None:
     a = assemble(make_fn(repo), tmp_path / "one")
     b = assemble(make_fn(repo), tmp_path / "x" / "two")
     assert a.digest == b.digest
     assert re.fullmatch(r"src-[0-9a-f]{40}", a.content_tag)
 
 
-def test_context_digest_does_not_depend_on_repository_location(tmp_path):
+def test_context_digest_does_not_depend_on_repository_location(tmp_path: Path) -> None:
     a = assemble(make_fn(write_tree(tmp_path / "r1", REPO)), tmp_path / "c1")
     b = assemble(make_fn(write_tree(tmp_path / "elsewhere/r2", REPO)), tmp_path / "c2")
     assert a.digest == b.digest
 
 
-def test_context_digest_changes_with_a_shared_module_file(repo, tmp_path):
+def test_context_digest_changes_with_a_shared_module_file(repo: Path, tmp_path: Path) -> None:
     before = assemble(make_fn(repo), tmp_path / "one").digest
     (repo / "shared/errors/errors.go").write_bytes(b"package errors\n\nconst Code = 8\n")
     assert assemble(make_fn(repo), tmp_path / "two").digest != before
 
 
-def test_context_digest_ignores_unused_modules(repo, tmp_path):
+def test_context_digest_ignores_unused_modules(repo: Path, tmp_path: Path) -> None:
     before = assemble(make_fn(repo), tmp_path / "one").digest
     (repo / "shared/unused/unused.go").write_bytes(b"package unused\n\nconst X = 1\n")
     assert assemble(make_fn(repo), tmp_path / "two").digest == before
@@ -348,7 +328,7 @@ def test_context_digest_ignores_unused_modules(repo, tmp_path):
 # --- files: .dockerignore, symlinks, modes ---------------------------------------------------
 
 
-def test_dockerignore_is_honoured_with_docker_semantics(repo, dest):
+def test_dockerignore_is_honoured_with_docker_semantics(repo: Path, dest: Path) -> None:
     fn_dir = repo / "functions/fn"
     write_tree(fn_dir, {"README.md": b"x", "keep.md": b"x", "testdata/big.bin": b"x", "docs/a.md": b"x",
                         "main_test.go": b"package main\n"})
@@ -365,7 +345,7 @@ def test_dockerignore_is_honoured_with_docker_semantics(repo, dest):
     assert not (dest / ".dockerignore").exists()  # the context is already filtered
 
 
-def test_exec_bit_and_modes_are_kept(repo, dest):
+def test_exec_bit_and_modes_are_kept(repo: Path, dest: Path) -> None:
     script = repo / "functions/fn/tools/gen.sh"
     write_tree(repo / "functions/fn", {"tools/gen.sh": b"#!/bin/sh\n", "private.txt": b"x"})
     os.chmod(script, 0o750)
@@ -375,7 +355,7 @@ def test_exec_bit_and_modes_are_kept(repo, dest):
     assert (dest / "private.txt").stat().st_mode & 0o777 == 0o600
 
 
-def test_symlink_inside_the_tree_is_kept_as_relative_link(repo, dest):
+def test_symlink_inside_the_tree_is_kept_as_relative_link(repo: Path, dest: Path) -> None:
     fn_dir = repo / "functions/fn"
     (fn_dir / "alias.go.txt").symlink_to("main.go")
     (fn_dir / "abs-alias").symlink_to(fn_dir / "internal/helper")
@@ -385,7 +365,7 @@ def test_symlink_inside_the_tree_is_kept_as_relative_link(repo, dest):
     assert (dest / "abs-alias/helper.go").is_file()
 
 
-def test_symlink_leading_out_of_the_tree_is_an_error(repo, dest):
+def test_symlink_leading_out_of_the_tree_is_an_error(repo: Path, dest: Path) -> None:
     (repo / "functions/fn/escape").symlink_to("../../shared/unused/unused.go")
     (repo / "functions/fn/passwd").symlink_to("/etc/passwd")
     with pytest.raises(BuildContextError) as info:
@@ -395,7 +375,7 @@ def test_symlink_leading_out_of_the_tree_is_an_error(repo, dest):
     assert all("leads outside" in ln and "dockerignore" in ln for ln in lines)
 
 
-def test_symlink_leading_out_but_dockerignored_is_fine(repo, dest):
+def test_symlink_leading_out_but_dockerignored_is_fine(repo: Path, dest: Path) -> None:
     (repo / "functions/fn/escape").symlink_to("/etc/passwd")
     (repo / "functions/fn/.dockerignore").write_text("escape\n")
     assemble(make_fn(repo), dest)
@@ -421,7 +401,7 @@ def replace_line(files: dict[str, bytes], old: bytes, new: bytes) -> dict[str, b
         (b"../../shared/errors", b"../../../outside", "outside the repository root"),
     ],
 )
-def test_bad_replace_target_names_gomod_line(tmp_path, dest, old, new, what):
+def test_bad_replace_target_names_gomod_line(tmp_path: Path, dest: Path, old: bytes, new: bytes, what: str) -> None:
     (tmp_path / "outside").mkdir()
     (tmp_path / "outside/go.mod").write_text("module example.com/shared/errors\n")
     repo = write_tree(tmp_path / "repo", replace_line(REPO, old, new))
@@ -432,7 +412,7 @@ def test_bad_replace_target_names_gomod_line(tmp_path, dest, old, new, what):
     assert what in line and "; " in line
 
 
-def test_all_problems_of_a_function_are_reported_together(tmp_path, dest):
+def test_all_problems_of_a_function_are_reported_together(tmp_path: Path, dest: Path) -> None:
     files = replace_line(REPO, b"../../shared/errors", b"../../shared/missing")
     files["shared/s3state/go.mod"] = REPO["shared/s3state/go.mod"].replace(b"../errors", b"../nowhere")
     files["shared/logger/go.mod"] = b"module example.com/shared/logger\nreplace (\n"
@@ -446,32 +426,32 @@ def test_all_problems_of_a_function_are_reported_together(tmp_path, dest):
     assert len(lines) == 3
 
 
-def test_function_without_gomod_is_an_error(repo, dest):
+def test_function_without_gomod_is_an_error(repo: Path, dest: Path) -> None:
     (repo / "functions/fn/go.mod").unlink()
     with pytest.raises(BuildContextError, match="has no go.mod"):
         assemble(make_fn(repo), dest)
 
 
-def test_syntax_error_in_function_gomod_names_the_line(tmp_path, dest):
+def test_syntax_error_in_function_gomod_names_the_line(tmp_path: Path, dest: Path) -> None:
     repo = write_tree(tmp_path / "repo", replace_line(REPO, b"=> ../../shared/errors", b"../../shared/errors"))
     with pytest.raises(BuildContextError, match=r"functions/fn/go\.mod:14: usage: replace"):
         assemble(make_fn(repo), dest)
 
 
-def test_explicit_shared_module_without_gomod_is_an_error(repo, dest):
+def test_explicit_shared_module_without_gomod_is_an_error(repo: Path, dest: Path) -> None:
     (repo / "notamodule").mkdir()
     with pytest.raises(BuildContextError, match=r"deploy\.yaml:1:1: .*has no go.mod"):
         assemble(make_fn(repo, shared_modules=(repo / "notamodule",)), dest)
 
 
-def test_destination_must_be_empty(repo, dest):
+def test_destination_must_be_empty(repo: Path, dest: Path) -> None:
     dest.mkdir()
     (dest / "stale").write_text("x")
     with pytest.raises(BuildContextError, match="not empty"):
         assemble(make_fn(repo), dest)
 
 
-def test_destination_inside_a_copied_module_is_refused_without_touching_it(repo):
+def test_destination_inside_a_copied_module_is_refused_without_touching_it(repo: Path) -> None:
     before = tree_state(repo)
     with pytest.raises(BuildContextError, match="inside a module"):
         assemble(make_fn(repo), repo / "functions/fn/ctx")
@@ -481,7 +461,7 @@ def test_destination_inside_a_copied_module_is_refused_without_touching_it(repo)
 # --- the source tree is never modified -------------------------------------------------------
 
 
-def test_source_tree_is_unchanged_after_success(repo, dest):
+def test_source_tree_is_unchanged_after_success(repo: Path, dest: Path) -> None:
     os.chmod(repo / "shared/errors/errors.go", 0o444)
     (repo / "functions/fn/alias").symlink_to("main.go")
     before = tree_state(repo)
@@ -489,7 +469,7 @@ def test_source_tree_is_unchanged_after_success(repo, dest):
     assert tree_state(repo) == before
 
 
-def test_source_tree_is_unchanged_after_a_failing_run(repo, dest):
+def test_source_tree_is_unchanged_after_a_failing_run(repo: Path, dest: Path) -> None:
     (repo / "functions/fn/escape").symlink_to("/etc/passwd")
     before = tree_state(repo)
     with pytest.raises(BuildContextError):
@@ -500,14 +480,14 @@ def test_source_tree_is_unchanged_after_a_failing_run(repo, dest):
 # --- temporary_context -----------------------------------------------------------------------
 
 
-def test_temporary_context_is_removed_after_use(repo):
+def test_temporary_context_is_removed_after_use(repo: Path) -> None:
     with temporary_context(make_fn(repo)) as ctx:
         assert ctx.path.name.startswith("deployer-ctx-")
         assert (ctx.path / "go.mod").is_file()
     assert not ctx.path.exists()
 
 
-def test_temporary_context_is_removed_on_error_and_interrupt(repo):
+def test_temporary_context_is_removed_on_error_and_interrupt(repo: Path) -> None:
     seen = []
     for exc in (RuntimeError("boom"), KeyboardInterrupt()):
         with pytest.raises(type(exc)):
@@ -517,7 +497,7 @@ def test_temporary_context_is_removed_on_error_and_interrupt(repo):
     assert len(seen) == 2 and not any(p.exists() for p in seen)
 
 
-def test_temporary_context_is_removed_when_assembly_fails(repo, tmp_path):
+def test_temporary_context_is_removed_when_assembly_fails(repo: Path, tmp_path: Path) -> None:
     (repo / "functions/fn/escape").symlink_to("/etc/passwd")
     import tempfile
 
@@ -528,7 +508,7 @@ def test_temporary_context_is_removed_when_assembly_fails(repo, tmp_path):
     assert set(Path(tempfile.gettempdir()).glob("deployer-ctx-*")) == before
 
 
-def test_temporary_context_with_read_only_dirs_is_removed(repo):
+def test_temporary_context_with_read_only_dirs_is_removed(repo: Path) -> None:
     os.chmod(repo / "shared/errors", 0o555)
     try:
         with temporary_context(make_fn(repo)) as ctx:
@@ -538,7 +518,7 @@ def test_temporary_context_with_read_only_dirs_is_removed(repo):
         os.chmod(repo / "shared/errors", 0o755)
 
 
-def test_temporary_context_kept_on_request(repo):
+def test_temporary_context_kept_on_request(repo: Path) -> None:
     import shutil
 
     with temporary_context(make_fn(repo), keep=True) as ctx:
@@ -551,7 +531,7 @@ def test_temporary_context_kept_on_request(repo):
 
 # --- what a context never holds, and what a shared module may not be ------------------------------
 
-def test_git_and_dotenv_files_are_never_copied_whatever_dockerignore_says(repo, dest):
+def test_git_and_dotenv_files_are_never_copied_whatever_dockerignore_says(repo: Path, dest: Path) -> None:
     fn_dir = repo / "functions/fn"
     (fn_dir / ".git").mkdir()
     (fn_dir / ".git" / "config").write_text("[remote]\n")
@@ -566,7 +546,7 @@ def test_git_and_dotenv_files_are_never_copied_whatever_dockerignore_says(repo, 
     assert (dest / "shared/logger/go.mod").is_file()
 
 
-def test_a_fifo_in_the_tree_is_an_error_unless_excluded(repo, dest):
+def test_a_fifo_in_the_tree_is_an_error_unless_excluded(repo: Path, dest: Path) -> None:
     os.mkfifo(repo / "functions/fn/pipe")
     with pytest.raises(BuildContextError) as caught:
         assemble(make_fn(repo), dest)
@@ -580,7 +560,7 @@ def test_a_fifo_in_the_tree_is_an_error_unless_excluded(repo, dest):
     ("../..", "is the repository root, which a shared module may not be"),
     ("..", "holds the function's own source directory, which a shared module may not"),
 ])
-def test_a_shared_module_may_be_neither_the_root_nor_hold_the_function(repo, dest, replace, what):
+def test_a_shared_module_may_be_neither_the_root_nor_hold_the_function(repo: Path, dest: Path, replace: str, what: str) -> None:
     (repo / "go.mod").write_text("module example.com/all\n")
     (repo / "functions/go.mod").write_text("module example.com/functions\n")
     module = {"../..": "example.com/all", "..": "example.com/functions"}[replace]

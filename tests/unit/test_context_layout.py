@@ -11,10 +11,8 @@ import pytest
 
 from deployer.context import TEMPLATE_NAME, Entry, assemble, layout, source_digest_of
 from deployer.errors import BuildContextError
-from deployer.spec import BuildSettings, FunctionSpec, Location, RepositoryRef
-from tests.unit.test_context import write_tree
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+from deployer.spec import FunctionSpec
+from tests.unit.context_helpers import EXAMPLES, pinned_fn, write_tree
 
 FN_GOMOD = b"""module example.com/functions/fn
 
@@ -46,23 +44,8 @@ REPO = {
 }
 
 
-def make_fn(root: Path, source: str = "functions/fn", **build: object) -> FunctionSpec:
-    # Images and flags are explicit, so the pinned digests below depend on nothing but this file.
-    settings: dict[str, object] = {"builder_image": "go:pinned", "runtime_image": "rt:pinned",
-                                   "go_build_flags": ("-trimpath",), **build}
-    return FunctionSpec(
-        name="fn",
-        region="us-east-1",
-        repository=RepositoryRef("fn", "us-east-1", "123456789012"),
-        platform="linux/arm64",
-        build=BuildSettings(source=root / source, **settings),  # type: ignore[arg-type]
-        root=root,
-        location=Location(root / source / "deploy.yaml", 1, 1),
-    )
-
-
 def plain(repo: Path) -> FunctionSpec:
-    return make_fn(repo)
+    return pinned_fn(repo)
 
 
 def symlinks(repo: Path) -> FunctionSpec:
@@ -74,7 +57,7 @@ def symlinks(repo: Path) -> FunctionSpec:
     (repo / "shared/s3state/real.mod").write_bytes(REPO["shared/s3state/go.mod"])
     (repo / "shared/s3state/go.mod").unlink()
     (repo / "shared/s3state/go.mod").symlink_to("real.mod")
-    return make_fn(repo)
+    return pinned_fn(repo)
 
 
 def modes(repo: Path) -> FunctionSpec:
@@ -83,30 +66,30 @@ def modes(repo: Path) -> FunctionSpec:
     os.chmod(repo / "functions/fn/private.txt", 0o600)
     os.chmod(repo / "shared/logger/go.mod", 0o755)  # rewritten files keep their mode too
     (repo / "functions/fn/empty").mkdir()
-    return make_fn(repo)
+    return pinned_fn(repo)
 
 
 def dockerignore(repo: Path) -> FunctionSpec:
     # `docs` is excluded but docs/keep.md is not: docs/ is made on the way, with the default mode.
     (repo / "functions/fn/.dockerignore").write_text("docs\n!docs/keep.md\nshared/errors/*.go\ngo.sum\n")
-    return make_fn(repo)
+    return pinned_fn(repo)
 
 
 def inner_module_excluded(repo: Path) -> FunctionSpec:
     (repo / "functions/fn/.dockerignore").write_text("internal\n")
-    return make_fn(repo)
+    return pinned_fn(repo)
 
 
 def own_shared_dir(repo: Path) -> FunctionSpec:
     write_tree(repo / "functions/fn", {"shared/logger/notes.txt": b"the function's own\n"})
     os.chmod(repo / "functions/fn/shared", 0o750)
-    return make_fn(repo, shared_modules=(repo / "shared/logger",))
+    return pinned_fn(repo, shared_modules=(repo / "shared/logger",))
 
 
 def dockerfile_in_source(repo: Path) -> FunctionSpec:
     write_tree(repo / "functions/fn", {"build/Dockerfile": b"FROM scratch\n"})
     (repo / "functions/fn/.dockerignore").write_text("build\n")
-    return make_fn(repo, dockerfile=repo / "functions/fn/build/Dockerfile")
+    return pinned_fn(repo, dockerfile=repo / "functions/fn/build/Dockerfile")
 
 
 def dockerfile_outside(repo: Path) -> FunctionSpec:
@@ -114,7 +97,7 @@ def dockerfile_outside(repo: Path) -> FunctionSpec:
     os.chmod(repo / "functions/fn/run.sh", 0o755)
     (repo / "functions/fn/alias").symlink_to("run.sh")
     (repo / "functions/fn/empty").mkdir()
-    return make_fn(repo, dockerfile=repo / "docker/Dockerfile.go")
+    return pinned_fn(repo, dockerfile=repo / "docker/Dockerfile.go")
 
 
 TREES: dict[str, Callable[[Path], FunctionSpec]] = {
@@ -129,14 +112,14 @@ def repo(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("tree", sorted(TREES))
-def test_source_digest_of_equals_the_assembled_contexts_digest(repo, tmp_path, tree):
+def test_source_digest_of_equals_the_assembled_contexts_digest(repo: Path, tmp_path: Path, tree: str) -> None:
     fn = TREES[tree](repo)
     assert source_digest_of(fn) == assemble(fn, tmp_path / "ctx").digest
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (EXAMPLES / "functions").iterdir()))
-def test_source_digest_of_equals_the_assembled_digest_for_the_examples(tmp_path, name):
-    fn = make_fn(EXAMPLES, f"functions/{name}")
+def test_source_digest_of_equals_the_assembled_digest_for_the_examples(tmp_path: Path, name: str) -> None:
+    fn = pinned_fn(EXAMPLES, f"functions/{name}")
     assert source_digest_of(fn) == assemble(fn, tmp_path / "ctx").digest
 
 
@@ -149,11 +132,11 @@ PINNED = {
 
 
 @pytest.mark.parametrize("tree", sorted(PINNED))
-def test_digest_recipe_is_unchanged(repo, tree):
+def test_digest_recipe_is_unchanged(repo: Path, tree: str) -> None:
     assert source_digest_of(TREES[tree](repo)) == PINNED[tree]
 
 
-def test_layout_lists_what_assemble_writes_with_modes_and_writes_nothing(repo, tmp_path):
+def test_layout_lists_what_assemble_writes_with_modes_and_writes_nothing(repo: Path, tmp_path: Path) -> None:
     fn = modes(repo)
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     lay = layout(fn)
@@ -174,7 +157,7 @@ def test_layout_lists_what_assemble_writes_with_modes_and_writes_nothing(repo, t
     assert dict(lay.build_args) == dict(ctx.build_args) and lay.dockerfile == ctx.dockerfile
 
 
-def test_layout_puts_each_directory_before_its_contents(repo):
+def test_layout_puts_each_directory_before_its_contents(repo: Path) -> None:
     seen: set[str] = set()
     for e in layout(symlinks(repo)).entries:
         parent = os.path.dirname(e.path)
@@ -182,26 +165,26 @@ def test_layout_puts_each_directory_before_its_contents(repo):
         seen.add(e.path)
 
 
-def test_source_digest_of_follows_a_source_change(repo):
-    fn = make_fn(repo)
+def test_source_digest_of_follows_a_source_change(repo: Path) -> None:
+    fn = pinned_fn(repo)
     before = source_digest_of(fn)
     (repo / "shared/errors/errors.go").write_bytes(b"package errors\n\nconst X = 1\n")
     assert source_digest_of(fn) != before
 
 
-def test_source_digest_of_reports_the_same_errors_as_assemble(repo, tmp_path):
+def test_source_digest_of_reports_the_same_errors_as_assemble(repo: Path, tmp_path: Path) -> None:
     (repo / "functions/fn/escape").symlink_to("/etc/passwd")
     with pytest.raises(BuildContextError) as planned:
-        source_digest_of(make_fn(repo))
+        source_digest_of(pinned_fn(repo))
     with pytest.raises(BuildContextError) as assembled:
-        assemble(make_fn(repo), tmp_path / "ctx")
+        assemble(pinned_fn(repo), tmp_path / "ctx")
     assert str(planned.value) == str(assembled.value)
     assert "leads outside" in str(planned.value)
 
 
-def test_function_file_where_shared_modules_go_is_an_error(repo, tmp_path):
+def test_function_file_where_shared_modules_go_is_an_error(repo: Path, tmp_path: Path) -> None:
     (repo / "functions/fn/shared").write_text("not a directory\n")
     with pytest.raises(BuildContextError, match=r"functions/fn/shared: is a file, .*rename it or exclude it"):
-        source_digest_of(make_fn(repo))
+        source_digest_of(pinned_fn(repo))
     with pytest.raises(BuildContextError, match="is a file"):
-        assemble(make_fn(repo), tmp_path / "ctx")
+        assemble(pinned_fn(repo), tmp_path / "ctx")
