@@ -3,7 +3,13 @@
 Each function's steps run in order in one worker; independent functions run in parallel. A
 function that fails does not stop the others; every function ends with an Outcome. Before Lambda
 is changed the function is read again and compared with the plan, so a concurrent change stops
-that function cleanly ("changed since plan") instead of being overwritten.
+that function cleanly ("changed since plan") instead of being overwritten; if that change is
+another apply deploying the very image this one would, there is nothing left to do.
+
+Ctrl-C cancels: workers stop at a safe point (a build is stopped on the engine) and clean up, and
+the outcome says what Lambda was asked to do. Temporary contexts left by a crashed apply are
+swept at the start (deployer.context); applies on one machine take turns per image
+(deployer.sharing).
 """
 
 from __future__ import annotations
@@ -11,15 +17,19 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Callable, Mapping, NoReturn, Protocol
+from typing import Callable, Literal, Mapping, NoReturn, Protocol
 
+from deployer import locks
 from deployer.aws import RegistryLogin
-from deployer.context import BuildContext, temporary_context
+from deployer.context import BuildContext, context_root, sweep_abandoned_contexts, temporary_context
 from deployer.errors import AwsError, DeployerError, DockerError, PlanError
+from deployer.interrupts import CtrlC
 from deployer.observed import FunctionState, ImageState
+from deployer import explain
 from deployer.plan import (
+    ImageRef,
     Action,
     AssembleContext,
     BuildImage,
@@ -34,12 +44,15 @@ from deployer.plan import (
     WaitForUpdate,
     short,
 )
+from deployer.sharing import IMAGE_LOCK_PREFIX, Cancelled, ImageLock, SharedImages
 from deployer.spec import FunctionSpec
 
 # Lambda refuses an update while another is in progress; ECR lists a pushed tag after a delay.
 CONFLICT_ATTEMPTS = 6
 VERIFY_ATTEMPTS = 12
 RETRYABLE_LAMBDA_CODES = ("ResourceConflictException", "TooManyRequestsException", "ServiceException")
+# How often the main thread looks at its workers and at Ctrl-C presses while it waits.
+WAIT_SLICE_SECONDS = 0.1
 
 
 class Reporter(Protocol):
@@ -64,7 +77,7 @@ class EcrApi(Protocol):
 
 class DockerApi(Protocol):
     def build(self, context_dir: str, dockerfile: str, tag: str, build_args: Mapping[str, str],
-              labels: Mapping[str, str], log: Callable[[str], None]) -> str: ...
+              labels: Mapping[str, str], log: Callable[[str], None], cancel: threading.Event | None = None) -> str: ...
     def push(self, image_id: str, repository: str, tag: str, login: RegistryLogin,
              relogin: Callable[[], RegistryLogin], log: Callable[[str], None], sleep: Callable[[float], None]) -> str: ...
     def remove_tag(self, reference: str) -> None: ...
@@ -78,10 +91,15 @@ class ApplyOptions:
     registry_endpoint: str | None = None  # push here instead of the ECR host (local emulators)
 
 
+# How a function's apply ended. "built": built, pushed and deployed; "updated": deployed an image
+# that ECR had; "cancelled": stopped by Ctrl-C before Lambda was asked to change.
+Status = Literal["unchanged", "updated", "built", "failed", "cancelled"]
+
+
 @dataclass(frozen=True)
 class Outcome:
     name: str
-    status: str  # unchanged | updated | built | failed | cancelled
+    status: Status
     detail: str
     seconds: float
     digest: str | None = None
@@ -89,10 +107,6 @@ class Outcome:
     @property
     def failed(self) -> bool:
         return self.status in ("failed", "cancelled")
-
-
-class Cancelled(DeployerError):
-    """Ctrl-C: workers stop at the next step boundary and clean up."""
 
 
 class Executor:
@@ -106,42 +120,62 @@ class Executor:
         self.options = options
         self.reporter = reporter
         self.cancel = threading.Event()
+        self.ctrl_c = CtrlC()  # counts Ctrl-C presses during run, which _wait_for turns into `cancel`
         self.sleep: Callable[[float], None] = self._sleep  # between retries and polls; tests replace it
         self._logins: dict[str, RegistryLogin] = {}
         self._login_lock = threading.Lock()
-        self.images = _SharedImages(self.cancel)
+        self.images = SharedImages(self.cancel)
 
     def run(self, plan: Plan, specs: dict[str, FunctionSpec]) -> list[Outcome]:
         plan.refuse_blocked()
         work = [fp for fp in plan.functions if fp.changes]
-        outcomes = {fp.name: Outcome(fp.name, "unchanged", fp.reason, 0.0, fp.current_digest) for fp in plan.functions if not fp.changes}
+        outcomes = {fp.name: Outcome(fp.name, "unchanged", explain.reason(fp), 0.0, fp.current_digest) for fp in plan.functions if not fp.changes}
         if work:
-            pool = ThreadPoolExecutor(max_workers=max(1, min(self.options.parallelism, len(work))))
-            futures = {fp.name: pool.submit(self._function, fp, specs.get(fp.name)) for fp in work}
-            try:
-                for name, future in futures.items():
-                    outcomes[name] = future.result()
-            except KeyboardInterrupt:
-                # Workers stop at their next step, build output line, retry or poll, and clean
-                # up; what finished meanwhile is reported, what never started is cancelled.
+            with self.ctrl_c.counting():
+                self._sweep()
+                outcomes.update(self._execute(work, specs))
+            if self.ctrl_c.presses:  # pressed as the last worker ended: still an interrupted apply
                 self.cancel.set()
-                running = sum(f.running() for f in futures.values())
-                self.reporter.notice(f"stopping: waiting for {running} function(s) to reach a safe point and clean up")
-                self._wait_for_workers(pool)
-                for name, future in futures.items():
-                    outcomes[name] = (Outcome(name, "cancelled", "interrupted before it started", 0.0)
-                                      if future.cancelled() else future.result())
-            finally:
-                pool.shutdown(wait=True)
         return [outcomes[fp.name] for fp in plan.functions]
 
-    def _wait_for_workers(self, pool: ThreadPoolExecutor) -> None:
-        while True:
-            try:
-                pool.shutdown(wait=True, cancel_futures=True)
-                return
-            except KeyboardInterrupt:  # leaving now would leave temporary contexts behind
+    def _sweep(self) -> None:
+        """Remove what a crashed apply (kill -9) left in the temp dir."""
+        removed = sweep_abandoned_contexts()
+        locks.sweep(context_root(), IMAGE_LOCK_PREFIX + "*")
+        if removed:
+            self.reporter.notice(f"removed {len(removed)} build context(s) left by an apply that did not finish: "
+                                 + ", ".join(p.name for p in removed))
+
+    def _execute(self, work: list[FunctionPlan], specs: dict[str, FunctionSpec]) -> dict[str, Outcome]:
+        pool = ThreadPoolExecutor(max_workers=max(1, min(self.options.parallelism, len(work))))
+        futures = {fp.name: pool.submit(self._function, fp, specs.get(fp.name)) for fp in work}
+        try:
+            self._wait_for(futures, pool)
+        finally:
+            # No KeyboardInterrupt can cut this short (deployer.interrupts): every worker has
+            # removed its context when it returns.
+            pool.shutdown(wait=True, cancel_futures=True)
+        return {name: Outcome(name, "cancelled", "interrupted before it started", 0.0) if future.cancelled()
+                else future.result() for name, future in futures.items()}
+
+    def _wait_for(self, futures: dict[str, Future[Outcome]], pool: ThreadPoolExecutor) -> None:
+        """Wait for the workers, in slices, turning each Ctrl-C seen meanwhile into a notice;
+        the first sets `cancel`: workers stop at their next step, output line, retry or poll (a
+        build, even a silent one, is stopped on the engine) and clean up; what never started is
+        cancelled; what finished meanwhile is reported."""
+        pending: set[Future[Outcome]] = set(futures.values())
+        noticed = 0
+        while pending:
+            _, pending = wait(pending, timeout=WAIT_SLICE_SECONDS, return_when=FIRST_COMPLETED)
+            presses = self.ctrl_c.presses  # read once: a press may come while a notice prints
+            if presses > noticed and not self.cancel.is_set():
+                self.cancel.set()
+                pool.shutdown(wait=False, cancel_futures=True)
+                running = sum(f.running() for f in futures.values())
+                self.reporter.notice(f"stopping: waiting for {running} function(s) to reach a safe point and clean up")
+            elif presses > noticed:
                 self.reporter.notice("still stopping: a push or an AWS call in flight is being let finish")
+            noticed = presses
 
     def _sleep(self, seconds: float) -> None:
         if self.cancel.wait(seconds):
@@ -153,64 +187,24 @@ class Executor:
 
     def _function(self, fp: FunctionPlan, spec: FunctionSpec | None) -> Outcome:
         started = time.monotonic()
+        run: _FunctionRun | None = None
         try:
-            digest = _FunctionRun(self, fp, spec).execute()
+            run = _FunctionRun(self, fp, spec)  # makes the AWS clients: may fail too
+            run.execute()
         except DeployerError as exc:
-            status = "cancelled" if isinstance(exc, Cancelled) else "failed"
-            return Outcome(fp.name, status, str(exc), time.monotonic() - started)
+            if run is None:
+                return Outcome(fp.name, "failed", str(exc), time.monotonic() - started)
+            return run.stopped(exc, time.monotonic() - started)
         except Exception as exc:  # a bug: this function fails, the others go on, the summary says so
             return Outcome(fp.name, "failed", f"internal error: {type(exc).__name__}: {exc}; this is a bug in deployer, "
                            "please report it", time.monotonic() - started)
-        status = "built" if fp.action is Action.BUILD else "updated"
-        return Outcome(fp.name, status, f"now runs {short(digest)}", time.monotonic() - started, digest)
+        return run.finished(time.monotonic() - started)
 
     def login(self, region: str, fresh: bool = False) -> RegistryLogin:
         with self._login_lock:
             if fresh or region not in self._logins:
                 self._logins[region] = self.ecrs(region).login()
             return self._logins[region]
-
-
-class _SharedImages:
-    """One build per image in an apply. Functions with the same inputs and repository have the
-    same content tag: the first builds and pushes it, the others wait and deploy its digest
-    (building twice would push two digests under one tag, and untag an image a function runs).
-    If that build fails, the others fail at once with its reason instead of repeating it."""
-
-    def __init__(self, cancel: threading.Event) -> None:
-        self._cancel = cancel
-        self._guard = threading.Lock()
-        self._locks: dict[str, threading.Lock] = {}
-        self._digests: dict[str, str] = {}
-        self._failures: dict[str, str] = {}
-
-    def claim(self, image: str) -> str | None:
-        """The digest if the image was already pushed in this apply; else None, and the caller
-        holds the image until `done` or `abandon`."""
-        with self._guard:
-            lock = self._locks.setdefault(image, threading.Lock())
-        while not lock.acquire(timeout=0.2):  # in slices: a Ctrl-C must not wait for the build
-            if self._cancel.is_set():
-                raise Cancelled("cancelled while another function built the same image")
-        failure, digest = self._failures.get(image), self._digests.get(image)
-        if self._cancel.is_set() or failure or digest:
-            lock.release()
-        if self._cancel.is_set():
-            raise Cancelled("cancelled before building")
-        if failure:
-            raise DeployerError(f"the same image failed to build for {failure}")
-        return digest
-
-    def done(self, image: str, digest: str) -> None:
-        self._digests[image] = digest
-        self._locks[image].release()
-
-    def abandon(self, image: str, failure: str | None) -> None:
-        """The holder stops without pushing. `failure` (function: reason) is kept for the
-        functions waiting; None (cancelled, stale plan) lets the next one build it instead."""
-        if failure:
-            self._failures[image] = failure
-        self._locks[image].release()
 
 
 class _FunctionRun:
@@ -231,13 +225,19 @@ class _FunctionRun:
         self.image = f"{fp.desired.repository_uri}:{fp.desired.content_tag}"
         self.holds_image = False  # this run builds the image; others sharing it wait
         self.reused = False  # another function of this apply built the image
+        self.image_lock: ImageLock | None = None  # this machine's lock of the image, while held
+        self.local_tag: str | None = None  # the engine's tag made for the push, until removed
+        self.pushed_elsewhere = False  # another apply pushed the image since the plan
+        self.deployed_elsewhere = False  # another apply even deployed it: nothing was changed
+        self.update_sent = False  # UpdateFunctionCode went through: the function changed
 
     def log(self, line: str) -> None:
         self.executor.reporter.log(self.fp.name, line)
 
-    def execute(self) -> str:
+    def execute(self) -> None:
         with self.cleanup:
-            self.check_unchanged()
+            if self.settled_elsewhere():
+                return
             total = len(self.fp.steps)
             for number, step in enumerate(self.fp.steps, 1):
                 if self.executor.cancel.is_set():
@@ -246,8 +246,31 @@ class _FunctionRun:
                 started = time.monotonic()
                 self.do(step)
                 self.executor.reporter.step_done(self.fp.name, number, total, step.describe(), time.monotonic() - started)
+
+    def finished(self, seconds: float) -> Outcome:
         assert self.digest is not None
-        return self.digest
+        if self.deployed_elsewhere:
+            return Outcome(self.fp.name, "unchanged", f"already runs {short(self.digest)}: another apply deployed it since the plan",
+                           seconds, self.digest)
+        if self.pushed_elsewhere:
+            return Outcome(self.fp.name, "updated", f"now runs {short(self.digest)} (image pushed by another apply since the plan)",
+                           seconds, self.digest)
+        status: Status = "built" if self.fp.action is Action.BUILD else "updated"
+        return Outcome(self.fp.name, status, f"now runs {short(self.digest)}", seconds, self.digest)
+
+    def stopped(self, error: DeployerError, seconds: float) -> Outcome:
+        if isinstance(error, Cancelled) and (self.update_sent or self.deployed_elsewhere):
+            # Lambda was changed (by this apply, or by another one): say so, and how far it got.
+            status: Status = "unchanged" if self.deployed_elsewhere else "built" if self.fp.action is Action.BUILD else "updated"
+            sent = "update sent by another apply" if self.deployed_elsewhere else "update sent"
+            return Outcome(self.fp.name, status, f"{sent}; {self.update_status()} when interrupted", seconds, self.digest)
+        return Outcome(self.fp.name, "cancelled" if isinstance(error, Cancelled) else "failed", str(error), seconds)
+
+    def update_status(self) -> str:
+        try:
+            return f"LastUpdateStatus {self.lam.get_function(self.fp.name).last_update_status or 'unknown'}"
+        except DeployerError:
+            return "LastUpdateStatus unknown (GetFunction failed)"
 
     def do(self, step: Step) -> None:
         match step:
@@ -257,6 +280,8 @@ class _FunctionRun:
                 self.assemble(planned)
             case BuildImage() | PushImage() | VerifyImage() if self.reused:
                 self.log("skipped: the image was built and pushed for another function in this apply")
+            case PushImage() | VerifyImage() if self.pushed_elsewhere:
+                self.log("skipped: another apply pushed the image")
             case BuildImage():
                 self.build()
             case PushImage():
@@ -298,23 +323,70 @@ class _FunctionRun:
             reason = str(error).splitlines()[0] if failed else None
             self.executor.images.abandon(self.image, f"{self.fp.name}: {reason}" if failed else None)
 
+    def image_pushed(self, digest: str) -> None:
+        """The image is in ECR: functions of this apply waiting for it, and applies on this
+        machine waiting for its lock, deploy it instead of building it again."""
+        self.digest = digest
+        self.holds_image = False
+        self.executor.images.done(self.image, digest)
+        self.unlock_image()
+
     def build(self) -> None:
         ctx = self.context
         assert ctx is not None, "AssembleContext precedes BuildImage"
+        if self.lock_image():
+            return
         # Nothing function-specific: functions sharing the inputs share the image.
         labels = {"dev.deployer.source-digest": ctx.digest, "dev.deployer.spec": self.desired.spec_file}
 
-        def log(line: str) -> None:  # called per output line: also where a Ctrl-C stops the build
+        def log(line: str) -> None:  # called per output line
             if self.executor.cancel.is_set():
                 raise Cancelled("cancelled during docker build")
             if self.executor.options.verbose:
                 self.log(line)
 
-        reference = f"{self.push_repository()}:{self.desired.content_tag}"
-        self.image_id = self.executor.docker.build(str(ctx.path), ctx.dockerfile, reference, ctx.build_args, labels, log)
-        # The local tag only serves the push: it goes at cleanup, whatever happens; the layers
-        # stay in the engine's cache for the next build.
-        self.cleanup.callback(self.executor.docker.remove_tag, reference)
+        # The local tag only serves the push: it goes right after it, or at cleanup, whatever
+        # happens (a build stopped at its very end may have tagged); the layers stay in the
+        # engine's cache for the next build.
+        self.local_tag = f"{self.push_repository()}:{self.desired.content_tag}"
+        self.cleanup.callback(self.drop_local_tag)
+        try:
+            self.image_id = self.executor.docker.build(str(ctx.path), ctx.dockerfile, self.local_tag, ctx.build_args, labels,
+                                                       log, self.executor.cancel)
+        except DockerError:
+            if self.executor.cancel.is_set():  # the gateway stopped the build on the engine
+                raise Cancelled("cancelled during docker build (stopped on the engine)") from None
+            raise
+
+    def lock_image(self) -> bool:
+        """Take this machine's lock of the image, then ask ECR again. True when another apply
+        pushed the image meanwhile: it is deployed instead of being built a second time (a
+        second push of the tag would leave the first image untagged in ECR)."""
+        lock = ImageLock(self.image, self.executor.sleep, self.log)
+        if lock.acquire(self.desired.content_tag):
+            self.image_lock = lock
+            self.cleanup.callback(self.unlock_image)
+        existing = self.ecr.describe_image(self.desired.repository_name, self.desired.content_tag)
+        if existing.digest is None:
+            return False
+        if not existing.single_platform:
+            raise DeployerError(f"ECR tag {self.desired.content_tag} was pushed since the plan as a {existing.media_type}; "
+                                "Lambda accepts only single-platform manifests")
+        self.log(f"ECR got {self.desired.content_tag} since the plan (pushed by another apply): deploying its digest "
+                 f"{short(existing.digest)}")
+        self.pushed_elsewhere = True
+        self.image_pushed(existing.digest)
+        return True
+
+    def unlock_image(self) -> None:
+        lock, self.image_lock = self.image_lock, None
+        if lock is not None:
+            lock.release()
+
+    def drop_local_tag(self) -> None:
+        tag, self.local_tag = self.local_tag, None
+        if tag is not None:
+            self.executor.docker.remove_tag(tag)
 
     def push_repository(self) -> str:
         return f"{self.executor.options.registry_endpoint or self.desired.registry}/{self.desired.repository_name}"
@@ -336,6 +408,8 @@ class _FunctionRun:
                 raise
             self.log(f"ECR already holds {self.desired.content_tag} (immutable tag); deploying its digest {short(existing.digest)}")
             self.digest = existing.digest
+        finally:
+            self.drop_local_tag()
 
     def verify(self) -> None:
         """ECR must list the tag at the pushed digest with a single-platform media type."""
@@ -347,15 +421,38 @@ class _FunctionRun:
                     raise DeployerError(f"pushed image is a {seen.media_type}; Lambda accepts only single-platform manifests "
                                         "(turn off provenance/SBOM attestations)")
                 assert self.digest is not None
-                self.holds_image = False
-                self.executor.images.done(self.image, self.digest)
+                self.image_pushed(self.digest)
                 return
             self.executor.sleep(min(0.25 * attempt, 2.0))
         raise DeployerError(f"ECR does not list {self.desired.repository_uri}:{self.desired.content_tag} at the pushed digest "
                             f"{self.digest} (it reports {seen.digest if seen else None}); check the registry and push again")
 
-    def check_unchanged(self) -> None:
+    def settled_elsewhere(self) -> bool:
+        """Before anything: stop here, successfully, if another apply deployed since the plan
+        exactly what this one would; refuse if anything else changed."""
         now = self.lam.get_function(self.fp.name)
+        if self.changed(now):
+            wanted = self.digest or self.ecr.describe_image(self.desired.repository_name, self.desired.content_tag).digest
+            if self.deployed_meanwhile(now, wanted):
+                return True
+        self.check_unchanged(now)
+        return False
+
+    def changed(self, now: FunctionState) -> bool:
+        return now.running_digest != self.fp.current_digest or now.architectures != self.fp.current_architectures
+
+    def deployed_meanwhile(self, now: FunctionState, wanted: str | None) -> bool:
+        """True (and said) when the function changed since the plan to run `wanted` with the
+        wanted architecture: two applies of one source end in the same state, and the second
+        has nothing to do."""
+        if not (wanted and self.changed(now) and now.running_digest == wanted
+                and now.architectures == (self.desired.architecture,) and "Failed" not in (now.state, now.last_update_status)):
+            return False
+        self.digest, self.deployed_elsewhere = wanted, True
+        self.log(f"already runs {short(wanted)}: another apply deployed it since the plan; nothing to update")
+        return True
+
+    def check_unchanged(self, now: FunctionState) -> None:
         changes = []
         if now.running_digest != self.fp.current_digest:
             changes.append(f"digest {short(self.fp.current_digest)} -> {short(now.running_digest)}")
@@ -366,12 +463,17 @@ class _FunctionRun:
         if changes:
             raise PlanError(f"function {self.fp.name} changed since plan ({'; '.join(changes)}); run plan again")
 
-    def update(self, planned_image: str, architecture: str) -> None:
-        self.check_unchanged()
-        image = planned_image if "@" in planned_image else f"{self.desired.repository_uri}@{self.digest}"
+    def update(self, planned_image: ImageRef, architecture: str) -> None:
+        now = self.lam.get_function(self.fp.name)
+        if self.deployed_meanwhile(now, self.digest):
+            return
+        self.check_unchanged(now)
+        # Planned by tag (a build): pinned to the digest this apply pushed or found.
+        image = str(planned_image if planned_image.digest else ImageRef(self.desired.repository_uri, digest=self.digest))
         for attempt in range(1, CONFLICT_ATTEMPTS + 1):
             try:
                 self.lam.update_function_code(self.fp.name, image, architecture, self.revision)
+                self.update_sent = True
                 return
             except AwsError as exc:
                 if exc.code not in RETRYABLE_LAMBDA_CODES or attempt == CONFLICT_ATTEMPTS:

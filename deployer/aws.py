@@ -4,6 +4,9 @@ botocore errors into AwsError messages that name the call, the resource and what
 Clients are made once per (service, region) and shared by threads (boto3 clients are thread-safe).
 botocore's "standard" retry mode absorbs throttling and transient 5xx; endpoints, profiles and
 credentials come from boto3's standard configuration (AWS_PROFILE, AWS_ENDPOINT_URL*, ...).
+
+Every call is bounded in time: an endpoint that accepts connections and never answers (or never
+accepts them) fails a call within CALL_BOUND_SECONDS, with a message naming the endpoint.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
+from urllib.parse import urlsplit
 
 import boto3
 import botocore.config
@@ -23,12 +27,24 @@ from deployer.observed import FunctionState, ImageState
 
 T = TypeVar("T")
 
+# A black-holed endpoint costs at most ATTEMPTS * (a timeout) plus the backoff between attempts
+# (standard mode: at most 1 s, then 2 s): 3 * 8 + 3 = 27 s for one that accepts and never
+# answers, 3 * 5 + 3 = 18 s for one that never accepts, under CALL_BOUND_SECONDS. The read timeout
+# is per socket read, not per call: Lambda, ECR and STS answer these calls within a second or
+# two. 3 attempts is the AWS SDKs' standard; throttling retries beyond it are ours (apply.py).
+CONNECT_TIMEOUT_SECONDS = 5
+READ_TIMEOUT_SECONDS = 8
+ATTEMPTS = 3
+CALL_BOUND_SECONDS = 30
+
 RETRY_CONFIG = botocore.config.Config(
-    retries={"mode": "standard", "max_attempts": 5},
-    connect_timeout=10,
-    read_timeout=60,
+    retries={"mode": "standard", "total_max_attempts": ATTEMPTS},  # "max_attempts" would count retries only
+    connect_timeout=CONNECT_TIMEOUT_SECONDS,
+    read_timeout=READ_TIMEOUT_SECONDS,
     max_pool_connections=32,
 )
+# AwsError.code of a call that got no answer: it may or may not have been carried out.
+NO_ANSWER = "NoAnswer"
 
 
 WAIT_POLL_SECONDS = 2.0
@@ -44,6 +60,7 @@ class Clients:
         self._lock = threading.Lock()
         self._account_lock = threading.Lock()
         self._account: str | None = None
+        self._account_error: AwsError | None = None
 
     def client(self, service: str, region: str) -> Any:
         with self._lock:
@@ -57,10 +74,19 @@ class Clients:
             return self._clients[key]
 
     def account(self, region: str) -> str:
-        """The caller's account, for repositories given by name only (asked once, by one thread)."""
+        """The caller's account, for repositories given by name only (asked once, by one thread).
+
+        A failure is kept too: the threads waiting on the lock would otherwise each ask again, one
+        after the other, and an endpoint that never answers would hold plan for every one."""
         with self._account_lock:
+            if self._account_error is not None:
+                raise self._account_error
             if self._account is None:
-                identity = call(lambda: self.client("sts", region).get_caller_identity(), "sts:GetCallerIdentity", "the caller's account")
+                try:
+                    identity = call(lambda: self.client("sts", region).get_caller_identity(), "sts:GetCallerIdentity", "the caller's account")
+                except AwsError as exc:
+                    self._account_error = exc
+                    raise
                 self._account = str(identity["Account"])
             return self._account
 
@@ -79,11 +105,39 @@ def call(fn: Callable[[], T], operation: str, resource: str) -> T:
         raise AwsError(f"{operation} on {resource}: no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY") from exc
     except botocore.exceptions.NoRegionError as exc:
         raise AwsError(f"{operation} on {resource}: no region; set AWS_REGION or 'region' in deploy.yaml") from exc
-    except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionClosedError,
-            botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectTimeoutError) as exc:
-        raise AwsError(f"{operation} on {resource}: cannot reach the AWS endpoint ({exc}); check the network and AWS_ENDPOINT_URL") from exc
+    except (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError) as exc:
+        raise AwsError(f"{operation} on {resource}: {_no_answer(exc)}", NO_ANSWER) from exc
     except botocore.exceptions.BotoCoreError as exc:
         raise AwsError(f"{operation} on {resource} failed: {exc}") from exc
+
+
+def _no_answer(exc: botocore.exceptions.BotoCoreError) -> str:
+    """What went wrong with the connection, the endpoint (scheme://host:port, the URL boto3 used
+    without its path) and what to do. Timeouts and resets are what remain after the retries."""
+    url = str(getattr(exc, "kwargs", {}).get("endpoint_url") or "")
+    parts = urlsplit(url)
+    endpoint = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else "the AWS endpoint"
+    if isinstance(exc, botocore.exceptions.ReadTimeoutError):
+        what = f"{endpoint} accepted the connection but did not answer within {READ_TIMEOUT_SECONDS}s ({ATTEMPTS} attempts)"
+    elif isinstance(exc, botocore.exceptions.ConnectTimeoutError):
+        what = f"connecting to {endpoint} timed out after {CONNECT_TIMEOUT_SECONDS}s ({ATTEMPTS} attempts)"
+    elif isinstance(exc, botocore.exceptions.EndpointConnectionError):
+        what = f"cannot connect to {endpoint} ({ATTEMPTS} attempts)"
+    elif isinstance(exc, botocore.exceptions.ConnectionClosedError):
+        what = f"{endpoint} closed the connection before answering ({ATTEMPTS} attempts)"
+    else:
+        what = f"the connection to {endpoint} failed ({type(exc).__name__})"
+    return (f"no answer: {what}; check the network (proxy, firewall, VPN) and, if set, AWS_ENDPOINT_URL / "
+            "AWS_ENDPOINT_URL_<SERVICE>, then run again")
+
+
+def _answer_may_be_lost(error: AwsError) -> bool:
+    """No answer at all, or a refusal that came after a retry: the first attempt may have landed."""
+    if error.code == NO_ANSWER:
+        return True
+    cause = error.__cause__
+    retried = isinstance(cause, botocore.exceptions.ClientError) and cause.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) > 0
+    return error.code == "PreconditionFailedException" and retried
 
 
 _HINTS = {
@@ -125,9 +179,30 @@ class LambdaGateway:
         kwargs: dict[str, Any] = {"FunctionName": name, "ImageUri": image_uri, "Architectures": [architecture]}
         if revision_id:
             kwargs["RevisionId"] = revision_id
-        response = call(lambda: self._client.update_function_code(**kwargs), "lambda:UpdateFunctionCode", f"function {name}")
+        try:
+            response = call(lambda: self._client.update_function_code(**kwargs), "lambda:UpdateFunctionCode", f"function {name}")
+        except AwsError as exc:
+            if not _answer_may_be_lost(exc):
+                raise
+            return self._landed_update(name, image_uri, architecture, exc)
         revision: str | None = response.get("RevisionId")
         return revision
+
+    def _landed_update(self, name: str, image_uri: str, architecture: str, error: AwsError) -> str | None:
+        """An attempt got no answer: Lambda may have applied it (and a retry with the same
+        RevisionId was then refused by our own change). Ask Lambda which it was."""
+        digest = image_uri.rpartition("@sha256:")[2]
+        try:
+            now = self.get_function(name)
+        except AwsError:
+            raise AwsError(f"{error}. Lambda could not be asked whether the update went through either: the function "
+                           "may or may not run the new image; run 'deployer plan' to see", error.code) from error
+        if digest and now.code_sha256 == digest and now.architectures == (architecture,):
+            return now.revision_id  # ours: the update went through, only its answer was lost
+        if error.code == NO_ANSWER:
+            running = f"sha256:{now.code_sha256[:12]}" if now.code_sha256 else "no image"
+            raise AwsError(f"{error}. Lambda did not apply the update (the function still runs {running})", error.code) from error
+        raise error
 
     def wait_updated(self, name: str, sleep: Callable[[float], None] = time.sleep, timeout_seconds: int = 600) -> None:
         """Wait for LastUpdateStatus Successful; fail fast on Failed with Lambda's reason.

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from deployer import explain
 from deployer.errors import PlanError
 from deployer.paths import display, inside, read_inside
 from deployer.plan import Action, FunctionPlan, Plan, SourceFile, short
@@ -144,7 +145,7 @@ def _decide(saved: FunctionPlan, now: FunctionPlan) -> FunctionPlan | Refusal:
     if changes:
         return Refusal(name, f"function {name} changed since plan ({'; '.join(changes)}); run plan again")
     if now.action is Action.BLOCKED:
-        return Refusal(name, f"function {name} cannot be deployed now: {now.reason}")
+        return Refusal(name, f"function {name} cannot be deployed now: {explain.reason(now)}")
     if not saved.changes:
         if now.changes:  # the reviewer approved no change here
             return Refusal(name, f"function {name} changed since plan (the plan found nothing to do, now it needs: "

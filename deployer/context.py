@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
 from deployer import digest as digest_mod
+from deployer import locks
 from deployer.errors import BuildContextError
 from deployer.layout import (
     TEMPLATE_NAME,
@@ -35,7 +38,7 @@ from deployer.paths import inside
 from deployer.spec import FunctionSpec
 
 __all__ = ["BuildContext", "TEMPLATE_NAME", "Entry", "Layout", "assemble", "build_args", "layout", "materialize",
-           "source_digest_of", "temporary_context", "template_text"]
+           "source_digest_of", "sweep_abandoned_contexts", "temporary_context", "template_text"]
 
 
 @dataclass(frozen=True)
@@ -157,16 +160,88 @@ def _make_writable(func: Callable[[str], object], path: str, _exc: object) -> No
     func(path)
 
 
+def _remove_tree(path: Path) -> None:
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=_make_writable)
+    else:
+        shutil.rmtree(path, onerror=_make_writable)
+
+
+# Temporary contexts live directly in the temp dir as CONTEXT_PREFIX<pid>-<start>-<random>, each
+# beside a lock file of the same name plus LOCK_SUFFIX that its owner holds while it exists
+# (deployer.locks). A process killed with -9 leaves both behind, unlocked: the next apply sweeps
+# them. A context kept on request (--keep-context) loses its lock file, so it is never swept.
+CONTEXT_PREFIX = "deployer-ctx-"
+LOCK_SUFFIX = ".lock"
+
+
+def context_root() -> Path:
+    return Path(tempfile.gettempdir())
+
+
+def _new_context_dir(root: Path) -> tuple[Path, int]:
+    """A new empty directory and the held lock that marks it as in use by this process. The lock
+    comes first: a sweeper never sees a directory without its owner's lock."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    for _ in range(100):
+        path = root / f"{CONTEXT_PREFIX}{os.getpid()}-{stamp}-{secrets.token_hex(4)}"
+        lock = path.with_name(path.name + LOCK_SUFFIX)
+        if lock.exists() or path.exists():
+            continue
+        # wait: a sweeper may hold the new lock file for a moment (it then removes it, and
+        # acquire makes a new one).
+        fd = locks.acquire(lock, wait=time.sleep, note=f"pid {os.getpid()} since {stamp}")
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            locks.release(fd, lock)
+            continue
+        except BaseException:
+            locks.release(fd, lock)
+            raise
+        return path, fd
+    raise BuildContextError(f"cannot create a temporary build context directory in {root}")
+
+
+def sweep_abandoned_contexts(root: Path | None = None) -> list[Path]:
+    """Remove the temporary contexts whose owner died (kill -9, power loss): those whose lock file
+    nobody holds. Returns what was removed. Contexts of running applies are held, kept ones have
+    no lock file: both are left alone, as is anything not owned by this user."""
+    root = root or context_root()
+    removed = []
+    for lock in sorted(root.glob(f"{CONTEXT_PREFIX}*{LOCK_SUFFIX}")):
+        try:
+            if lock.lstat().st_uid != os.getuid():
+                continue
+        except OSError:
+            continue
+        fd = locks.abandoned(lock)
+        if fd is None:
+            continue
+        path = lock.with_name(lock.name.removesuffix(LOCK_SUFFIX))
+        try:
+            if path.is_dir() and not path.is_symlink():
+                _remove_tree(path)
+                removed.append(path)
+            locks.release(fd, lock)
+        except OSError:
+            locks.release(fd, lock, remove=False)  # the lock file stays with it: the next sweep tries again
+    return removed
+
+
 @contextlib.contextmanager
 def temporary_context(fn: FunctionSpec, keep: bool = False) -> Iterator[BuildContext]:
     """Assemble `fn`'s context in a fresh temporary directory and remove it on every way out
-    (success, error, KeyboardInterrupt), unless `keep`."""
-    tmp = Path(tempfile.mkdtemp(prefix="deployer-ctx-"))
+    (success, error, KeyboardInterrupt), unless `keep`. A crash (kill -9) leaves it to the next
+    `sweep_abandoned_contexts`."""
+    root = context_root()
+    tmp, fd = _new_context_dir(root)
+    lock = tmp.with_name(tmp.name + LOCK_SUFFIX)
     try:
         yield assemble(fn, tmp)
     finally:
-        if not keep:
-            if sys.version_info >= (3, 12):
-                shutil.rmtree(tmp, onexc=_make_writable)
-            else:
-                shutil.rmtree(tmp, onerror=_make_writable)
+        try:
+            if not keep:
+                _remove_tree(tmp)
+        finally:
+            locks.release(fd, lock)

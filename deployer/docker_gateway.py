@@ -8,8 +8,11 @@ registry's manifest digest. Registry credentials are passed per push and never s
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import re
+import socket
+import tempfile
 import threading
 import time
 from typing import Any, Callable, Mapping
@@ -17,13 +20,20 @@ from typing import Any, Callable, Mapping
 import docker
 import docker.errors
 import requests.exceptions
+import urllib3.exceptions
 
 from deployer.aws import RegistryLogin
 from deployer.errors import DockerError
+from deployer.redact import build_arg_secrets, credential_secrets, redact
 
 # How many build output lines a failure message carries.
 TAIL_LINES = 25
 PUSH_ATTEMPTS = 4
+# A build may be silent for minutes (a long compile): its stream waits long, and Ctrl-C stops it.
+BUILD_READ_TIMEOUT_SECONDS = 600
+# Everything else waits at most this long for the engine to say something. A push streams
+# progress while bytes move, so a push silent this long means the registry stopped answering.
+ENGINE_READ_TIMEOUT_SECONDS = 30
 # The classic builder colours a RUN step's stderr red with ANSI escapes; they would reach logs
 # and error messages as stray "[91m" text.
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -35,52 +45,87 @@ def _quiet(_: str) -> None:
     pass
 
 
+class PushStalled(DockerError):
+    """A push made no progress for ENGINE_READ_TIMEOUT_SECONDS: not retried, the registry is
+    not answering and would hold every attempt as long."""
+
+
 class DockerGateway:
     def __init__(self) -> None:
         self._client: Any = None
+        self._short: Any = None  # the same engine, with ENGINE_READ_TIMEOUT_SECONDS for reads
         self._lock = threading.Lock()
+        self._calls = threading.local()  # per worker thread: the build whose response to catch
 
     @property
     def client(self) -> Any:
         with self._lock:  # workers of a parallel apply share one connection to the engine
             return self._connect()
 
+    @property
+    def short(self) -> Any:
+        """The low-level API of a client whose reads wait at most ENGINE_READ_TIMEOUT_SECONDS."""
+        with self._lock:
+            self._connect()  # an engine that cannot be reached is said once, by the same message
+            if self._short is None:
+                self._short = docker.from_env(timeout=ENGINE_READ_TIMEOUT_SECONDS).api
+            return self._short
+
     def _connect(self) -> Any:
         if self._client is None:
             try:
-                self._client = docker.from_env(timeout=600)
+                self._client = docker.from_env(timeout=BUILD_READ_TIMEOUT_SECONDS)
+                # requests calls response hooks in the thread that sent the request, as soon as
+                # the headers are in: that is how a build's connection can be closed from outside.
+                self._client.api.hooks["response"].append(self._on_response)
                 self._client.ping()
             except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
                 host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-                raise DockerError(f"cannot reach the Docker engine at {host} ({exc}); start Docker or set DOCKER_HOST") from exc
+                raise DockerError(redact(f"cannot reach the Docker engine at {host} ({exc}); start Docker or set DOCKER_HOST")) from exc
         return self._client
+
+    def _on_response(self, response: Any, *args: Any, **kwargs: Any) -> Any:
+        watch = getattr(self._calls, "watch", None)
+        if watch is not None:
+            watch.attach(response)
+        return response
 
     def engine_platform(self) -> str:
         """The engine's own platform: the builder stage runs there and cross-compiles."""
-        version = self.client.version()
+        version = self.short.version()
         return f"{version.get('Os', 'linux')}/{version.get('Arch', 'amd64')}"
 
     def build(self, context_dir: str, dockerfile: str, tag: str, build_args: Mapping[str, str],
-              labels: Mapping[str, str], log: Log = _quiet) -> str:
-        """Build and tag; return the image ID. A failure carries the last lines of output."""
+              labels: Mapping[str, str], log: Log = _quiet, cancel: threading.Event | None = None) -> str:
+        """Build and tag; return the image ID. A failure carries the last lines of output.
+
+        When `cancel` is set the build is stopped on the engine within a poll interval, even in a
+        step that prints nothing, and a DockerError says so."""
         args = {"BUILDPLATFORM": self.engine_platform(), **build_args}
         tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         image_id = None
         try:
-            stream = self.client.api.build(path=context_dir, dockerfile=dockerfile, tag=tag, buildargs=dict(args),
-                                           labels=dict(labels), rm=True, forcerm=True, pull=False, decode=True)
-            for chunk in stream:
-                if "error" in chunk:
-                    raise _build_failure(f"docker build failed: {ANSI_ESCAPE.sub('', str(chunk['error'])).strip()}", tail)
-                image_id = chunk.get("aux", {}).get("ID", image_id)
-                for line in ANSI_ESCAPE.sub("", str(chunk.get("stream", ""))).splitlines():
-                    if line.strip():
-                        tail.append(line)
-                        log(line)
+            with _BuildWatch(cancel) as watch, _tarred(context_dir, dockerfile) as context:
+                self._calls.watch = watch  # the response hook hands this build's response to the watch
+                try:
+                    stream = self.client.api.build(fileobj=context, custom_context=True, dockerfile=dockerfile, tag=tag,
+                                                   buildargs=dict(args), labels=dict(labels), rm=True, forcerm=True,
+                                                   pull=False, decode=True)
+                finally:
+                    self._calls.watch = None
+                for chunk in stream:
+                    if "error" in chunk:
+                        raise _build_failure(f"docker build failed: {ANSI_ESCAPE.sub('', str(chunk['error'])).strip()}", tail, build_args)
+                    image_id = chunk.get("aux", {}).get("ID", image_id)
+                    for line in ANSI_ESCAPE.sub("", str(chunk.get("stream", ""))).splitlines():
+                        if line.strip():
+                            tail.append(line)
+                            log(line)
         except (docker.errors.APIError, docker.errors.BuildError, requests.exceptions.RequestException) as exc:
-            raise _build_failure(f"docker build failed: {exc}", tail) from exc
+            # from None: the SDK's error holds the request URL, and that URL every build arg.
+            raise _build_failure(f"docker build failed: {_explain(exc)}", tail, build_args) from None
         if image_id is None:
-            raise _build_failure("docker build finished without an image ID", tail)
+            raise _build_failure("docker build finished without an image ID", tail, build_args)
         return str(image_id)
 
     def push(self, image_id: str, repository: str, tag: str, login: RegistryLogin, relogin: Callable[[], RegistryLogin],
@@ -90,21 +135,26 @@ class DockerGateway:
         Transient faults (registry 5xx, connection resets) are retried with backoff, each retry
         logged; a refused token is replaced by a fresh login once."""
         try:
-            self.client.api.tag(image_id, repository, tag)
+            self.short.tag(image_id, repository, tag)
         except docker.errors.APIError as exc:
-            raise DockerError(f"cannot tag image {image_id} as {repository}:{tag}: {exc}") from exc
+            raise DockerError(f"cannot tag image {image_id} as {repository}:{tag}: {_explain(exc)}") from exc
         refreshed = False
+        registry = repository.split("/", 1)[0]
         for attempt in range(1, PUSH_ATTEMPTS + 1):
             try:
                 return self._push_once(repository, tag, login)
+            except PushStalled:
+                raise
             except DockerError as exc:
                 message = str(exc).lower()
                 if _is_auth_error(message) and not refreshed:
                     log(f"registry refused the credentials; logging in again ({exc})")
                     login, refreshed = relogin(), True
                     continue
-                if not _is_transient(message) or attempt == PUSH_ATTEMPTS:
+                if not _is_transient(message):
                     raise
+                if attempt == PUSH_ATTEMPTS:
+                    raise DockerError(f"{exc}; check that the registry {registry} is reachable, then run apply again") from None
                 delay = min(2 ** attempt, 10)
                 log(f"push attempt {attempt}/{PUSH_ATTEMPTS} failed ({exc}); retrying in {delay}s")
                 sleep(delay)
@@ -112,16 +162,22 @@ class DockerGateway:
 
     def _push_once(self, repository: str, tag: str, login: RegistryLogin) -> str:
         auth = {"username": login.username, "password": login.password}
+        secrets = credential_secrets(login.username, login.password)
         digest = None
         try:
-            for chunk in self.client.api.push(repository, tag=tag, auth_config=auth, stream=True, decode=True):
+            for chunk in self.short.push(repository, tag=tag, auth_config=auth, stream=True, decode=True):
                 if "error" in chunk:
-                    raise DockerError(f"push of {repository}:{tag} failed: {chunk['error']}")
+                    raise DockerError(redact(f"push of {repository}:{tag} failed: {chunk['error']}", secrets))
                 digest = chunk.get("aux", {}).get("Digest", digest)
         except docker.errors.APIError as exc:
-            raise DockerError(f"push of {repository}:{tag} failed: {exc.explanation or exc}") from exc
-        except requests.exceptions.RequestException as exc:
-            raise DockerError(f"push of {repository}:{tag} failed: connection to the Docker engine: {exc}") from exc
+            raise DockerError(f"push of {repository}:{tag} failed: {_explain(exc, secrets)}") from None
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:
+            # The SDK reads a decoded stream from the raw response: urllib3's errors come through.
+            if _is_read_timeout(exc):  # closing the connection also ends the push on the engine
+                raise PushStalled(f"push of {repository}:{tag} made no progress for {ENGINE_READ_TIMEOUT_SECONDS}s: the "
+                                  f"registry {repository.split('/', 1)[0]} stopped answering; check that it is reachable, "
+                                  "then run apply again") from None
+            raise DockerError(f"push of {repository}:{tag} failed: connection to the Docker engine: {_explain(exc, secrets)}") from None
         if not digest:
             raise DockerError(f"push of {repository}:{tag} reported no manifest digest")
         return str(digest)
@@ -129,13 +185,115 @@ class DockerGateway:
     def remove_tag(self, reference: str) -> None:
         """Drop a local tag made for a push; the image layers stay cached for the next build."""
         try:
-            self.client.api.remove_image(reference, noprune=True)
+            self.short.remove_image(reference, noprune=True)
         except (docker.errors.DockerException, requests.exceptions.RequestException, DockerError):
             pass  # already gone, in use, or the engine went away: nothing of the user's depends on it
 
 
-def _build_failure(headline: str, tail: collections.deque[str]) -> DockerError:
-    return DockerError(f"{headline}\n--- last build output ---\n" + "\n".join(tail))
+# How often a build's watch looks at the cancel flag: a cancelled build stops within about this.
+WATCH_SECONDS = 0.1
+
+
+class _BuildWatch:
+    """Stops a build on the engine when `cancel` is set, from a thread of its own: it shuts the
+    build's HTTP connection down. dockerd then cancels the build (it kills and removes the
+    container of the running step: rm/forcerm), and the reading thread, blocked in a silent
+    step, gets the end of the stream. Leaving the watch closes the response in every case, so a
+    build abandoned for any reason is stopped too."""
+
+    def __init__(self, cancel: threading.Event | None) -> None:
+        self._cancel = cancel
+        self._response: Any = None
+        self._lock = threading.Lock()
+        self._over = threading.Event()
+        self.fired = False
+
+    def attach(self, response: Any) -> None:
+        with self._lock:
+            self._response = response
+
+    def __enter__(self) -> _BuildWatch:
+        if self._cancel is not None:
+            threading.Thread(target=self._watch, name="deployer-build-watch", daemon=True).start()
+        return self
+
+    def _watch(self) -> None:
+        assert self._cancel is not None
+        while not self._over.wait(WATCH_SECONDS):
+            if self._cancel.is_set() and self._stop():
+                return
+
+    def _stop(self) -> bool:
+        """Shut the connection down; False while the response has not come yet (upload)."""
+        with self._lock:
+            if self._response is None or self._over.is_set():
+                return False
+            self.fired = True
+            sock = _socket_of(self._response)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            return True
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _tb: object) -> None:
+        with self._lock:
+            self._over.set()
+            response, self._response = self._response, None
+        if response is not None:
+            with contextlib.suppress(Exception):
+                response.close()
+        if self.fired:  # whatever the broken stream raised, the cause is the cancel
+            raise DockerError("docker build stopped: cancelled") from None
+
+
+def _socket_of(response: Any) -> socket.socket | None:
+    """The socket under a streamed requests response (unix socket or TCP to the engine), found the
+    way the docker SDK finds it for attach; None on a transport that has none (ssh)."""
+    try:
+        raw = response.raw._fp.fp.raw
+        sock = getattr(raw, "_sock", raw)
+    except AttributeError:
+        return None
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _tarred(context_dir: str, dockerfile: str) -> Any:
+    """The context as a tar in an unnamed temporary file (O_TMPFILE on Linux), so that a crash
+    leaves no copy of it in the temp dir (the SDK's own tar is a named temporary file).
+    `dockerfile` lies inside the context: the SDK archives it like any file."""
+    return docker.utils.tar(context_dir, dockerfile=(dockerfile, None), fileobj=tempfile.TemporaryFile())
+
+
+def _build_failure(headline: str, tail: collections.deque[str], build_args: Mapping[str, str]) -> DockerError:
+    """The error of a failed build: headline and last output lines, with no build-arg value."""
+    message = f"{headline}\n--- last build output ---\n" + "\n".join(tail)
+    return DockerError(redact(message, build_arg_secrets(build_args)))
+
+
+# A request URL's query: the build endpoint's holds every build arg.
+_URL_QUERY = re.compile(r"(/[^\s?'\"]*)\?[^\s'\")]*")
+
+
+def _explain(exc: Exception, secrets: tuple[str, ...] = ()) -> str:
+    """What the engine said, without the request: an APIError's explanation (its str() starts
+    with the request URL); otherwise the error's text with every URL query cut off."""
+    explanation = getattr(exc, "explanation", None) or getattr(exc, "msg", None)
+    if explanation:
+        text = str(explanation)
+    else:
+        response = getattr(exc, "response", None)
+        if response is not None:  # the status line only ("HTTP 502 Bad Gateway": retries look for it)
+            text = f"HTTP {response.status_code} {response.reason}"
+        else:
+            text = _URL_QUERY.sub(r"\1?...", str(exc))
+    return redact(ANSI_ESCAPE.sub("", text).strip(), secrets)
+
+
+def _is_read_timeout(exc: Exception) -> bool:
+    """A read timeout: requests' ReadTimeout before the response; while a stream is read,
+    urllib3's ReadTimeoutError, raw or wrapped in a requests ConnectionError."""
+    return (isinstance(exc, (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError))
+            or "read timed out" in str(exc).lower())
 
 
 def _is_auth_error(message: str) -> bool:

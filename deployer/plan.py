@@ -31,6 +31,50 @@ class Action(enum.Enum):
         return {"NOOP": " ", "UPDATE": "~", "BUILD": "+", "BLOCKED": "!"}[self.name]
 
 
+class ReasonCode(enum.Enum):
+    """Why a function gets its action. The value is the code in JSON plans."""
+
+    UP_TO_DATE = "up_to_date"  # NOOP: Lambda runs the content image with the wanted architecture
+    NO_IMAGE = "no_image_for_source"  # BUILD: ECR has no image under the content tag
+    OTHER_IMAGE = "runs_other_image"  # UPDATE: Lambda runs another digest
+    ARCHITECTURE_ONLY = "architecture_only"  # UPDATE: the right digest, the wrong architecture
+    LAST_UPDATE_FAILED = "last_update_failed"  # UPDATE: Lambda says its last update failed
+    FUNCTION_MISSING = "function_missing"  # BLOCKED
+    NOT_AN_IMAGE_FUNCTION = "not_an_image_function"  # BLOCKED: a Zip package
+    REPOSITORY_MISSING = "repository_missing"  # BLOCKED
+    NOT_SINGLE_PLATFORM = "not_single_platform"  # BLOCKED: the tag holds an index / manifest list
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a function gets its action: a code and the facts that are not already in its
+    FunctionPlan. For display only (deployer.explain words it): apply never decides anything
+    from a reason, as terraform's ActionReason. `detail` is AWS's own value where the code needs
+    one (the failed update's LastUpdateStatusReason, the package type, the media type), foreign
+    text to be shown inert; `update_in_progress` notes a LastUpdateStatus of InProgress."""
+
+    code: ReasonCode
+    detail: str | None = None
+    update_in_progress: bool = False
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image in a repository, by digest ("sha256:...") or, before it is built, by tag.
+    Invariant: exactly one of `digest` and `tag` is set."""
+
+    repository_uri: str
+    digest: str | None = None
+    tag: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.digest is None) == (self.tag is None):
+            raise ValueError("an image reference has either a digest or a tag")
+
+    def __str__(self) -> str:
+        return f"{self.repository_uri}@{self.digest}" if self.digest else f"{self.repository_uri}:{self.tag}"
+
+
 @dataclass(frozen=True)
 class EcrLogin:
     registry: str
@@ -57,7 +101,7 @@ class BuildImage:
 
 @dataclass(frozen=True)
 class PushImage:
-    image: str  # repository_uri:content_tag
+    image: ImageRef  # by content tag
 
     def describe(self) -> str:
         return f"push {self.image}"
@@ -65,7 +109,7 @@ class PushImage:
 
 @dataclass(frozen=True)
 class VerifyImage:
-    image: str
+    image: ImageRef  # by content tag
 
     def describe(self) -> str:
         return f"verify {self.image} is a single-platform image in ECR"
@@ -74,7 +118,7 @@ class VerifyImage:
 @dataclass(frozen=True)
 class UpdateFunctionCode:
     function: str
-    image: str  # repository_uri@sha256:... when known at plan time, else repository_uri:tag
+    image: ImageRef  # by digest when known at plan time, else by the content tag (apply pins the pushed digest)
     architecture: str
 
     def describe(self) -> str:
@@ -106,7 +150,7 @@ class FunctionPlan:
 
     desired: Desired
     action: Action
-    reason: str
+    reason: Reason
     current_digest: str | None
     desired_digest: str | None
     current_architectures: tuple[str, ...]
@@ -169,44 +213,41 @@ def make_plan(pairs: Iterable[tuple[Desired, Observed]]) -> Plan:
 
 def plan_function(desired: Desired, observed: Observed) -> FunctionPlan:
     fn, image = observed.function, observed.image
-    current = fn.running_digest
+    in_progress = fn.last_update_status == "InProgress"
 
-    def decide(action: Action, reason: str, steps: tuple[Step, ...] = ()) -> FunctionPlan:
-        return FunctionPlan(desired, action, reason, current, image.digest, fn.architectures, fn.revision_id, steps)
+    def decide(action: Action, code: ReasonCode, detail: str | None = None) -> FunctionPlan:
+        reason = Reason(code, detail, in_progress)
+        steps = steps_for(action, desired, image.digest)
+        return FunctionPlan(desired, action, reason, fn.running_digest, image.digest, fn.architectures, fn.revision_id, steps)
 
-    blocked = _blocker(desired, observed)
-    if blocked:
-        return decide(Action.BLOCKED, blocked)
-
-    wanted_arch = (desired.architecture,)
-    arch_change = tuple(fn.architectures) != wanted_arch
-    arch_note = f"; architectures {','.join(fn.architectures) or 'none'} -> {desired.architecture}" if arch_change else ""
-    failed = fn.last_update_status == "Failed" or fn.state == "Failed"
-    notes = arch_note + ("; an update is in progress (apply retries until it ends)" if fn.last_update_status == "InProgress" else "")
-
+    if not fn.exists:
+        return decide(Action.BLOCKED, ReasonCode.FUNCTION_MISSING)
+    if fn.package_type and fn.package_type != "Image":
+        return decide(Action.BLOCKED, ReasonCode.NOT_AN_IMAGE_FUNCTION, fn.package_type)
+    if not image.repository_exists:
+        return decide(Action.BLOCKED, ReasonCode.REPOSITORY_MISSING)
+    if image.digest is not None and not image.single_platform:
+        return decide(Action.BLOCKED, ReasonCode.NOT_SINGLE_PLATFORM, image.media_type)
     if image.digest is None:
-        reason = f"no image in ECR for source {short(desired.source_digest)} (tag {desired.content_tag}){notes}"
-        return decide(Action.BUILD, reason, steps_for(Action.BUILD, desired, None))
-    if current == image.digest and not arch_change and not failed:
-        return decide(Action.NOOP, f"runs {short(current)}, the image of source {short(desired.source_digest)}{notes}")
-    if failed:
-        why = fn.last_update_reason or "no reason given"
-        reason = f"the function's last update failed ({why}); updating it again to {short(image.digest)}{notes}"
-    elif current == image.digest:
-        reason = f"architecture change only{notes}"
-    else:
-        reason = f"runs {short(current)}, ECR has {short(image.digest)} for the current source{notes}"
-    return decide(Action.UPDATE, reason, steps_for(Action.UPDATE, desired, image.digest))
+        return decide(Action.BUILD, ReasonCode.NO_IMAGE)
+    arch_change = tuple(fn.architectures) != (desired.architecture,)
+    if fn.last_update_status == "Failed" or fn.state == "Failed":
+        return decide(Action.UPDATE, ReasonCode.LAST_UPDATE_FAILED, fn.last_update_reason)
+    if fn.running_digest != image.digest:
+        return decide(Action.UPDATE, ReasonCode.OTHER_IMAGE)
+    if arch_change:
+        return decide(Action.UPDATE, ReasonCode.ARCHITECTURE_ONLY)
+    return decide(Action.NOOP, ReasonCode.UP_TO_DATE)
 
 
 def steps_for(action: Action, desired: Desired, desired_digest: str | None) -> tuple[Step, ...]:
     """The steps of an action: the one place that says what apply does for it (a saved plan
     is checked against this too)."""
     if action is Action.UPDATE:
-        pinned = f"{desired.repository_uri}@{desired_digest}"
+        pinned = ImageRef(desired.repository_uri, digest=desired_digest)
         return (UpdateFunctionCode(desired.name, pinned, desired.architecture), WaitForUpdate(desired.name))
     if action is Action.BUILD:
-        tagged = f"{desired.repository_uri}:{desired.content_tag}"
+        tagged = ImageRef(desired.repository_uri, tag=desired.content_tag)
         return (
             EcrLogin(desired.registry),
             AssembleContext(desired.source_digest),
@@ -218,19 +259,3 @@ def steps_for(action: Action, desired: Desired, desired_digest: str | None) -> t
             Cleanup(),
         )
     return ()
-
-
-def _blocker(desired: Desired, observed: Observed) -> str | None:
-    """Why the function cannot be deployed at all; the message says what to do."""
-    fn, image = observed.function, observed.image
-    if not fn.exists:
-        return (f"function {desired.name} does not exist in {desired.region}; create it (as an Image package) "
-                "first: deployer updates code, it does not create functions")
-    if fn.package_type and fn.package_type != "Image":
-        return f"function {desired.name} is a {fn.package_type} package; only Image functions can run a container image; recreate it with PackageType Image"
-    if not image.repository_exists:
-        return f"ECR repository {desired.repository_uri} does not exist; create it (aws ecr create-repository) first"
-    if image.digest is not None and not image.single_platform:
-        return (f"ECR tag {desired.content_tag} is a {image.media_type or 'unknown media type'}; Lambda accepts only "
-                "single-platform image manifests; delete the tag and push a single-platform image (no provenance/SBOM attestations)")
-    return None

@@ -17,11 +17,24 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from deployer import explain
 from deployer.digest import content_tag
 from deployer.errors import PlanError
 from deployer.load import REPOSITORY_URI
 from deployer.observed import Desired
-from deployer.plan import FORMAT_VERSION, STEP_TYPES, Action, FunctionPlan, Plan, SourceFile, Step, steps_for
+from deployer.plan import (
+    FORMAT_VERSION,
+    STEP_TYPES,
+    Action,
+    FunctionPlan,
+    ImageRef,
+    Plan,
+    Reason,
+    ReasonCode,
+    SourceFile,
+    Step,
+    steps_for,
+)
 from deployer.spec import LAMBDA_ARCHITECTURES
 
 _STEPS_BY_NAME = {cls.__name__: cls for cls in STEP_TYPES}
@@ -46,7 +59,8 @@ def _function(fp: FunctionPlan) -> dict[str, Any]:
     return {
         "name": fp.name,
         "action": fp.action.name.lower(),
-        "reason": fp.reason,
+        "reason": {"code": fp.reason.code.value, "detail": fp.reason.detail,
+                   "update_in_progress": fp.reason.update_in_progress, "description": explain.reason(fp)},
         "desired": dataclasses.asdict(fp.desired),
         "current_digest": fp.current_digest,
         "desired_digest": fp.desired_digest,
@@ -128,7 +142,7 @@ def _function_plan(entry: Any, index: int) -> FunctionPlan:
     plan = FunctionPlan(
         desired=desired,
         action=action,
-        reason=_typed(entry.get("reason"), str, f"{at}.reason"),
+        reason=_reason(entry.get("reason"), f"{at}.reason"),
         current_digest=_typed(entry.get("current_digest"), optional, f"{at}.current_digest"),
         desired_digest=_typed(entry.get("desired_digest"), optional, f"{at}.desired_digest"),
         current_architectures=tuple(_typed(a, str, f"{at}.current_architectures")
@@ -140,6 +154,16 @@ def _function_plan(entry: Any, index: int) -> FunctionPlan:
     if plan.steps != steps_for(action, desired, plan.desired_digest) or (action is Action.UPDATE and not plan.desired_digest):
         raise ValueError(f"{at}.steps are not the steps of a {action.value} of {desired.name}")
     return plan
+
+
+def _reason(value: Any, at: str) -> Reason:
+    entry = _typed(value, dict, at)
+    code = _typed(entry.get("code"), str, f"{at}.code")
+    codes = {c.value: c for c in ReasonCode}
+    if code not in codes:
+        raise ValueError(f"{at}.code {code!r} is not one of {', '.join(codes)}")
+    return Reason(codes[code], _typed(entry.get("detail"), (str, type(None)), f"{at}.detail"),
+                  _typed(entry.get("update_in_progress"), bool, f"{at}.update_in_progress"))
 
 
 def _check_desired(desired: Desired, where: str) -> None:
@@ -160,6 +184,9 @@ def _step(entry: Any, where: str) -> Step:
     if kind not in _STEPS_BY_NAME:
         raise ValueError(f"{where}.type {kind!r} is not a step deployer knows")
     fields = {k: v for k, v in entry.items() if k not in ("type", "description")}
+    if "image" in fields:  # the one nested value of a step
+        image = _typed(fields["image"], dict, f"{where}.image")
+        fields["image"] = ImageRef(**{k: _typed(v, (str, type(None)), f"{where}.image.{k}") for k, v in image.items()})
     step: Step = _STEPS_BY_NAME[kind](**fields)
     return step
 

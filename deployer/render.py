@@ -17,6 +17,7 @@ import re
 from rich.markup import escape
 
 from deployer import planfile
+from deployer.explain import reason
 from deployer.plan import Action, FunctionPlan, Plan, short
 
 _STYLE = {Action.NOOP: "dim", Action.UPDATE: "yellow", Action.BUILD: "green", Action.BLOCKED: "bold red"}
@@ -42,7 +43,7 @@ def text(plan: Plan) -> str:
     for fp in plan.functions:
         style = _STYLE[fp.action]
         lines.append(f"[{style}]{escape(fp.action.symbol)} {_rich(fp.name)}: {fp.action.value}[/{style}]")
-        lines.append(f"    reason:  {_rich(fp.reason)}")
+        lines.append(f"    reason:  {_rich(reason(fp))}")
         if fp.action is not Action.BLOCKED:
             lines.append(f"    image:   {_rich(fp.desired.repository_uri)}:{_rich(fp.desired.content_tag)}")
             lines.append(f"    digest:  {_rich(_digest_change(fp))}")
@@ -77,13 +78,13 @@ def markdown(plan: Plan) -> str:
     for fp in plan.functions:
         desired = md_code(short(fp.desired_digest)) if fp.desired_digest else "_after build_"
         lines.append(f"| `{fp.action.symbol.strip() or '='}` | {md_code(fp.name)} | {md_code(short(fp.current_digest))} | {desired} "
-                     f"| {fp.action.value} | {md_text(fp.reason)} |")
+                     f"| {fp.action.value} | {md_text(reason(fp))} |")
     lines.append("")
     for fp in plan.functions:
         # <details> opens an HTML block that lasts until the blank line: the <summary> line is
         # raw HTML, where markdown (code spans, backslash escapes) means nothing.
         lines += ["<details>", f"<summary>{html_code(fp.name)}: {fp.action.value}</summary>", "",
-                  f"- reason: {md_text(fp.reason)}",
+                  f"- reason: {md_text(reason(fp))}",
                   f"- image: {md_code(f'{fp.desired.repository_uri}:{fp.desired.content_tag}')}",
                   f"- source digest: {md_code(fp.desired.source_digest)}",
                   f"- current digest: {md_code(fp.current_digest or '-')}",

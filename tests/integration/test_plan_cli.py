@@ -92,6 +92,17 @@ def tree_fingerprint(root: Path) -> dict[str, tuple[str, int]]:
 
 # -- actions, reasons and exit codes ----------------------------------------------------------
 
+def reason_of(entry: dict[str, Any]) -> tuple[str, str | None]:
+    """A planned function's reason as (code, detail): tests speak in codes; the wording is
+    pinned once per format by tests/unit/test_golden_render.py."""
+    return entry["reason"]["code"], entry["reason"]["detail"]
+
+
+def only_desired_uri(monorepo: Monorepo) -> str:
+    result, data = plan_json(monorepo)
+    return str(data["functions"][0]["desired"]["repository_uri"])
+
+
 def test_plan_reports_no_change_after_apply_and_detailed_exitcode_is_0(
         monorepo: Monorepo, make_image_function: Callable[..., ImageFunction]) -> None:
     function = make_image_function("arm64")
@@ -107,7 +118,7 @@ def test_plan_reports_no_change_after_apply_and_detailed_exitcode_is_0(
     entry = only_function(monorepo)
     digest = ecr_digest(function.repository, entry["desired"]["content_tag"])
     assert (entry["action"], entry["current_digest"], entry["desired_digest"], entry["steps"]) == ("noop", digest, digest, [])
-    assert entry["reason"] == f"runs {short(digest)}, the image of source {short(entry['desired']['source_digest'])}"
+    assert reason_of(entry) == ("up_to_date", None)
     assert running_code_sha256(function.name) == digest.removeprefix("sha256:")
 
 
@@ -129,10 +140,10 @@ def test_plan_updates_only_when_content_tag_exists_but_function_runs_another_dig
     built = ecr_digest(function.repository, entry["desired"]["content_tag"])
     repository_uri = entry["desired"]["repository_uri"]
     assert entry["action"] == "update"
-    assert entry["reason"] == f"runs {short(function.image.digest)}, ECR has {short(built)} for the current source"
+    assert reason_of(entry) == ("runs_other_image", None)
     assert (entry["current_digest"], entry["desired_digest"]) == (function.image.digest, built)
     assert [(s["type"], s.get("image")) for s in entry["steps"]] == [
-        ("UpdateFunctionCode", f"{repository_uri}@{built}"), ("WaitForUpdate", None)]
+        ("UpdateFunctionCode", {"repository_uri": repository_uri, "digest": built, "tag": None}), ("WaitForUpdate", None)]
 
 
 def test_plan_builds_when_no_image_has_the_content_tag_and_detailed_exitcode_is_2(
@@ -152,11 +163,12 @@ def test_plan_builds_when_no_image_has_the_content_tag_and_detailed_exitcode_is_
     desired = entry["desired"]
     tagged = f"{desired['repository_uri']}:{desired['content_tag']}"
     assert entry["action"] == "build"
-    assert entry["reason"] == f"no image in ECR for source {short(desired['source_digest'])} (tag {desired['content_tag']})"
+    assert reason_of(entry) == ("no_image_for_source", None)
     assert (entry["current_digest"], entry["desired_digest"], entry["current_architectures"]) == (function.image.digest, None, ["arm64"])
     assert [s["type"] for s in entry["steps"]] == ["EcrLogin", "AssembleContext", "BuildImage", "PushImage",
                                                    "VerifyImage", "UpdateFunctionCode", "WaitForUpdate", "Cleanup"]
-    assert entry["steps"][5] == {"type": "UpdateFunctionCode", "function": function.name, "image": tagged, "architecture": "arm64",
+    image = {"repository_uri": desired["repository_uri"], "digest": None, "tag": desired["content_tag"]}
+    assert entry["steps"][5] == {"type": "UpdateFunctionCode", "function": function.name, "image": image, "architecture": "arm64",
                                  "description": f"update function {function.name} to {tagged} (arm64)"}
     # Without --detailed-exitcode a plan with changes is a success.
     assert monorepo.deployer("plan").returncode == 0
@@ -173,8 +185,8 @@ def test_plan_reports_architecture_change_on_build(
     entry = only_function(monorepo)
     desired = entry["desired"]
     assert entry["action"] == "build"
-    assert entry["reason"] == (f"no image in ECR for source {short(desired['source_digest'])} (tag {desired['content_tag']})"
-                               "; architectures x86_64 -> arm64")
+    assert reason_of(entry) == ("no_image_for_source", None)
+    assert (desired["architecture"], entry["current_architectures"]) == ("arm64", ["x86_64"])
     assert entry["current_architectures"] == ["x86_64"]
     assert entry["steps"][5]["architecture"] == "arm64"
 
@@ -188,7 +200,9 @@ def test_plan_reports_architecture_change_on_update(
 
     entry = only_function(monorepo)
     assert entry["action"] == "update"
-    assert entry["reason"] == f"runs {short(function.image.digest)}, ECR has {short(pushed.digest)} for the current source; architectures x86_64 -> arm64"
+    assert reason_of(entry) == ("runs_other_image", None)
+    assert (entry["current_digest"], entry["desired_digest"], entry["current_architectures"]) == (
+        function.image.digest, pushed.digest, ["x86_64"])
     assert entry["steps"][0]["architecture"] == "arm64"
 
 
@@ -204,21 +218,21 @@ def test_plan_reports_architecture_change_only_when_function_runs_the_content_im
     result = monorepo.deployer("plan", "--detailed-exitcode")
     assert result.returncode == 2, result.stdout + result.stderr
     entry = only_function(monorepo)
-    assert (entry["action"], entry["reason"]) == ("update", "architecture change only; architectures x86_64 -> arm64")
-    assert entry["steps"][0]["image"] == f"{entry['desired']['repository_uri']}@{pushed.digest}"
+    assert (entry["action"], reason_of(entry)) == ("update", ("architecture_only", None))
+    assert entry["steps"][0]["image"] == {"repository_uri": entry["desired"]["repository_uri"], "digest": pushed.digest, "tag": None}
 
 
 # -- blocked: exit 1, never 2 -----------------------------------------------------------------
 
-def assert_blocked(monorepo: Monorepo, name: str, reason: str) -> None:
+def assert_blocked(monorepo: Monorepo, name: str, code: str, detail: str | None = None) -> None:
     result = monorepo.deployer("plan", "--detailed-exitcode")
     assert result.returncode == 1, result.stdout + result.stderr
     assert_clean(result)
-    assert f"! {name}: blocked\n    reason:  {reason}\n" in result.stdout
+    assert f"! {name}: blocked\n    reason:  " in result.stdout
     assert result.stderr == f"error: 1 function(s) cannot be deployed: {name}; see the reasons above\n"
     result, data = plan_json(monorepo)
     assert result.returncode == 1
-    assert [(f["name"], f["action"], f["reason"], f["steps"]) for f in data["functions"]] == [(name, "blocked", reason, [])]
+    assert [(f["name"], f["action"], reason_of(f), f["steps"]) for f in data["functions"]] == [(name, "blocked", (code, detail), [])]
     assert data["summary"]["changes"] is False and data["summary"]["blocked"] == 1
 
 
@@ -226,8 +240,7 @@ def test_plan_blocks_missing_function_with_exit_1(
         monorepo: Monorepo, make_repository: Callable[..., str]) -> None:
     name, repository = unique_name("deployer-test-missing"), make_repository()
     spec_for(monorepo, {"name": name, "repository": repository})
-    assert_blocked(monorepo, name, f"function {name} does not exist in us-east-1; create it (as an Image package) first: "
-                                   "deployer updates code, it does not create functions")
+    assert_blocked(monorepo, name, "function_missing")
 
 
 def test_plan_blocks_missing_repository_with_exit_1(
@@ -235,8 +248,8 @@ def test_plan_blocks_missing_repository_with_exit_1(
     function = make_image_function("arm64")
     repository = unique_name("deployer-test-norepo")
     spec_for(monorepo, {"name": function.name, "repository": repository})
-    uri = f"{local_cloud.account}.dkr.ecr.us-east-1.amazonaws.com/{repository}"
-    assert_blocked(monorepo, function.name, f"ECR repository {uri} does not exist; create it (aws ecr create-repository) first")
+    assert_blocked(monorepo, function.name, "repository_missing")
+    assert only_desired_uri(monorepo) == f"{local_cloud.account}.dkr.ecr.us-east-1.amazonaws.com/{repository}"
 
 
 @pytest.mark.parametrize("index_type", [OCI_INDEX, DOCKER_LIST])
@@ -259,9 +272,7 @@ def test_plan_blocks_content_tag_that_is_an_image_index_with_exit_1(
     details = boto3.client("ecr").describe_images(repositoryName=function.repository, imageIds=[{"imageTag": tag}])["imageDetails"]
     assert details[0]["imageManifestMediaType"] == index_type
 
-    assert_blocked(monorepo, function.name,
-                   f"ECR tag {tag} is a {index_type}; Lambda accepts only single-platform image manifests; delete the tag and "
-                   "push a single-platform image (no provenance/SBOM attestations)")
+    assert_blocked(monorepo, function.name, "not_single_platform", index_type)
 
 
 # -- formats, saved plans, several files -------------------------------------------------------
@@ -293,7 +304,7 @@ def test_plan_text_markdown_and_json_describe_the_same_plan(
     assert data["format_version"] == 2
     assert data["summary"] == {"changes": True, "noop": 0, "update": 0, "build": 1, "blocked": 0}
     assert [f["name"] for f in data["functions"]] == [function.name]
-    assert data["functions"][0]["reason"] == reason
+    assert data["functions"][0]["reason"]["description"] == reason
 
 
 def test_plan_out_writes_a_plan_file_that_parses(

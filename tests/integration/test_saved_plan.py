@@ -81,7 +81,7 @@ def test_update_pointed_at_an_older_image_of_the_repository_is_refused(
     def point_at_older(data: dict[str, Any]) -> None:  # consistently, so the plan agrees with itself
         entry = data["functions"][0]
         entry["desired_digest"] = older
-        entry["steps"][0]["image"] = f"{entry['desired']['repository_uri']}@{older}"
+        entry["steps"][0]["image"]["digest"] = older
     rewrite_plan(cli, point_at_older)
     before = lambda_config(lambda_client, fn.name)
 

@@ -7,23 +7,43 @@ as a script, in its own process, with MOTO_LAMBDA_STUB_ECR=false in its environm
    asynchronously: a client could ask ECR about an image a moment before its event arrived.
    Real ECR shows an image as soon as the push returns, so before answering an ECR read (and before
    Lambda resolves an image) moto asks the harness to record what the registry already holds for
-   that repository (`LOCALCLOUD_SYNC_URL?repository=NAME`). Nothing else is changed.
+   that repository (`LOCALCLOUD_SYNC_URL?repository=NAME`).
+3. Moto has no `RevisionId` on functions and ignores it as a precondition. Real Lambda gives every
+   function version (and alias) a RevisionId that changes with each change of it, and refuses
+   UpdateFunctionCode, UpdateFunctionConfiguration, PublishVersion and UpdateAlias given another
+   one with PreconditionFailedException (HTTP 412); PublishVersion also refuses a `CodeSha256`
+   that is not $LATEST's. The product's lost-update guard relies on both, so: GetFunction,
+   GetFunctionConfiguration and every call returning a configuration carry `RevisionId`; a code
+   update, a configuration update and a publish give $LATEST a new one (a published version gets
+   its own); an alias update gives the alias a new one; and the four calls check their
+   preconditions and change the function under one lock, so that check and change are atomic as
+   in Lambda. Nothing else is changed.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
+import threading
+import uuid
 import urllib.parse
 import urllib.request
 from typing import Any, Callable
 
-from moto.awslambda.models import LambdaFunction
+from moto.awslambda.exceptions import InvalidParameterValueException, PreconditionFailedException
+from moto.awslambda.models import LambdaAlias, LambdaFunction, LambdaStorage
+from moto.awslambda.responses import LambdaResponse
 from moto.ecr.models import ECRBackend
 from moto.server import main as moto_main
 
 SYNC_TIMEOUT_SECONDS = 20
+# Real Lambda's words, so that what the product prints here is what it prints against AWS.
+REVISION_MISMATCH = ("The Revision Id provided does not match the latest Revision Id. "
+                     "Call the GetFunction/GetAlias API to retrieve the latest Revision Id")
+# Preconditions are checked and the change is made under this lock (the server is threaded).
+_PRECONDITIONS = threading.Lock()
 
 
 def _sync_repository(repository: str) -> None:
@@ -57,10 +77,129 @@ def _apply_architectures(method: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _new_revision() -> str:
+    return str(uuid.uuid4())
+
+
+def _revision_on_create(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def wrapper(self: LambdaFunction, *args: Any, **kwargs: Any) -> None:
+        method(self, *args, **kwargs)
+        self.revision_id = _new_revision()
+
+    return wrapper
+
+
+def _revision_in_configuration(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def wrapper(self: LambdaFunction, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        config: dict[str, Any] = method(self, *args, **kwargs)
+        config["RevisionId"] = self.revision_id
+        return config
+
+    return wrapper
+
+
+def _revision_on_change(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A code or configuration update of a function (or an alias update) gives it a new RevisionId."""
+    @functools.wraps(method)
+    def wrapper(self: Any, spec: Any = None, *args: Any, **kwargs: Any) -> Any:
+        result = method(self, spec, *args, **kwargs)
+        if not (isinstance(spec, dict) and spec.get("DryRun")):
+            self.revision_id = _new_revision()
+            if isinstance(result, dict) and "RevisionId" in result:  # the configuration it answers with
+                result["RevisionId"] = self.revision_id
+        return result
+
+    return wrapper
+
+
+def _revision_on_publish(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A publish that makes a version gives the version its own RevisionId and $LATEST a new one."""
+    @functools.wraps(method)
+    def wrapper(self: LambdaStorage, name_or_arn: str, *args: Any, **kwargs: Any) -> Any:
+        latest = self.get_function_by_name_or_arn_forbid_qualifier(name_or_arn)
+        versions = list(self._functions.get(latest.function_name, {}).get("versions", []))
+        version = method(self, name_or_arn, *args, **kwargs)
+        if version is not None and all(version is not v for v in versions):
+            version.revision_id = _new_revision()
+            latest.revision_id = _new_revision()
+        return version
+
+    return wrapper
+
+
+def _json_body(response: LambdaResponse) -> dict[str, Any]:
+    try:
+        body = json.loads(response.body or "{}")
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _check_function(response: LambdaResponse, function_name: str, qualifier: str | None, body: dict[str, Any]) -> None:
+    function = response.backend.get_function(function_name, qualifier)
+    expected = body.get("RevisionId")
+    if expected and expected != function.revision_id:
+        raise PreconditionFailedException(REVISION_MISMATCH)
+    code_sha256 = body.get("CodeSha256")  # PublishVersion only
+    if code_sha256 and code_sha256 != function.code_sha_256:
+        raise InvalidParameterValueException(
+            f"CodeSHA256 ({code_sha256}) is different from current CodeSHA256 in $LATEST "
+            f"({function.code_sha_256}). Please try again with the current CodeSHA256.")
+
+
+def _function_precondition(name_from_path: Callable[[str], str]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def wrapper(self: LambdaResponse) -> Any:
+            with _PRECONDITIONS:
+                _check_function(self, name_from_path(self.path), self._get_param("Qualifier", None), _json_body(self))
+                return method(self)
+
+        return wrapper
+
+    return decorate
+
+
+def _alias_precondition(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def wrapper(self: LambdaResponse) -> Any:
+        with _PRECONDITIONS:
+            expected = _json_body(self).get("RevisionId")
+            if expected:
+                function_name = urllib.parse.unquote(self.path.rsplit("/")[-3])
+                alias_name = urllib.parse.unquote(self.path.rsplit("/", 2)[-1])
+                if expected != self.backend.get_alias(alias_name, function_name).revision_id:
+                    raise PreconditionFailedException(REVISION_MISMATCH)
+            return method(self)
+
+    return wrapper
+
+
+def _name_before_last(path: str) -> str:  # /2015-03-31/functions/NAME/code, .../NAME/configuration
+    return urllib.parse.unquote(path.rsplit("/", 2)[-2])
+
+
+def _name_of_versions(path: str) -> str:  # /2015-03-31/functions/NAME/versions
+    return urllib.parse.unquote(path.rstrip("/").split("/")[-2])
+
+
 def patch_moto() -> None:
     for name in ("describe_images", "batch_get_image", "list_images"):
         setattr(ECRBackend, name, _synced_read(getattr(ECRBackend, name)))
-    LambdaFunction.update_function_code = _apply_architectures(LambdaFunction.update_function_code)  # type: ignore[method-assign]
+    LambdaFunction.update_function_code = _revision_on_change(_apply_architectures(LambdaFunction.update_function_code))  # type: ignore[method-assign]
+    # RevisionId (point 3 of the docstring).
+    LambdaFunction.__init__ = _revision_on_create(LambdaFunction.__init__)  # type: ignore[method-assign]
+    LambdaFunction.get_configuration = _revision_in_configuration(LambdaFunction.get_configuration)  # type: ignore[method-assign]
+    LambdaFunction.update_configuration = _revision_on_change(LambdaFunction.update_configuration)  # type: ignore[method-assign]
+    LambdaAlias.update = _revision_on_change(LambdaAlias.update)  # type: ignore[method-assign]
+    LambdaStorage.publish_version = _revision_on_publish(LambdaStorage.publish_version)  # type: ignore[method-assign]
+    precondition = _function_precondition(_name_before_last)
+    LambdaResponse.update_function_code = precondition(LambdaResponse.update_function_code)  # type: ignore[method-assign]
+    LambdaResponse.update_function_configuration = precondition(LambdaResponse.update_function_configuration)  # type: ignore[method-assign]
+    LambdaResponse.publish_version = _function_precondition(_name_of_versions)(LambdaResponse.publish_version)  # type: ignore[method-assign]
+    LambdaResponse.update_alias = _alias_precondition(LambdaResponse.update_alias)  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":

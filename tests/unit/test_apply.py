@@ -78,7 +78,8 @@ class FakeDocker:
     pushes: list[tuple[str, str, str]] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
 
-    def build(self, context_dir: str, dockerfile: str, tag: str, build_args: Any, labels: Any, log: Callable[[str], None]) -> str:
+    def build(self, context_dir: str, dockerfile: str, tag: str, build_args: Any, labels: Any, log: Callable[[str], None],
+              cancel: threading.Event | None = None) -> str:
         assert (Path(context_dir) / dockerfile).is_file()
         self.builds.append({"context": context_dir, "tag": tag, "labels": dict(labels), "args": dict(build_args)})
         return "sha256:image"
@@ -256,16 +257,40 @@ def test_non_retryable_aws_error_fails_the_function_with_its_message(function: F
     assert outcome.detail == "lambda:UpdateFunctionCode on function fn failed: AccessDeniedException"
 
 
-def test_immutable_tag_pushed_since_the_plan_deploys_the_existing_image(function: FunctionSpec) -> None:
+def test_image_pushed_since_the_plan_is_deployed_without_building_it_again(function: FunctionSpec) -> None:
     desired = desired_for(function)
     lam, ecr = FakeLambda({"fn": running(OLD)}), FakeEcr()
     plan = plan_for(desired, lam, ecr)
     ecr.images[desired.content_tag] = ImageState(True, NEW, V2)  # a concurrent apply pushed it
-    docker = FakeDocker(ecr, digest="sha256:" + "e" * 64, push_error="tag invalid: The image tag already exists and cannot be overwritten because the repository is immutable.")
-    x, _ = executor(lam, ecr, docker)
+    docker = FakeDocker(ecr, digest="sha256:" + "e" * 64)
+    x, reporter = executor(lam, ecr, docker)
     [outcome] = x.run(plan, {"fn": function})
+    assert (outcome.status, outcome.digest) == ("updated", NEW)
+    assert outcome.detail == "now runs sha256:cccccccccccc (image pushed by another apply since the plan)"
+    assert docker.builds == [] and docker.pushes == [] and docker.removed == []
+    assert lam.updates[0][1] == f"{REPO}@{NEW}"
+    assert "fn | skipped: another apply pushed the image" in reporter.lines
+
+
+class RacingImmutableDocker(FakeDocker):
+    """Another machine pushes the tag while this build runs: the immutable repository refuses ours."""
+
+    def build(self, context_dir: str, dockerfile: str, tag: str, build_args: Any, labels: Any, log: Callable[[str], None],
+              cancel: threading.Event | None = None) -> str:
+        image = super().build(context_dir, dockerfile, tag, build_args, labels, log, cancel)
+        self.ecr.images[tag.rsplit(":", 1)[1]] = ImageState(True, NEW, V2)
+        return image
+
+
+def test_immutable_tag_pushed_during_the_build_deploys_the_existing_image(function: FunctionSpec) -> None:
+    desired = desired_for(function)
+    lam, ecr = FakeLambda({"fn": running(OLD)}), FakeEcr()
+    docker = RacingImmutableDocker(ecr, digest="sha256:" + "e" * 64, push_error="tag invalid: The image tag already exists and cannot be overwritten because the repository is immutable.")
+    x, _ = executor(lam, ecr, docker)
+    [outcome] = x.run(plan_for(desired, lam, ecr), {"fn": function})
     assert (outcome.status, outcome.digest) == ("built", NEW)
     assert lam.updates[0][1] == f"{REPO}@{NEW}"
+    assert docker.removed == [f"{REPO}:{desired.content_tag}"], "the local tag goes although the push was refused"
 
 
 def test_push_failure_leaves_lambda_alone_and_cleans_up(function: FunctionSpec) -> None:
@@ -341,8 +366,9 @@ def test_an_unexpected_error_fails_only_its_function_and_the_summary_says_so(fun
 
 
 class FailingBuildDocker(FakeDocker):
-    def build(self, context_dir: str, dockerfile: str, tag: str, build_args: Any, labels: Any, log: Callable[[str], None]) -> str:
-        super().build(context_dir, dockerfile, tag, build_args, labels, log)
+    def build(self, context_dir: str, dockerfile: str, tag: str, build_args: Any, labels: Any, log: Callable[[str], None],
+              cancel: threading.Event | None = None) -> str:
+        super().build(context_dir, dockerfile, tag, build_args, labels, log, cancel)
         raise DockerError("docker build failed: exit status 1")
 
 
@@ -378,8 +404,9 @@ class GatedDocker(FakeDocker):
         self.started = threading.Event()
         self.fail = fail
 
-    def build(self, context_dir: str, dockerfile: str, tag: str, build_args: Any, labels: Any, log: Callable[[str], None]) -> str:
-        image = super().build(context_dir, dockerfile, tag, build_args, labels, log)
+    def build(self, context_dir: str, dockerfile: str, tag: str, build_args: Any, labels: Any, log: Callable[[str], None],
+              cancel: threading.Event | None = None) -> str:
+        image = super().build(context_dir, dockerfile, tag, build_args, labels, log, cancel)
         self.started.set()
         while not self.release.wait(0.01):
             log("Step 5/9 : RUN go build")
@@ -453,7 +480,8 @@ def test_cancel_stops_a_build_at_its_next_line_and_the_waiters_at_once(function:
     assert [o.status for o in result[0]] == ["cancelled", "cancelled"]
     assert len(docker.builds) == 1 and lam.updates == []
     assert not Path(docker.builds[0]["context"]).exists()
-    assert docker.removed == [], "a build that never finished has no tag to remove"
+    # A build stopped at its very end may have tagged the image: the tag is removed in any case.
+    assert docker.removed == [f"{REPO}:{desired.content_tag}"]
 
 
 def test_cancel_interrupts_retry_backoff(function: FunctionSpec) -> None:
@@ -476,3 +504,191 @@ def test_local_push_tag_is_removed_when_the_push_fails(function: FunctionSpec) -
     [outcome] = x.run(plan_for(desired, lam, ecr), {"fn": function})
     assert outcome.status == "failed"
     assert docker.removed == [f"{REPO}:{desired.content_tag}"]
+
+
+# -- Ctrl-C, crashes and concurrent applies ------------------------------------------------------
+
+class SlowWaitLambda(FakeLambda):
+    """Lambda accepts the update, then reports it InProgress until the wait is cancelled."""
+
+    def get_function(self, name: str) -> FunctionState:
+        state = super().get_function(name)
+        return replace(state, last_update_status="InProgress") if self.updates else state
+
+    def wait_updated(self, name: str, sleep: Callable[[float], None], timeout_seconds: int = 600) -> None:
+        self.waited.append(name)
+        while True:
+            sleep(0.05)
+
+
+@pytest.mark.parametrize("prebuilt", [False, True], ids=["build", "update"])
+def test_cancel_after_the_update_went_through_reports_it_updated_with_the_state_reached(
+        function: FunctionSpec, prebuilt: bool) -> None:
+    desired = desired_for(function)
+    lam = SlowWaitLambda({"fn": running(OLD)})
+    ecr = FakeEcr({desired.content_tag: ImageState(True, NEW, V2)} if prebuilt else {})
+    x = Executor(lambda region: lam, lambda region: ecr, FakeDocker(ecr), ApplyOptions(), Recorder())
+    plan = plan_for(desired, lam, ecr)
+    thread, result = run_in_thread(x, plan, {"fn": function})
+    deadline = time.monotonic() + 10
+    while not lam.waited and time.monotonic() < deadline:
+        time.sleep(0.01)
+    x.cancel.set()
+    thread.join(10)
+    [outcome] = result[0]
+    assert (outcome.status, outcome.digest) == ("updated" if prebuilt else "built", NEW)
+    assert outcome.detail == "update sent; LastUpdateStatus InProgress when interrupted"
+    assert not outcome.failed
+
+
+def test_a_function_another_apply_deployed_since_the_plan_is_left_as_it_is(function: FunctionSpec) -> None:
+    desired = desired_for(function)
+    lam, ecr = FakeLambda({"fn": running(OLD)}), FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
+    plan = plan_for(desired, lam, ecr)
+    lam.functions["fn"] = running(NEW)  # the other apply, same source, same image
+    x, reporter = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan, {})
+    assert (outcome.status, outcome.digest) == ("unchanged", NEW)
+    assert outcome.detail == "already runs sha256:cccccccccccc: another apply deployed it since the plan"
+    assert lam.updates == []
+
+
+def test_a_build_plan_whose_image_another_apply_pushed_and_deployed_does_nothing(function: FunctionSpec) -> None:
+    desired = desired_for(function)
+    lam, ecr = FakeLambda({"fn": running(OLD)}), FakeEcr()
+    plan = plan_for(desired, lam, ecr)
+    ecr.images[desired.content_tag] = ImageState(True, NEW, V2)
+    lam.functions["fn"] = running(NEW)
+    docker = FakeDocker(ecr)
+    x, _ = executor(lam, ecr, docker)
+    [outcome] = x.run(plan, {"fn": function})
+    assert outcome.status == "unchanged" and docker.builds == [] and lam.updates == []
+
+
+def test_another_change_since_the_plan_is_still_refused(function: FunctionSpec) -> None:
+    desired = desired_for(function)
+    lam, ecr = FakeLambda({"fn": running(OLD)}), FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
+    plan = plan_for(desired, lam, ecr)
+    lam.functions["fn"] = running(NEW, arch="x86_64")  # right image, wrong architecture: not what the plan would do
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan, {})
+    assert outcome.status == "failed" and "changed since plan" in outcome.detail
+
+
+def test_an_apply_waits_for_another_process_building_the_same_image_then_deploys_its_push(function: FunctionSpec) -> None:
+    from deployer import locks
+    from deployer.sharing import ImageLock
+
+    desired = desired_for(function)
+    lam, ecr = FakeLambda({"fn": running(OLD)}), FakeEcr()
+    plan = plan_for(desired, lam, ecr)
+    docker = FakeDocker(ecr)
+    x, reporter = executor(lam, ecr, docker)
+    x.sleep = time.sleep
+    other = ImageLock(f"{REPO}:{desired.content_tag}", time.sleep, lambda line: None)
+    fd = locks.acquire(other.path, note="pid 4242")  # what the other apply holds while it builds
+    thread, result = run_in_thread(x, plan, {"fn": function})
+    deadline = time.monotonic() + 10
+    while not any("waiting for it" in line for line in reporter.lines) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert f"fn | another apply on this machine (pid 4242) is building {desired.content_tag}; waiting for it" in reporter.lines
+    ecr.images[desired.content_tag] = ImageState(True, NEW, V2)  # its push
+    locks.release(fd, other.path)
+    thread.join(10)
+    [outcome] = result[0]
+    assert (outcome.status, outcome.digest) == ("updated", NEW)
+    assert docker.builds == [] and docker.pushes == [] and lam.updates[0][1] == f"{REPO}@{NEW}"
+    assert not other.path.exists(), "no lock file left"
+
+
+class DeafDocker(GatedDocker):
+    """A build that does not look at the cancel (a push or an AWS call in flight) until released."""
+
+    def build(self, context_dir: str, dockerfile: str, tag: str, build_args: Any, labels: Any, log: Callable[[str], None],
+              cancel: threading.Event | None = None) -> str:
+        self.builds.append({"context": context_dir})
+        self.started.set()
+        assert self.release.wait(10)
+        log("Step 9/9 : done")  # where the cancel is seen
+        return "sha256:image"
+
+
+def test_ctrl_c_pressed_three_times_cancels_cleans_up_and_returns_outcomes(function: FunctionSpec) -> None:
+    import os
+    import signal
+
+    desired = desired_for(function)
+    lam, ecr = FakeLambda({"fn": running(OLD)}), FakeEcr()
+    docker = DeafDocker(ecr)
+    reporter = Recorder()
+    x = Executor(lambda region: lam, lambda region: ecr, docker, ApplyOptions(), reporter)
+    previous = signal.getsignal(signal.SIGINT)
+
+    def noticed(count: int) -> bool:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if sum(line.startswith("! ") for line in reporter.lines) >= count:
+                return True
+            time.sleep(0.01)
+        return False
+
+    def press_three_times() -> None:
+        assert docker.started.wait(10)
+        for count in (1, 2, 3):
+            os.kill(os.getpid(), signal.SIGINT)
+            assert noticed(count)
+        docker.release.set()
+
+    presser = threading.Thread(target=press_three_times)
+    presser.start()
+    try:
+        [outcome] = x.run(plan_for(desired, lam, ecr), {"fn": function})  # in the main thread, as the CLI runs it
+    finally:
+        docker.release.set()
+        presser.join(10)
+        signal.signal(signal.SIGINT, previous)
+    assert x.interrupted and outcome.status == "cancelled"
+    assert not Path(docker.builds[0]["context"]).exists()
+    assert [line for line in reporter.lines if line.startswith("! ")] == [
+        "! stopping: waiting for 1 function(s) to reach a safe point and clean up",
+        "! still stopping: a push or an AWS call in flight is being let finish",
+        "! still stopping: a push or an AWS call in flight is being let finish"]
+
+
+def test_apply_sweeps_contexts_left_by_a_killed_apply_and_leaves_live_and_kept_ones(
+        function: FunctionSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fcntl
+    import subprocess
+    import sys
+    import tempfile
+
+    tmpdir = tmp_path / "tmpdir"
+    tmpdir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmpdir))
+    dead = tmpdir / "deployer-ctx-1-20260101T000000-dead"
+    (dead / "shared").mkdir(parents=True)
+    (dead / "main.go").write_text("package main\n")
+    (tmpdir / (dead.name + ".lock")).write_text("pid 1")  # nobody holds it: its owner was killed
+    (tmpdir / "deployer-image-0123.lock").write_text("pid 1")
+    kept = tmpdir / "deployer-ctx-2-20260101T000000-kept"  # --keep-context: no lock file
+    kept.mkdir()
+    live = tmpdir / "deployer-ctx-3-20260101T000000-live"
+    live.mkdir()
+    live_lock = tmpdir / (live.name + ".lock")
+    live_lock.touch()
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'r+'); "
+                               "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)", str(live_lock)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with open(live_lock, "r+") as f, pytest.raises(BlockingIOError):
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lam, ecr = FakeLambda({"fn": running(OLD)}), FakeEcr()
+        x, reporter = executor(lam, ecr, FakeDocker(ecr))
+        [outcome] = x.run(plan_for(desired_for(function), lam, ecr), {"fn": function})
+    finally:
+        holder.kill()
+        holder.wait()
+    assert outcome.status == "built"
+    assert f"! removed 1 build context(s) left by an apply that did not finish: {dead.name}" in reporter.lines
+    assert sorted(p.name for p in tmpdir.iterdir()) == sorted([kept.name, live.name, live_lock.name])

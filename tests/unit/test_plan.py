@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,11 +18,14 @@ from deployer.plan import (
     BuildImage,
     Cleanup,
     EcrLogin,
+    ImageRef,
     PushImage,
     UpdateFunctionCode,
     VerifyImage,
     WaitForUpdate,
     Plan,
+    Reason,
+    ReasonCode,
     SourceFile,
     make_plan,
     plan_function,
@@ -48,65 +53,47 @@ def image(digest: str | None, media_type: str = DOCKER_V2) -> ImageState:
                       media_type=media_type if digest else None)
 
 
-UPDATE_STEPS = (UpdateFunctionCode("fn", f"{REPO}@sha256:{NEW}", "arm64"), WaitForUpdate("fn"))
+UPDATE_STEPS = (UpdateFunctionCode("fn", ImageRef(REPO, digest=f"sha256:{NEW}"), "arm64"), WaitForUpdate("fn"))
 BUILD_STEPS = (
     EcrLogin("123456789012.dkr.ecr.us-east-1.amazonaws.com"),
     AssembleContext(SOURCE),
     BuildImage("linux/arm64"),
-    PushImage(f"{REPO}:{TAG}"),
-    VerifyImage(f"{REPO}:{TAG}"),
-    UpdateFunctionCode("fn", f"{REPO}:{TAG}", "arm64"),
+    PushImage(ImageRef(REPO, tag=TAG)),
+    VerifyImage(ImageRef(REPO, tag=TAG)),
+    UpdateFunctionCode("fn", ImageRef(REPO, tag=TAG), "arm64"),
     WaitForUpdate("fn"),
     Cleanup(),
 )
 
-CASES = {
-    "no change when lambda runs the content image": (
-        running(NEW), image(NEW), Action.NOOP, "runs sha256:cccccccccccc, the image of source sha256:aaaaaaaaaaaa", ()),
-    "update only when the image exists but lambda runs another digest": (
-        running(OLD), image(NEW), Action.UPDATE,
-        "runs sha256:bbbbbbbbbbbb, ECR has sha256:cccccccccccc for the current source", UPDATE_STEPS),
-    "build when no image has the content tag": (
-        running(OLD), image(None), Action.BUILD,
-        f"no image in ECR for source sha256:aaaaaaaaaaaa (tag {TAG})", BUILD_STEPS),
-    "architecture change alone is an update": (
-        running(NEW, "x86_64"), image(NEW), Action.UPDATE,
-        "architecture change only; architectures x86_64 -> arm64", UPDATE_STEPS),
-    "architecture change folds into a digest update": (
-        running(OLD, "x86_64"), image(NEW), Action.UPDATE,
-        "runs sha256:bbbbbbbbbbbb, ECR has sha256:cccccccccccc for the current source; architectures x86_64 -> arm64",
-        UPDATE_STEPS),
-    "architecture change folds into a build": (
-        running(OLD, "x86_64"), image(None), Action.BUILD,
-        f"no image in ECR for source sha256:aaaaaaaaaaaa (tag {TAG}); architectures x86_64 -> arm64", BUILD_STEPS),
-    "missing function blocks": (
-        FunctionState(exists=False), image(NEW), Action.BLOCKED,
-        "function fn does not exist in us-east-1; create it (as an Image package) first: "
-        "deployer updates code, it does not create functions", ()),
-    "zip function blocks": (
-        FunctionState(exists=True, package_type="Zip", architectures=("x86_64",)), image(NEW), Action.BLOCKED,
-        "function fn is a Zip package; only Image functions can run a container image; recreate it with PackageType Image", ()),
-    "missing repository blocks": (
-        running(OLD), ImageState(repository_exists=False), Action.BLOCKED,
-        f"ECR repository {REPO} does not exist; create it (aws ecr create-repository) first", ()),
-    "image index blocks": (
-        running(OLD), image(NEW, OCI_INDEX), Action.BLOCKED,
-        f"ECR tag {TAG} is a {OCI_INDEX}; Lambda accepts only single-platform image manifests; delete the tag and "
-        "push a single-platform image (no provenance/SBOM attestations)", ()),
-    "oci single-platform manifest is accepted": (
-        running(NEW), image(NEW, "application/vnd.oci.image.manifest.v1+json"), Action.NOOP,
-        "runs sha256:cccccccccccc, the image of source sha256:aaaaaaaaaaaa", ()),
-}
+# Planner cases as data: one file per case in plan_cases/, run by test_planner_case. Adding a
+# case is adding a file: `function` and `image` are what AWS reports (FunctionState and
+# ImageState fields), `action` and `reason` what the planner must decide; the steps follow from
+# the action (UPDATE_STEPS, BUILD_STEPS above, none otherwise).
+CASE_DIR = Path(__file__).parent / "plan_cases"
+CASE_FILES = sorted(CASE_DIR.glob("*.json"))
+STEPS_OF = {Action.UPDATE: UPDATE_STEPS, Action.BUILD: BUILD_STEPS, Action.NOOP: (), Action.BLOCKED: ()}
 
 
-@pytest.mark.parametrize("case", CASES, ids=list(CASES))
-def test_planner_case(case: str) -> None:
-    function, img, action, reason, steps = CASES[case]
-    result = plan_function(DESIRED, Observed(function, img))
-    assert (result.action, result.reason, result.steps) == (action, reason, steps)
-    assert result.current_digest == function.running_digest
-    assert result.desired_digest == img.digest
-    assert result.current_architectures == function.architectures
+def load_case(path: Path) -> tuple[Observed, Action, Reason]:
+    case = json.loads(path.read_text())
+    function = FunctionState(**{**case["function"], "architectures": tuple(case["function"].get("architectures", ()))})
+    reason = case["reason"]
+    return (Observed(function, ImageState(**case["image"])), Action[case["action"].upper()],
+            Reason(ReasonCode(reason["code"]), reason["detail"], reason["update_in_progress"]))
+
+
+@pytest.mark.parametrize("path", CASE_FILES, ids=[p.stem for p in CASE_FILES])
+def test_planner_case(path: Path) -> None:
+    observed, action, reason = load_case(path)
+    result = plan_function(DESIRED, observed)
+    assert (result.action, result.reason, result.steps) == (action, reason, STEPS_OF[action])
+    assert result.current_digest == observed.function.running_digest
+    assert result.desired_digest == observed.image.digest
+    assert result.current_architectures == observed.function.architectures
+
+
+def test_planner_cases_are_there() -> None:
+    assert len(CASE_FILES) >= 15
 
 
 def test_plan_keeps_the_revision_id_for_apply() -> None:
@@ -136,7 +123,7 @@ def saved(plan: Plan) -> Plan:
 
 
 def test_saved_plan_round_trips_exactly() -> None:
-    pairs = [(replace(DESIRED, name=name), Observed(fn, img)) for name, (fn, img, *_ ) in zip("abcdefghijk", CASES.values())]
+    pairs = [(replace(DESIRED, name=path.stem), load_case(path)[0]) for path in CASE_FILES]
     plan = saved(make_plan(pairs))
     assert planfile.from_dict(planfile.to_dict(plan)) == plan
 
@@ -159,7 +146,7 @@ def _damage(data: dict[str, Any], change: str) -> None:
     elif change == "steps removed from an update":
         fp["steps"] = []
     elif change == "update pointed at another image":
-        fp["steps"][0]["image"] = REPO + "@sha256:" + "f" * 64
+        fp["steps"][0]["image"]["digest"] = "sha256:" + "f" * 64
     elif change == "unknown step":
         fp["steps"].append({"type": "DeleteFunction"})
     elif change == "desired field missing":
@@ -199,20 +186,6 @@ def test_damaged_saved_plan_is_refused(change: str) -> None:
         planfile.from_dict(data, "plan.json")
 
 
-def test_failed_last_update_is_planned_as_an_update_even_on_the_right_digest() -> None:
-    fn = replace(running(NEW), last_update_status="Failed", last_update_reason="image not found")
-    result = plan_function(DESIRED, Observed(fn, image(NEW)))
-    assert result.action is Action.UPDATE
-    assert result.reason == "the function's last update failed (image not found); updating it again to sha256:cccccccccccc"
-
-
-def test_update_in_progress_is_said_in_the_reason() -> None:
-    fn = replace(running(OLD), last_update_status="InProgress")
-    result = plan_function(DESIRED, Observed(fn, image(NEW)))
-    assert result.action is Action.UPDATE
-    assert result.reason.endswith("; an update is in progress (apply retries until it ends)")
-
-
 def test_text_render_shows_steps_and_summary() -> None:
     plan = make_plan([(DESIRED, Observed(running(OLD), image(None)))])
     out = render(plan, "text")
@@ -229,8 +202,6 @@ def test_markdown_render_has_a_summary_table_and_collapsed_details() -> None:
 
 
 def test_json_render_has_format_version() -> None:
-    import json
-
     out = json.loads(render(make_plan([(DESIRED, Observed(running(NEW), image(NEW)))]), "json"))
     assert out["format_version"] == 2
     assert out["functions"][0]["action"] == "noop"

@@ -21,7 +21,8 @@ from rich.console import Console
 
 from deployer.apply import Outcome
 from deployer.observed import Desired, FunctionState, ImageState, Observed
-from deployer.plan import Action, FunctionPlan, Plan, make_plan, plan_function, short
+from deployer import explain
+from deployer.plan import Action, FunctionPlan, Plan, Reason, ReasonCode, make_plan, plan_function, short
 from deployer.progress import ConsoleReporter
 from deployer.render import html_code, markdown, md_code, md_text, terminal_lines, terminal_text, text
 
@@ -80,7 +81,7 @@ def plans_with(value: str) -> dict[str, Plan]:
         # Function names and repositories are schema-limited in deploy.yaml, not in a plan file.
         "plan file: name": fp_with(plan_function(DESIRED, Observed(RUNNING, IMAGE)), name=value),
         "plan file: repository": plan_function(replace(DESIRED, repository_uri=f"{REPO}{value}"), Observed(RUNNING, ImageState(True))),
-        "plan file: reason": replace(plan_function(DESIRED, Observed(RUNNING, IMAGE)), reason=value),
+        "plan file: reason": replace(plan_function(DESIRED, Observed(RUNNING, IMAGE)), reason=Reason(ReasonCode.LAST_UPDATE_FAILED, value)),
     }
     return {source: Plan((plain, fp)) for source, fp in plans.items()}
 
@@ -111,11 +112,11 @@ def test_markdown_structure_survives_hostile_value_and_shows_it_as_written(sourc
     cells = [content(cell) for cell in rows[2]]
     assert cells[1] == terminal_text(hostile.name)
     assert cells[2] == terminal_text(short(hostile.current_digest))
-    assert cells[5].strip() == terminal_text(hostile.reason).strip()
+    assert cells[5].strip() == terminal_text(explain.reason(hostile)).strip()
     items = [content(li) for li in details[1].iter("li")]
     assert f"declared in: {terminal_text(hostile.desired.spec_file)}" in items
     assert f"image: {terminal_text(hostile.desired.repository_uri)}:{hostile.desired.content_tag}" in items
-    assert any(item.strip() == f"reason: {terminal_text(hostile.reason)}".strip() for item in items)
+    assert any(item.strip() == f"reason: {terminal_text(explain.reason(hostile))}".strip() for item in items)
 
 
 @pytest.mark.parametrize("char", [c for c in string.punctuation + " " if c not in "\\"] + ["\\", "``", "&#96;", "&amp;"])

@@ -1,0 +1,47 @@
+"""explain: a function's plan in words. The planner decides with typed reasons (plan.Reason);
+this is the one place that turns them into sentences, for every output format.
+
+The sentences quote values from AWS (`Reason.detail`) as they are: each renderer makes them inert
+for its medium (deployer.render).
+"""
+
+from __future__ import annotations
+
+from deployer.plan import Action, FunctionPlan, ReasonCode, short
+
+
+def reason(fp: FunctionPlan) -> str:
+    """Why `fp` gets its action, with the values that justify it."""
+    d, why = fp.desired, fp.reason
+    match why.code:
+        case ReasonCode.FUNCTION_MISSING:
+            return (f"function {d.name} does not exist in {d.region}; create it (as an Image package) first: "
+                    "deployer updates code, it does not create functions")
+        case ReasonCode.NOT_AN_IMAGE_FUNCTION:
+            return (f"function {d.name} is a {why.detail} package; only Image functions can run a container image; "
+                    "recreate it with PackageType Image")
+        case ReasonCode.REPOSITORY_MISSING:
+            return f"ECR repository {d.repository_uri} does not exist; create it (aws ecr create-repository) first"
+        case ReasonCode.NOT_SINGLE_PLATFORM:
+            return (f"ECR tag {d.content_tag} is a {why.detail or 'unknown media type'}; Lambda accepts only single-platform "
+                    "image manifests; delete the tag and push a single-platform image (no provenance/SBOM attestations)")
+        case ReasonCode.NO_IMAGE:
+            text = f"no image in ECR for source {short(d.source_digest)} (tag {d.content_tag})"
+        case ReasonCode.UP_TO_DATE:
+            text = f"runs {short(fp.current_digest)}, the image of source {short(d.source_digest)}"
+        case ReasonCode.LAST_UPDATE_FAILED:
+            text = (f"the function's last update failed ({why.detail or 'no reason given'}); "
+                    f"updating it again to {short(fp.desired_digest)}")
+        case ReasonCode.ARCHITECTURE_ONLY:
+            text = "architecture change only"
+        case ReasonCode.OTHER_IMAGE:
+            text = f"runs {short(fp.current_digest)}, ECR has {short(fp.desired_digest)} for the current source"
+    if architecture_changes(fp):
+        text += f"; architectures {','.join(fp.current_architectures) or 'none'} -> {d.architecture}"
+    if why.update_in_progress:
+        text += "; an update is in progress (apply retries until it ends)"
+    return text
+
+
+def architecture_changes(fp: FunctionPlan) -> bool:
+    return fp.action is not Action.BLOCKED and fp.current_architectures != (fp.desired.architecture,)
