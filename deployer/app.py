@@ -14,15 +14,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 from deployer import binding, planfile
-from deployer.errors import BuildContextError, PlanError
+from deployer.errors import BuildContextError, Diagnostic, PlanError
 from deployer.layout import layout
-from deployer.load import load
+from deployer.load import find_spec_files, load
+from deployer.outcome import Outcome
 from deployer.paths import display, inside
 from deployer.plan import Plan, make_plan
-from deployer.spec import FunctionSpec, Spec
+from deployer.spec import SPEC_FILE_NAMES, FunctionSpec, Spec
 
-if TYPE_CHECKING:  # boto3 is imported only by the use cases that ask AWS
+if TYPE_CHECKING:  # boto3 and the docker SDK are imported only by the use cases that need them
+    from deployer.apply import ApplyOptions
     from deployer.aws import Clients
+    from deployer.ports import Reporter
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class Validated:
     problem, in the order of the functions. No problems: plan would accept the files."""
 
     spec: Spec
-    problems: tuple[str, ...]
+    problems: tuple[Diagnostic, ...]
 
 
 def validate(paths: Sequence[Path]) -> Validated:
@@ -39,12 +42,12 @@ def validate(paths: Sequence[Path]) -> Validated:
     function's build context, which reads the tree and writes nothing: what plan would refuse
     (go.mod files, replace targets, build args, symlinks, unreadable files) is found here too."""
     spec = load(paths)
-    problems: list[str] = []
+    problems: list[Diagnostic] = []
     for fn in spec.functions:
         try:
             layout(fn)
-        except BuildContextError as exc:  # one problem a line; every function is laid out
-            problems.extend(str(exc).splitlines())
+        except BuildContextError as exc:  # every function is laid out: all problems at once
+            problems.extend(exc.diagnostics)
     return Validated(spec, tuple(problems))
 
 
@@ -58,16 +61,16 @@ class Planned:
 
 def plan(paths: Sequence[Path], clients: Clients, out: Path | None = None) -> Planned:
     """Load deploy.yaml files, observe AWS, decide. The plan's sources are recorded relative to
-    the checkout of the working directory; files outside it are left out, and such a plan cannot
-    be saved. With `out` (where the plan will be saved) that path is checked before AWS is asked."""
+    the checkout of the working directory; files it cannot name (outside the checkout, or with a
+    path a plan does not allow) are left out, and such a plan cannot be saved. With `out` (where
+    the plan will be saved) the plan's files and that path are checked before AWS is asked."""
     spec = load(paths)
     base = binding.checkout_root(Path.cwd())
-    recorded = [f for f in spec.files if inside(f.resolve(), base)]
-    unrecorded = tuple(f for f in spec.files if f not in recorded)
+    recorded = [f for f in spec.files if binding.nameable(f, base)]
     if out is not None:
-        if unrecorded:
-            raise PlanError(f"--out: {display(unrecorded[0])} lies outside the checkout {base}; a saved plan names its "
-                            "deploy.yaml files relative to the checkout: run plan from inside the repository that holds them")
+        for file in spec.files:
+            if file not in recorded:
+                binding.record_sources([file], base)  # raises, saying why the plan cannot name it
         check_out_path(out, spec)
     from deployer.observe import observe
 
@@ -83,13 +86,17 @@ def save(planned: Planned, out: Path) -> None:
 
 
 def check_out_path(out: Path, spec: Spec) -> None:
-    """PlanError if writing a plan to `out` could destroy or change anything the user owns."""
+    """PlanError if writing a plan to `out` could destroy or change anything the user owns, or
+    if apply would not take the file for a plan."""
     target = Path(os.path.abspath(out))
     try:
         target = target.parent.resolve() / target.name  # the file itself may be a link: not followed
         info = os.lstat(target)
     except FileNotFoundError:
         info = None
+        if not target.parent.is_dir():
+            raise PlanError(f"--out {out}: directory {display(target.parent)} does not exist; create it or "
+                            "choose another path") from None
     except OSError as exc:
         raise PlanError(f"--out {out}: cannot use this path ({exc.strerror or exc}); choose another file") from exc
     for file in spec.files:
@@ -100,8 +107,15 @@ def check_out_path(out: Path, spec: Spec) -> None:
             if inside(target, module_dir):
                 raise PlanError(f"--out {out}: lies inside {display(module_dir)}, part of the build context of {fn.name}; "
                                 "the plan would change the next plan's source digest: write it outside the function's modules")
-    if info is None:
-        return
+    if info is not None:
+        _check_existing(out, target, info)
+    if out.suffix != ".json" or out.name in SPEC_FILE_NAMES:
+        raise PlanError(f"--out {out}: a plan file's name ends in .json (that is how apply tells it from a "
+                        "deploy.yaml); choose a name such as plan.json")
+
+
+def _check_existing(out: Path, target: Path, info: os.stat_result) -> None:
+    """An existing file is replaced only if it is a previous plan file."""
     if not stat.S_ISREG(info.st_mode):
         kind = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a regular file"
         raise PlanError(f"--out {out}: is {kind}; plan --out writes only a new file or a previous plan file")
@@ -111,7 +125,7 @@ def check_out_path(out: Path, spec: Spec) -> None:
 
 
 def _module_dirs(fn: FunctionSpec) -> Iterable[Path]:
-    from deployer.modules import discover
+    from deployer.module_graph import discover
 
     try:
         return tuple(discover(fn).modules)
@@ -128,25 +142,59 @@ def _is_plan_file(path: Path) -> bool:
 
 
 @dataclass(frozen=True)
-class SavedApply:
-    """A saved plan checked against its sources: what to run, what is refused, and the specs of
-    the functions to run (what apply builds from)."""
+class Work:
+    """What an apply is to do: the plan to run, the functions a saved plan refuses, and the specs
+    of the functions to run (what apply builds from)."""
 
     plan: Plan
     refusals: list[binding.Refusal]
     specs: dict[str, FunctionSpec]
 
 
-def prepare_saved(plan_file: Path, clients: Clients) -> SavedApply:
-    """Read a saved plan, check it against the deploy.yaml files it names and against AWS now."""
+def prepare_live(paths: Sequence[Path], clients: Clients) -> Work:
+    """`apply PATH...`: plan now, to be shown and confirmed before it runs."""
+    planned = plan(paths, clients)
+    return Work(planned.plan, [], {fn.name: fn for fn in planned.spec.functions})
+
+
+def prepare_saved(plan_file: Path, scope: Sequence[Path], clients: Clients) -> Work:
+    """Read a saved plan, check it against the deploy.yaml files it names and against AWS now.
+
+    `scope` is what the operator gives apply (as plan was given, default the working directory):
+    the deploy.yaml files found there must be exactly the plan's sources. The plan file may not
+    choose them: an edited plan could otherwise name any YAML file of the checkout (a sample, a
+    file of vendor/) as the one to deploy from."""
     saved = planfile.read(plan_file)
-    if not saved.functions:
-        return SavedApply(saved, [], {})
+    if not saved.functions and not saved.sources:  # a plan of nothing: nothing to check
+        return Work(saved, [], {})
     base = binding.checkout_root(Path.cwd())
+    binding.check_scope(saved, find_spec_files(scope), base, str(plan_file))
     files = binding.verify_sources(saved, base, str(plan_file))
+    if not saved.functions:
+        return Work(saved, [], {})
     spec = load(files)
     from deployer.observe import observe
 
     fresh = make_plan(observe(spec, clients))
     to_run, refusals = binding.compare(saved, fresh, str(plan_file))
-    return SavedApply(to_run, refusals, {fn.name: fn for fn in spec.functions})
+    return Work(to_run, refusals, {fn.name: fn for fn in spec.functions})
+
+
+@dataclass(frozen=True)
+class Applied:
+    outcomes: list[Outcome]  # every function of the plan and every refused one, by name
+    interrupted: bool  # Ctrl-C: the CLI exits 130
+
+
+def apply(work: Work, clients: Clients, options: ApplyOptions, reporter: Reporter) -> Applied:
+    """Run the work's plan through the gateways: AWS through `clients`, the Docker engine from
+    the environment (DOCKER_HOST). Refused functions are failed outcomes; nothing ran for them."""
+    from deployer.apply import Executor
+    from deployer.aws import EcrGateway, LambdaGateway
+    from deployer.docker_gateway import DockerGateway  # the docker SDK only when there is work
+
+    executor = Executor(lambda region: LambdaGateway(clients, region), lambda region: EcrGateway(clients, region),
+                        DockerGateway(), options, reporter)
+    refused = [Outcome.refused(r.name, r.message) for r in work.refusals]
+    outcomes = sorted([*executor.run(work.plan, work.specs), *refused], key=lambda o: o.name)
+    return Applied(outcomes, executor.interrupted)

@@ -12,9 +12,10 @@ accepts them) fails a call within CALL_BOUND_SECONDS, with a message naming the 
 from __future__ import annotations
 
 import base64
+import dataclasses
+import re
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 from urllib.parse import urlsplit
 
@@ -22,8 +23,9 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
-from deployer.errors import AwsError
-from deployer.observed import FunctionState, ImageState
+from deployer.errors import AwsError, Diagnostic
+from deployer.registry import RegistryLogin
+from deployer.state import FunctionState, ImageState
 
 T = TypeVar("T")
 
@@ -96,19 +98,23 @@ def call(fn: Callable[[], T], operation: str, resource: str) -> T:
     try:
         return fn()
     except botocore.exceptions.ClientError as exc:
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", "Unknown"))
-        message = error.get("Message", "")
-        hint = _HINTS.get(code, "")
-        raise AwsError(f"{operation} on {resource} failed: {code}: {message}{hint}", code) from exc
+        raise AwsError(refusal(operation, resource, exc.response.get("Error", {}))) from exc
     except botocore.exceptions.NoCredentialsError as exc:
-        raise AwsError(f"{operation} on {resource}: no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY") from exc
+        raise AwsError(Diagnostic("no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+                                  operation=operation, resource=resource, code="NoCredentials")) from exc
     except botocore.exceptions.NoRegionError as exc:
-        raise AwsError(f"{operation} on {resource}: no region; set AWS_REGION or 'region' in deploy.yaml") from exc
+        raise AwsError(Diagnostic("no region; set AWS_REGION or 'region' in deploy.yaml",
+                                  operation=operation, resource=resource, code="NoRegion")) from exc
     except (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError) as exc:
-        raise AwsError(f"{operation} on {resource}: {_no_answer(exc)}", NO_ANSWER) from exc
+        raise AwsError(Diagnostic(_no_answer(exc), operation=operation, resource=resource, code=NO_ANSWER)) from exc
     except botocore.exceptions.BotoCoreError as exc:
-        raise AwsError(f"{operation} on {resource} failed: {exc}") from exc
+        raise AwsError(Diagnostic(str(exc), operation=operation, resource=resource)) from exc
+
+
+def refusal(operation: str, resource: str, error: dict[str, Any]) -> Diagnostic:
+    """AWS's answer to a refused call: its code, its message, and what to do when we know it."""
+    code = str(error.get("Code", "Unknown"))
+    return Diagnostic(f"{code}: {error.get('Message', '')}{_HINTS.get(code, '')}", operation=operation, resource=resource, code=code)
 
 
 def _no_answer(exc: botocore.exceptions.BotoCoreError) -> str:
@@ -129,6 +135,33 @@ def _no_answer(exc: botocore.exceptions.BotoCoreError) -> str:
         what = f"the connection to {endpoint} failed ({type(exc).__name__})"
     return (f"no answer: {what}; check the network (proxy, firewall, VPN) and, if set, AWS_ENDPOINT_URL / "
             "AWS_ENDPOINT_URL_<SERVICE>, then run again")
+
+
+# What AWS answers is foreign input too: values the plan compares, shows and saves are checked
+# here, at the edge. An identifier must be one short printable line; a digest must be one.
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+MAX_TOKEN = 256
+MAX_TEXT = 4096
+
+
+def _token(value: Any) -> str | None:
+    """An identifier AWS returned (a status, an architecture, a RevisionId, a media type), or
+    None when it is not a short printable string: such a value is never shown or acted on."""
+    return value if isinstance(value, str) and 0 < len(value) <= MAX_TOKEN and value.isprintable() else None
+
+
+def _matching(value: Any, pattern: re.Pattern[str]) -> str | None:
+    return value if isinstance(value, str) and pattern.fullmatch(value) else None
+
+
+def _text(value: Any) -> str | None:
+    """AWS's own words (a LastUpdateStatusReason): any string, bounded; shown inert by renderers."""
+    return value[:MAX_TEXT] if isinstance(value, str) else None
+
+
+def _extended(error: AwsError, more: str) -> Diagnostic:
+    return dataclasses.replace(error.diagnostic, summary=error.diagnostic.summary + more)
 
 
 def _answer_may_be_lost(error: AwsError) -> bool:
@@ -165,13 +198,13 @@ class LambdaGateway:
         config = response.get("Configuration", {})
         return FunctionState(
             exists=True,
-            package_type=config.get("PackageType"),
-            code_sha256=config.get("CodeSha256") if config.get("PackageType") == "Image" else None,
-            architectures=tuple(config.get("Architectures") or ("x86_64",)),  # Lambda's default
-            state=config.get("State"),
-            last_update_status=config.get("LastUpdateStatus"),
-            last_update_reason=config.get("LastUpdateStatusReason"),
-            revision_id=config.get("RevisionId"),
+            package_type=_token(config.get("PackageType")),
+            code_sha256=_matching(config.get("CodeSha256"), _HEX64) if config.get("PackageType") == "Image" else None,
+            architectures=tuple(a for a in map(_token, config.get("Architectures") or ("x86_64",)) if a),  # Lambda's default
+            state=_token(config.get("State")),
+            last_update_status=_token(config.get("LastUpdateStatus")),
+            last_update_reason=_text(config.get("LastUpdateStatusReason")),
+            revision_id=_token(config.get("RevisionId")),
         )
 
     def update_function_code(self, name: str, image_uri: str, architecture: str, revision_id: str | None) -> str | None:
@@ -195,13 +228,13 @@ class LambdaGateway:
         try:
             now = self.get_function(name)
         except AwsError:
-            raise AwsError(f"{error}. Lambda could not be asked whether the update went through either: the function "
-                           "may or may not run the new image; run 'deployer plan' to see", error.code) from error
+            raise AwsError(_extended(error, ". Lambda could not be asked whether the update went through either: the "
+                                            "function may or may not run the new image; run 'deployer plan' to see")) from error
         if digest and now.code_sha256 == digest and now.architectures == (architecture,):
             return now.revision_id  # ours: the update went through, only its answer was lost
         if error.code == NO_ANSWER:
             running = f"sha256:{now.code_sha256[:12]}" if now.code_sha256 else "no image"
-            raise AwsError(f"{error}. Lambda did not apply the update (the function still runs {running})", error.code) from error
+            raise AwsError(_extended(error, f". Lambda did not apply the update (the function still runs {running})")) from error
         raise error
 
     def wait_updated(self, name: str, sleep: Callable[[float], None] = time.sleep, timeout_seconds: int = 600) -> None:
@@ -220,30 +253,16 @@ class LambdaGateway:
             except botocore.exceptions.WaiterError as exc:
                 error = (exc.last_response or {}).get("Error")
                 if error:  # the waiter wraps a refused GetFunction: say it as any refused call
-                    code = str(error.get("Code", "Unknown"))
-                    raise AwsError(f"lambda:GetFunction (waiting for the update) on function {name} failed: {code}: "
-                                   f"{error.get('Message', '')}{_HINTS.get(code, '')}", code) from exc
+                    raise AwsError(refusal("lambda:GetFunction (waiting for the update)", f"function {name}", error)) from exc
                 config = exc.last_response.get("Configuration", exc.last_response) if exc.last_response else {}
                 status = config.get("LastUpdateStatus", "unknown")
                 if "Max attempts exceeded" in str(exc) and status == "InProgress" and time.monotonic() < deadline:
                     return False
                 reason = config.get("LastUpdateStatusReason", str(exc))
-                raise AwsError(f"function {name}: update did not succeed (LastUpdateStatus {status}): {reason}") from exc
+                raise AwsError(Diagnostic(f"update did not succeed (LastUpdateStatus {status}): {reason}", function=name)) from exc
 
         while not call(settled, "lambda:GetFunction (waiting for the update)", f"function {name}"):
             sleep(WAIT_POLL_SECONDS)
-
-
-@dataclass(frozen=True)
-class RegistryLogin:
-    """Credentials for `docker login`; kept in memory only, never printed (repr hides the password)."""
-
-    username: str
-    password: str
-    registry: str
-
-    def __repr__(self) -> str:
-        return f"RegistryLogin(username={self.username!r}, registry={self.registry!r}, password=***)"
 
 
 class EcrGateway:
@@ -264,7 +283,7 @@ class EcrGateway:
         details = response.get("imageDetails") or []
         if not details:
             return ImageState(repository_exists=True)
-        return ImageState(True, details[0].get("imageDigest"), details[0].get("imageManifestMediaType"))
+        return ImageState(True, _matching(details[0].get("imageDigest"), _DIGEST), _token(details[0].get("imageManifestMediaType")))
 
     def login(self) -> RegistryLogin:
         response = call(lambda: self._client.get_authorization_token(), "ecr:GetAuthorizationToken", f"ECR in {self._region}")

@@ -25,13 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from deployer import explain
+from deployer import explain, planfile
 from deployer.errors import PlanError
-from deployer.paths import display, inside, read_inside
+from deployer.paths import display, inside, read_inside, shown
 from deployer.plan import Action, FunctionPlan, Plan, SourceFile, short
 
 # A deploy.yaml is a few kilobytes (load refuses more than 1 MB); the same bound applies here.
 MAX_SOURCE_BYTES = 1_000_000
+# Problems listed by name in one message; the rest are counted.
+MAX_LISTED = 20
 
 
 def checkout_root(start: Path) -> Path:
@@ -56,6 +58,12 @@ def _within(base: Path, path: Path) -> Path:
     return real
 
 
+def nameable(file: Path, base: Path) -> bool:
+    """Whether a plan can name `file`: inside the checkout, on a path a plan allows."""
+    real = file.resolve()
+    return inside(real, base) and planfile.is_relative_posix(real.relative_to(base).as_posix())
+
+
 def record_sources(files: Iterable[Path], base: Path) -> tuple[SourceFile, ...]:
     """The deploy.yaml files of a plan, relative to `base`, each with the digest of its bytes."""
     sources = {}
@@ -65,8 +73,29 @@ def record_sources(files: Iterable[Path], base: Path) -> tuple[SourceFile, ...]:
             data = read_inside(real, base, limit=MAX_SOURCE_BYTES)
         except OSError as exc:
             raise PlanError(f"{display(file)}: cannot read it to record it in the plan ({exc.strerror or exc})") from exc
-        sources[real.relative_to(base).as_posix()] = hashlib.sha256(data).hexdigest()
+        path = real.relative_to(base).as_posix()
+        if not planfile.is_relative_posix(path):
+            raise PlanError(f"{display(file)}: a plan cannot name this file (its path holds characters a plan does not "
+                            "allow, or is too long); rename it")
+        sources[path] = hashlib.sha256(data).hexdigest()
     return tuple(SourceFile(path, digest) for path, digest in sorted(sources.items()))
+
+
+def check_scope(plan: Plan, found: Iterable[Path], base: Path, plan_file: str) -> None:
+    """PlanError unless the plan's sources are exactly the deploy.yaml files `found` where apply
+    was told to look. Only paths are compared: nothing the plan names is read before this."""
+    expected: set[str] = set()
+    for file in found:
+        real = file.resolve()
+        expected.add(real.relative_to(base).as_posix() if inside(real, base) else display(file))
+    recorded = {source.path for source in plan.sources}
+    if recorded == expected:
+        return
+    lines = [f"{shown(path)}: in the plan, not among the deploy.yaml files apply was given" for path in sorted(recorded - expected)]
+    lines += [f"{shown(path)}: given to apply, not in the plan" for path in sorted(expected - recorded)]
+    raise PlanError(f"{plan_file}: the plan was made from other deploy.yaml files than apply was given:\n  "
+                    + "\n  ".join(lines[:MAX_LISTED]) + (f"\n  ... and {len(lines) - MAX_LISTED} more" if len(lines) > MAX_LISTED else "")
+                    + "\ngive apply the paths plan was given (deployer apply PLAN.json PATH...), or run plan again")
 
 
 def verify_sources(plan: Plan, base: Path, plan_file: str) -> list[Path]:
@@ -102,7 +131,7 @@ class Refusal:
 
 
 # Fields of Desired that deploy.yaml alone decides; `spec_file` is only how the path was shown.
-_DECLARED = ("region", "repository_uri", "platform", "architecture")
+_DECLARED = ("region", "repository", "platform", "architecture")
 
 
 def compare(saved: Plan, fresh: Plan, plan_file: str) -> tuple[Plan, list[Refusal]]:
@@ -120,7 +149,8 @@ def compare(saved: Plan, fresh: Plan, plan_file: str) -> tuple[Plan, list[Refusa
         for field in _DECLARED:
             planned, declared = getattr(fp.desired, field), getattr(now.desired, field)
             if planned != declared:
-                problems.append(f"function {fp.name}: the plan says {field} {planned!r}, deploy.yaml says {declared!r}")
+                shown = (planned.uri, declared.uri) if field == "repository" else (planned, declared)
+                problems.append(f"function {fp.name}: the plan says {field} {shown[0]!r}, deploy.yaml says {shown[1]!r}")
     if problems:
         raise PlanError(f"{plan_file}: the plan was not made from these deploy.yaml files (edited after it was saved?):\n  "
                         + "\n  ".join(problems) + "\nrun plan again")

@@ -12,14 +12,14 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import typer
 from typer.exceptions import TyperException
 from rich.console import Console
 
 from deployer import __version__
-from deployer.errors import DeployerError, InvalidSpecError, PlanError
+from deployer.errors import DeployerError, Diagnostic, InvalidSpecError, PlanError
 
 app = typer.Typer(
     name="deployer",
@@ -35,6 +35,14 @@ PathsArg = typer.Argument(None, help="deploy.yaml files, or directories searched
 # emoji=False: a value holding ":smile:" is shown as written.
 out = Console(highlight=False, soft_wrap=True, emoji=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+
+
+def report(diagnostics: Sequence[Diagnostic]) -> None:
+    """Problems of the user's files, every one, then how many: the printer of validate and of
+    any InvalidSpecError. (Other errors are one `error: ...` message, printed by main.)"""
+    for diagnostic in diagnostics:
+        say(diagnostic)
+    say(f"{len(diagnostics)} problem(s) found")
 
 
 def say(message: object) -> None:
@@ -69,9 +77,7 @@ def validate(paths: Optional[List[Path]] = PathsArg) -> int:
 
     validated = use_cases.validate(paths or [Path(".")])
     if validated.problems:
-        for line in validated.problems:
-            say(line)
-        say(f"{len(validated.problems)} problem(s) found")
+        report(validated.problems)
         return 1
     spec = validated.spec
     names = ", ".join(fn.name for fn in spec.functions)
@@ -137,7 +143,7 @@ def plan(
 
 @app.command()
 def apply(
-    paths: Optional[List[Path]] = typer.Argument(None, help="deploy.yaml files or directories (planned now), or one plan file saved by 'plan --out'.", show_default=False),
+    paths: Optional[List[Path]] = typer.Argument(None, help="deploy.yaml files or directories (planned now); or a plan file saved by 'plan --out' (*.json), followed by the paths that plan was given (default: the current directory).", show_default=False),
     yes: bool = typer.Option(False, "--yes", "-y", help="Apply without asking for confirmation."),
     parallelism: int = typer.Option(2, "--parallelism", "-j", min=1, max=32, help="Functions built and deployed at once."),
     keep_context: bool = typer.Option(False, "--keep-context", help="Keep the temporary build contexts and print where they are."),
@@ -146,45 +152,37 @@ def apply(
 ) -> int:
     """Build, push and deploy what the plan says, skipping everything that is already true."""
     from deployer import app as use_cases
-    from deployer.apply import ApplyOptions, Executor, Outcome
-    from deployer.aws import Clients, EcrGateway, LambdaGateway
+    from deployer.apply import ApplyOptions
+    from deployer.aws import Clients
     from deployer.progress import ConsoleReporter
     from deployer.render import render
 
     clients = Clients()
-    saved = paths is not None and len(paths) == 1 and paths[0].suffix == ".json"
+    saved = paths is not None and len(paths) > 0 and paths[0].suffix == ".json"
     if saved:
         assert paths is not None
-        prepared = use_cases.prepare_saved(paths[0], clients)
-        the_plan, specs = prepared.plan, prepared.specs
-        refused = [Outcome(r.name, "failed", r.message, 0.0) for r in prepared.refusals]
+        work = use_cases.prepare_saved(paths[0], paths[1:] or [Path(".")], clients)
     else:
-        planned = use_cases.plan(paths or [Path(".")], clients)
-        the_plan, specs, refused = planned.plan, {fn.name: fn for fn in planned.spec.functions}, []
-    out.print(render(the_plan, "text"), end="")
-    for outcome in refused:
-        say(f"refused: {outcome.detail}")
-    the_plan.refuse_blocked()
-    if not the_plan.has_changes and not refused:
+        work = use_cases.prepare_live(paths or [Path(".")], clients)
+    out.print(render(work.plan, "text"), end="")
+    for refusal in work.refusals:
+        say(f"refused: {refusal.message}")
+    work.plan.refuse_blocked()
+    if not work.plan.has_changes and not work.refusals:
         out.print("No changes: every function already runs the image of its current source.")
         return 0
-    if the_plan.has_changes and not (yes or saved):
+    if work.plan.has_changes and not (yes or saved):
         if not sys.stdin.isatty():
             raise DeployerError("apply needs confirmation but stdin is not a terminal; pass --yes to apply without asking")
         if not typer.confirm("Apply this plan?", default=False):
             err.print("nothing applied")
             return 1
-    from deployer.docker_gateway import DockerGateway  # the docker SDK only when there is work
-
     reporter = ConsoleReporter(out)
-    options = ApplyOptions(parallelism, keep_context, verbose, registry_endpoint or None)
-    executor = Executor(lambda region: LambdaGateway(clients, region), lambda region: EcrGateway(clients, region),
-                        DockerGateway(), options, reporter)
-    outcomes = sorted([*executor.run(the_plan, specs), *refused], key=lambda o: o.name)
-    reporter.summary(outcomes)
-    if executor.interrupted:
+    applied = use_cases.apply(work, clients, ApplyOptions(parallelism, keep_context, verbose, registry_endpoint or None), reporter)
+    reporter.summary(applied.outcomes)
+    if applied.interrupted:
         return 130
-    return 1 if any(o.failed for o in outcomes) else 0
+    return 1 if any(o.failed for o in applied.outcomes) else 0
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -198,9 +196,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     except (typer.Abort, KeyboardInterrupt):
         code = 130
     except InvalidSpecError as exc:
-        for diagnostic in exc.diagnostics:
-            say(diagnostic)
-        say(f"{len(exc.diagnostics)} problem(s) found")
+        report(exc.diagnostics)
         code = 1
     except DeployerError as exc:
         if debug:

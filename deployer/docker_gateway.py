@@ -22,9 +22,10 @@ import docker.errors
 import requests.exceptions
 import urllib3.exceptions
 
-from deployer.aws import RegistryLogin
 from deployer.errors import DockerError
+from deployer.ports import ImmutableTagRefused, PushStalled, RegistryAuthRefused
 from deployer.redact import build_arg_secrets, credential_secrets, redact
+from deployer.registry import RegistryLogin
 
 # How many build output lines a failure message carries.
 TAIL_LINES = 25
@@ -43,11 +44,6 @@ Log = Callable[[str], None]
 
 def _quiet(_: str) -> None:
     pass
-
-
-class PushStalled(DockerError):
-    """A push made no progress for ENGINE_READ_TIMEOUT_SECONDS: not retried, the registry is
-    not answering and would hold every attempt as long."""
 
 
 class DockerGateway:
@@ -133,7 +129,8 @@ class DockerGateway:
         """Tag `image_id` as repository:tag and push it; return the registry's manifest digest.
 
         Transient faults (registry 5xx, connection resets) are retried with backoff, each retry
-        logged; a refused token is replaced by a fresh login once."""
+        logged; a refused token is replaced by a fresh login once. What the caller acts on comes
+        as a type: ImmutableTagRefused, PushStalled (RegistryAuthRefused after the fresh login)."""
         try:
             self.short.tag(image_id, repository, tag)
         except docker.errors.APIError as exc:
@@ -146,15 +143,14 @@ class DockerGateway:
             except PushStalled:
                 raise
             except DockerError as exc:
-                message = str(exc).lower()
-                if _is_auth_error(message) and not refreshed:
+                if isinstance(exc, RegistryAuthRefused) and not refreshed:
                     log(f"registry refused the credentials; logging in again ({exc})")
                     login, refreshed = relogin(), True
                     continue
-                if not _is_transient(message):
+                if not _is_transient(str(exc).lower()):
                     raise
                 if attempt == PUSH_ATTEMPTS:
-                    raise DockerError(f"{exc}; check that the registry {registry} is reachable, then run apply again") from None
+                    raise type(exc)(f"{exc}; check that the registry {registry} is reachable, then run apply again") from None
                 delay = min(2 ** attempt, 10)
                 log(f"push attempt {attempt}/{PUSH_ATTEMPTS} failed ({exc}); retrying in {delay}s")
                 sleep(delay)
@@ -167,10 +163,11 @@ class DockerGateway:
         try:
             for chunk in self.short.push(repository, tag=tag, auth_config=auth, stream=True, decode=True):
                 if "error" in chunk:
-                    raise DockerError(redact(f"push of {repository}:{tag} failed: {chunk['error']}", secrets))
+                    raise _refusal(str(chunk["error"]))(redact(f"push of {repository}:{tag} failed: {chunk['error']}", secrets))
                 digest = chunk.get("aux", {}).get("Digest", digest)
         except docker.errors.APIError as exc:
-            raise DockerError(f"push of {repository}:{tag} failed: {_explain(exc, secrets)}") from None
+            explanation = _explain(exc, secrets)
+            raise _refusal(explanation)(f"push of {repository}:{tag} failed: {explanation}") from None
         except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:
             # The SDK reads a decoded stream from the raw response: urllib3's errors come through.
             if _is_read_timeout(exc):  # closing the connection also ends the push on the engine
@@ -296,8 +293,17 @@ def _is_read_timeout(exc: Exception) -> bool:
             or "read timed out" in str(exc).lower())
 
 
-def _is_auth_error(message: str) -> bool:
-    return any(word in message for word in ("unauthorized", "authentication required", "denied: ", "no basic auth"))
+def _refusal(said: str) -> type[DockerError]:
+    """The type of a push failure, from what the engine or the registry said (the one place that
+    reads their words): an expired or wrong token, or a tag an immutable repository holds already
+    (ECR: "tag invalid: The image tag '...' already exists ... cannot be overwritten because the
+    repository is immutable")."""
+    said = said.lower()
+    if any(word in said for word in ("unauthorized", "authentication required", "denied: ", "no basic auth")):
+        return RegistryAuthRefused
+    if any(word in said for word in ("tag invalid", "already exists", "immutable")):
+        return ImmutableTagRefused
+    return DockerError
 
 
 def _is_transient(message: str) -> bool:

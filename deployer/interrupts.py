@@ -3,7 +3,8 @@
 A KeyboardInterrupt raised in the main thread while apply's workers run would leave the main
 thread before the workers have stopped the build and removed their contexts, however many times
 Ctrl-C is pressed (and the CLI then exits at once). While `CtrlC.counting` is active SIGINT only
-increments `presses`; the executor polls it and cancels the workers, which stop at a safe point.
+increments `presses`; the executor polls it and cancels the workers, which stop at a safe point
+(raising `Cancelled`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import signal
 import threading
 from types import FrameType
 from typing import Iterator
+
+from deployer.errors import DeployerError
 
 
 class CtrlC:
@@ -38,3 +41,7 @@ class CtrlC:
     def _count(self, _signum: int, _frame: FrameType | None) -> None:
         # Runs between two bytecodes of the main thread: no lock (the main thread may hold it).
         self.presses += 1
+
+
+class Cancelled(DeployerError):
+    """Ctrl-C: workers stop at their next step, output line, retry or poll, and clean up."""

@@ -1,7 +1,7 @@
 """layout: the entries of a function's Docker build context, listed without writing anything.
 
 The context holds the function's source directory at its root, each shared module it needs under
-`shared/<name>/` (see deployer.modules), go.mod replace directives rewritten to those places, and
+`shared/<name>/` (see deployer.module_graph), go.mod replace directives rewritten to those places, and
 the Dockerfile. A `Layout` lists every entry (path, kind, mode, and where its content comes from:
 a file read in place, in-memory bytes, or a link target). Plan needs only the digest:
 `source_digest_of` hashes the layout in place, with no copy to make and delete; deployer.context
@@ -46,11 +46,10 @@ from docker.utils.build import PatternMatcher
 
 from deployer import digest as digest_mod
 from deployer import gomod
-from deployer.errors import BuildContextError
-from deployer.load import SPEC_FILE_NAMES
-from deployer.modules import SHARED_DIR, Module, ModuleGraph, discover
+from deployer.errors import BuildContextError, Diagnostic
+from deployer.module_graph import SHARED_DIR, Module, ModuleGraph, discover
 from deployer.paths import RefusedFile, check_inside, display, inside, kind, read_inside
-from deployer.spec import FunctionSpec
+from deployer.spec import SPEC_FILE_NAMES, FunctionSpec
 
 TEMPLATE_NAME = "Dockerfile.deployer"
 # Build args deployer sets itself; BUILDPLATFORM is added by the docker gateway at build time.
@@ -162,24 +161,31 @@ def _walk(pm: PatternMatcher, src: str, prefix: str) -> Iterator[tuple[str, os.s
     yields (relative POSIX path, lstat) of the included entries (sorted), not descending into
     symlinks."""
 
-    def rec(rel_dir: str) -> Iterator[tuple[str, os.stat_result]]:
+    def children(rel_dir: str) -> Iterator[os.DirEntry[str]]:
         with os.scandir(os.path.join(src, rel_dir) if rel_dir else src) as it:
-            children = sorted(it, key=lambda e: e.name)
-        for child in children:
-            if never_in_context(child.name):
-                continue
-            rel = f"{rel_dir}/{child.name}" if rel_dir else child.name
-            ctx_path = prefix + rel
-            excluded = pm.matches(ctx_path)
-            if not excluded:
-                yield rel, child.stat(follow_symlinks=False)
-            if not child.is_dir(follow_symlinks=False):
-                continue
-            if excluded and not any(p.exclusion and p.cleaned_pattern.startswith(ctx_path) for p in pm.patterns):
-                continue
-            yield from rec(rel)
+            return iter(sorted(it, key=lambda e: e.name))
 
-    return rec("")
+    # Depth first, each directory's entries sorted, with a stack of its own rather than
+    # recursion: a tree a thousand directories deep must not exhaust Python's stack.
+    stack: list[tuple[str, Iterator[os.DirEntry[str]]]] = [("", children(""))]
+    while stack:
+        rel_dir, pending = stack[-1]
+        child = next(pending, None)
+        if child is None:
+            stack.pop()
+            continue
+        if never_in_context(child.name):
+            continue
+        rel = f"{rel_dir}/{child.name}" if rel_dir else child.name
+        ctx_path = prefix + rel
+        excluded = pm.matches(ctx_path)
+        if not excluded:
+            yield rel, child.stat(follow_symlinks=False)
+        if not child.is_dir(follow_symlinks=False):
+            continue
+        if excluded and not any(p.exclusion and p.cleaned_pattern.startswith(ctx_path) for p in pm.patterns):
+            continue
+        stack.append((rel, children(rel)))
 
 
 class _Layouter:
@@ -189,7 +195,7 @@ class _Layouter:
         self.func_dir = func_dir
         self.spec_file = spec_file  # the deploy.yaml declaring the function, resolved
         self.entries: dict[str, Entry] = {}
-        self.problems: list[str] = []
+        self.problems: list[Diagnostic] = []
 
     def add(self, entry: Entry) -> None:
         parent = posixpath.dirname(entry.path)
@@ -229,17 +235,17 @@ class _Layouter:
             entry_kind: EntryKind = "exec-file" if mode & 0o111 else "file"
             self.add(Entry(ctx_path, entry_kind, mode, source=path, size=st.st_size))
         else:  # reading a FIFO or a device may block or never end; a socket has no content
-            self.problems.append(f"{display(Path(path))}: is {kind(st.st_mode)}, which a build context cannot hold; "
-                                 "remove it or exclude it in .dockerignore")
+            self.problems.append(Diagnostic.at(Path(display(Path(path))), 0, 0, f"is {kind(st.st_mode)}, which a build context "
+                                               "cannot hold; remove it or exclude it in .dockerignore"))
 
     def link_target(self, src_root: Path, path: str) -> str | None:
         resolved = Path(os.path.realpath(path))
         if not inside(resolved, src_root):
-            self.problems.append(
-                f"{display(Path(path))}: symlink to {os.readlink(path)} leads outside {display(src_root)} "
+            self.problems.append(Diagnostic.at(
+                Path(display(Path(path))), 0, 0, f"symlink to {os.readlink(path)} leads outside {display(src_root)} "
                 f"(to {resolved}), which the build context cannot contain; replace it with a copy "
                 "of the file or exclude it in .dockerignore"
-            )
+            ))
             return None
         # The walk never descends into symlinks, so the link's directory is real in src_root.
         return os.path.relpath(resolved, os.path.dirname(path))
@@ -310,7 +316,7 @@ def lay_out(fn: FunctionSpec, graph: ModuleGraph, args: dict[str, str], dockerfi
     for loc, module in shared:
         out.add_tree(pm, module.dir, loc)
     if out.problems:
-        raise BuildContextError("\n".join(out.problems))
+        raise BuildContextError(*out.problems)
     for module in graph.modules.values():
         new_paths = graph.new_replace_paths(module)
         if new_paths:

@@ -8,8 +8,9 @@ The repository root of a file bounds everything read for its functions (deployer
 the file's `root` key, else the nearest ancestor directory holding `.git`, else the file's own
 directory. A deploy.yaml is always inside its root: `root` must be the file's directory or one of
 its parents, and within a git checkout it may not reach above the directory holding `.git`.
-A deploy.yaml that is a symlink is read only when it resolves inside the root its link's place
-gives (the nearest ancestor holding `.git`, else the link's directory).
+A deploy.yaml that is a symlink, or found through a symlinked directory, is read only when it
+resolves inside the root its place gives (the nearest ancestor holding `.git`, else its
+directory; a symlinked directory is never that root).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from deployer import schema
 from deployer.errors import DeployerError, Diagnostic, InvalidSpecError
 from deployer.paths import clip, display, inside, kind, resolve, shown
 from deployer.spec import (
+    REPOSITORY_URI,
+    SPEC_FILE_NAMES,
     DEFAULT_BUILDER_IMAGE,
     DEFAULT_GO_BUILD_FLAGS,
     DEFAULT_RUNTIME_IMAGES,
@@ -36,10 +39,8 @@ from deployer.spec import (
 )
 from deployer.yamldoc import YamlDocument, YamlPath, read_yaml
 
-SPEC_FILE_NAMES = ("deploy.yaml", "deploy.yml")
 # Directories never searched for deploy.yaml files: tools' caches, vendored code, Go test data.
 SKIPPED_DIRS = {".git", ".hg", ".svn", "node_modules", "vendor", "testdata", "__pycache__", ".venv", ".terraform"}
-REPOSITORY_URI = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.(?P<domain>amazonaws\.com(?:\.cn)?)/(?P<name>.+)$")
 # What the operating system refuses in a path (a NUL byte, a name too long, a symlink loop...):
 # reported as a problem of the value, never a crash.
 PATH_ERRORS = (OSError, ValueError)
@@ -70,11 +71,26 @@ def find_spec_files(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def _walk(top: Path) -> Iterable[Path]:
-    for dirpath, dirnames, filenames in os.walk(top):
-        dirnames[:] = [d for d in dirnames if d not in SKIPPED_DIRS]
-        for name in filenames:
-            if name in SPEC_FILE_NAMES:
-                yield Path(dirpath, name)
+    """Every deploy.yaml below `top`, not following symlinked directories. Iterative: a tree a
+    thousand directories deep (a pull request can commit one) must not exhaust the stack, as
+    os.walk's recursion does before Python 3.12."""
+    pending = [str(top)]
+    while pending:
+        directory = pending.pop()
+        try:
+            with os.scandir(directory) as entries:
+                children = list(entries)
+        except OSError:  # unreadable: what os.walk skips too
+            continue
+        for entry in children:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.name not in SKIPPED_DIRS:
+                        pending.append(entry.path)
+                elif entry.name in SPEC_FILE_NAMES:
+                    yield Path(entry.path)
+            except OSError:
+                continue
 
 
 def load(paths: Iterable[str | Path], env: dict[str, str] | None = None) -> Spec:
@@ -85,14 +101,13 @@ def load(paths: Iterable[str | Path], env: dict[str, str] | None = None) -> Spec
     functions: list[FunctionSpec] = []
     names: list[tuple[str, Location]] = []
     for file in files:
-        link_dir = Path(os.path.abspath(file)).parent
-        parsed = read_yaml(file, Path(display(file)), _git_root(link_dir.resolve()) or link_dir)
+        parsed = read_yaml(file, Path(display(file)), _link_root(file))
         if isinstance(parsed, Diagnostic):
             problems.append(parsed)
             continue
         foreign = _not_a_deploy_yaml(parsed.data)
         if foreign:
-            problems.append(Diagnostic(parsed.file, 0, 0, f"not a deploy.yaml: {foreign}"))
+            problems.append(Diagnostic.at(parsed.file, 0, 0, f"not a deploy.yaml: {foreign}"))
             continue
         schema_problems = schema.check(parsed)
         problems.extend(schema_problems)
@@ -156,6 +171,22 @@ def _module_at(base: Path, rel: str) -> tuple[Path, str, str]:
     directory needs."""
     path, found = _kind(base, rel)
     return path, found, _kind(path, "go.mod")[1] if found == "dir" else "missing"
+
+
+def _link_root(file: Path) -> Path:
+    """Where a deploy.yaml found at `file` (as given: links not followed) may be read from: the
+    nearest ancestor of its place that holds `.git`, else its own directory. A directory that is
+    a symlink is never that root, since it may point anywhere: `sub -> /elsewhere` given as a
+    path to search must not make /elsewhere/deploy.yaml readable."""
+    lexical = Path(os.path.abspath(file)).parent
+    candidates = [d for d in (lexical, *lexical.parents) if not os.path.islink(d)]
+    for candidate in candidates:
+        try:
+            if (candidate / ".git").exists():
+                return candidate
+        except OSError:  # an unreadable parent directory: look further up
+            continue
+    return candidates[0] if candidates else lexical
 
 
 def _git_root(directory: Path) -> Path | None:
@@ -282,7 +313,7 @@ def _dockerfile(doc: YamlDocument, at: YamlPath, name: str, base: Path, rel: str
 
 def _shared_module(doc: YamlDocument, at: YamlPath, name: str, base: Path, rel: str, root: Path,
                    problems: list[Diagnostic]) -> Path | None:
-    """A listed shared module; the rules about what it may contain are deployer.modules'."""
+    """A listed shared module; the rules about what it may contain are deployer.module_graph'."""
     try:
         module, found, go_mod = _module_at(base, rel)
     except PATH_ERRORS as exc:
@@ -350,5 +381,5 @@ def _duplicate_names(names: list[tuple[str, Location]]) -> list[Diagnostic]:
     for name, loc in names:
         first = seen.setdefault(name, loc)
         if first is not loc:
-            problems.append(Diagnostic(loc.file, loc.line, loc.column, f"function name '{name}' is already used at {first}; function names must be unique across all deploy.yaml files"))
+            problems.append(Diagnostic.at(loc.file, loc.line, loc.column, f"function name '{name}' is already used at {first}; function names must be unique across all deploy.yaml files"))
     return problems

@@ -8,16 +8,15 @@ boto3 clients are shared.
 
 from __future__ import annotations
 
-import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 from deployer.aws import Clients, EcrGateway, LambdaGateway
-from deployer.layout import source_digest_of
 from deployer.digest import content_tag
-from deployer.errors import DeployerError
-from deployer.observed import Desired, Observed
+from deployer.errors import AwsError, DeployerError
+from deployer.layout import source_digest_of
 from deployer.spec import FunctionSpec, Spec
+from deployer.state import Desired, Observed
 
 MAX_WORKERS = 16  # enough to hide AWS latency; small enough to stay under API rate limits
 
@@ -30,7 +29,7 @@ def desired_state(fn: FunctionSpec, clients: Clients) -> Desired:
     return Desired(
         name=fn.name,
         region=fn.region,
-        repository_uri=fn.repository.uri(account),
+        repository=fn.repository.resolved(account),
         content_tag=tag,
         source_digest=digest,
         architecture=fn.architecture,
@@ -47,7 +46,7 @@ def observe_function(fn: FunctionSpec, clients: Clients) -> tuple[Desired, Obser
 
 
 def observe(spec: Spec, clients: Clients, workers: int = MAX_WORKERS) -> list[tuple[Desired, Observed]]:
-    """Observe every function; if any fail, report all failures together (by function name)."""
+    """Observe every function; if any fail, report all failures together, each problem once."""
     functions: Sequence[FunctionSpec] = spec.functions
     if not functions:
         return []
@@ -55,25 +54,40 @@ def observe(spec: Spec, clients: Clients, workers: int = MAX_WORKERS) -> list[tu
     try:
         futures = [(fn, pool.submit(observe_function, fn, clients)) for fn in functions]
         results: list[tuple[Desired, Observed]] = []
-        failures: dict[str, list[str]] = {}
+        failures: list[tuple[str, DeployerError]] = []
         for fn, future in futures:
             try:
                 results.append(future.result())
             except DeployerError as exc:
-                # The same problem for many functions (no credentials, endpoint down) is said
-                # once: group on the message with the function's name taken out.
-                generic = re.sub(rf"(?<![\w-]){re.escape(fn.name)}(?![\w-])", "<function>", str(exc))
-                failures.setdefault(generic, []).append(fn.name)
+                failures.append((fn.name, exc))
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)  # read-only work: nothing to wait for
         raise
     pool.shutdown(wait=True)
     if failures:
-        # One line per distinct problem: a missing profile is said once, not once per function.
-        lines = [f"{_names(names)}: " + "\n    ".join(message.replace("<function>", names[0] if len(names) == 1 else "<function>")
-                                                      .splitlines()) for message, names in failures.items()]
-        raise DeployerError("cannot plan:\n  " + "\n  ".join(lines))
+        raise DeployerError("cannot plan:\n  " + "\n  ".join(grouped(failures)))
     return results
+
+
+def grouped(failures: list[tuple[str, DeployerError]]) -> list[str]:
+    """One line per problem, naming the functions it hit. The same failed call for many functions
+    (no credentials, an endpoint down, access denied) is one problem: AWS errors are grouped by
+    operation and AWS error code, others by their message."""
+    groups: dict[object, tuple[DeployerError, list[str]]] = {}
+    for name, exc in failures:
+        key = exc.diagnostic.group if isinstance(exc, AwsError) else str(exc)
+        groups.setdefault(key, (exc, []))[1].append(name)
+    return [_problem(exc, names) for exc, names in groups.values()]
+
+
+def _problem(exc: DeployerError, names: list[str]) -> str:
+    """One line per problem: the functions it hit, then the problem. Said for several functions,
+    an AWS call is named without the one function's resource."""
+    if isinstance(exc, AwsError) and len(names) > 1 and exc.diagnostic.operation:
+        text = f"{exc.diagnostic.operation}: {exc.diagnostic.summary}"
+    else:
+        text = str(exc)
+    return f"{_names(names)}: " + "\n    ".join(text.splitlines())
 
 
 def _names(names: list[str], shown: int = 8) -> str:

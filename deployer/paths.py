@@ -26,13 +26,15 @@ def display(path: Path) -> str:
 
     The directories leading to the path are resolved (so a symlinked working directory or a
     `..` still gives the short form), the last component is not: a symlink is shown as itself,
-    not as what it points to."""
+    not as what it points to. A name holding a control character or a line break (a file a pull
+    request named `x\n::error::...`) is shown escaped, so it cannot start a line of its own."""
     absolute = Path(os.path.abspath(path))
     try:
         shown = absolute.parent.resolve() / absolute.name if absolute.name else absolute
-        return str(shown.relative_to(Path.cwd().resolve()))
+        text = str(shown.relative_to(Path.cwd().resolve()))
     except (ValueError, OSError, RuntimeError):  # not below the working directory, or unresolvable
-        return str(absolute)
+        text = str(absolute)
+    return text if text.isprintable() else repr(text)[1:-1]
 
 
 def inside(path: Path, root: Path) -> bool:

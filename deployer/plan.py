@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Iterable, Union, get_args
 
 from deployer.errors import PlanError
-from deployer.observed import Desired, Observed
+from deployer.state import Desired, Observed
 
 # 2: plans record the deploy.yaml files they were made from (`sources`), which apply re-checks.
 FORMAT_VERSION = 2

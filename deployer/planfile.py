@@ -8,6 +8,7 @@ and bounded before anything else happens (deployer.binding then checks it agains
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import os
@@ -15,13 +16,12 @@ import re
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from deployer import explain
 from deployer.digest import content_tag
 from deployer.errors import PlanError
-from deployer.load import REPOSITORY_URI
-from deployer.observed import Desired
+from deployer.paths import shown
 from deployer.plan import (
     FORMAT_VERSION,
     STEP_TYPES,
@@ -35,13 +35,17 @@ from deployer.plan import (
     Step,
     steps_for,
 )
-from deployer.spec import LAMBDA_ARCHITECTURES
+from deployer.spec import LAMBDA_ARCHITECTURES, EcrRepository
+from deployer.state import Desired
 
 _STEPS_BY_NAME = {cls.__name__: cls for cls in STEP_TYPES}
 # A plan of a thousand functions is about 3 MB; anything far larger is not a plan deployer wrote.
 MAX_PLAN_BYTES = 32 * 1024 * 1024
 MAX_SOURCES = 10_000
 MAX_SOURCE_PATH = 1024
+# Values of a plan: identifiers, digests and paths; AWS's own words (a reason's detail).
+MAX_VALUE = 1024
+MAX_TEXT = 4096
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -61,7 +65,7 @@ def _function(fp: FunctionPlan) -> dict[str, Any]:
         "action": fp.action.name.lower(),
         "reason": {"code": fp.reason.code.value, "detail": fp.reason.detail,
                    "update_in_progress": fp.reason.update_in_progress, "description": explain.reason(fp)},
-        "desired": dataclasses.asdict(fp.desired),
+        "desired": _desired(fp.desired),
         "current_digest": fp.current_digest,
         "desired_digest": fp.desired_digest,
         "current_architectures": list(fp.current_architectures),
@@ -82,9 +86,9 @@ def from_dict(data: Any, source: str = "plan") -> Plan:
         raise PlanError(f"{source}: plan format_version {version!r} is not supported (this deployer reads {FORMAT_VERSION}); run plan again")
     try:
         functions = tuple(_function_plan(entry, index) for index, entry in enumerate(_typed(data.get("functions"), list, "functions")))
-        names = [fp.name for fp in functions]
-        if len(set(names)) != len(names):
-            raise ValueError(f"a function is planned twice ({', '.join(sorted({n for n in names if names.count(n) > 1}))})")
+        twice = sorted(name for name, count in collections.Counter(fp.name for fp in functions).items() if count > 1)
+        if twice:
+            raise ValueError(f"a function is planned twice ({', '.join(twice[:5])}{', ...' if len(twice) > 5 else ''})")
         sources = _sources(data.get("sources"))
         if functions and not sources:
             raise ValueError("sources is empty: the plan does not say which deploy.yaml files it was made from")
@@ -114,25 +118,43 @@ def _sources(value: Any) -> tuple[SourceFile, ...]:
 
 
 def is_relative_posix(path: str) -> bool:
-    """A path a plan may name: relative, POSIX, no `.`/`..`/empty parts, no control characters."""
+    """A path a plan may name: relative, POSIX, no `.`/`..`/empty parts, nothing unprintable
+    (control characters, line breaks of any kind)."""
     parts = path.split("/")
-    return (0 < len(path) <= MAX_SOURCE_PATH and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in path)
+    return (0 < len(path) <= MAX_SOURCE_PATH and path.isprintable()
             and "\\" not in path and all(part not in ("", ".", "..") for part in parts))
 
 
-def _typed(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
+def _typed(value: Any, kind: type | tuple[type, ...], where: str, text: bool = False) -> Any:
+    """`value`, if of `kind`. A string must be a printable one-line value of at most MAX_VALUE
+    characters (every value a plan holds is an identifier, a digest or a path); with `text`, any
+    string of at most MAX_TEXT (AWS's own words: shown inert, never acted on)."""
     if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
         raise TypeError(f"{where} is {type(value).__name__}, not {getattr(kind, '__name__', kind)}")
+    if isinstance(value, str) and (len(value) > MAX_TEXT if text else len(value) > MAX_VALUE or not value.isprintable()):
+        raise ValueError(f"{where} is not a printable value of at most {MAX_TEXT if text else MAX_VALUE} characters")
     return value
+
+
+def _known_keys(entry: dict[str, Any], allowed: Iterable[str], where: str) -> dict[str, Any]:
+    unknown = sorted(set(entry) - set(allowed), key=str)
+    if unknown:
+        raise ValueError(f"{where} has a key deployer does not know: {shown(str(unknown[0]))}")
+    return entry
 
 
 def _function_plan(entry: Any, index: int) -> FunctionPlan:
     at = f"functions[{index}]"
     entry = _typed(entry, dict, at)
-    desired_fields = _typed(entry.get("desired"), dict, f"{at}.desired")
+    desired_fields = _known_keys(_typed(entry.get("desired"), dict, f"{at}.desired"),
+                                 ["repository_uri", *(f.name for f in dataclasses.fields(Desired))], f"{at}.desired")
     for name, value in desired_fields.items():
         _typed(value, str, f"{at}.desired.{name}")
-    desired = Desired(**desired_fields)
+    uri = desired_fields.pop("repository_uri", None)
+    repository = EcrRepository.parse(uri) if uri is not None else None
+    if repository is None or repository.region != desired_fields.get("region"):
+        raise ValueError(f"{at}.desired.repository_uri {uri!r} is not an ECR repository in {desired_fields.get('region')!r}")
+    desired = Desired(repository=repository, **desired_fields)
     _check_desired(desired, f"{at}.desired")
     action_name = _typed(entry.get("action"), str, f"{at}.action")
     if action_name.upper() not in Action.__members__:
@@ -162,8 +184,14 @@ def _reason(value: Any, at: str) -> Reason:
     codes = {c.value: c for c in ReasonCode}
     if code not in codes:
         raise ValueError(f"{at}.code {code!r} is not one of {', '.join(codes)}")
-    return Reason(codes[code], _typed(entry.get("detail"), (str, type(None)), f"{at}.detail"),
+    return Reason(codes[code], _typed(entry.get("detail"), (str, type(None)), f"{at}.detail", text=True),
                   _typed(entry.get("update_in_progress"), bool, f"{at}.update_in_progress"))
+
+
+def _desired(desired: Desired) -> dict[str, str]:
+    """Desired as JSON: its repository as the URI people know."""
+    fields = {f.name: getattr(desired, f.name) for f in dataclasses.fields(desired) if f.name != "repository"}
+    return {"name": fields.pop("name"), "region": fields.pop("region"), "repository_uri": desired.repository_uri, **fields}
 
 
 def _check_desired(desired: Desired, where: str) -> None:
@@ -171,9 +199,6 @@ def _check_desired(desired: Desired, where: str) -> None:
     arm64 image as x86_64, or to another region than its repository's."""
     if LAMBDA_ARCHITECTURES.get(desired.platform) != desired.architecture:
         raise ValueError(f"{where}.architecture {desired.architecture!r} does not match platform {desired.platform!r}")
-    uri = REPOSITORY_URI.match(desired.repository_uri)
-    if uri is None or uri["region"] != desired.region:
-        raise ValueError(f"{where}.repository_uri {desired.repository_uri!r} is not an ECR repository in {desired.region}")
     if content_tag(desired.source_digest) != desired.content_tag:
         raise ValueError(f"{where}.content_tag {desired.content_tag!r} is not the tag of source {desired.source_digest}")
 
@@ -184,8 +209,9 @@ def _step(entry: Any, where: str) -> Step:
     if kind not in _STEPS_BY_NAME:
         raise ValueError(f"{where}.type {kind!r} is not a step deployer knows")
     fields = {k: v for k, v in entry.items() if k not in ("type", "description")}
+    _known_keys(fields, (f.name for f in dataclasses.fields(_STEPS_BY_NAME[kind])), where)
     if "image" in fields:  # the one nested value of a step
-        image = _typed(fields["image"], dict, f"{where}.image")
+        image = _known_keys(_typed(fields["image"], dict, f"{where}.image"), ("repository_uri", "digest", "tag"), f"{where}.image")
         fields["image"] = ImageRef(**{k: _typed(v, (str, type(None)), f"{where}.image.{k}") for k, v in image.items()})
     step: Step = _STEPS_BY_NAME[kind](**fields)
     return step
@@ -234,6 +260,8 @@ def read(path: Path) -> Plan:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise PlanError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg}); make a plan with 'deployer plan --out FILE'") from exc
+    except ValueError as exc:  # a number of more than 4300 digits, say: not a plan deployer wrote
+        raise PlanError(f"{path}: not a plan deployer wrote ({exc}); make a plan with 'deployer plan --out FILE'") from None
     except RecursionError:  # `[[[[...` nested past the parser's stack: not a plan deployer wrote
         raise PlanError(f"{path}: JSON nested too deeply for a plan; make a plan with 'deployer plan --out FILE'") from None
     return from_dict(data, str(path))

@@ -17,7 +17,7 @@ import threading
 from rich.console import Console
 from rich.markup import escape
 
-from deployer.apply import Outcome
+from deployer.outcome import Outcome, OutcomeStatus
 from deployer.redact import redact
 from deployer.render import terminal_lines, terminal_text
 
@@ -48,11 +48,11 @@ class ConsoleReporter:
         self._print("")
         self._print("Apply summary:")
         for o in outcomes:
-            style = "red" if o.failed else ("dim" if o.status == "unchanged" else "green")
+            style = "red" if o.failed else ("dim" if o.status == OutcomeStatus.UNCHANGED else "green")
             detail = "\n    ".join(escape(line) for line in terminal_lines(redact(o.detail)))
-            self._print(f"  {_rich(terminal_text(o.name).ljust(width))}  [{style}]{o.status:<9}[/{style}] {o.seconds:6.1f}s  {detail}")
+            self._print(f"  {_rich(terminal_text(o.name).ljust(width))}  [{style}]{str(o.status):<9}[/{style}] {o.seconds:6.1f}s  {detail}")
         failed = sum(o.failed for o in outcomes)
-        changed = sum(o.status in ("built", "updated") for o in outcomes)
+        changed = sum(o.changed for o in outcomes)
         self._print(f"{len(outcomes)} function(s): {changed} changed, {len(outcomes) - changed - failed} unchanged, {failed} failed")
 
 

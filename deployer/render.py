@@ -125,7 +125,11 @@ def terminal_text(value: object) -> str:
 
 def terminal_lines(value: object) -> list[str]:
     """A multi-line `value` (an error with build output, say) as lines of `terminal_text`."""
-    return [terminal_text(line) for line in _ESCAPE_SEQUENCE.sub("", str(value)).splitlines()]
+    # Only "\n" ends a line: the messages deployer writes use it. Any other line break (\r,
+    # U+0085, U+2028...) can only come from a foreign value, and is a space, as in terminal_text:
+    # a value must never start a line of its own (a CI log reads "::error::..." lines as commands).
+    text = _ESCAPE_SEQUENCE.sub("", str(value))
+    return [terminal_text(line) for line in text.removesuffix("\n").split("\n")] if text else []
 
 
 def _rich(value: object) -> str:

@@ -89,8 +89,8 @@ def check(doc: YamlDocument) -> list[Diagnostic]:
         found.extend(_diagnostics(doc, error))
     if len(found) > MAX_PROBLEMS:
         rest = len(found) - MAX_PROBLEMS
-        found = sorted(found)[:MAX_PROBLEMS]
-        found.append(Diagnostic(doc.file, 0, 0, f"{MAX_PROBLEMS} problem(s) against the schema listed, {rest} more not; "
+        found = sorted(found, key=Diagnostic.sort_key)[:MAX_PROBLEMS]
+        found.append(Diagnostic.at(doc.file, 0, 0, f"{MAX_PROBLEMS} problem(s) against the schema listed, {rest} more not; "
                                            "fix the listed ones first"))
     return found
 

@@ -1,72 +1,141 @@
 """sharing: one build per image, within an apply and between applies on one machine.
 
 Functions of one apply with the same inputs and repository have the same content tag:
-`SharedImages` lets the first build and push it and the others wait for its digest. Applies
-running at the same time on one machine take turns through `ImageLock`, a lock file per image in
-the temp dir (deployer.locks): the second, once the first has pushed, finds the image in ECR and
-deploys it instead of building and pushing the tag again (which would leave the first image
-untagged in ECR, and could remove the local tag under the first's push).
+`SharedImages` keeps one future per image (ko's build.Caching). The first function needing the
+image gets the claim: it builds, pushes and verifies it and publishes its digest to the future;
+the others wait on the future and deploy that digest. Building twice would push two digests under
+one tag, and untag an image a function runs.
+
+Applies running at the same time on one machine take turns through `ImageLock`, a lock file per
+image in the temp dir (deployer.locks), which the claim holds from its build until ECR lists the
+pushed image: the second apply, once the first has pushed, finds the image in ECR and deploys it
+instead of building and pushing the tag again (which would leave the first image untagged in ECR,
+and could remove the local tag under the first's push).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import os
 import threading
+from concurrent.futures import Future
+from types import TracebackType
 from typing import Callable
 
 from deployer import locks
 from deployer.context import context_root
-from deployer.errors import DeployerError
+from deployer.errors import DeployerError, PlanError
+from deployer.images import PushedImage
+from deployer.interrupts import Cancelled
 
 # Lock files of images in the temp dir: IMAGE_LOCK_PREFIX<hash of the image reference>.lock
 IMAGE_LOCK_PREFIX = "deployer-image-"
+# How often a function waiting for another's build looks at the cancel: Ctrl-C must not wait for the build.
+WAIT_SLICE_SECONDS = 0.1
 
 
-class Cancelled(DeployerError):
-    """Ctrl-C: workers stop at the next step boundary and clean up."""
+class SharedBuildFailed(DeployerError):
+    """The build of an image failed for the function that claimed it: its waiters fail too, at
+    once, with its reason, instead of repeating it."""
 
 
 class SharedImages:
-    """One build per image in an apply. Functions with the same inputs and repository have the
-    same content tag: the first builds and pushes it, the others wait and deploy its digest
-    (building twice would push two digests under one tag, and untag an image a function runs).
-    If that build fails, the others fail at once with its reason instead of repeating it."""
+    """One future per image (repository_uri:content_tag) in an apply.
+
+    A future ends in the image's digest, or in the failure of its build, or is cancelled: its
+    claimant stopped for a reason that says nothing about the image (Ctrl-C, a stale plan); it is
+    then forgotten, and the next function needing the image claims it anew."""
 
     def __init__(self, cancel: threading.Event) -> None:
         self._cancel = cancel
         self._guard = threading.Lock()
-        self._locks: dict[str, threading.Lock] = {}
-        self._digests: dict[str, str] = {}
-        self._failures: dict[str, str] = {}
+        self._futures: dict[str, Future[PushedImage]] = {}
 
-    def claim(self, image: str) -> str | None:
-        """The digest if the image was already pushed in this apply; else None, and the caller
-        holds the image until `done` or `abandon`."""
-        with self._guard:
-            lock = self._locks.setdefault(image, threading.Lock())
-        while not lock.acquire(timeout=0.2):  # in slices: a Ctrl-C must not wait for the build
+    def claim(self, image: str, function: str) -> PushedImage | ImageClaim:
+        """The image, once another function of this apply has made it; else the claim to make it,
+        for `function`. Waits interruptibly: raises Cancelled as soon as Ctrl-C is pressed."""
+        while True:
+            with self._guard:
+                future = self._futures.get(image)
+                if future is None and not self._cancel.is_set():
+                    future = self._futures[image] = Future()
+                    return ImageClaim(self, image, future, function)
+            if future is None:
+                raise Cancelled("cancelled before building")
+            try:
+                return self._wait(future)
+            except concurrent.futures.CancelledError:
+                continue  # its claimant gave up without a verdict on the image: claim it anew
+
+    def _wait(self, future: Future[PushedImage]) -> PushedImage:
+        while True:
+            try:
+                failure = future.exception(timeout=WAIT_SLICE_SECONDS)
+            except concurrent.futures.TimeoutError:
+                if self._cancel.is_set():
+                    raise Cancelled("cancelled while another function built the same image") from None
+                continue
             if self._cancel.is_set():
-                raise Cancelled("cancelled while another function built the same image")
-        failure, digest = self._failures.get(image), self._digests.get(image)
-        if self._cancel.is_set() or failure or digest:
+                raise Cancelled("cancelled before building")
+            if failure is not None:  # a new error per waiter: they raise it in threads of their own
+                raise SharedBuildFailed(str(failure))
+            return future.result()
+
+    def _forget(self, image: str, future: Future[PushedImage]) -> None:
+        with self._guard:
+            if self._futures.get(image) is future:
+                del self._futures[image]
+            future.cancel()
+
+
+class ImageClaim:
+    """The duty to make one image for this apply, held by the first function needing it: it ends
+    in `publish`, or, when the claimant's run leaves the `with` block without publishing, in the
+    failure of the build (its reason goes to the waiters) or, for Ctrl-C or a stale plan, in
+    giving the claim up. It also holds this machine's `ImageLock` of the image, from `lock` to the
+    end. Used by one thread, the claimant's."""
+
+    def __init__(self, images: SharedImages, image: str, future: Future[PushedImage], function: str) -> None:
+        self.image = image
+        self._images = images
+        self._future = future
+        self._function = function
+        self._lock: ImageLock | None = None
+
+    def lock(self, what: str, sleep: Callable[[float], None], log: Callable[[str], None]) -> None:
+        """Take this machine's lock of the image (waiting for another apply building it)."""
+        lock = ImageLock(self.image, sleep, log)
+        if lock.acquire(what):
+            self._lock = lock
+
+    def publish(self, image: PushedImage) -> None:
+        """The image is in ECR: functions of this apply waiting for it, and applies on this
+        machine waiting for its lock, deploy it instead of building it again."""
+        self._future.set_result(image)
+        self._unlock()
+
+    def __enter__(self) -> ImageClaim:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _tb: TracebackType | None) -> None:
+        try:
+            if self._future.done():
+                return
+            # A failure of the build itself would fail the others too; a cancel or a stale plan
+            # says nothing about the image.
+            if error is not None and not isinstance(error, (Cancelled, PlanError)):
+                reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+                self._future.set_exception(SharedBuildFailed(f"the same image failed to build for {self._function}: {reason}"))
+            else:
+                self._images._forget(self.image, self._future)
+        finally:
+            self._unlock()
+
+    def _unlock(self) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
             lock.release()
-        if self._cancel.is_set():
-            raise Cancelled("cancelled before building")
-        if failure:
-            raise DeployerError(f"the same image failed to build for {failure}")
-        return digest
-
-    def done(self, image: str, digest: str) -> None:
-        self._digests[image] = digest
-        self._locks[image].release()
-
-    def abandon(self, image: str, failure: str | None) -> None:
-        """The holder stops without pushing. `failure` (function: reason) is kept for the
-        functions waiting; None (cancelled, stale plan) lets the next one build it instead."""
-        if failure:
-            self._failures[image] = failure
-        self._locks[image].release()
 
 
 class ImageLock:

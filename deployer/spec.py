@@ -6,6 +6,7 @@ holds a checked value with defaults filled in. Paths are absolute.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -13,6 +14,13 @@ from typing import Mapping
 from deployer.errors import DeployerError
 
 SUPPORTED_PLATFORMS = ("linux/arm64", "linux/amd64")
+
+# The names a deploy.yaml file may have (what a directory is searched for; what a build context
+# leaves out).
+SPEC_FILE_NAMES = ("deploy.yaml", "deploy.yml")
+
+# An ECR repository URI: ACCOUNT.dkr.ecr.REGION.amazonaws.com[.cn]/NAME.
+REPOSITORY_URI = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.(?P<domain>amazonaws\.com(?:\.cn)?)/(?P<name>.+)$")
 
 # The seed's images. The runtime base depends on the target architecture.
 DEFAULT_BUILDER_IMAGE = "golang:1.24-alpine"
@@ -45,19 +53,47 @@ def ecr_domain(region: str) -> str:
 
 
 @dataclass(frozen=True)
+class EcrRepository:
+    """An ECR repository whose account is known: the one form every later stage uses."""
+
+    account: str
+    region: str
+    name: str
+
+    @property
+    def registry(self) -> str:
+        """ACCOUNT.dkr.ecr.REGION.amazonaws.com: the registry host, what a login is for."""
+        return f"{self.account}.dkr.ecr.{self.region}.{ecr_domain(self.region)}"
+
+    @property
+    def uri(self) -> str:
+        """What Lambda is given (with a digest) and images are pushed to (with a tag)."""
+        return f"{self.registry}/{self.name}"
+
+    @classmethod
+    def parse(cls, uri: str) -> EcrRepository | None:
+        """The repository of an ECR URI; None when `uri` is not one (or names the wrong domain)."""
+        match = REPOSITORY_URI.match(uri)
+        if match is None or match["domain"] != ecr_domain(match["region"]):
+            return None
+        return cls(match["account"], match["region"], match["name"])
+
+
+@dataclass(frozen=True)
 class RepositoryRef:
-    """An ECR repository. `account` is None when deploy.yaml gave only a name and no account:
-    it is then resolved from the caller's identity (STS) when AWS is first asked."""
+    """An ECR repository as deploy.yaml gives it. `account` is None when deploy.yaml gave only a
+    name and no account: it is then resolved from the caller's identity (STS) when AWS is first
+    asked."""
 
     name: str
     region: str
     account: str | None
 
-    def uri(self, account: str | None = None) -> str:
+    def resolved(self, account: str | None = None) -> EcrRepository:
         acct = self.account or account
         if acct is None:
             raise ValueError(f"repository {self.name}: account unknown")
-        return f"{acct}.dkr.ecr.{self.region}.{ecr_domain(self.region)}/{self.name}"
+        return EcrRepository(acct, self.region, self.name)
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ class YamlDocument:
 
     def diagnostic(self, path: YamlPath, message: str, *, key: bool = False) -> Diagnostic:
         line, col = self.position(path, key=key)
-        return Diagnostic(self.file, line, col, message)
+        return Diagnostic.at(self.file, line, col, message)
 
 
 def read_yaml(file: Path, display: Path, root: Path) -> YamlDocument | Diagnostic:
@@ -64,47 +64,49 @@ def read_yaml(file: Path, display: Path, root: Path) -> YamlDocument | Diagnosti
     try:
         raw = read_inside(file, root, limit=MAX_FILE_BYTES)
     except FileTooLarge as exc:
-        return Diagnostic(display, 0, 0, f"file is {exc.size} bytes; a deploy.yaml is at most {MAX_FILE_BYTES}")
+        return Diagnostic.at(display, 0, 0, f"file is {exc.size} bytes; a deploy.yaml is at most {MAX_FILE_BYTES}")
     except RefusedFile as exc:
         if exc.outside:
-            return Diagnostic(display, 0, 0, f"{exc.strerror}; deployer reads nothing outside it: "
+            return Diagnostic.at(display, 0, 0, f"{exc.strerror}; deployer reads nothing outside it: "
                                              "replace the symlink with the file itself")
         if exc.found == "a directory":
-            return Diagnostic(display, 0, 0, "is a directory, not a deploy.yaml file")
-        return Diagnostic(display, 0, 0, f"{exc.strerror}; a deploy.yaml must be a regular file")
+            return Diagnostic.at(display, 0, 0, "is a directory, not a deploy.yaml file")
+        return Diagnostic.at(display, 0, 0, f"{exc.strerror}; a deploy.yaml must be a regular file")
     except OSError as exc:
-        return Diagnostic(display, 0, 0, f"cannot read file: {exc.strerror}")
+        return Diagnostic.at(display, 0, 0, f"cannot read file: {exc.strerror}")
     return parse_yaml(raw, display)
 
 
 def parse_yaml(raw: bytes, display: Path) -> YamlDocument | Diagnostic:
     """Parse the content of a deploy.yaml; `display` names it in diagnostics."""
     if len(raw) > MAX_FILE_BYTES:
-        return Diagnostic(display, 0, 0, f"file is {len(raw)} bytes; a deploy.yaml is at most {MAX_FILE_BYTES}")
+        return Diagnostic.at(display, 0, 0, f"file is {len(raw)} bytes; a deploy.yaml is at most {MAX_FILE_BYTES}")
     if b"\x00" in raw:
-        return Diagnostic(display, 0, 0, "file is binary (it contains NUL bytes), not YAML text")
+        return Diagnostic.at(display, 0, 0, "file is binary (it contains NUL bytes), not YAML text")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line, col = _line_col(raw, exc.start)
-        return Diagnostic(display, line, col, f"byte 0x{raw[exc.start]:02x} is not valid UTF-8; save the file as UTF-8")
+        return Diagnostic.at(display, line, col, f"byte 0x{raw[exc.start]:02x} is not valid UTF-8; save the file as UTF-8")
     if text.startswith("\ufeff"):
         text = text[1:]
     if not text.strip() or all(not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()):
-        return Diagnostic(display, 0, 0, "file is empty; it needs at least 'version: 1' and a 'functions' list")
+        return Diagnostic.at(display, 0, 0, "file is empty; it needs at least 'version: 1' and a 'functions' list")
     try:
         tree = YAML(typ="rt", pure=True).load(text)
     except RecursionError:  # ruamel composes nested collections recursively
-        return Diagnostic(display, 0, 0, f"lists or mappings are nested too deeply to read; a deploy.yaml needs at most {MAX_DEPTH} levels")
+        return Diagnostic.at(display, 0, 0, f"lists or mappings are nested too deeply to read; a deploy.yaml needs at most {MAX_DEPTH} levels")
     except MemoryError:
-        return Diagnostic(display, 0, 0, "file is too large to read")
+        return Diagnostic.at(display, 0, 0, "file is too large to read")
     except MarkedYAMLError as exc:
         return _yaml_error(display, exc)
     except ReaderError as exc:
         line, col = _line_col(text.encode("utf-8"), len(text[: exc.position].encode("utf-8")))
-        return Diagnostic(display, line, col, f"character {exc.character!r} is not allowed in YAML")
+        return Diagnostic.at(display, line, col, f"character {exc.character!r} is not allowed in YAML")
     except YAMLError as exc:  # other ruamel errors carry no position
-        return Diagnostic(display, 0, 0, clip(f"invalid YAML: {exc}"))
+        return Diagnostic.at(display, 0, 0, clip(f"invalid YAML: {exc}"))
+    except ValueError:  # Python refuses to make an int of more than 4300 digits
+        return Diagnostic.at(display, 0, 0, "a number in this file is too large to read; a deploy.yaml needs no such number")
     doc = YamlDocument(display, None)
     try:
         data = _Copier(doc).plain(tree, ())
@@ -131,7 +133,7 @@ def _yaml_error(display: Path, exc: MarkedYAMLError) -> Diagnostic:
         if exc.context and exc.problem:
             problem += f" ({exc.context})"
         problem = clip(problem, MAX_CLIPPED)  # ruamel may quote the text it stumbled on
-    return Diagnostic(display, line, col, problem)
+    return Diagnostic.at(display, line, col, problem)
 
 
 def _line_col(raw: bytes, offset: int) -> tuple[int, int]:
@@ -191,7 +193,10 @@ class _Copier:
         items = []
         for index, value in enumerate(node):
             child = path + (index,)
-            il, ic = node.lc.item(index)
+            try:
+                il, ic = node.lc.item(index)
+            except (TypeError, KeyError, IndexError):  # a tagged sequence (`!tag [...]`) keeps no item positions
+                il, ic = node.lc.line, node.lc.col
             self.doc.values[child] = (il + 1, ic + 1)
             items.append(self.plain(value, child))
         return items

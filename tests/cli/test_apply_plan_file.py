@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.cli_harness import CliResult, InProcessCli
 
 
-def apply(plan: Path) -> subprocess.CompletedProcess[str]:
-    # No AWS endpoint answers here: a refused plan file must fail before any AWS call.
-    env = {**os.environ, "AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_ACCESS_KEY_ID": "x",
-           "AWS_SECRET_ACCESS_KEY": "y", "NO_COLOR": "1"}
-    return subprocess.run([sys.executable, "-m", "deployer", "apply", plan.name], cwd=plan.parent, env=env,
-                          capture_output=True, text=True, timeout=60)
+@pytest.fixture
+def apply(cli: InProcessCli) -> Callable[[Path], CliResult]:
+    def run(plan: Path) -> CliResult:
+        # No AWS endpoint answers here: a refused plan file must fail before any AWS call.
+        return cli("apply", plan.name, cwd=plan.parent,
+                   env={"AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"})
+
+    return run
 
 
 @pytest.mark.parametrize(("content", "message"), [
@@ -34,44 +35,44 @@ def apply(plan: Path) -> subprocess.CompletedProcess[str]:
      "characters); run plan again"),
     ("[" * 100_000, "plan.json: JSON nested too deeply for a plan; make a plan with 'deployer plan --out FILE'"),
 ])
-def test_untrustworthy_plan_file_is_refused(tmp_path: Path, content: str, message: str) -> None:
+def test_untrustworthy_plan_file_is_refused(apply: Callable[[Path], CliResult], tmp_path: Path, content: str, message: str) -> None:
     plan = tmp_path / "plan.json"
     plan.write_text(content)
     result = apply(plan)
-    assert result.returncode == 1
+    assert result.exit_code == 1
     assert result.stderr == f"error: {message}\n"
 
 
-def test_binary_plan_file_is_refused(tmp_path: Path) -> None:
+def test_binary_plan_file_is_refused(apply: Callable[[Path], CliResult], tmp_path: Path) -> None:
     plan = tmp_path / "plan.json"
     plan.write_bytes(b"\xff\xfe\x00junk")
     result = apply(plan)
-    assert result.returncode == 1
+    assert result.exit_code == 1
     assert result.stderr.startswith("error: ") and "cannot read plan file" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_plan_file_that_is_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+def test_plan_file_that_is_a_fifo_is_refused_without_waiting_for_a_writer(apply: Callable[[Path], CliResult], tmp_path: Path) -> None:
     plan = tmp_path / "plan.json"
     os.mkfifo(plan)
     result = apply(plan)  # the 60 s timeout of apply() fails the test if it blocks
-    assert result.returncode == 1
+    assert result.exit_code == 1
     assert result.stderr == "error: plan.json: not a regular file; give the plan file written by 'deployer plan --out FILE'\n"
 
 
-def test_oversized_plan_file_is_refused_before_it_is_read(tmp_path: Path) -> None:
+def test_oversized_plan_file_is_refused_before_it_is_read(apply: Callable[[Path], CliResult], tmp_path: Path) -> None:
     plan = tmp_path / "plan.json"
     with plan.open("wb") as handle:
         handle.truncate(64 * 1024 * 1024)  # sparse: costs no disk
     result = apply(plan)
-    assert result.returncode == 1
+    assert result.exit_code == 1
     assert result.stderr == (f"error: plan.json: {64 * 1024 * 1024} bytes is too large for a plan file (at most {32 * 1024 * 1024}); "
                              "give the file written by 'deployer plan --out FILE'\n")
 
 
-def test_empty_plan_applies_nothing(tmp_path: Path) -> None:
+def test_empty_plan_applies_nothing(apply: Callable[[Path], CliResult], tmp_path: Path) -> None:
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps({"format_version": 2, "sources": [], "functions": []}))
     result = apply(plan)
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     assert "No changes" in result.stdout

@@ -28,12 +28,13 @@ def make_repo(root: Path, count: int) -> Path:
 def test_missing_credentials_are_reported_once_for_all_functions(tmp_path: Path) -> None:
     result = plan(make_repo(tmp_path, 3))
     assert result.returncode == 1
-    assert result.stderr == ("error: cannot plan:\n  fn-0, fn-1, fn-2: lambda:GetFunction on function <function> (us-east-1): "
+    # One problem, grouped by the failed call (operation and code), not once per function.
+    assert result.stderr == ("error: cannot plan:\n  fn-0, fn-1, fn-2: lambda:GetFunction: "
                              "no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY\n")
 
 
 def test_unknown_profile_is_a_clean_error(tmp_path: Path) -> None:
     result = plan(make_repo(tmp_path, 1), AWS_PROFILE="nope")
     assert result.returncode == 1
-    assert result.stderr == ("error: cannot plan:\n  fn-0: reading the AWS configuration on AWS_PROFILE / ~/.aws/config failed: "
+    assert result.stderr == ("error: cannot plan:\n  fn-0: reading the AWS configuration on AWS_PROFILE / ~/.aws/config: "
                              "The config profile (nope) could not be found\n")

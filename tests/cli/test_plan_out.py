@@ -5,21 +5,19 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.cli.test_plan_errors import make_repo
+from tests.cli_harness import CliResult, InProcessCli
+
+# No AWS endpoint answers here: every refusal below happens before any AWS call.
+NO_AWS = {"AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"}
 
 
-def plan_out(repo: Path, out: str) -> subprocess.CompletedProcess[str]:
-    # No AWS endpoint answers here: every refusal below happens before any AWS call.
-    env = {**os.environ, "AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_ACCESS_KEY_ID": "x",
-           "AWS_SECRET_ACCESS_KEY": "y", "AWS_MAX_ATTEMPTS": "1", "NO_COLOR": "1"}
-    return subprocess.run([sys.executable, "-m", "deployer", "plan", "--out", out], cwd=repo, env=env,
-                          capture_output=True, text=True, timeout=120)
+def plan_out(cli: InProcessCli, repo: Path, out: str) -> CliResult:
+    return cli("plan", "--out", out, cwd=repo, env=NO_AWS)
 
 
 @pytest.mark.parametrize(("out", "message"), [
@@ -34,7 +32,7 @@ def plan_out(repo: Path, out: str) -> subprocess.CompletedProcess[str]:
     ("link.json", "error: --out link.json: is a symbolic link; plan --out writes only a new file or a previous plan file"),
     ("fifo.json", "error: --out fifo.json: is not a regular file; plan --out writes only a new file or a previous plan file"),
 ])
-def test_plan_out_refuses_to_write_over_what_the_user_owns(tmp_path: Path, out: str, message: str) -> None:
+def test_plan_out_refuses_to_write_over_what_the_user_owns(cli: InProcessCli, tmp_path: Path, out: str, message: str) -> None:
     repo = make_repo(tmp_path / "repo", 1)
     (repo / "sub").mkdir()
     (repo / "notes.txt").write_text("my notes\n")
@@ -42,33 +40,30 @@ def test_plan_out_refuses_to_write_over_what_the_user_owns(tmp_path: Path, out: 
     os.mkfifo(repo / "fifo.json")
     before = {p.name: p.read_bytes() for p in (repo / "deploy.yaml", repo / "notes.txt", repo / "fn" / "go.mod")}
 
-    result = plan_out(repo, out)
+    result = plan_out(cli, repo, out)
 
-    assert result.returncode == 1
+    assert result.exit_code == 1
     assert result.stderr == message + "\n"
     assert result.stdout == ""
     assert {p.name: p.read_bytes() for p in (repo / "deploy.yaml", repo / "notes.txt", repo / "fn" / "go.mod")} == before
     assert not (repo / "fn" / "plan.json").exists()
 
 
-def test_plan_out_outside_the_checkout_is_refused(tmp_path: Path) -> None:
+def test_plan_out_outside_the_checkout_is_refused(cli: InProcessCli, tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo", 1)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = {**os.environ, "AWS_ENDPOINT_URL": "http://127.0.0.1:1", "NO_COLOR": "1"}
-    result = subprocess.run([sys.executable, "-m", "deployer", "plan", str(repo / "deploy.yaml"), "--out", "plan.json"],
-                            cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 1
-    assert result.stderr == (f"error: --out: {repo / 'deploy.yaml'} lies outside the checkout {elsewhere.resolve()}; a saved plan "
-                             "names its deploy.yaml files relative to the checkout: run plan from inside the repository that "
-                             "holds them\n")
+    result = cli("plan", str(repo / "deploy.yaml"), "--out", "plan.json", cwd=elsewhere, env=NO_AWS)
+    assert result.exit_code == 1
+    assert result.stderr == (f"error: {repo / 'deploy.yaml'} lies outside the checkout {elsewhere.resolve()}; a saved plan can "
+                             "only name files inside it: run plan from inside the repository that holds the deploy.yaml files\n")
     assert not (elsewhere / "plan.json").exists()
 
 
-def test_previous_plan_file_is_not_refused(tmp_path: Path) -> None:
+def test_previous_plan_file_is_not_refused(cli: InProcessCli, tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo", 1)
     (repo / "plan.json").write_text(json.dumps({"format_version": 1, "functions": []}))
-    result = plan_out(repo, "plan.json")
+    result = plan_out(cli, repo, "plan.json")
     # Past the --out checks: the plan itself fails because no AWS endpoint answers.
-    assert result.returncode == 1
+    assert result.exit_code == 1
     assert "--out" not in result.stderr and "cannot plan" in result.stderr

@@ -54,8 +54,9 @@ def test_saved_plan_records_its_deploy_yaml_and_applies_from_a_subdirectory(
     saved = save_plan(cli)
     assert [s["path"] for s in saved["sources"]] == ["deploy.yaml"]
 
-    # Paths in the plan are relative to the checkout, not to the directory plan ran in.
-    result = cli.monorepo.deployer("apply", "../plan.json", cwd=monorepo.root / "functions",
+    # Paths in the plan are relative to the checkout, not to the directory plan ran in; apply is
+    # given the paths plan was given (the repository root, from here "..").
+    result = cli.monorepo.deployer("apply", "../plan.json", "..", cwd=monorepo.root / "functions",
                                    env={"TMPDIR": str(cli.tmpdir)})
 
     assert result.returncode == 0, output(result)
@@ -120,7 +121,7 @@ def test_plan_edited_to_deploy_elsewhere_is_refused_before_anything_runs(
     if edit == "function renamed":
         assert f"function {victim.name} is in the plan but no deploy.yaml of the plan declares it" in result.stderr
     else:
-        assert f"function {fn.name}: the plan says repository_uri" in result.stderr
+        assert f"function {fn.name}: the plan says repository" in result.stderr
     assert "Apply summary" not in result.stdout
     for function in (fn, victim):
         assert lambda_config(lambda_client, function.name)["CodeSha256"] == function.image.code_sha256

@@ -1,15 +1,18 @@
 """`make demo`: the README's main job, end to end against the local cloud.
 
 Brings the cloud up, creates the seed's prerequisites (the ECR repository and the Lambda function,
-running a placeholder image), then runs `deployer plan`, `deployer apply` and `deployer plan`
-again, which must report no changes. deploy.example.yaml is used as committed, except that a copy
-in a temporary directory points the build at the offline stand-in base images (the real ones
-cannot be pulled here) and turns the Go module proxy off.
+running a placeholder image), then runs what a team's CI runs: `deployer plan --out plan.json` (the
+plan a reviewer approves), `deployer apply plan.json`, and `deployer plan` again, which must report
+no changes. It runs in a copy of the repository's examples in a temporary checkout, so nothing of
+the working tree is written; deploy.example.yaml is used as committed, except that the copy points
+the build at the offline stand-in base images (the real ones cannot be pulled here) and turns the
+Go module proxy off.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,12 +29,14 @@ EXAMPLE = REPO / "deploy.example.yaml"
 ROLE_POLICY = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}'
 
 
-def standin_spec(source: Path, dest_dir: Path, env: dict[str, str]) -> Path:
-    """Copy deploy.yaml `source` into `dest_dir`, with paths made absolute and base images set to
-    the stand-ins named in `env` (LocalCloud.env). Returns the new file."""
+def standin_checkout(source: Path, dest_dir: Path, env: dict[str, str]) -> Path:
+    """A checkout in `dest_dir` (a `.git` marks its root) holding a copy of examples/ and of the
+    deploy.yaml `source`, with base images set to the stand-ins named in `env` (LocalCloud.env).
+    Returns the new deploy.yaml; its relative paths mean what they mean in the repository."""
+    shutil.copytree(REPO / "examples", dest_dir / "examples")
+    (dest_dir / ".git").mkdir()
     yaml = YAML()
     data: Any = yaml.load(source.read_text())
-    data["root"] = str(REPO)
     shared_build = data.setdefault("defaults", {}).setdefault("build", {})
     shared_build["builder_image"] = env["DEPLOYER_STANDIN_BUILDER"]
     shared_build.setdefault("build_args", {})["GOPROXY"] = "off"
@@ -39,7 +44,6 @@ def standin_spec(source: Path, dest_dir: Path, env: dict[str, str]) -> Path:
         platform = fn.get("platform", data["defaults"].get("platform", "linux/arm64"))
         build = fn.setdefault("build", {})
         build["runtime_image"] = env["DEPLOYER_STANDIN_RUNTIME_ARM64" if platform == "linux/arm64" else "DEPLOYER_STANDIN_RUNTIME_AMD64"]
-        build["source"] = str((source.parent / build.get("source", ".")).resolve())
     target = dest_dir / "deploy.yaml"
     with target.open("w") as out:
         yaml.dump(data, out)
@@ -61,24 +65,25 @@ def create_prerequisites(cloud: LocalCloud, spec: Path) -> None:
         print(f"demo: created repository {fn['repository']} and function {fn['name']} (placeholder {placeholder.digest[:19]})")
 
 
-def deployer(env: dict[str, str], *args: str) -> int:
+def deployer(env: dict[str, str], checkout: Path, *args: str) -> int:
     print(f"\n$ deployer {' '.join(args)}", flush=True)
-    return subprocess.call([sys.executable, "-m", "deployer", *args], env=env, cwd=REPO)
+    return subprocess.call([sys.executable, "-m", "deployer", *args], env=env, cwd=checkout)
 
 
 def main() -> int:
     try:
         with LocalCloud() as cloud, tempfile.TemporaryDirectory(prefix="deployer-demo-") as tmp:
-            spec = standin_spec(EXAMPLE, Path(tmp), cloud.env)
+            checkout = Path(tmp)
+            spec = standin_checkout(EXAMPLE, checkout, cloud.env)
             create_prerequisites(cloud, spec)
             env = {**os.environ, **cloud.env}
             steps = [
-                (("plan", str(spec)), 0),
-                (("apply", "--yes", str(spec)), 0),
-                (("plan", "--detailed-exitcode", str(spec)), 0),  # 2 would mean apply left changes
+                (("plan", "--out", "plan.json"), 0),  # what a pull request shows and a reviewer approves
+                (("apply", "plan.json"), 0),  # exactly that, checked against deploy.yaml and AWS
+                (("plan", "--detailed-exitcode"), 0),  # 2 would mean apply left changes
             ]
             for args, expected in steps:
-                code = deployer(env, *args)
+                code = deployer(env, checkout, *args)
                 if code != expected:
                     print(f"\ndemo FAILED: 'deployer {' '.join(args)}' exited {code}, expected {expected}", file=sys.stderr)
                     return 1

@@ -81,11 +81,21 @@ def _new_revision() -> str:
     return str(uuid.uuid4())
 
 
+def _set_revision(function: LambdaFunction, revision: str) -> None:
+    """moto's LambdaFunction has no RevisionId: the patch keeps one on each function object."""
+    setattr(function, "revision_id", revision)
+
+
+def _revision(function: LambdaFunction) -> str | None:
+    revision: str | None = getattr(function, "revision_id", None)
+    return revision
+
+
 def _revision_on_create(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     def wrapper(self: LambdaFunction, *args: Any, **kwargs: Any) -> None:
         method(self, *args, **kwargs)
-        self.revision_id = _new_revision()
+        _set_revision(self, _new_revision())
 
     return wrapper
 
@@ -94,7 +104,7 @@ def _revision_in_configuration(method: Callable[..., Any]) -> Callable[..., Any]
     @functools.wraps(method)
     def wrapper(self: LambdaFunction, *args: Any, **kwargs: Any) -> dict[str, Any]:
         config: dict[str, Any] = method(self, *args, **kwargs)
-        config["RevisionId"] = self.revision_id
+        config["RevisionId"] = _revision(self)
         return config
 
     return wrapper
@@ -106,9 +116,9 @@ def _revision_on_change(method: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(self: Any, spec: Any = None, *args: Any, **kwargs: Any) -> Any:
         result = method(self, spec, *args, **kwargs)
         if not (isinstance(spec, dict) and spec.get("DryRun")):
-            self.revision_id = _new_revision()
+            _set_revision(self, _new_revision())
             if isinstance(result, dict) and "RevisionId" in result:  # the configuration it answers with
-                result["RevisionId"] = self.revision_id
+                result["RevisionId"] = _revision(self)
         return result
 
     return wrapper
@@ -122,8 +132,8 @@ def _revision_on_publish(method: Callable[..., Any]) -> Callable[..., Any]:
         versions = list(self._functions.get(latest.function_name, {}).get("versions", []))
         version = method(self, name_or_arn, *args, **kwargs)
         if version is not None and all(version is not v for v in versions):
-            version.revision_id = _new_revision()
-            latest.revision_id = _new_revision()
+            _set_revision(version, _new_revision())
+            _set_revision(latest, _new_revision())
         return version
 
     return wrapper
@@ -140,7 +150,7 @@ def _json_body(response: LambdaResponse) -> dict[str, Any]:
 def _check_function(response: LambdaResponse, function_name: str, qualifier: str | None, body: dict[str, Any]) -> None:
     function = response.backend.get_function(function_name, qualifier)
     expected = body.get("RevisionId")
-    if expected and expected != function.revision_id:
+    if expected and expected != _revision(function):
         raise PreconditionFailedException(REVISION_MISMATCH)
     code_sha256 = body.get("CodeSha256")  # PublishVersion only
     if code_sha256 and code_sha256 != function.code_sha_256:

@@ -8,7 +8,6 @@ bytes to cut. Builds stay fast: the engine caches them across tests.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import pytest
 
 from tests.conftest import ImageFunction
 from tests.integration.conftest import Monorepo, monorepo  # noqa: F401 - the fixture, for this directory
+from tests.integration.test_apply_cli import tree_hashes as tree_hashes  # one definition, re-exported here
 from tests.localcloud.cloud import LocalCloud
 from tests.reliability.proxy import FaultProxy
 
@@ -118,20 +118,6 @@ def one_function(monorepo: Monorepo, make_image_function: Callable[..., ImageFun
     fn = make_image_function("arm64")
     monorepo.write_spec([{"name": fn.name, "repository": fn.repository, "source": EXAMPLE_SOURCE}])
     return fn
-
-
-def tree_hashes(root: Path) -> dict[str, str]:
-    """Every file and link under root -> hash of its content (links: of their target)."""
-    hashes = {}
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root).as_posix()
-        if path.is_symlink():
-            hashes[rel] = "link:" + str(path.readlink())
-        elif path.is_file():
-            hashes[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-        else:
-            hashes[rel] = "dir"
-    return hashes
 
 
 def local_tags(local_cloud: LocalCloud, cli: Cli, repository: str) -> list[str]:

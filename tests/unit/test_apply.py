@@ -16,12 +16,14 @@ from typing import Any, Callable
 import pytest
 
 from deployer.apply import ApplyOptions, Executor
-from deployer.aws import RegistryLogin
 from deployer.context import temporary_context
 from deployer.errors import AwsError, DockerError, PlanError
-from deployer.observed import Desired, FunctionState, ImageState, Observed
+from deployer.outcome import OutcomeStatus
 from deployer.plan import Plan, make_plan
-from deployer.spec import BuildSettings, FunctionSpec, Location, RepositoryRef
+from deployer.ports import ImmutableTagRefused
+from deployer.registry import RegistryLogin
+from deployer.spec import BuildSettings, EcrRepository, FunctionSpec, Location, RepositoryRef
+from deployer.state import Desired, FunctionState, ImageState, Observed
 
 REPO = "123456789012.dkr.ecr.us-east-1.amazonaws.com/fn-repo"
 V2 = "application/vnd.docker.distribution.manifest.v2+json"
@@ -36,6 +38,8 @@ class FakeLambda:
     fail_with: str | None = None
     updates: list[tuple[str, str, str, str | None]] = field(default_factory=list)
     waited: list[str] = field(default_factory=list)
+    waiting: threading.Event = field(default_factory=threading.Event)  # a wait_updated has begun
+    pushed_first: Callable[[], bool] = lambda: True  # checked at each update: nobody deploys before the push
 
     def get_function(self, name: str) -> FunctionState:
         return self.functions.get(name, FunctionState(exists=False))
@@ -46,6 +50,7 @@ class FakeLambda:
         if self.conflicts:
             self.conflicts -= 1
             raise AwsError("update in progress", "ResourceConflictException")
+        assert self.pushed_first(), "an update was sent before the image was pushed"
         self.updates.append((name, image_uri, architecture, revision_id))
         self.functions[name] = replace(self.functions[name], code_sha256=image_uri.split("@sha256:")[1],
                                        architectures=(architecture,))
@@ -53,6 +58,7 @@ class FakeLambda:
 
     def wait_updated(self, name: str, sleep: Callable[[float], None], timeout_seconds: int = 600) -> None:
         self.waited.append(name)
+        self.waiting.set()
 
 
 @dataclass
@@ -73,7 +79,7 @@ class FakeEcr:
 class FakeDocker:
     ecr: FakeEcr
     digest: str = NEW
-    push_error: str | None = None
+    push_error: DockerError | None = None  # what the push raises, typed as the gateway raises it
     builds: list[dict[str, Any]] = field(default_factory=list)
     pushes: list[tuple[str, str, str]] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
@@ -90,27 +96,39 @@ class FakeDocker:
     def push(self, image_id: str, repository: str, tag: str, login: RegistryLogin, relogin: Any, log: Any,
              sleep: Any = None) -> str:
         if self.push_error:
-            raise DockerError(self.push_error)
+            raise self.push_error
         self.pushes.append((repository, tag, login.password))
         self.ecr.images[tag] = ImageState(True, self.digest, V2)  # what a registry push into ECR does
         return self.digest
 
 
 class Recorder:
+    """The reporter's lines, as events: `wait_for` returns once a line matches."""
+
     def __init__(self) -> None:
         self.lines: list[str] = []
+        self._changed = threading.Condition()
+
+    def _add(self, line: str) -> None:
+        with self._changed:
+            self.lines.append(line)
+            self._changed.notify_all()
+
+    def wait_for(self, matches: Callable[[str], bool], count: int = 1, timeout: float = 10) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: sum(map(matches, self.lines)) >= count, timeout)
 
     def step(self, function: str, number: int, total: int, text: str) -> None:
-        self.lines.append(f"{function} {number}/{total} {text}")
+        self._add(f"{function} {number}/{total} {text}")
 
     def step_done(self, function: str, number: int, total: int, text: str, seconds: float) -> None:
-        self.lines.append(f"{function} {number}/{total} done")
+        self._add(f"{function} {number}/{total} done")
 
     def log(self, function: str, line: str) -> None:
-        self.lines.append(f"{function} | {line}")
+        self._add(f"{function} | {line}")
 
     def notice(self, text: str) -> None:
-        self.lines.append(f"! {text}")
+        self._add(f"! {text}")
 
 
 @pytest.fixture
@@ -127,7 +145,7 @@ def function(tmp_path: Path) -> FunctionSpec:
 
 def desired_for(fn: FunctionSpec) -> Desired:
     with temporary_context(fn) as ctx:
-        return Desired(fn.name, fn.region, REPO, ctx.content_tag, ctx.digest, fn.architecture, fn.platform, "deploy.yaml")
+        return Desired(fn.name, fn.region, EcrRepository("123456789012", fn.region, "fn-repo"), ctx.content_tag, ctx.digest, fn.architecture, fn.platform, "deploy.yaml")
 
 
 def running(digest: str, arch: str = "arm64", revision: str | None = None) -> FunctionState:
@@ -285,7 +303,9 @@ class RacingImmutableDocker(FakeDocker):
 def test_immutable_tag_pushed_during_the_build_deploys_the_existing_image(function: FunctionSpec) -> None:
     desired = desired_for(function)
     lam, ecr = FakeLambda({"fn": running(OLD)}), FakeEcr()
-    docker = RacingImmutableDocker(ecr, digest="sha256:" + "e" * 64, push_error="tag invalid: The image tag already exists and cannot be overwritten because the repository is immutable.")
+    refusal = ImmutableTagRefused("push of x failed: tag invalid: The image tag already exists and cannot be overwritten "
+                                  "because the repository is immutable.")
+    docker = RacingImmutableDocker(ecr, digest="sha256:" + "e" * 64, push_error=refusal)
     x, _ = executor(lam, ecr, docker)
     [outcome] = x.run(plan_for(desired, lam, ecr), {"fn": function})
     assert (outcome.status, outcome.digest) == ("built", NEW)
@@ -295,7 +315,7 @@ def test_immutable_tag_pushed_during_the_build_deploys_the_existing_image(functi
 
 def test_push_failure_leaves_lambda_alone_and_cleans_up(function: FunctionSpec) -> None:
     lam, ecr = FakeLambda({"fn": running(OLD)}), FakeEcr()
-    docker = FakeDocker(ecr, push_error="push of x failed: connection refused")
+    docker = FakeDocker(ecr, push_error=DockerError("push of x failed: connection refused"))
     x, _ = executor(lam, ecr, docker)
     [outcome] = x.run(plan_for(desired_for(function), lam, ecr), {"fn": function})
     assert outcome.status == "failed" and "connection refused" in outcome.detail
@@ -432,14 +452,16 @@ def test_functions_waiting_for_a_shared_build_really_wait_and_reuse_it(function:
     desired = desired_for(function)
     lam, ecr = FakeLambda({n: running(OLD) for n in names}), FakeEcr()
     docker = GatedDocker(ecr)
-    x, _ = executor(lam, ecr, docker, parallelism=3)
+    lam.pushed_first = lambda: bool(docker.pushes)  # nobody deploys before the one build is pushed
+    x, reporter = executor(lam, ecr, docker, parallelism=3)
     thread, result = run_in_thread(x, sharing_plan(desired, lam, ecr, names), {n: replace(function, name=n) for n in names})
     assert docker.started.wait(10)
-    time.sleep(0.2)
-    assert lam.updates == [], "nobody deploys before the one build is pushed"
+    # All three reached the image while the one build runs: the two others wait for it.
+    assert reporter.wait_for(lambda line: "2/8 assemble build context" in line, count=3)
+    assert lam.updates == []
     docker.release.set()
     thread.join(10)
-    assert [o.status for o in result[0]] == ["built", "built", "built"]
+    assert [o.status for o in result[0]] == [OutcomeStatus.BUILT] * 3
     assert len(docker.builds) == 1 and len(docker.pushes) == 1
     assert {u[1] for u in lam.updates} == {f"{REPO}@{NEW}"}
 
@@ -488,18 +510,22 @@ def test_cancel_interrupts_retry_backoff(function: FunctionSpec) -> None:
     desired = desired_for(function)
     lam = FakeLambda({"fn": running(OLD)}, conflicts=5)
     ecr = FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
-    x = Executor(lambda region: lam, lambda region: ecr, FakeDocker(ecr), ApplyOptions(), Recorder())
-    threading.Timer(0.3, x.cancel.set).start()
+    reporter = Recorder()
+    x = Executor(lambda region: lam, lambda region: ecr, FakeDocker(ecr), ApplyOptions(), reporter)
+    thread, result = run_in_thread(x, plan_for(desired, lam, ecr), {})
+    assert reporter.wait_for(lambda line: "ResourceConflictException: retry 1/5 in 2s" in line)  # backing off
     started = time.monotonic()
-    [outcome] = x.run(plan_for(desired, lam, ecr), {})
-    assert time.monotonic() - started < 2, "the 2 s + 4 s backoff was cut short"
+    x.cancel.set()
+    thread.join(10)
+    assert time.monotonic() - started < 1, "the 2 s + 4 s backoff was cut short"
+    [outcome] = result[0]
     assert outcome.status == "cancelled"
 
 
 def test_local_push_tag_is_removed_when_the_push_fails(function: FunctionSpec) -> None:
     desired = desired_for(function)
     lam, ecr = FakeLambda({"fn": running(OLD)}), FakeEcr()
-    docker = FakeDocker(ecr, push_error="push failed: connection refused")
+    docker = FakeDocker(ecr, push_error=DockerError("push failed: connection refused"))
     x, _ = executor(lam, ecr, docker)
     [outcome] = x.run(plan_for(desired, lam, ecr), {"fn": function})
     assert outcome.status == "failed"
@@ -517,6 +543,7 @@ class SlowWaitLambda(FakeLambda):
 
     def wait_updated(self, name: str, sleep: Callable[[float], None], timeout_seconds: int = 600) -> None:
         self.waited.append(name)
+        self.waiting.set()
         while True:
             sleep(0.05)
 
@@ -530,9 +557,7 @@ def test_cancel_after_the_update_went_through_reports_it_updated_with_the_state_
     x = Executor(lambda region: lam, lambda region: ecr, FakeDocker(ecr), ApplyOptions(), Recorder())
     plan = plan_for(desired, lam, ecr)
     thread, result = run_in_thread(x, plan, {"fn": function})
-    deadline = time.monotonic() + 10
-    while not lam.waited and time.monotonic() < deadline:
-        time.sleep(0.01)
+    assert lam.waiting.wait(10)
     x.cancel.set()
     thread.join(10)
     [outcome] = result[0]
@@ -588,9 +613,7 @@ def test_an_apply_waits_for_another_process_building_the_same_image_then_deploys
     other = ImageLock(f"{REPO}:{desired.content_tag}", time.sleep, lambda line: None)
     fd = locks.acquire(other.path, note="pid 4242")  # what the other apply holds while it builds
     thread, result = run_in_thread(x, plan, {"fn": function})
-    deadline = time.monotonic() + 10
-    while not any("waiting for it" in line for line in reporter.lines) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    assert reporter.wait_for(lambda line: "waiting for it" in line)
     assert f"fn | another apply on this machine (pid 4242) is building {desired.content_tag}; waiting for it" in reporter.lines
     ecr.images[desired.content_tag] = ImageState(True, NEW, V2)  # its push
     locks.release(fd, other.path)
@@ -624,19 +647,11 @@ def test_ctrl_c_pressed_three_times_cancels_cleans_up_and_returns_outcomes(funct
     x = Executor(lambda region: lam, lambda region: ecr, docker, ApplyOptions(), reporter)
     previous = signal.getsignal(signal.SIGINT)
 
-    def noticed(count: int) -> bool:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if sum(line.startswith("! ") for line in reporter.lines) >= count:
-                return True
-            time.sleep(0.01)
-        return False
-
     def press_three_times() -> None:
         assert docker.started.wait(10)
         for count in (1, 2, 3):
             os.kill(os.getpid(), signal.SIGINT)
-            assert noticed(count)
+            assert reporter.wait_for(lambda line: line.startswith("! "), count)
         docker.release.set()
 
     presser = threading.Thread(target=press_three_times)
@@ -692,3 +707,20 @@ def test_apply_sweeps_contexts_left_by_a_killed_apply_and_leaves_live_and_kept_o
     assert outcome.status == "built"
     assert f"! removed 1 build context(s) left by an apply that did not finish: {dead.name}" in reporter.lines
     assert sorted(p.name for p in tmpdir.iterdir()) == sorted([kept.name, live.name, live_lock.name])
+
+
+def test_a_claimant_stopped_by_a_stale_plan_leaves_the_shared_image_to_the_next_function(
+        function: FunctionSpec, tmp_path: Path) -> None:
+    names = ("a", "b")
+    desired = desired_for(function)
+    lam, ecr = FakeLambda({n: running(OLD) for n in names}), FakeEcr()
+    changed = tmp_path / "changed"  # a's source no longer what the plan was made from
+    shutil.copytree(function.build.source, changed)
+    (changed / "main.go").write_text("package main\n\nfunc main() { println() }\n")
+    specs = {"a": replace(function, name="a", build=replace(function.build, source=changed)), "b": replace(function, name="b")}
+    docker = FakeDocker(ecr)
+    x, _ = executor(lam, ecr, docker, parallelism=1)  # a claims the image first, then b
+    outcomes = {o.name: o for o in x.run(sharing_plan(desired, lam, ecr, names), specs)}
+    assert outcomes["a"].status == OutcomeStatus.FAILED and "source of a changed since plan" in outcomes["a"].detail
+    assert (outcomes["b"].status, outcomes["b"].digest) == (OutcomeStatus.BUILT, NEW), "b built it: a's stop said nothing about the image"
+    assert len(docker.builds) == 1 and [u[0] for u in lam.updates] == ["b"]

@@ -59,3 +59,18 @@ def test_access_denied_while_waiting_is_an_aws_error(stubbed: tuple[LambdaGatewa
     stubber.add_client_error("get_function", "AccessDeniedException", "not allowed", 403, expected_params={"FunctionName": "fn"})
     with pytest.raises(AwsError, match="AccessDeniedException: not allowed; the caller lacks this IAM permission"):
         gateway.wait_updated("fn", lambda seconds: None)
+
+
+def test_values_aws_returns_are_checked_at_the_edge(stubbed: tuple[LambdaGateway, Stubber]) -> None:
+    # A hostile or broken endpoint: identifiers that are not one printable line, a digest that
+    # is not one, are never shown or acted on. AWS's own words (the reason) are kept for renderers.
+    gateway, stubber = stubbed
+    stubber.add_response("get_function", {"Configuration": {
+        "FunctionName": "fn", "PackageType": "Image", "CodeSha256": "ab\n::error::forged",
+        "Architectures": ["arm64", "x86_64\u2028::add-mask::x"], "RevisionId": "r1\n::error::forged",
+        "State": "Active", "LastUpdateStatus": "Failed", "LastUpdateStatusReason": "broke\n::error::shown inert",
+    }}, {"FunctionName": "fn"})
+    state = gateway.get_function("fn")
+    assert (state.code_sha256, state.architectures, state.revision_id) == (None, ("arm64",), None)
+    assert (state.state, state.last_update_status) == ("Active", "Failed")
+    assert state.last_update_reason == "broke\n::error::shown inert"

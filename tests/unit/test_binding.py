@@ -11,14 +11,16 @@ import pytest
 
 from deployer import binding
 from deployer.errors import PlanError
-from deployer.observed import Desired, FunctionState, ImageState, Observed
 from deployer.plan import Action, Plan, SourceFile, make_plan
+from deployer.spec import EcrRepository
+from deployer.state import Desired, FunctionState, ImageState, Observed
 
 REPO = "123456789012.dkr.ecr.us-east-1.amazonaws.com/fn-repo"
 SOURCE = "sha256:" + "a" * 64
 OLD, NEW, OTHER = "b" * 64, "c" * 64, "e" * 64
 DOCKER_V2 = "application/vnd.docker.distribution.manifest.v2+json"
-DESIRED = Desired(name="fn", region="us-east-1", repository_uri=REPO, content_tag="src-" + "a" * 40, source_digest=SOURCE,
+REPOSITORY = EcrRepository("123456789012", "us-east-1", "fn-repo")
+DESIRED = Desired(name="fn", region="us-east-1", repository=REPOSITORY, content_tag="src-" + "a" * 40, source_digest=SOURCE,
                   architecture="arm64", platform="linux/arm64", spec_file="deploy.yaml")
 
 
@@ -69,7 +71,7 @@ def test_saved_plan_against_a_fresh_one(case: str) -> None:
 
 
 @pytest.mark.parametrize(("edit", "problem"), [
-    (lambda d: replace(d, repository_uri=REPO.replace("fn-repo", "other")), f"function fn: the plan says repository_uri '{REPO.replace('fn-repo', 'other')}', deploy.yaml says '{REPO}'"),
+    (lambda d: replace(d, repository=replace(d.repository, name="other")), f"function fn: the plan says repository '{REPO.replace('fn-repo', 'other')}', deploy.yaml says '{REPO}'"),
     (lambda d: replace(d, region="eu-west-1"), "function fn: the plan says region 'eu-west-1', deploy.yaml says 'us-east-1'"),
     (lambda d: replace(d, name="not-declared"), "function not-declared is in the plan but no deploy.yaml of the plan declares it"),
 ])

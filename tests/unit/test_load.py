@@ -11,16 +11,16 @@ from ruamel.yaml.comments import CommentedSeq
 from deployer.errors import Diagnostic, InvalidSpecError
 from deployer.load import load
 from deployer.paths import display, inside
-from deployer.spec import RepositoryRef, ecr_domain
+from deployer.spec import EcrRepository, RepositoryRef, ecr_domain
 from deployer.yamldoc import MAX_DEPTH, YamlDocument, _Copier, _TooComplex, read_yaml
 
 
 def test_repository_uri_in_a_commercial_region() -> None:
-    assert RepositoryRef("fn", "eu-west-1", "123456789012").uri() == "123456789012.dkr.ecr.eu-west-1.amazonaws.com/fn"
+    assert RepositoryRef("fn", "eu-west-1", "123456789012").resolved().uri == "123456789012.dkr.ecr.eu-west-1.amazonaws.com/fn"
 
 
 def test_repository_uri_in_a_china_region_uses_the_cn_domain() -> None:
-    assert RepositoryRef("team/fn", "cn-north-1", None).uri("123456789012") == \
+    assert RepositoryRef("team/fn", "cn-north-1", None).resolved("123456789012").uri == \
         "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/team/fn"
     assert ecr_domain("cn-northwest-1") == "amazonaws.com.cn"
     assert ecr_domain("us-gov-west-1") == "amazonaws.com"
@@ -45,7 +45,7 @@ def test_china_repository_uri_round_trips_through_load(repo: Path) -> None:
     uri = "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/fn-repo"
     spec = load([write(repo, f"version: 1\nfunctions:\n  - name: fn\n    repository: {uri}\n    build: {{source: fn}}\n")], env={})
     assert spec.functions[0].region == "cn-north-1"
-    assert spec.functions[0].repository.uri() == uri
+    assert spec.functions[0].repository.resolved().uri == uri
 
 
 def test_merged_keys_take_the_position_where_they_are_written(repo: Path) -> None:
@@ -62,7 +62,7 @@ def test_nesting_beyond_the_limit_is_a_diagnostic(repo: Path) -> None:
     depth = MAX_DEPTH + 2
     doc = read_yaml(write(repo, "version: 1\nfunctions: " + "[" * depth + "]" * depth + "\n"), Path("deploy.yaml"), repo)
     assert isinstance(doc, Diagnostic)
-    assert "nested more than" in doc.message and doc.line == 2
+    assert "nested more than" in doc.summary and doc.line == 2
 
 
 def test_a_list_that_contains_itself_is_a_cycle_not_a_recursion_error() -> None:
@@ -83,7 +83,7 @@ def test_paths_the_os_refuses_are_diagnostics(repo: Path, build: str, what: str,
     with pytest.raises(InvalidSpecError) as caught:
         load([write(repo, text)], env={})
     [problem] = caught.value.diagnostics
-    assert problem.message == f"function 'fn': {what.replace('x...', 'x' * 60)}... (300 characters) {rest}: File name too long"
+    assert problem.summary == f"function 'fn': {what.replace('x...', 'x' * 60)}... (300 characters) {rest}: File name too long"
 
 
 def test_nul_byte_in_a_path_is_caught_even_without_the_schema(repo: Path) -> None:
@@ -121,3 +121,11 @@ def test_inside() -> None:
     assert inside(Path("/r"), Path("/r"))
     assert inside(Path("/r/a/b"), Path("/r"))
     assert not inside(Path("/rx"), Path("/r"))
+
+
+def test_ecr_repository_is_parsed_from_a_uri_once_with_its_registry() -> None:
+    repository = EcrRepository.parse("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/team/fn")
+    assert repository == EcrRepository("123456789012", "cn-north-1", "team/fn")
+    assert repository.registry == "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn"
+    assert EcrRepository.parse("123456789012.dkr.ecr.cn-north-1.amazonaws.com/fn") is None  # the wrong partition
+    assert EcrRepository.parse("docker.io/library/fn") is None

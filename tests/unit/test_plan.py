@@ -11,7 +11,6 @@ import pytest
 
 from deployer import planfile
 from deployer.errors import PlanError
-from deployer.observed import Desired, FunctionState, ImageState, Observed
 from deployer.plan import (
     Action,
     AssembleContext,
@@ -31,6 +30,8 @@ from deployer.plan import (
     plan_function,
 )
 from deployer.render import render
+from deployer.spec import EcrRepository
+from deployer.state import Desired, FunctionState, ImageState, Observed
 
 REPO = "123456789012.dkr.ecr.us-east-1.amazonaws.com/fn-repo"
 SOURCE = "sha256:" + "a" * 64
@@ -40,7 +41,8 @@ NEW = "c" * 64
 DOCKER_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 
-DESIRED = Desired(name="fn", region="us-east-1", repository_uri=REPO, content_tag=TAG, source_digest=SOURCE,
+REPOSITORY = EcrRepository("123456789012", "us-east-1", "fn-repo")
+DESIRED = Desired(name="fn", region="us-east-1", repository=REPOSITORY, content_tag=TAG, source_digest=SOURCE,
                   architecture="arm64", platform="linux/arm64", spec_file="deploy.yaml")
 
 

@@ -14,17 +14,19 @@ import re
 import string
 import xml.etree.ElementTree as ET
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from markdown_it import MarkdownIt
 from rich.console import Console
 
-from deployer.apply import Outcome
-from deployer.observed import Desired, FunctionState, ImageState, Observed
 from deployer import explain
+from deployer.outcome import Outcome, OutcomeStatus
 from deployer.plan import Action, FunctionPlan, Plan, Reason, ReasonCode, make_plan, plan_function, short
 from deployer.progress import ConsoleReporter
 from deployer.render import html_code, markdown, md_code, md_text, terminal_lines, terminal_text, text
+from deployer.spec import EcrRepository
+from deployer.state import Desired, FunctionState, ImageState, Observed
 
 REPO = "123456789012.dkr.ecr.us-east-1.amazonaws.com/fn-repo"
 SOURCE = "sha256:" + "a" * 64
@@ -32,7 +34,8 @@ OLD = "b" * 64
 NEW = "c" * 64
 V2 = "application/vnd.docker.distribution.manifest.v2+json"
 
-DESIRED = Desired(name="fn", region="us-east-1", repository_uri=REPO, content_tag="src-" + "a" * 40, source_digest=SOURCE,
+REPOSITORY = EcrRepository("123456789012", "us-east-1", "fn-repo")
+DESIRED = Desired(name="fn", region="us-east-1", repository=REPOSITORY, content_tag="src-" + "a" * 40, source_digest=SOURCE,
                   architecture="arm64", platform="linux/arm64", spec_file="functions/fn/deploy.yaml")
 RUNNING = FunctionState(exists=True, package_type="Image", code_sha256=OLD, architectures=("arm64",))
 IMAGE = ImageState(repository_exists=True, digest=f"sha256:{NEW}", media_type=V2)
@@ -63,7 +66,7 @@ def content(element: ET.Element) -> str:
     return "".join(element.itertext())
 
 
-def fp_with(fp: FunctionPlan, **desired: str) -> FunctionPlan:
+def fp_with(fp: FunctionPlan, **desired: Any) -> FunctionPlan:
     return replace(fp, desired=replace(fp.desired, **desired))
 
 
@@ -80,7 +83,7 @@ def plans_with(value: str) -> dict[str, Plan]:
         "spec_file path": fp_with(plan_function(DESIRED, Observed(RUNNING, ImageState(True))), spec_file=f"dir{value}/deploy.yaml"),
         # Function names and repositories are schema-limited in deploy.yaml, not in a plan file.
         "plan file: name": fp_with(plan_function(DESIRED, Observed(RUNNING, IMAGE)), name=value),
-        "plan file: repository": plan_function(replace(DESIRED, repository_uri=f"{REPO}{value}"), Observed(RUNNING, ImageState(True))),
+        "plan file: repository": plan_function(replace(DESIRED, repository=replace(REPOSITORY, name=f"fn-repo{value}")), Observed(RUNNING, ImageState(True))),
         "plan file: reason": replace(plan_function(DESIRED, Observed(RUNNING, IMAGE)), reason=Reason(ReasonCode.LAST_UPDATE_FAILED, value)),
     }
     return {source: Plan((plain, fp)) for source, fp in plans.items()}
@@ -178,7 +181,7 @@ def test_progress_lines_notices_and_summary_carry_no_control_characters_or_marku
     reporter.step_done(name, 1, 2, "push", 1.0)
     reporter.log(name, "build \x1b]8;;https://evil\x1b\\line\x1b]8;;\x1b\\ \x00\x7f")
     reporter.notice("stopping \x9b2J")
-    reporter.summary([Outcome(name, "failed", "docker build failed: \x1b[31mno\x1b[0m\n--- last build output ---\nStep 1\x08\n\u202eevil", 1.0)])
+    reporter.summary([Outcome(name, OutcomeStatus.FAILED, "docker build failed: \x1b[31mno\x1b[0m\n--- last build output ---\nStep 1\x08\n\u202eevil", 1.0)])
     shown = re.sub(r"\x1b\[[0-9;]*m", "", out.getvalue())  # rich's own colours
 
     assert not CONTROL.search(shown.replace("\n", "")), repr(shown)
@@ -198,7 +201,7 @@ def test_progress_masks_credential_shaped_text_in_build_output_and_outcomes() ->
     out = io.StringIO()
     reporter = ConsoleReporter(Console(file=out, highlight=False, soft_wrap=True))
     reporter.log("fn", "go: fetching https://bot:hunter2-secret@goproxy.example/mod")
-    reporter.summary([Outcome("fn", "failed", "push failed: Authorization: Basic QVdTOnNlY3JldA==", 1.0)])
+    reporter.summary([Outcome("fn", OutcomeStatus.FAILED, "push failed: Authorization: Basic QVdTOnNlY3JldA==", 1.0)])
     shown = out.getvalue()
     assert "hunter2" not in shown and "QVdTOnNlY3JldA" not in shown
     assert "https://bot:***@goproxy.example/mod" in shown and "Authorization: ***" in shown

@@ -1,4 +1,5 @@
-"""What the planner knows: the desired image of a function and what AWS reports about it.
+"""The state of a function the planner compares: what deploy.yaml asks for (Desired) and what
+AWS reports (Observed).
 
 Plain frozen data, no I/O, so that planner tests can state any situation as values.
 """
@@ -6,6 +7,8 @@ Plain frozen data, no I/O, so that planner tests can state any situation as valu
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from deployer.spec import EcrRepository
 
 # Lambda accepts only single-platform manifests; an index / manifest list is rejected.
 SINGLE_PLATFORM_MEDIA_TYPES = frozenset({
@@ -21,7 +24,7 @@ class Desired:
 
     name: str
     region: str
-    repository_uri: str  # ACCOUNT.dkr.ecr.REGION.amazonaws.com/NAME, what Lambda is given
+    repository: EcrRepository  # in `region`
     content_tag: str
     source_digest: str
     architecture: str  # Lambda's name: arm64 or x86_64
@@ -29,14 +32,19 @@ class Desired:
     spec_file: str  # the deploy.yaml that declares the function, for messages and saved plans
 
     @property
+    def repository_uri(self) -> str:
+        """ACCOUNT.dkr.ecr.REGION.amazonaws.com/NAME: what Lambda is given."""
+        return self.repository.uri
+
+    @property
     def registry(self) -> str:
-        """ACCOUNT.dkr.ecr.REGION.amazonaws.com: the host part of the repository URI."""
-        return self.repository_uri.split("/", 1)[0]
+        """ACCOUNT.dkr.ecr.REGION.amazonaws.com: the registry host, what a login is for."""
+        return self.repository.registry
 
     @property
     def repository_name(self) -> str:
         """The repository's name in ECR (what DescribeImages is asked by)."""
-        return self.repository_uri.split("/", 1)[1]
+        return self.repository.name
 
 
 @dataclass(frozen=True)

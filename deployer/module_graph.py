@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deployer import gomod
-from deployer.errors import BuildContextError
+from deployer.errors import BuildContextError, Diagnostic
 from deployer.paths import RefusedFile, clip, display, inside, read_inside
-from deployer.spec import FunctionSpec
+from deployer.spec import FunctionSpec, Location
 
 SHARED_DIR = "shared"
 
@@ -86,12 +86,16 @@ class _Discovery:
         self.fn = fn
         self.root = fn.root.resolve()
         self.func_dir = fn.build.source.resolve()
-        self.problems: list[str] = []
+        self.problems: list[Diagnostic] = []
         self.modules: dict[Path, Module] = {}
         self.unreadable: set[Path] = set()  # reported once, however many replaces lead there
 
-    def problem(self, where: str, what: str, todo: str) -> None:
-        self.problems.append(f"{where}: {what}; {todo}")
+    def problem(self, where: Path | Location, what: str, todo: str, line: int = 0) -> None:
+        """A problem at a file (a go.mod line, or deploy.yaml's position of the function)."""
+        if isinstance(where, Location):
+            self.problems.append(Diagnostic.at(where.file, where.line, where.column, f"{what}; {todo}"))
+        else:
+            self.problems.append(Diagnostic.at(where, line, 0, f"{what}; {todo}"))
 
     def read(self, module_dir: Path, shared: bool) -> Module | None:
         """Read and parse module_dir/go.mod, recording a problem when that fails."""
@@ -99,16 +103,16 @@ class _Discovery:
         try:
             data = read_inside(path, self.root)
         except RefusedFile as exc:
-            self.problem(display(path), str(exc.strerror), "deployer reads only regular files inside the repository root; "
+            self.problem(Path(display(path)), str(exc.strerror), "deployer reads only regular files inside the repository root; "
                          "replace it with the module's go.mod")
             return None
         except OSError as exc:
-            self.problem(display(path), f"cannot read go.mod ({exc.strerror})", "check the file exists and is readable")
+            self.problem(Path(display(path)), f"cannot read go.mod ({exc.strerror})", "check the file exists and is readable")
             return None
         try:
             parsed = _parse(data)
         except gomod.GoModSyntaxError as exc:
-            self.problem(f"{display(path)}:{exc.line}", exc.message, "fix the go.mod syntax")
+            self.problem(Path(display(path)), exc.message, "fix the go.mod syntax", exc.line)
             return None
         inner = "" if not inside(module_dir, self.func_dir) else module_dir.relative_to(self.func_dir).as_posix()
         if inner == ".":
@@ -117,33 +121,33 @@ class _Discovery:
 
     def check_target(self, owner: Module, rep: gomod.Replace) -> Path | None:
         """The resolved directory of a local replace, or None (with a problem) when unusable."""
-        where = f"{display(owner.gomod_path)}:{rep.line}"
+        where, line = Path(display(owner.gomod_path)), rep.line
         stmt = f"replace {clip(rep.old_path)} => {clip(rep.new_path)}"
         try:
             target = (owner.dir / rep.new_path).resolve()
         except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a NUL byte
             self.problem(where, f"{stmt}: cannot be used as a directory ({getattr(exc, 'strerror', None) or exc})",
-                         "point the replace at a module directory")
+                         "point the replace at a module directory", line)
             return None
         if not inside(target, self.root):
             self.problem(where, f"{stmt}: target {target} is outside the repository root {self.root}",
-                         "move the module into the repository or set the root to a directory that contains it")
+                         "move the module into the repository or set the root to a directory that contains it", line)
             return None
         if not target.exists():
             self.problem(where, f"{stmt}: directory {display(target)} does not exist",
-                         "fix the path or create the module there")
+                         "fix the path or create the module there", line)
             return None
         if not target.is_dir():
-            self.problem(where, f"{stmt}: {display(target)} is not a directory", "point the replace at a module directory")
+            self.problem(where, f"{stmt}: {display(target)} is not a directory", "point the replace at a module directory", line)
             return None
         if not os.path.lexists(target / "go.mod"):  # anything else there is reported when read
             self.problem(where, f"{stmt}: {display(target)} has no go.mod",
-                         "point the replace at a Go module directory (run `go mod init` there)")
+                         "point the replace at a Go module directory (run `go mod init` there)", line)
             return None
         if not inside(target, self.func_dir):
             unfit = self.unfit_shared(target)
             if unfit:
-                self.problem(where, f"{stmt}: {unfit}", "move the shared code into a module directory of its own")
+                self.problem(where, f"{stmt}: {unfit}", "move the shared code into a module directory of its own", line)
                 return None
         return target
 
@@ -174,9 +178,10 @@ class _Discovery:
                 continue
             if dep.parsed.module != rep.old_path:
                 declared = f"declares module {clip(dep.parsed.module)}" if dep.parsed.module else "has no module line"
-                self.problem(f"{display(module.gomod_path)}:{rep.line}",
+                self.problem(Path(display(module.gomod_path)),
                              f"replace {clip(rep.old_path)} => {clip(rep.new_path)}: {display(dep.gomod_path)} {declared}",
-                             f"make the replace's left side match the module path {clip(dep.parsed.module or '(none)')} or fix that go.mod")
+                             f"make the replace's left side match the module path {clip(dep.parsed.module or '(none)')} or fix that go.mod",
+                             rep.line)
                 continue
             # A target inside the owner's own directory travels with the owner's files unchanged.
             if not inside(target, module.dir):
@@ -186,15 +191,15 @@ class _Discovery:
 
     def explicit(self, path: Path) -> None:
         target = path.resolve()
-        where = str(self.fn.location)
+        where, line = self.fn.location, 0
         what = f"function {self.fn.name}: shared module {display(path)}"
         unfit = None if inside(target, self.func_dir) else self.unfit_shared(target)
         if not inside(target, self.root):
-            self.problem(where, f"{what} is outside the repository root {self.root}", "list only modules inside the repository")
+            self.problem(where, f"{what} is outside the repository root {self.root}", "list only modules inside the repository", line)
         elif not os.path.lexists(target / "go.mod"):  # anything else there is reported when read
-            self.problem(where, f"{what} has no go.mod", "list Go module directories only")
+            self.problem(where, f"{what} has no go.mod", "list Go module directories only", line)
         elif unfit:
-            self.problem(where, f"{what}: {unfit}", "list a module directory of its own")
+            self.problem(where, f"{what}: {unfit}", "list a module directory of its own", line)
         elif target not in self.modules:
             dep = self.read(target, shared=not inside(target, self.func_dir))
             if dep is not None:
@@ -240,7 +245,7 @@ def discover(fn: FunctionSpec) -> ModuleGraph:
     disc = _Discovery(fn)
     func = None
     if not os.path.lexists(disc.func_dir / "go.mod"):  # anything else there is reported when read
-        disc.problem(display(disc.func_dir), f"function {fn.name}: source directory has no go.mod",
+        disc.problem(Path(display(disc.func_dir)), f"function {fn.name}: source directory has no go.mod",
                      "point build.source at the function's Go module directory")
     else:
         func = disc.read(disc.func_dir, shared=False)
@@ -249,7 +254,7 @@ def discover(fn: FunctionSpec) -> ModuleGraph:
     for extra in fn.build.shared_modules or ():
         disc.explicit(extra)
     if disc.problems or func is None:
-        raise BuildContextError("\n".join(disc.problems))
+        raise BuildContextError(*disc.problems)
     shared = sorted(d for d, m in disc.modules.items() if m.shared)
     names = choose_names(shared, disc.root, _reserved_names(disc.func_dir))
     return ModuleGraph(function=func, modules=disc.modules, names=names)

@@ -1,0 +1,61 @@
+"""What the executor needs of its edges: the gateways (deployer.aws, deployer.docker_gateway) and
+a reporter (deployer.progress). Tests hand in in-memory fakes that mypy checks against these.
+
+The Docker port's refusals that the executor acts on are types, recognised from the engine's and
+the registry's words in one place, the gateway: the executor never reads an error's text.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable, Mapping, Protocol
+
+from deployer.errors import DockerError
+from deployer.registry import RegistryLogin
+from deployer.state import FunctionState, ImageState
+
+
+class ImmutableTagRefused(DockerError):
+    """The repository's tags are immutable and the pushed tag exists already. Content tags name
+    the image's inputs, so the image under it is the one to deploy."""
+
+
+class RegistryAuthRefused(DockerError):
+    """The registry refused the credentials (an expired token: log in again once)."""
+
+
+class PushStalled(DockerError):
+    """A push made no progress for the engine's read timeout: not retried, the registry is not
+    answering and would hold every attempt as long."""
+
+
+class Reporter(Protocol):
+    def step(self, function: str, number: int, total: int, text: str) -> None: ...
+    def step_done(self, function: str, number: int, total: int, text: str, seconds: float) -> None: ...
+    def log(self, function: str, line: str) -> None: ...
+    def notice(self, text: str) -> None: ...
+
+
+class LambdaApi(Protocol):
+    def get_function(self, name: str) -> FunctionState: ...
+    def update_function_code(self, name: str, image_uri: str, architecture: str, revision_id: str | None) -> str | None: ...
+    def wait_updated(self, name: str, sleep: Callable[[float], None], timeout_seconds: int = 600) -> None: ...
+
+
+class EcrApi(Protocol):
+    def describe_image(self, repository: str, tag: str) -> ImageState: ...
+    def login(self) -> RegistryLogin: ...
+
+
+class DockerApi(Protocol):
+    def build(self, context_dir: str, dockerfile: str, tag: str, build_args: Mapping[str, str],
+              labels: Mapping[str, str], log: Callable[[str], None], cancel: threading.Event | None = None) -> str:
+        """The image ID; a DockerError when the build fails or `cancel` stopped it."""
+        ...
+
+    def push(self, image_id: str, repository: str, tag: str, login: RegistryLogin,
+             relogin: Callable[[], RegistryLogin], log: Callable[[str], None], sleep: Callable[[float], None]) -> str:
+        """The registry's manifest digest; ImmutableTagRefused, PushStalled or another DockerError."""
+        ...
+
+    def remove_tag(self, reference: str) -> None: ...

@@ -1,0 +1,331 @@
+"""run_function: one function's apply, its plan's steps in order, each taking what the step before
+returned (its `Stage`) and returning the next:
+
+    AssembleContext    -> Claimed(BuildContext)  or Ready: another function made the image
+    BuildImage         -> Claimed(BuiltImage)    or Ready: another apply pushed it meanwhile
+    PushImage          -> Claimed(PushedImage)
+    VerifyImage        -> Ready(PushedImage)     the claim publishes it to the functions waiting
+    UpdateFunctionCode -> SentUpdate(digest)     what Lambda was asked, which the outcome tells
+
+An update plan has only the last two steps (and WaitForUpdate): its digest is in the plan.
+Before Lambda is changed the function is read again and compared with the plan, so a concurrent
+change stops this function cleanly ("changed since plan") instead of being overwritten; if that
+change is another apply deploying the very image this one would, there is nothing left to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Generic, NoReturn, TypeVar, Union
+
+from deployer.context import BuildContext, temporary_context
+from deployer.errors import AwsError, DeployerError, PlanError
+from deployer.images import BuiltImage, ImageMaker, PushedImage
+from deployer.interrupts import Cancelled
+from deployer.outcome import Outcome, OutcomeStatus
+from deployer.plan import (
+    Action,
+    AssembleContext,
+    BuildImage,
+    Cleanup,
+    EcrLogin,
+    FunctionPlan,
+    ImageRef,
+    PushImage,
+    Step,
+    UpdateFunctionCode,
+    VerifyImage,
+    WaitForUpdate,
+    short,
+)
+from deployer.ports import DockerApi, EcrApi, LambdaApi, Reporter
+from deployer.registry import RegistryLogin
+from deployer.sharing import ImageClaim, SharedImages
+from deployer.spec import FunctionSpec
+from deployer.state import FunctionState
+
+V = TypeVar("V", BuildContext, BuiltImage, PushedImage)
+
+# Lambda refuses an update while another is in progress.
+CONFLICT_ATTEMPTS = 6
+RETRYABLE_LAMBDA_CODES = ("ResourceConflictException", "TooManyRequestsException", "ServiceException")
+
+
+@dataclass(frozen=True)
+class Tools:
+    """What the functions of one apply share. `sleep` waits between retries and polls and raises
+    Cancelled on Ctrl-C; `login(region, fresh)` gives registry credentials, cached per region."""
+
+    reporter: Reporter
+    docker: DockerApi
+    images: SharedImages
+    cancel: threading.Event
+    sleep: Callable[[float], None]
+    login: Callable[[str, bool], RegistryLogin]
+    keep_context: bool
+    verbose: bool
+    registry_endpoint: str | None
+
+
+class ImageSource(enum.Enum):
+    """Who made the image a function deploys."""
+
+    THIS_RUN = "this run"
+    ANOTHER_FUNCTION = "another function of this apply"
+    ANOTHER_APPLY = "another apply, since the plan"
+
+
+@dataclass(frozen=True)
+class Claimed(Generic[V]):
+    """What a step made on the way to the image this run claimed (deployer.sharing): a context,
+    a built image, a pushed image not verified yet."""
+
+    value: V
+    claim: ImageClaim
+
+
+@dataclass(frozen=True)
+class Ready:
+    """The image is in ECR, verified: nothing left to build."""
+
+    image: PushedImage
+    source: ImageSource
+
+
+@dataclass(frozen=True)
+class SentUpdate:
+    """Lambda was asked to run `digest`: by this apply, or, `by_another_apply`, since the plan by
+    another one that deployed the same image (this one then sent nothing)."""
+
+    digest: str
+    source: ImageSource | None = None  # None: an update plan, the digest was in the plan
+    by_another_apply: bool = False
+
+
+# What a function's steps have reached (None: nothing yet).
+Stage = Union[Claimed[BuildContext], Claimed[BuiltImage], Claimed[PushedImage], Ready, SentUpdate, None]
+S = TypeVar("S", Ready, SentUpdate)
+
+SKIPPED = {
+    ImageSource.ANOTHER_FUNCTION: "skipped: the image was built and pushed for another function in this apply",
+    ImageSource.ANOTHER_APPLY: "skipped: another apply pushed the image",
+}
+
+
+class FunctionRun:
+    """One function's apply. Its only state is what every step shares: the gateways, and the
+    cleanup stack that lets go of the context, the image claim and lock and the local tag on every
+    path; what a step makes it returns."""
+
+    def __init__(self, tools: Tools, fp: FunctionPlan, spec: FunctionSpec | None, lam: LambdaApi, ecr: EcrApi) -> None:
+        self.tools = tools
+        self.fp = fp
+        self.spec = spec
+        self.desired = fp.desired
+        self.lam = lam
+        self.ecr = ecr
+        self.cleanup = contextlib.ExitStack()
+        self.maker = ImageMaker(fp.desired, tools.docker, ecr, self.cleanup, registry_endpoint=tools.registry_endpoint,
+                                login=lambda fresh: tools.login(fp.desired.region, fresh), cancel=tools.cancel,
+                                sleep=tools.sleep, log=self.log, verbose=tools.verbose)
+
+    def log(self, line: str) -> None:
+        self.tools.reporter.log(self.fp.name, line)
+
+    def run(self) -> Outcome:
+        """Every step in order; contexts, claims, locks and local tags are let go on every path."""
+        started = time.monotonic()
+        stage: Stage = None
+        try:
+            with self.cleanup:
+                stage = self.settled_elsewhere()
+                if stage is None:
+                    for number, step in enumerate(self.fp.steps, 1):
+                        stage = self.step(number, step, stage)
+        except DeployerError as exc:
+            return self.stopped(exc, stage, time.monotonic() - started)
+        return self.finished(_expect(stage, SentUpdate, "the plan's steps end in an update"), time.monotonic() - started)
+
+    def step(self, number: int, step: Step, stage: Stage) -> Stage:
+        if self.tools.cancel.is_set():
+            raise Cancelled("cancelled before: " + step.describe())
+        total, text = len(self.fp.steps), step.describe()
+        self.tools.reporter.step(self.fp.name, number, total, text)
+        started = time.monotonic()
+        stage = self.advance(step, stage)
+        self.tools.reporter.step_done(self.fp.name, number, total, text, time.monotonic() - started)
+        return stage
+
+    def advance(self, step: Step, stage: Stage) -> Stage:
+        match step:
+            case EcrLogin():
+                self.tools.login(self.desired.region, False)
+                return stage
+            case AssembleContext(source_digest=planned):
+                return self.assemble(planned)
+            case BuildImage() | PushImage() | VerifyImage() if isinstance(stage, Ready):
+                self.log(SKIPPED[stage.source])
+                return stage
+            case BuildImage():
+                return self.build(_claimed(stage, BuildContext, "AssembleContext precedes BuildImage"))
+            case PushImage():
+                built = _claimed(stage, BuiltImage, "BuildImage precedes PushImage")
+                return Claimed(self.maker.push(built.value), built.claim)
+            case VerifyImage():
+                return self.verify(_claimed(stage, PushedImage, "PushImage precedes VerifyImage"))
+            case UpdateFunctionCode(image=image, architecture=architecture):
+                return self.update(image, architecture, stage)
+            case WaitForUpdate():
+                self.lam.wait_updated(self.fp.name, self.tools.sleep)
+                return stage
+            case Cleanup():
+                self.cleanup.close()
+                return stage
+            case _:
+                _unreachable(step)
+
+    def assemble(self, planned: str) -> Claimed[BuildContext] | Ready:
+        if self.spec is None:
+            raise PlanError(f"function {self.fp.name} is no longer declared in {self.desired.spec_file}; run plan again")
+        shared = self.tools.images.claim(f"{self.desired.repository_uri}:{self.desired.content_tag}", self.fp.name)
+        if isinstance(shared, PushedImage):
+            self.log(f"image {self.desired.content_tag} was built in this apply for another function: "
+                     f"deploying {short(shared.digest)}")
+            return Ready(shared, ImageSource.ANOTHER_FUNCTION)
+        claim = self.cleanup.enter_context(shared)
+        context = self.cleanup.enter_context(temporary_context(self.spec, keep=self.tools.keep_context))
+        if self.tools.keep_context:  # said now: a failed build is when it is needed most
+            self.log(f"build context kept at {context.path}")
+        if context.digest != planned:
+            raise PlanError(f"source of {self.fp.name} changed since plan ({short(planned)} -> {short(context.digest)}); "
+                            "run plan again")
+        return Claimed(context, claim)
+
+    def build(self, assembled: Claimed[BuildContext]) -> Claimed[BuiltImage] | Ready:
+        """Take this machine's lock of the image, then ask ECR again: another apply may have pushed
+        it meanwhile; it is deployed then instead of being built a second time (a second push of
+        the tag would leave the first image untagged in ECR)."""
+        assembled.claim.lock(self.desired.content_tag, self.tools.sleep, self.log)
+        existing = self.maker.in_ecr()
+        if existing is not None:
+            self.log(f"ECR got {self.desired.content_tag} since the plan (pushed by another apply): deploying its digest "
+                     f"{short(existing.digest)}")
+            assembled.claim.publish(existing)
+            return Ready(existing, ImageSource.ANOTHER_APPLY)
+        return Claimed(self.maker.build(assembled.value), assembled.claim)
+
+    def verify(self, pushed: Claimed[PushedImage]) -> Ready:
+        image = self.maker.verify(pushed.value)
+        pushed.claim.publish(image)
+        return Ready(image, ImageSource.THIS_RUN)
+
+    def settled_elsewhere(self) -> SentUpdate | None:
+        """Before anything: stop here, successfully, if another apply deployed since the plan
+        exactly what this one would; refuse if anything else changed."""
+        now = self.lam.get_function(self.fp.name)
+        if self.changed(now):
+            wanted = self.fp.desired_digest or self.ecr.describe_image(self.desired.repository_name, self.desired.content_tag).digest
+            if wanted and self.deployed_meanwhile(now, wanted):
+                return SentUpdate(wanted, by_another_apply=True)
+        self.check_unchanged(now)
+        return None
+
+    def changed(self, now: FunctionState) -> bool:
+        return now.running_digest != self.fp.current_digest or now.architectures != self.fp.current_architectures
+
+    def deployed_meanwhile(self, now: FunctionState, wanted: str) -> bool:
+        """True (and said) when the function changed since the plan to run `wanted` with the
+        wanted architecture: two applies of one source end in the same state, and the second
+        has nothing to do."""
+        if not (self.changed(now) and now.running_digest == wanted and now.architectures == (self.desired.architecture,)
+                and "Failed" not in (now.state, now.last_update_status)):
+            return False
+        self.log(f"already runs {short(wanted)}: another apply deployed it since the plan; nothing to update")
+        return True
+
+    def check_unchanged(self, now: FunctionState) -> None:
+        changes = []
+        if now.running_digest != self.fp.current_digest:
+            changes.append(f"digest {short(self.fp.current_digest)} -> {short(now.running_digest)}")
+        if now.architectures != self.fp.current_architectures:
+            changes.append(f"architectures {','.join(self.fp.current_architectures)} -> {','.join(now.architectures)}")
+        if self.fp.revision_id and now.revision_id != self.fp.revision_id:
+            changes.append(f"revision {self.fp.revision_id} -> {now.revision_id}")
+        if changes:
+            raise PlanError(f"function {self.fp.name} changed since plan ({'; '.join(changes)}); run plan again")
+
+    def update(self, planned: ImageRef, architecture: str, stage: Stage) -> SentUpdate:
+        """Planned by tag (a build): pinned to the digest this apply pushed or found."""
+        if planned.digest is not None:
+            digest, source = planned.digest, None
+        else:
+            ready = _expect(stage, Ready, "VerifyImage precedes an update planned by tag")
+            digest, source = ready.image.digest, ready.source
+        now = self.lam.get_function(self.fp.name)
+        if self.deployed_meanwhile(now, digest):
+            return SentUpdate(digest, source, by_another_apply=True)
+        self.check_unchanged(now)
+        image = str(planned if planned.digest else ImageRef(self.desired.repository_uri, digest=digest))
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                self.lam.update_function_code(self.fp.name, image, architecture, self.fp.revision_id)
+                return SentUpdate(digest, source)
+            except AwsError as exc:
+                if exc.code not in RETRYABLE_LAMBDA_CODES or attempt == CONFLICT_ATTEMPTS:
+                    raise
+                delay = min(2 ** attempt, 20)
+                self.log(f"{exc.code}: retry {attempt}/{CONFLICT_ATTEMPTS - 1} in {delay}s")
+                self.tools.sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def finished(self, sent: SentUpdate, seconds: float) -> Outcome:
+        name, digest = self.fp.name, sent.digest
+        if sent.by_another_apply:
+            return Outcome(name, OutcomeStatus.UNCHANGED, f"already runs {short(digest)}: another apply deployed it since the plan",
+                           seconds, digest)
+        if sent.source is ImageSource.ANOTHER_APPLY:
+            return Outcome(name, OutcomeStatus.UPDATED, f"now runs {short(digest)} (image pushed by another apply since the plan)",
+                           seconds, digest)
+        return Outcome(name, self.changed_status(), f"now runs {short(digest)}", seconds, digest)
+
+    def stopped(self, error: DeployerError, stage: Stage, seconds: float) -> Outcome:
+        if isinstance(error, Cancelled) and isinstance(stage, SentUpdate):
+            # Lambda was changed (by this apply, or by another one): say so, and how far it got.
+            status = OutcomeStatus.UNCHANGED if stage.by_another_apply else self.changed_status()
+            sent = "update sent by another apply" if stage.by_another_apply else "update sent"
+            return Outcome(self.fp.name, status, f"{sent}; {self.update_status()} when interrupted", seconds, stage.digest)
+        status = OutcomeStatus.CANCELLED if isinstance(error, Cancelled) else OutcomeStatus.FAILED
+        return Outcome(self.fp.name, status, str(error), seconds)
+
+    def changed_status(self) -> OutcomeStatus:
+        return OutcomeStatus.BUILT if self.fp.action is Action.BUILD else OutcomeStatus.UPDATED
+
+    def update_status(self) -> str:
+        try:
+            return f"LastUpdateStatus {self.lam.get_function(self.fp.name).last_update_status or 'unknown'}"
+        except DeployerError:
+            return "LastUpdateStatus unknown (GetFunction failed)"
+
+
+def _expect(stage: Stage, kind: type[S], order: str) -> S:
+    """The value the step before returned. The planner orders the steps (a saved plan's steps are
+    checked against it): only a bug gets a stage of another kind."""
+    if not isinstance(stage, kind):
+        raise AssertionError(f"{order}; got {stage!r}")
+    return stage
+
+
+def _claimed(stage: Stage, kind: type[V], order: str) -> Claimed[V]:
+    """_expect for the values on the way to a claimed image."""
+    if not (isinstance(stage, Claimed) and isinstance(stage.value, kind)):
+        raise AssertionError(f"{order}; got {stage!r}")
+    return Claimed(stage.value, stage.claim)
+
+
+def _unreachable(step: NoReturn) -> NoReturn:
+    """mypy proves the match above covers every step type; this only runs on a bug."""
+    raise AssertionError(f"unknown step {step!r}")
