@@ -129,7 +129,7 @@ def _module_dirs(fn: FunctionSpec) -> Iterable[Path]:
 
     try:
         return tuple(discover(fn).modules)
-    except BuildContextError:  # plan made it this far, so this does not happen; the source dir at least
+    except BuildContextError:  # checked before the tree is laid out: a broken graph still has its source dir
         return (fn.build.source,)
 
 
@@ -165,14 +165,9 @@ def prepare_saved(plan_file: Path, scope: Sequence[Path], clients: Clients) -> W
     choose them: an edited plan could otherwise name any YAML file of the checkout (a sample, a
     file of vendor/) as the one to deploy from."""
     saved = planfile.read(plan_file)
-    if not saved.functions and not saved.sources:  # a plan of nothing: nothing to check
-        return Work(saved, [], {})
     base = binding.checkout_root(Path.cwd())
-    binding.check_scope(saved, find_spec_files(scope), base, str(plan_file))
-    files = binding.verify_sources(saved, base, str(plan_file))
-    if not saved.functions:
-        return Work(saved, [], {})
-    spec = load(files)
+    spec = load(binding.bind_sources(saved, find_spec_files(scope), base, str(plan_file)))
+    binding.check_functions(saved, (fn.name for fn in spec.functions), str(plan_file))
     from deployer.observe import observe
 
     fresh = make_plan(observe(spec, clients))

@@ -33,7 +33,7 @@ T = TypeVar("T")
 # (standard mode: at most 1 s, then 2 s): 3 * 8 + 3 = 27 s for one that accepts and never
 # answers, 3 * 5 + 3 = 18 s for one that never accepts, under CALL_BOUND_SECONDS. The read timeout
 # is per socket read, not per call: Lambda, ECR and STS answer these calls within a second or
-# two. 3 attempts is the AWS SDKs' standard; throttling retries beyond it are ours (apply.py).
+# two. 3 attempts is the AWS SDKs' standard; throttling retries beyond it are ours (run_function.py).
 CONNECT_TIMEOUT_SECONDS = 5
 READ_TIMEOUT_SECONDS = 8
 ATTEMPTS = 3
@@ -287,6 +287,10 @@ class EcrGateway:
 
     def login(self) -> RegistryLogin:
         response = call(lambda: self._client.get_authorization_token(), "ecr:GetAuthorizationToken", f"ECR in {self._region}")
-        data = response["authorizationData"][0]
-        username, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
-        return RegistryLogin(username, password, data.get("proxyEndpoint", ""))
+        try:
+            data = response["authorizationData"][0]
+            username, _, password = base64.b64decode(data["authorizationToken"], validate=True).decode().partition(":")
+        except (KeyError, IndexError, TypeError, ValueError) as exc:  # binascii.Error, UnicodeDecodeError are ValueErrors
+            raise AwsError(Diagnostic("the answer holds no usable authorization token; check the endpoint (AWS_ENDPOINT_URL_ECR)",
+                                      operation="ecr:GetAuthorizationToken", resource=f"ECR in {self._region}")) from exc
+        return RegistryLogin(username, password, str(data.get("proxyEndpoint") or ""))

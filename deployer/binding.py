@@ -3,9 +3,10 @@
 A plan file is what a reviewer approves, but it is also a file anyone with write access to a CI
 artifact can edit. Apply therefore trusts nothing in it that it can check:
 
-1. `record_sources` / `verify_sources`: the plan names its deploy.yaml files (relative to the
-   checkout) with a SHA-256 of each; apply refuses the whole plan if one is missing, changed, or
-   lies outside the checkout.
+1. `record_sources` / `bind_sources`: the plan names its deploy.yaml files (relative to the
+   checkout) with a SHA-256 of each. Apply finds deploy.yaml files where it is told to look (the
+   paths plan was given), and refuses the whole plan unless they are exactly the plan's, by path
+   first, then by digest: the plan cannot choose which files count.
 2. `compare`: apply loads those files again and plans afresh. What deploy.yaml alone decides
    (the set of functions; each one's region, repository, platform) must be identical, else the
    whole plan is refused as not made from these files. What can legitimately move between plan
@@ -23,11 +24,11 @@ import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from deployer import explain, planfile
 from deployer.errors import PlanError
-from deployer.paths import display, inside, read_inside, shown
+from deployer.paths import display, inside, read_inside, resolve, shown
 from deployer.plan import Action, FunctionPlan, Plan, SourceFile, short
 
 # A deploy.yaml is a few kilobytes (load refuses more than 1 MB); the same bound applies here.
@@ -81,45 +82,52 @@ def record_sources(files: Iterable[Path], base: Path) -> tuple[SourceFile, ...]:
     return tuple(SourceFile(path, digest) for path, digest in sorted(sources.items()))
 
 
-def check_scope(plan: Plan, found: Iterable[Path], base: Path, plan_file: str) -> None:
-    """PlanError unless the plan's sources are exactly the deploy.yaml files `found` where apply
-    was told to look. Only paths are compared: nothing the plan names is read before this."""
-    expected: set[str] = set()
+def bind_sources(plan: Plan, found: Sequence[Path], base: Path, plan_file: str) -> list[Path]:
+    """The deploy.yaml files `found` where apply was told to look, once they are shown to be the
+    plan's sources, unchanged. PlanError otherwise, naming every difference.
+
+    First the paths alone: each found file, resolved, must lie inside the checkout, and the set
+    of their checkout-relative paths must be the plan's; nothing the plan names is read before
+    that (an edited plan cannot choose which file is "the" deploy.yaml, nor learn the digest of
+    another). Then each file's bytes must hash to the plan's digest. The files returned are the
+    found ones, as found: load reads them as plan did (a link out of the checkout is refused the
+    same way)."""
+    by_path: dict[str, Path] = {}
+    problems = []
     for file in found:
-        real = file.resolve()
-        expected.add(real.relative_to(base).as_posix() if inside(real, base) else display(file))
-    recorded = {source.path for source in plan.sources}
-    if recorded == expected:
-        return
-    lines = [f"{shown(path)}: in the plan, not among the deploy.yaml files apply was given" for path in sorted(recorded - expected)]
-    lines += [f"{shown(path)}: given to apply, not in the plan" for path in sorted(expected - recorded)]
-    raise PlanError(f"{plan_file}: the plan was made from other deploy.yaml files than apply was given:\n  "
-                    + "\n  ".join(lines[:MAX_LISTED]) + (f"\n  ... and {len(lines) - MAX_LISTED} more" if len(lines) > MAX_LISTED else "")
-                    + "\ngive apply the paths plan was given (deployer apply PLAN.json PATH...), or run plan again")
-
-
-def verify_sources(plan: Plan, base: Path, plan_file: str) -> list[Path]:
-    """The plan's deploy.yaml files as they are now; PlanError naming every one that is missing,
-    changed since the plan, or not a regular file inside the checkout."""
-    problems, paths = [], []
-    for source in plan.sources:
-        path = base / source.path  # a plain relative path: planfile refuses '..' and absolute ones
         try:
-            real = _within(base, path)
-            digest = hashlib.sha256(read_inside(real, base, limit=MAX_SOURCE_BYTES)).hexdigest()
-        except PlanError as exc:
-            problems.append(str(exc))
+            real = resolve(file)
+        except OSError as exc:  # a symlink loop: load reports it as plan did
+            problems.append(f"{display(file)}: cannot be resolved ({exc.strerror or exc})")
             continue
+        if not inside(real, base):
+            problems.append(f"{display(file)}: resolves to {shown(str(real))}, outside the checkout {base}")
+            continue
+        by_path[real.relative_to(base).as_posix()] = file
+    recorded = {source.path for source in plan.sources}
+    problems += [f"{shown(path)}: in the plan, not among the deploy.yaml files apply was given" for path in sorted(recorded - set(by_path))]
+    problems += [f"{shown(path)}: given to apply, not in the plan" for path in sorted(set(by_path) - recorded)]
+    if problems:
+        raise PlanError(f"{plan_file}: the plan was made from other deploy.yaml files than apply was given:\n  "
+                        + _listed(problems) + "\ngive apply the paths plan was given (deployer apply PLAN.json PATH...), "
+                        "or run plan again")
+    for source in plan.sources:
+        try:
+            digest = hashlib.sha256(read_inside(by_path[source.path], base, limit=MAX_SOURCE_BYTES)).hexdigest()
         except OSError as exc:
-            problems.append(f"{source.path}: cannot read it ({exc.strerror or exc})")
+            problems.append(f"{shown(source.path)}: cannot read it ({exc.strerror or exc})")
             continue
         if digest != source.sha256:
-            problems.append(f"{source.path} changed since the plan was made (sha256 {source.sha256[:12]} -> {digest[:12]})")
-        paths.append(real)
+            problems.append(f"{shown(source.path)} changed since the plan was made (sha256 {source.sha256[:12]} -> {digest[:12]})")
     if problems:
-        raise PlanError(f"{plan_file}: the plan does not match the deploy.yaml files in {base}:\n  " + "\n  ".join(problems)
+        raise PlanError(f"{plan_file}: the plan does not match the deploy.yaml files in {base}:\n  " + _listed(problems)
                         + "\nrun plan again (and apply in the checkout the plan was made in)")
-    return paths
+    return list(found)
+
+
+def _listed(problems: list[str]) -> str:
+    more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+    return "\n  ".join(problems[:MAX_LISTED]) + more
 
 
 @dataclass(frozen=True)
@@ -138,10 +146,7 @@ def compare(saved: Plan, fresh: Plan, plan_file: str) -> tuple[Plan, list[Refusa
     """The plan to execute and the functions refused. PlanError if `saved` was not made from
     the deploy.yaml files `fresh` was (an edited or foreign plan)."""
     fresh_by_name = {fp.name: fp for fp in fresh.functions}
-    saved_names = {fp.name for fp in saved.functions}
-    problems = [f"function {name} is in the plan but no deploy.yaml of the plan declares it"
-                for name in sorted(saved_names - set(fresh_by_name))]
-    problems += [f"function {name} is declared but missing from the plan" for name in sorted(set(fresh_by_name) - saved_names)]
+    problems = _missing_or_extra(saved, set(fresh_by_name))
     for fp in saved.functions:
         now = fresh_by_name.get(fp.name)
         if now is None:
@@ -152,8 +157,7 @@ def compare(saved: Plan, fresh: Plan, plan_file: str) -> tuple[Plan, list[Refusa
                 shown = (planned.uri, declared.uri) if field == "repository" else (planned, declared)
                 problems.append(f"function {fp.name}: the plan says {field} {shown[0]!r}, deploy.yaml says {shown[1]!r}")
     if problems:
-        raise PlanError(f"{plan_file}: the plan was not made from these deploy.yaml files (edited after it was saved?):\n  "
-                        + "\n  ".join(problems) + "\nrun plan again")
+        raise PlanError(_not_made_from(plan_file, problems))
     run: list[FunctionPlan] = []
     refusals: list[Refusal] = []
     for fp in saved.functions:
@@ -163,6 +167,25 @@ def compare(saved: Plan, fresh: Plan, plan_file: str) -> tuple[Plan, list[Refusa
         else:
             run.append(outcome)
     return dataclasses.replace(saved, functions=tuple(run)), refusals
+
+
+def check_functions(saved: Plan, declared: Iterable[str], plan_file: str) -> None:
+    """PlanError unless the plan holds exactly the functions its deploy.yaml files declare: said
+    before AWS is asked (compare says it again, with everything else)."""
+    problems = _missing_or_extra(saved, set(declared))
+    if problems:
+        raise PlanError(_not_made_from(plan_file, problems))
+
+
+def _missing_or_extra(saved: Plan, declared: set[str]) -> list[str]:
+    planned = {fp.name for fp in saved.functions}
+    return ([f"function {name} is in the plan but no deploy.yaml of the plan declares it" for name in sorted(planned - declared)]
+            + [f"function {name} is declared but missing from the plan" for name in sorted(declared - planned)])
+
+
+def _not_made_from(plan_file: str, problems: list[str]) -> str:
+    return (f"{plan_file}: the plan was not made from these deploy.yaml files (edited after it was saved?):\n  "
+            + _listed(problems) + "\nrun plan again")
 
 
 def _decide(saved: FunctionPlan, now: FunctionPlan) -> FunctionPlan | Refusal:
@@ -184,8 +207,12 @@ def _decide(saved: FunctionPlan, now: FunctionPlan) -> FunctionPlan | Refusal:
     if saved.action is Action.UPDATE and now.desired_digest != saved.desired_digest:
         return Refusal(name, f"ECR tag {saved.desired.content_tag} of {name} now resolves to {short(now.desired_digest)}, "
                              f"the plan deploys {short(saved.desired_digest)}; run plan again")
-    # A BUILD whose image appeared since (pushed by a concurrent apply of the same source) is now
-    # an UPDATE to that image: the same content, so the same approval.
+    if saved.action is Action.BUILD and now.action is not Action.BUILD:
+        # An image under the content tag since the plan: a concurrent apply of the same source, or
+        # a plan edited from UPDATE to BUILD to skip the digest check above. Either way the plan
+        # did not approve that digest.
+        return Refusal(name, f"ECR tag {saved.desired.content_tag} of {name} now holds {short(now.desired_digest)}, "
+                             "pushed since the plan, which builds it; run plan again")
     return now
 
 

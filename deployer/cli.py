@@ -1,4 +1,4 @@
-"""Command line: parses arguments, wires the stages together, maps errors to exit codes.
+"""Command line: parses arguments, calls the use cases (deployer.app), renders, maps errors to exit codes.
 
 Exit codes: 0 success, 1 any error (invalid input included), 2 only for `plan --detailed-exitcode`
 when there are changes, 130 on Ctrl-C. Click's own usage errors (normally 2) are mapped to 1 so
@@ -19,7 +19,7 @@ from typer.exceptions import TyperException
 from rich.console import Console
 
 from deployer import __version__
-from deployer.errors import DeployerError, Diagnostic, InvalidSpecError, PlanError
+from deployer.errors import DeployerError, Diagnostic, InvalidSpecError
 
 app = typer.Typer(
     name="deployer",

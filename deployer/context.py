@@ -22,24 +22,9 @@ from typing import Callable, Iterator, Mapping
 from deployer import digest as digest_mod
 from deployer import locks
 from deployer.errors import BuildContextError
-from deployer.layout import (
-    TEMPLATE_NAME,
-    Entry,
-    Layout,
-    build_args,
-    inputs,
-    lay_out,
-    layout,
-    reading_errors,
-    source_digest_of,
-    template_text,
-)
+from deployer.layout import Layout, inputs, lay_out, reading_errors
 from deployer.paths import inside
 from deployer.spec import FunctionSpec
-
-__all__ = ["BuildContext", "TEMPLATE_NAME", "Entry", "Layout", "assemble", "build_args", "layout", "materialize",
-           "source_digest_of", "sweep_abandoned_contexts", "temporary_context", "template_text"]
-
 
 @dataclass(frozen=True)
 class BuildContext:
@@ -240,8 +225,15 @@ def temporary_context(fn: FunctionSpec, keep: bool = False) -> Iterator[BuildCon
     try:
         yield assemble(fn, tmp)
     finally:
+        removed = keep
         try:
             if not keep:
                 _remove_tree(tmp)
+                removed = True
+        except (OSError, RecursionError):
+            # What cannot be removed now stays locked-file-less only if kept on purpose: here the
+            # lock file stays (unlocked once we let go), so the next apply sweeps the context.
+            # Not an error of the apply: the deploy itself went as reported.
+            pass
         finally:
-            locks.release(fd, lock)
+            locks.release(fd, lock, remove=removed)

@@ -11,7 +11,7 @@ entries' records are combined in sorted path order.
 
 The same digest is computed from two sources: an assembled context directory (`source_digest`,
 what apply builds) and a context's entry list before anything is written (`layout_digest`, what
-plan needs; see deployer.context.layout). Both go through `_entry_record`, so they cannot drift.
+plan needs; see deployer.layout). Both go through `_entry_record`, so they cannot drift.
 
 Trees under POOL_MIN_BYTES are hashed serially: for small files the per-file Python work holds
 the GIL, so a pool only adds its start-up and hand-offs (plan paid a new pool per function: 2.06 s

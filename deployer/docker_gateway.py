@@ -97,7 +97,11 @@ class DockerGateway:
 
         When `cancel` is set the build is stopped on the engine within a poll interval, even in a
         step that prints nothing, and a DockerError says so."""
-        args = {"BUILDPLATFORM": self.engine_platform(), **build_args}
+        try:
+            platform = self.engine_platform()
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise DockerError(f"docker build failed: the engine did not say its platform: {_explain(exc)}") from None
+        args = {"BUILDPLATFORM": platform, **build_args}
         tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         image_id = None
         try:
@@ -133,8 +137,8 @@ class DockerGateway:
         as a type: ImmutableTagRefused, PushStalled (RegistryAuthRefused after the fresh login)."""
         try:
             self.short.tag(image_id, repository, tag)
-        except docker.errors.APIError as exc:
-            raise DockerError(f"cannot tag image {image_id} as {repository}:{tag}: {_explain(exc)}") from exc
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise DockerError(f"cannot tag image {image_id} as {repository}:{tag}: {_explain(exc)}") from None
         refreshed = False
         registry = repository.split("/", 1)[0]
         for attempt in range(1, PUSH_ATTEMPTS + 1):
@@ -147,7 +151,9 @@ class DockerGateway:
                     log(f"registry refused the credentials; logging in again ({exc})")
                     login, refreshed = relogin(), True
                     continue
-                if not _is_transient(str(exc).lower()):
+                # Judged on what the engine said, not on the names in the message (a repository
+                # called "request-timeout-handler" is no timeout).
+                if not _is_transient(str(exc).replace(repository, "").lower()):
                     raise
                 if attempt == PUSH_ATTEMPTS:
                     raise type(exc)(f"{exc}; check that the registry {registry} is reachable, then run apply again") from None

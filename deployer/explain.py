@@ -39,7 +39,7 @@ def reason(fp: FunctionPlan) -> str:
     if architecture_changes(fp):
         text += f"; architectures {','.join(fp.current_architectures) or 'none'} -> {d.architecture}"
     if why.update_in_progress:
-        text += "; an update is in progress (apply retries until it ends)"
+        text += "; an update is in progress" + (" (apply retries until it ends)" if fp.changes else "")
     return text
 
 

@@ -16,7 +16,6 @@ directory; a symlinked directory is never that root).
 from __future__ import annotations
 
 import os
-import re
 import stat
 from pathlib import Path
 from typing import Any, Iterable

@@ -32,7 +32,7 @@ class Outcome:
 
     @classmethod
     def refused(cls, name: str, message: str) -> Outcome:
-        """A function a saved plan may not apply (deployer.app's refusals): failed, nothing run."""
+        """A function a saved plan may not apply (a deployer.binding.Refusal): failed, nothing run."""
         return cls(name, OutcomeStatus.FAILED, message, 0.0)
 
     @property

@@ -75,7 +75,9 @@ def _function(fp: FunctionPlan) -> dict[str, Any]:
 
 
 def to_json(plan: Plan) -> str:
-    return json.dumps(to_dict(plan), indent=2) + "\n"
+    # "##[" can only stand inside a JSON string: written "##\u005b" there, it means the same and
+    # is no GitHub workflow command in a CI log (see deployer.render.ci_inert).
+    return json.dumps(to_dict(plan), indent=2).replace("##[", "##\\u005b") + "\n"
 
 
 def from_dict(data: Any, source: str = "plan") -> Plan:

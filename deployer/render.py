@@ -118,9 +118,26 @@ _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u206
 def terminal_text(value: object) -> str:
     """`value` as one line that is safe to show on a terminal or in a CI log: escape sequences
     removed whole, line breaks and tabs turned into a space, every other control character (C0,
-    DEL, C1) and bidirectional control dropped. Not escaped for rich markup: see `_rich`."""
+    DEL, C1) and bidirectional control dropped, and no CI log command (`ci_inert`). Not escaped
+    for rich markup: see `_rich`."""
     text = _ESCAPE_SEQUENCE.sub("", str(value))
-    return _CONTROLS.sub("", _BREAKS.sub(" ", text))
+    return ci_inert(_CONTROLS.sub("", _BREAKS.sub(" ", text)))
+
+
+# GitHub Actions reads a log line as a workflow command when, leading spaces aside, it starts
+# with "::" (`::error::`, `::add-mask::`, `::stop-commands::`), and in its older form wherever
+# "##[" stands in the line (`##[error]`). Values of a pull request (a directory named
+# "::error::approved") must not forge one: both are broken up, visibly.
+_LEGACY_COMMAND = "##["
+
+
+def ci_inert(line: str) -> str:
+    """`line` with no workflow command in it: "##[" becomes "# #[", a leading "::" ": :"."""
+    line = line.replace(_LEGACY_COMMAND, "# #[")
+    stripped = line.lstrip()
+    if stripped.startswith("::"):
+        line = line[: len(line) - len(stripped)] + ": :" + stripped[2:]
+    return line
 
 
 def terminal_lines(value: object) -> list[str]:
@@ -129,7 +146,7 @@ def terminal_lines(value: object) -> list[str]:
     # U+0085, U+2028...) can only come from a foreign value, and is a space, as in terminal_text:
     # a value must never start a line of its own (a CI log reads "::error::..." lines as commands).
     text = _ESCAPE_SEQUENCE.sub("", str(value))
-    return [terminal_text(line) for line in text.removesuffix("\n").split("\n")] if text else []
+    return [ci_inert(terminal_text(line)) for line in text.removesuffix("\n").split("\n")] if text else []
 
 
 def _rich(value: object) -> str:

@@ -7,7 +7,7 @@ returned (its `Stage`) and returning the next:
     VerifyImage        -> Ready(PushedImage)     the claim publishes it to the functions waiting
     UpdateFunctionCode -> SentUpdate(digest)     what Lambda was asked, which the outcome tells
 
-An update plan has only the last two steps (and WaitForUpdate): its digest is in the plan.
+An update plan has only UpdateFunctionCode and WaitForUpdate: its digest is in the plan.
 Before Lambda is changed the function is read again and compared with the plan, so a concurrent
 change stops this function cleanly ("changed since plan") instead of being overwritten; if that
 change is another apply deploying the very image this one would, there is nothing left to do.

@@ -93,8 +93,8 @@ class ImageClaim:
     """The duty to make one image for this apply, held by the first function needing it: it ends
     in `publish`, or, when the claimant's run leaves the `with` block without publishing, in the
     failure of the build (its reason goes to the waiters) or, for Ctrl-C or a stale plan, in
-    giving the claim up. It also holds this machine's `ImageLock` of the image, from `lock` to the
-    end. Used by one thread, the claimant's."""
+    giving the claim up. It also holds this machine's `ImageLock` of the image, from `lock` until
+    `publish` or the end, whichever comes first. Used by one thread, the claimant's."""
 
     def __init__(self, images: SharedImages, image: str, future: Future[PushedImage], function: str) -> None:
         self.image = image

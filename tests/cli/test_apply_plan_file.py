@@ -70,9 +70,11 @@ def test_oversized_plan_file_is_refused_before_it_is_read(apply: Callable[[Path]
                              "give the file written by 'deployer plan --out FILE'\n")
 
 
-def test_empty_plan_applies_nothing(apply: Callable[[Path], CliResult], tmp_path: Path) -> None:
+def test_a_plan_of_nothing_is_refused_where_there_is_nothing_to_deploy(apply: Callable[[Path], CliResult], tmp_path: Path) -> None:
+    # deployer never writes a plan without deploy.yaml files: apply finds none where it looks.
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps({"format_version": 2, "sources": [], "functions": []}))
     result = apply(plan)
-    assert result.exit_code == 0, result.stderr
-    assert "No changes" in result.stdout
+    assert result.exit_code == 1
+    assert result.stderr == ("error: .: no deploy.yaml or deploy.yml found in this directory or below it; pass a file or "
+                             "another directory\n")

@@ -4,6 +4,7 @@ repository. Each ends in a clean message and exit 1; nothing is read that should
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -60,7 +61,7 @@ def test_apply_takes_the_paths_plan_was_given(cli: InProcessCli, tmp_path: Path)
 
     # Past the scope: the file is the one the plan names, and its digest is what is refused.
     assert result.exit_code == 1
-    assert "team/deploy.yaml changed since the plan was made" in result.stderr
+    assert "'team/deploy.yaml' changed since the plan was made" in result.stderr
 
 
 def test_a_file_name_cannot_start_a_line_of_its_own(cli: InProcessCli, tmp_path: Path) -> None:
@@ -136,3 +137,35 @@ def test_plan_out_names_apply_takes_for_a_plan_in_a_directory_that_exists(cli: I
     ]:
         result = cli("plan", "--out", out, cwd=repo, env=NO_AWS)
         assert (result.exit_code, result.stderr, result.stdout) == (1, f"error: {message}\n", ""), out
+
+
+def test_a_plan_that_leaves_every_function_out_is_refused(cli: InProcessCli, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", 2)
+    plan = saved_plan(repo, "deploy.yaml")
+    data = json.loads(plan.read_text())
+    data["sources"][0]["sha256"] = hashlib.sha256((repo / "deploy.yaml").read_bytes()).hexdigest()
+    plan.write_text(json.dumps(data))
+
+    result = cli("apply", "plan.json", cwd=repo, env=NO_AWS)
+
+    assert result.exit_code == 1
+    assert result.stderr == ("error: plan.json: the plan was not made from these deploy.yaml files (edited after it was saved?):\n"
+                             "  function fn-0 is declared but missing from the plan\n"
+                             "  function fn-1 is declared but missing from the plan\nrun plan again\n")
+
+
+def test_no_foreign_value_forges_a_ci_log_command(cli: InProcessCli, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", 1)
+    forged = repo / "::error title=Deploy approved::all checks passed"
+    forged.mkdir()
+    (forged / "deploy.yaml").write_text("version: 1\nfunctions:\n  - name: x\n    repository: r\n    bogus: 1\n"
+                                        "    build: {source: ../fn}\n    region: us-east-1\n")
+    (repo / "##[warning]forged").mkdir()
+    (repo / "##[warning]forged" / "deploy.yaml").write_text("version: 1\nfunctions: []\n")
+
+    result = cli("validate", cwd=repo)
+
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert not [line for line in lines if line.lstrip().startswith("::") or "##[" in line], result.stderr
+    assert any(line.startswith(": :error title=Deploy approved::all checks passed/deploy.yaml:5:5: functions[0].bogus") for line in lines)

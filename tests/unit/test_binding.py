@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -41,7 +40,9 @@ NOOP = plan_of(DESIRED, observed(NEW, NEW))
 CASES: dict[str, tuple[Plan, Plan, str | None]] = {
     "nothing moved: the update runs": (UPDATE, UPDATE, None),
     "nothing moved: the build runs": (BUILD, BUILD, None),
-    "the image of a planned build appeared: it is deployed": (BUILD, UPDATE, None),
+    "the image of a planned build appeared (or an UPDATE was edited into a BUILD)": (
+        BUILD, UPDATE, "ECR tag src-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa of fn now holds sha256:cccccccccccc, pushed since the "
+                       "plan, which builds it; run plan again"),
     "the function was deployed outside": (UPDATE, plan_of(DESIRED, observed(OTHER, NEW)),
                                           "function fn changed since plan (digest sha256:bbbbbbbbbbbb -> sha256:eeeeeeeeeeee); run plan again"),
     "only the revision moved (a configuration change)": (UPDATE, plan_of(DESIRED, observed(OLD, NEW, revision="r2")),
@@ -89,7 +90,7 @@ def test_spec_file_shown_differently_is_no_difference() -> None:
     assert refusals == [] and to_run.functions == UPDATE.functions
 
 
-def test_sources_are_recorded_relative_to_the_checkout_and_verified(tmp_path: Path) -> None:
+def test_sources_are_recorded_relative_to_the_checkout_and_bound(tmp_path: Path) -> None:
     (tmp_path / ".git").mkdir()
     team = tmp_path / "team"
     team.mkdir()
@@ -99,25 +100,26 @@ def test_sources_are_recorded_relative_to_the_checkout_and_verified(tmp_path: Pa
     sources = binding.record_sources([spec], tmp_path)
     assert sources == (SourceFile("team/deploy.yaml", hashlib.sha256(b"version: 1\n").hexdigest()),)
     plan = replace(UPDATE, sources=sources)
-    assert binding.verify_sources(plan, tmp_path, "plan.json") == [spec]
+    assert binding.bind_sources(plan, [spec], tmp_path, "plan.json") == [spec]
 
     spec.write_bytes(b"version: 1\n# edited\n")
-    with pytest.raises(PlanError, match=r"team/deploy.yaml changed since the plan was made \(sha256 [0-9a-f]{12} -> [0-9a-f]{12}\)"):
-        binding.verify_sources(plan, tmp_path, "plan.json")
+    with pytest.raises(PlanError, match=r"'team/deploy.yaml' changed since the plan was made \(sha256 [0-9a-f]{12} -> [0-9a-f]{12}\)"):
+        binding.bind_sources(plan, [spec], tmp_path, "plan.json")
 
 
-def test_a_source_that_became_a_link_out_of_the_checkout_or_a_fifo_is_refused(tmp_path: Path) -> None:
+def test_found_files_that_resolve_out_of_the_checkout_or_loop_are_refused_before_reading(tmp_path: Path) -> None:
     (tmp_path / ".git").mkdir()
     secret = tmp_path.parent / f"{tmp_path.name}-secret.yaml"
     secret.write_text("password: hunter2\n")
-    (tmp_path / "deploy.yaml").symlink_to(secret)
-    os.mkfifo(tmp_path / "fifo.yaml")
-    plan = replace(UPDATE, sources=(SourceFile("deploy.yaml", "0" * 64), SourceFile("fifo.yaml", "0" * 64)))
+    (tmp_path / "linked.yaml").symlink_to(secret)
+    (tmp_path / "loop.yaml").symlink_to(tmp_path / "loop.yaml")
+    plan = replace(UPDATE, sources=(SourceFile("linked.yaml", "0" * 64),))
     with pytest.raises(PlanError) as caught:
-        binding.verify_sources(plan, tmp_path, "plan.json")
+        binding.bind_sources(plan, [tmp_path / "linked.yaml", tmp_path / "loop.yaml"], tmp_path, "plan.json")
     message = str(caught.value)
-    assert "deploy.yaml lies outside the checkout" in message
-    assert "fifo.yaml: cannot read it (is a FIFO, not a regular file)" in message
+    assert "linked.yaml: resolves to " in message and f"outside the checkout {tmp_path}" in message
+    assert "loop.yaml: cannot be resolved" in message
+    assert "'linked.yaml': in the plan, not among the deploy.yaml files apply was given" in message
     assert "hunter2" not in message
     with pytest.raises(PlanError, match="lies outside the checkout"):
         binding.record_sources([secret], tmp_path)

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from deployer.context import TEMPLATE_NAME, assemble, build_args, template_text, temporary_context
+from deployer.context import assemble, temporary_context
 from deployer.errors import BuildContextError
+from deployer.layout import TEMPLATE_NAME, build_args, template_text
 from deployer.spec import DEFAULT_GO_BUILD_FLAGS
 from tests.unit.context_helpers import EXAMPLES, make_fn, write_tree
 

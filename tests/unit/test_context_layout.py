@@ -9,8 +9,9 @@ from typing import Callable
 
 import pytest
 
-from deployer.context import TEMPLATE_NAME, Entry, assemble, layout, source_digest_of
+from deployer.context import assemble
 from deployer.errors import BuildContextError
+from deployer.layout import TEMPLATE_NAME, Entry, layout, source_digest_of
 from deployer.spec import FunctionSpec
 from tests.unit.context_helpers import EXAMPLES, pinned_fn, write_tree
 
