@@ -141,5 +141,5 @@ def test_deploy_yaml_edited_after_the_plan_is_refused(
     assert result.returncode == 1, output(result)
     first = result.stderr.splitlines()[0]
     assert first == f"error: plan.json: the plan does not match the deploy.yaml files in {monorepo.root.resolve()}:"
-    assert "  deploy.yaml changed since the plan was made (sha256 " in result.stderr
+    assert "  'deploy.yaml' changed since the plan was made (sha256 " in result.stderr
     assert lambda_config(lambda_client, fn.name)["CodeSha256"] == fn.image.code_sha256
