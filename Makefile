@@ -1,6 +1,8 @@
 # The two commands the README names: `make demo` (the main job, end to end) and `make test`.
 # Both install what they need first (Debian and PyPI packages), so they work on a fresh machine.
 PYTHON ?= python3
+# Tests mostly wait (on the engine, the registry, timeouts they provoke): more workers than cores pays.
+TEST_WORKERS ?= 4
 
 .PHONY: install test demo bench
 
@@ -10,7 +12,7 @@ install:
 
 test: install
 	$(PYTHON) -m mypy
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -n $(TEST_WORKERS)
 
 demo: install
 	$(PYTHON) -m tests.localcloud.demo

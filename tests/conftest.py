@@ -4,13 +4,16 @@ test asks for it; everything it starts is stopped at the end of the session."""
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 
-from tests.localcloud.cloud import LocalCloud
+from tests.localcloud.cloud import EngineUse, LocalCloud
 from tests.localcloud.images import PushedImage, push_tiny_image
 
 # A trust policy Lambda accepts; moto checks only that the role exists.
@@ -24,6 +27,28 @@ LAMBDA_TRUST_POLICY = json.dumps({
 def unique_name(prefix: str) -> str:
     """Names are unique per call: the cloud lives for the whole session, shared by all tests."""
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """With pytest-xdist, the controller makes sure of the Docker engine before its workers start
+    their local clouds, and stops it (if it started it) once they are all done: a worker that
+    started it could not stop it while the others still build."""
+    config = session.config
+    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
+        return
+    log_dir = Path(tempfile.mkdtemp(prefix="deployer-engine-"))
+    engine = EngineUse(log_dir).start()
+    config.stash[_ENGINE] = (engine, log_dir)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    engine, log_dir = session.config.stash.get(_ENGINE, (None, None))
+    if engine is not None and log_dir is not None:
+        engine.stop()
+        shutil.rmtree(log_dir, ignore_errors=True)
+
+
+_ENGINE = pytest.StashKey[tuple[EngineUse, Path]]()
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ then report what was really pushed.
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import secrets
@@ -306,6 +307,46 @@ def _docker_ready() -> bool:
         return False
 
 
+# Held while a process checks for the engine and starts it: sessions starting at once (pytest-xdist
+# workers, two test runs) must not each start a dockerd.
+ENGINE_LOCK = Path(tempfile.gettempdir()) / "deployer-localcloud-engine.lock"
+
+
+class EngineUse:
+    """This process's use of the Docker engine. `start` starts dockerd when none answers (one
+    process at a time), and registers the process as a user; `stop` stops the dockerd it started,
+    unless another process on the machine still uses the engine."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.dockerd: ManagedProcess | None = None
+
+    def start(self) -> EngineUse:
+        DOCKER_USERS.mkdir(exist_ok=True)
+        (DOCKER_USERS / str(os.getpid())).touch()
+        with ENGINE_LOCK.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            if _docker_ready():
+                return self
+            if os.environ.get("DOCKER_HOST", f"unix://{DOCKER_SOCKET}") != f"unix://{DOCKER_SOCKET}":
+                raise LocalCloudError(f"local cloud: DOCKER_HOST={os.environ['DOCKER_HOST']} does not answer")
+            if shutil.which("dockerd") is None:
+                raise LocalCloudError("local cloud: no Docker engine and no dockerd: run tests/localcloud/install.sh")
+            if DOCKER_PIDFILE.exists() and not _pid_alive(DOCKER_PIDFILE.read_text().strip()):
+                DOCKER_PIDFILE.unlink()  # left by a dockerd that was killed; it would refuse to start
+            log = self.log_dir / "dockerd.log"
+            self.dockerd = ManagedProcess.start("dockerd", ["dockerd"], log)
+            wait_until(lambda: DOCKER_SOCKET.exists() and _docker_ready(), "dockerd", START_TIMEOUT_SECONDS,
+                       log, self.dockerd.alive)
+        return self
+
+    def stop(self) -> None:
+        (DOCKER_USERS / str(os.getpid())).unlink(missing_ok=True)
+        if self.dockerd is not None and not _other_docker_users():
+            self.dockerd.stop()
+        self.dockerd = None
+
+
 class LocalCloud:
     """Context manager: `with LocalCloud() as cloud: ... cloud.env ...`. See the module docstring."""
 
@@ -321,7 +362,7 @@ class LocalCloud:
         self.credentials = RegistryCredentials("", "")
         self.standins: StandinImages | None = None
         self.recorder: ImageRecorder | None = None
-        self._dockerd: ManagedProcess | None = None
+        self._engine: EngineUse | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> LocalCloud:
@@ -351,12 +392,12 @@ class LocalCloud:
 
     def stop(self) -> None:
         """Stop everything started here, newest first; each stop is bounded."""
-        (DOCKER_USERS / str(os.getpid())).unlink(missing_ok=True)
         for process in reversed(self._processes):
-            if process is self._dockerd and _other_docker_users():
-                continue  # another session on this machine still uses the engine
             process.stop()
         self._processes.clear()
+        if self._engine is not None:
+            self._engine.stop()
+            self._engine = None
         if self._listener is not None:
             self._listener.shutdown()
             self._listener.server_close()
@@ -390,22 +431,8 @@ class LocalCloud:
             return False
 
     def _ensure_docker(self) -> None:
-        DOCKER_USERS.mkdir(exist_ok=True)
-        (DOCKER_USERS / str(os.getpid())).touch()
-        if _docker_ready():
-            return
-        if os.environ.get("DOCKER_HOST", f"unix://{DOCKER_SOCKET}") != f"unix://{DOCKER_SOCKET}":
-            raise LocalCloudError(f"local cloud: DOCKER_HOST={os.environ['DOCKER_HOST']} does not answer")
-        if shutil.which("dockerd") is None:
-            raise LocalCloudError("local cloud: no Docker engine and no dockerd: run tests/localcloud/install.sh")
-        if DOCKER_PIDFILE.exists() and not _pid_alive(DOCKER_PIDFILE.read_text().strip()):
-            DOCKER_PIDFILE.unlink()  # left by a dockerd that was killed; it would refuse to start
-        log = self.state / "dockerd.log"
-        dockerd = ManagedProcess.start("dockerd", ["dockerd"], log)
-        self._processes.append(dockerd)
-        self._dockerd = dockerd
-        wait_until(lambda: DOCKER_SOCKET.exists() and _docker_ready(), "dockerd", START_TIMEOUT_SECONDS,
-                   log, dockerd.alive)
+        self._engine = EngineUse(self.state)
+        self._engine.start()
 
     def _fetch_credentials(self) -> None:
         data = self.client("ecr").get_authorization_token()["authorizationData"][0]

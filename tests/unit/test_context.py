@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -498,15 +499,15 @@ def test_temporary_context_is_removed_on_error_and_interrupt(repo: Path) -> None
     assert len(seen) == 2 and not any(p.exists() for p in seen)
 
 
-def test_temporary_context_is_removed_when_assembly_fails(repo: Path, tmp_path: Path) -> None:
+def test_temporary_context_is_removed_when_assembly_fails(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (repo / "functions/fn/escape").symlink_to("/etc/passwd")
-    import tempfile
-
-    before = set(Path(tempfile.gettempdir()).glob("deployer-ctx-*"))
+    own_tmp = tmp_path / "tmp"  # a temp dir of its own: other test processes make contexts too
+    own_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(own_tmp))
     with pytest.raises(BuildContextError):
         with temporary_context(make_fn(repo)):
             pass
-    assert set(Path(tempfile.gettempdir()).glob("deployer-ctx-*")) == before
+    assert list(own_tmp.iterdir()) == []
 
 
 def test_temporary_context_with_read_only_dirs_is_removed(repo: Path) -> None:
