@@ -30,8 +30,8 @@ if TYPE_CHECKING:  # boto3 and the docker SDK are imported only by the use cases
 
 @dataclass(frozen=True)
 class Validated:
-    """deploy.yaml files that load, and what laying out their build contexts found: one line per
-    problem, in the order of the functions. No problems: plan would accept the files."""
+    """deploy.yaml files that load, and what laying out their build contexts found: a diagnostic
+    per problem, in the order of the functions. No problems: plan would accept the files."""
 
     spec: Spec
     problems: tuple[Diagnostic, ...]

@@ -275,12 +275,24 @@ class FunctionRun:
                 self.lam.update_function_code(self.fp.name, image, architecture, self.fp.revision_id)
                 return SentUpdate(digest, source)
             except AwsError as exc:
+                if exc.code == "PreconditionFailedException" and attempt > 1 and self.ours(digest, architecture):
+                    # An earlier attempt landed (its answer was lost, or the conflict was our own
+                    # update in progress): the RevisionId moved because of us, not of someone else.
+                    return SentUpdate(digest, source)
                 if exc.code not in RETRYABLE_LAMBDA_CODES or attempt == CONFLICT_ATTEMPTS:
                     raise
                 delay = min(2 ** attempt, 20)
                 self.log(f"{exc.code}: retry {attempt}/{CONFLICT_ATTEMPTS - 1} in {delay}s")
                 self.tools.sleep(delay)
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def ours(self, digest: str, architecture: str) -> bool:
+        """Whether Lambda runs `digest` with `architecture` now (asked after a refused retry)."""
+        try:
+            now = self.lam.get_function(self.fp.name)
+        except DeployerError:
+            return False
+        return now.running_digest == digest and now.architectures == (architecture,)
 
     def finished(self, sent: SentUpdate, seconds: float) -> Outcome:
         name, digest = self.fp.name, sent.digest

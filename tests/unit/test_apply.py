@@ -35,6 +35,7 @@ NEW = "sha256:" + "c" * 64
 class FakeLambda:
     functions: dict[str, FunctionState]
     conflicts: int = 0  # how many updates answer ResourceConflictException first
+    landed_then: str | None = None  # the first update is applied, but answered with this error code
     fail_with: str | None = None
     updates: list[tuple[str, str, str, str | None]] = field(default_factory=list)
     waited: list[str] = field(default_factory=list)
@@ -50,10 +51,16 @@ class FakeLambda:
         if self.conflicts:
             self.conflicts -= 1
             raise AwsError("update in progress", "ResourceConflictException")
+        current = self.functions[name].revision_id if name in self.functions else None
+        if revision_id and current and revision_id != current:
+            raise AwsError("the RevisionId moved", "PreconditionFailedException")
         assert self.pushed_first(), "an update was sent before the image was pushed"
         self.updates.append((name, image_uri, architecture, revision_id))
         self.functions[name] = replace(self.functions[name], code_sha256=image_uri.split("@sha256:")[1],
-                                       architectures=(architecture,))
+                                       architectures=(architecture,), revision_id="rev-new")
+        if self.landed_then:
+            code, self.landed_then = self.landed_then, None
+            raise AwsError("what the retry of a landed update was told", code)
         return "rev-new"
 
     def wait_updated(self, name: str, sleep: Callable[[float], None], timeout_seconds: int = 600) -> None:
@@ -251,6 +258,34 @@ def test_update_in_progress_is_retried_with_backoff(function: FunctionSpec) -> N
     assert outcome.status == "updated"
     assert [line for line in reporter.lines if "ResourceConflictException" in line] == [
         "fn | ResourceConflictException: retry 1/5 in 2s", "fn | ResourceConflictException: retry 2/5 in 4s"]
+
+
+def test_an_update_that_landed_is_not_mistaken_for_an_outside_change(function: FunctionSpec) -> None:
+    # Lambda applied the first attempt, whose retry was told "update in progress" (our own); the
+    # next attempt's RevisionId is then stale because of us: Lambda is asked, and runs our image.
+    desired = desired_for(function)
+    lam = FakeLambda({"fn": running(OLD, revision="rev-1")}, landed_then="ResourceConflictException")
+    ecr = FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan_for(desired, lam, ecr), {})
+    assert (outcome.status, outcome.digest) == (OutcomeStatus.UPDATED, NEW)
+    assert len(lam.updates) == 1
+
+
+def test_a_stale_revision_on_a_retry_that_is_not_ours_is_refused(function: FunctionSpec) -> None:
+    desired = desired_for(function)
+    lam = FakeLambda({"fn": running(OLD, revision="rev-1")}, conflicts=1)
+    ecr = FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+
+    def someone_else_meanwhile(seconds: float) -> None:  # during the backoff, a change from outside
+        lam.functions["fn"] = replace(lam.functions["fn"], revision_id="rev-outside")
+
+    x.sleep = someone_else_meanwhile
+    [outcome] = x.run(plan_for(desired, lam, ecr), {})
+    assert outcome.status is OutcomeStatus.FAILED
+    assert outcome.detail == "the RevisionId moved"  # what Lambda said, not taken for our own update
+    assert lam.updates == [] and lam.functions["fn"].code_sha256 == OLD.removeprefix("sha256:")
 
 
 def test_one_failure_does_not_stop_the_others(function: FunctionSpec) -> None:
