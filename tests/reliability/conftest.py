@@ -124,7 +124,9 @@ def local_tags(local_cloud: LocalCloud, cli: Cli, repository: str) -> list[str]:
     """Tags in the Docker engine that apply made to push to `repository` (through the proxy)."""
     client = local_cloud.docker()
     try:
-        return sorted(tag for image in client.images.list() for tag in image.tags
+        # One listing call: images.list() inspects each image after listing, and an image another
+        # test process removes in between would fail it.
+        return sorted(tag for image in client.api.images() for tag in image.get("RepoTags") or ()
                       if tag.startswith(f"{cli.registry.endpoint}/{repository}:"))
     finally:
         client.close()
