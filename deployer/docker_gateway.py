@@ -42,6 +42,16 @@ ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 Log = Callable[[str], None]
 
 
+class ImageVanished(DockerError):
+    """The build's last image was deleted before the engine tagged it: another build of the same
+    inputs (the same image ID) had its only tag removed in between, which deletes the image. The
+    layers below it stay cached, so building again re-creates it at once."""
+
+
+# What the engine says when the image it just built is gone before it is tagged.
+_VANISHED = re.compile(r"failed to get digest|no such image", re.IGNORECASE)
+
+
 def _quiet(_: str) -> None:
     pass
 
@@ -96,12 +106,21 @@ class DockerGateway:
         """Build and tag; return the image ID. A failure carries the last lines of output.
 
         When `cancel` is set the build is stopped on the engine within a poll interval, even in a
-        step that prints nothing, and a DockerError says so."""
+        step that prints nothing, and a DockerError says so. A build whose cached image vanished
+        before the engine could tag it is run once more (see `ImageVanished`)."""
         try:
             platform = self.engine_platform()
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise DockerError(f"docker build failed: the engine did not say its platform: {_explain(exc)}") from None
         args = {"BUILDPLATFORM": platform, **build_args}
+        try:
+            return self._build_once(context_dir, dockerfile, tag, args, build_args, labels, log, cancel)
+        except ImageVanished as exc:
+            log(f"the engine lost the image it had just built ({str(exc).splitlines()[0]}); building again from its cache")
+            return self._build_once(context_dir, dockerfile, tag, args, build_args, labels, log, cancel)
+
+    def _build_once(self, context_dir: str, dockerfile: str, tag: str, args: Mapping[str, str], build_args: Mapping[str, str],
+                    labels: Mapping[str, str], log: Log, cancel: threading.Event | None) -> str:
         tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         image_id = None
         try:
@@ -115,7 +134,9 @@ class DockerGateway:
                     self._calls.watch = None
                 for chunk in stream:
                     if "error" in chunk:
-                        raise _build_failure(f"docker build failed: {ANSI_ESCAPE.sub('', str(chunk['error'])).strip()}", tail, build_args)
+                        error = ANSI_ESCAPE.sub('', str(chunk['error'])).strip()
+                        failure = _build_failure(f"docker build failed: {error}", tail, build_args)
+                        raise ImageVanished(str(failure)) if _VANISHED.search(error) else failure
                     image_id = chunk.get("aux", {}).get("ID", image_id)
                     for line in ANSI_ESCAPE.sub("", str(chunk.get("stream", ""))).splitlines():
                         if line.strip():

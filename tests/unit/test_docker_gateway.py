@@ -3,6 +3,7 @@ matches on (an immutable tag, refused credentials), and only the gateway reads t
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -76,3 +77,47 @@ def test_a_transient_fault_is_retried_and_the_last_keeps_its_plain_type() -> Non
         push(gateway(engine), logs)
     assert type(raised.value) is DockerError
     assert len(engine.passwords) == 4 and len(logs) == 3
+
+
+class FakeBuilds:
+    """The low-level API's build: each build streams the next of `errors` (None: success)."""
+
+    def __init__(self, *errors: str | None) -> None:
+        self.errors = list(errors)
+        self.builds = 0
+
+    def build(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        self.builds += 1
+        error = self.errors.pop(0)
+        yield {"stream": "Step 1/1 : LABEL x=y\n"}
+        yield {"error": error} if error else {"aux": {"ID": "sha256:" + "d" * 64}}
+
+    def version(self) -> dict[str, str]:
+        return {"Os": "linux", "Arch": "amd64"}
+
+
+class FakeClient:
+    def __init__(self, api: FakeBuilds) -> None:
+        self.api = api
+
+
+def test_a_build_whose_image_vanished_before_it_was_tagged_is_built_again(tmp_path: Path) -> None:
+    # Two builds of the same inputs give one image ID; the other one's tag removal deletes it.
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    api = FakeBuilds("failed to get digest sha256:57a9: open /var/lib/docker/image/overlay2/imagedb/...: no such file", None)
+    gw = DockerGateway()
+    gw._client, gw._short = FakeClient(api), api
+    logged: list[str] = []
+    assert gw.build(str(tmp_path), "Dockerfile", "repo:tag", {}, {}, logged.append) == "sha256:" + "d" * 64
+    assert api.builds == 2
+    assert any("building again from its cache" in line for line in logged)
+
+
+def test_any_other_build_failure_is_not_retried(tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    api = FakeBuilds("The command '/bin/sh -c go build' returned a non-zero code: 1")
+    gw = DockerGateway()
+    gw._client, gw._short = FakeClient(api), api
+    with pytest.raises(DockerError, match="returned a non-zero code"):
+        gw.build(str(tmp_path), "Dockerfile", "repo:tag", {}, {})
+    assert api.builds == 1
