@@ -28,7 +28,7 @@ from typing import Iterable, Sequence
 
 from deployer import explain, planfile
 from deployer.errors import PlanError
-from deployer.paths import display, inside, read_inside, resolve, shown
+from deployer.paths import display, git_root, inside, read_inside, resolve, shown
 from deployer.plan import Action, FunctionPlan, Plan, SourceFile, short
 
 # A deploy.yaml is a few kilobytes (load refuses more than 1 MB); the same bound applies here.
@@ -41,13 +41,7 @@ def checkout_root(start: Path) -> Path:
     """The checkout a plan's paths are relative to: the nearest directory from `start` upwards
     that holds `.git` (a directory, or a file in a worktree), else `start` itself."""
     start = start.resolve()
-    for candidate in (start, *start.parents):
-        try:
-            if (candidate / ".git").exists():
-                return candidate
-        except OSError:  # an unreadable parent: look further up
-            continue
-    return start
+    return git_root((start, *start.parents)) or start
 
 
 def _within(base: Path, path: Path) -> Path:

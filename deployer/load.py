@@ -22,7 +22,7 @@ from typing import Any, Iterable
 
 from deployer import schema
 from deployer.errors import DeployerError, Diagnostic, InvalidSpecError
-from deployer.paths import clip, display, inside, kind, resolve, shown
+from deployer.paths import clip, display, git_root, inside, kind, resolve, shown
 from deployer.spec import (
     REPOSITORY_URI,
     SPEC_FILE_NAMES,
@@ -179,30 +179,13 @@ def _link_root(file: Path) -> Path:
     path to search must not make /elsewhere/deploy.yaml readable."""
     lexical = Path(os.path.abspath(file)).parent
     candidates = [d for d in (lexical, *lexical.parents) if not os.path.islink(d)]
-    for candidate in candidates:
-        try:
-            if (candidate / ".git").exists():
-                return candidate
-        except OSError:  # an unreadable parent directory: look further up
-            continue
-    return candidates[0] if candidates else lexical
-
-
-def _git_root(directory: Path) -> Path | None:
-    """The nearest ancestor of `directory` (itself included) holding `.git`."""
-    for candidate in (directory, *directory.parents):
-        try:
-            if (candidate / ".git").exists():
-                return candidate
-        except OSError:  # an unreadable parent directory: look further up
-            continue
-    return None
+    return git_root(candidates) or (candidates[0] if candidates else lexical)
 
 
 def _root(doc: YamlDocument, file: Path, problems: list[Diagnostic]) -> Path | None:
     """The repository root of the resolved deploy.yaml `file` (see the module's docstring)."""
     base = file.parent
-    checkout = _git_root(base)
+    checkout = git_root((base, *base.parents))
     if "root" not in doc.data:
         # Outside any git checkout: the file's own directory bounds what a build may read.
         return checkout or base

@@ -13,7 +13,7 @@ import errno
 import os
 import stat
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterable
 
 # Longer values are cut in messages: a diagnostic stays one readable line.
 MAX_SHOWN = 60
@@ -40,6 +40,18 @@ def display(path: Path) -> str:
 def inside(path: Path, root: Path) -> bool:
     """True when `path` is `root` or below it; both must be resolved (compared as written)."""
     return path == root or root in path.parents
+
+
+def git_root(directories: Iterable[Path]) -> Path | None:
+    """The first of `directories` (a directory and its parents, nearest first) that holds `.git`
+    (a directory, or the file of a worktree); an unreadable one is passed over."""
+    for candidate in directories:
+        try:
+            if (candidate / ".git").exists():
+                return candidate
+        except OSError:
+            continue
+    return None
 
 
 def clip(text: str, limit: int = MAX_CLIPPED) -> str:
