@@ -21,7 +21,7 @@ from typing import Callable
 from deployer import explain, locks
 from deployer.context import context_root, sweep_abandoned_contexts
 from deployer.errors import DeployerError
-from deployer.interrupts import Cancelled, CtrlC
+from deployer.interrupts import WAIT_SLICE_SECONDS, Cancelled, CtrlC
 from deployer.outcome import Outcome, OutcomeStatus
 from deployer.plan import FunctionPlan, Plan
 from deployer.ports import DockerApi, EcrApi, LambdaApi, Reporter
@@ -29,9 +29,6 @@ from deployer.registry import RegistryLogin
 from deployer.run_function import FunctionRun, Tools
 from deployer.sharing import IMAGE_LOCK_PREFIX, SharedImages
 from deployer.spec import FunctionSpec
-
-# How often the main thread looks at its workers and at Ctrl-C presses while it waits.
-WAIT_SLICE_SECONDS = 0.1
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,10 @@ import threading
 from types import FrameType
 from typing import Iterator
 
+# How often a wait looks at Ctrl-C: the main thread at its workers and presses, a function at
+# another's build. A Ctrl-C is answered within about this.
+WAIT_SLICE_SECONDS = 0.1
+
 from deployer.errors import DeployerError
 
 

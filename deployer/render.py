@@ -42,14 +42,14 @@ def text(plan: Plan) -> str:
     lines = []
     for fp in plan.functions:
         style = _STYLE[fp.action]
-        lines.append(f"[{style}]{escape(fp.action.symbol)} {_rich(fp.name)}: {fp.action.value}[/{style}]")
-        lines.append(f"    reason:  {_rich(reason(fp))}")
+        lines.append(f"[{style}]{escape(fp.action.symbol)} {rich_text(fp.name)}: {fp.action.value}[/{style}]")
+        lines.append(f"    reason:  {rich_text(reason(fp))}")
         if fp.action is not Action.BLOCKED:
-            lines.append(f"    image:   {_rich(fp.desired.repository_uri)}:{_rich(fp.desired.content_tag)}")
-            lines.append(f"    digest:  {_rich(_digest_change(fp))}")
-            lines.append(f"    arch:    {_rich(_arch_change(fp))}")
+            lines.append(f"    image:   {rich_text(fp.desired.repository_uri)}:{rich_text(fp.desired.content_tag)}")
+            lines.append(f"    digest:  {rich_text(_digest_change(fp))}")
+            lines.append(f"    arch:    {rich_text(_arch_change(fp))}")
         for number, step in enumerate(fp.steps, 1):
-            lines.append(f"    {number}. {_rich(step.describe())}")
+            lines.append(f"    {number}. {rich_text(step.describe())}")
         lines.append("")
     lines.append(summary(plan))
     return "\n".join(lines) + "\n"
@@ -119,7 +119,7 @@ def terminal_text(value: object) -> str:
     """`value` as one line that is safe to show on a terminal or in a CI log: escape sequences
     removed whole, line breaks and tabs turned into a space, every other control character (C0,
     DEL, C1) and bidirectional control dropped, and no CI log command (`ci_inert`). Not escaped
-    for rich markup: see `_rich`."""
+    for rich markup: see `rich_text`."""
     text = _ESCAPE_SEQUENCE.sub("", str(value))
     return ci_inert(_CONTROLS.sub("", _BREAKS.sub(" ", text)))
 
@@ -149,7 +149,7 @@ def terminal_lines(value: object) -> list[str]:
     return [ci_inert(terminal_text(line)) for line in text.removesuffix("\n").split("\n")] if text else []
 
 
-def _rich(value: object) -> str:
+def rich_text(value: object) -> str:
     """A foreign value inside rich markup: inert on the terminal, and no markup of its own."""
     return escape(terminal_text(value))
 

@@ -27,12 +27,10 @@ from deployer import locks
 from deployer.context import context_root
 from deployer.errors import DeployerError, PlanError
 from deployer.images import PushedImage
-from deployer.interrupts import Cancelled
+from deployer.interrupts import WAIT_SLICE_SECONDS, Cancelled
 
 # Lock files of images in the temp dir: IMAGE_LOCK_PREFIX<hash of the image reference>.lock
 IMAGE_LOCK_PREFIX = "deployer-image-"
-# How often a function waiting for another's build looks at the cancel: Ctrl-C must not wait for the build.
-WAIT_SLICE_SECONDS = 0.1
 
 
 class SharedBuildFailed(DeployerError):
