@@ -65,7 +65,7 @@ def make_monorepo(root: Path, count: int) -> Path:
         functions.append({"name": name, "repository": name, "build": {"source": f"functions/{name}"}})
     spec = {"version": 1,
             "defaults": {"region": "us-east-1", "platform": "linux/arm64",
-                         "build": {"builder_image": "deployer-standin/go:bench", "build_args": {"GOPROXY": "off"}}},
+                         "build": {"builder_image": "deployer-standin/go:bench", "go_env": {"GOPROXY": "off"}}},
             "functions": functions}
     path = root / "deploy.yaml"
     with path.open("w") as out:

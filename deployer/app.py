@@ -6,15 +6,16 @@ so that it can be called (and tested) without a command line.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
 from deployer import binding, planfile
-from deployer.errors import BuildContextError, Diagnostic, PlanError
+from deployer.errors import BuildContextError, DeployerError, Diagnostic, PlanError
 from deployer.layout import layout
 from deployer.load import find_spec_files, load
 from deployer.outcome import Outcome
@@ -25,6 +26,10 @@ from deployer.spec import SPEC_FILE_NAMES, FunctionSpec, Spec
 if TYPE_CHECKING:  # boto3 and the docker SDK are imported only by the use cases that need them
     from deployer.apply import ApplyOptions
     from deployer.aws import Clients
+    from deployer.docker_gateway import DockerGateway
+    from deployer.go_build import CacheDir, Netrc
+    from deployer.local_build import LocalBuildOptions, LocalImage
+    from deployer.local_invoke import InvokeResult
     from deployer.ports import Reporter
 
 
@@ -181,15 +186,133 @@ class Applied:
     interrupted: bool  # Ctrl-C: the CLI exits 130
 
 
-def apply(work: Work, clients: Clients, options: ApplyOptions, reporter: Reporter) -> Applied:
+def apply(work: Work, clients: Clients, options: ApplyOptions, reporter: Reporter, cache_dir: Path | None = None) -> Applied:
     """Run the work's plan through the gateways: AWS through `clients`, the Docker engine from
-    the environment (DOCKER_HOST). Refused functions are failed outcomes; nothing ran for them."""
+    the environment (DOCKER_HOST). Refused functions are failed outcomes; nothing ran for them.
+    `cache_dir` keeps the engine's Go caches between runs (deployer.go_build.CacheDir)."""
     from deployer.apply import Executor
     from deployer.aws import EcrGateway, LambdaGateway
     from deployer.docker_gateway import DockerGateway  # the docker SDK only when there is work
+    from deployer.plan import BuildImage
 
+    building = [work.specs[fp.name] for fp in work.plan.functions
+                if fp.name in work.specs and any(isinstance(s, BuildImage) for s in fp.steps)]
+    options = dataclasses.replace(options, netrcs=credentials(building, os.environ))  # a bad one stops before anything runs
+    docker = DockerGateway(_cache(cache_dir))
     executor = Executor(lambda region: LambdaGateway(clients, region), lambda region: EcrGateway(clients, region),
-                        DockerGateway(), options, reporter)
+                        docker, options, reporter)
     refused = [Outcome.refused(r.name, r.message) for r in work.refusals]
     outcomes = sorted([*executor.run(work.plan, work.specs), *refused], key=lambda o: o.name)
+    _save_cache(docker, building, reporter)
     return Applied(outcomes, executor.interrupted)
+
+
+def credentials(specs: Iterable[FunctionSpec], env: Mapping[str, str]) -> dict[str, Netrc]:
+    """The netrc credentials the Go builds of `specs` name, by variable (deployer.go_build)."""
+    from deployer.go_build import netrc_from_env
+
+    found: dict[str, Netrc] = {}
+    for fn in specs:
+        variable = fn.build.netrc_env
+        if fn.build.compiles_go and variable not in found:
+            netrc = netrc_from_env(variable, env)
+            if netrc is not None:
+                found[variable] = netrc
+    return found
+
+
+def _cache(cache_dir: Path | None) -> CacheDir | None:
+    from deployer.go_build import CacheDir
+
+    if cache_dir is None:
+        return None
+    if cache_dir.exists() and not cache_dir.is_dir():
+        raise DeployerError(f"--cache-dir {display(cache_dir)}: not a directory; give a directory (it is created if missing)")
+    return CacheDir(cache_dir)
+
+
+def _save_cache(docker: DockerGateway, built: Sequence[FunctionSpec], reporter: Reporter) -> None:
+    """After the builds: the engine's Go caches to the cache dir. A failure is said, and costs
+    the next run time only: the deploy itself went as reported."""
+    compiled = [fn for fn in built if fn.build.compiles_go]
+    if compiled:
+        try:
+            docker.save_go_cache(compiled[0].build.builder_image, reporter.notice)
+        except DeployerError as exc:
+            reporter.notice(str(exc))
+
+
+@dataclass(frozen=True)
+class Built:
+    functions: list[FunctionSpec]
+    images: list[LocalImage]  # of every function, in the same order
+    interrupted: bool
+
+
+def build(paths: Sequence[Path], names: Sequence[str], options: LocalBuildOptions, reporter: Reporter,
+          cache_dir: Path | None = None) -> Built:
+    """`deployer build`: the images of the named functions (default: all) into the local engine."""
+    from deployer.docker_gateway import DockerGateway
+    from deployer.local_build import LocalBuilder
+
+    spec = load(paths)
+    functions = [spec.function(name) for name in dict.fromkeys(names)] or list(spec.functions)
+    options = dataclasses.replace(options, netrcs=credentials(functions, os.environ))
+    docker = DockerGateway(_cache(cache_dir))
+    builder = LocalBuilder(docker, reporter, options)
+    images = builder.build(functions)
+    _save_cache(docker, [fn for fn, image in zip(functions, images) if not image.error], reporter)
+    return Built(functions, images, builder.interrupted)
+
+
+# Lambda's default timeout, for a function whose deploy.yaml sets none.
+DEFAULT_TIMEOUT_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class Invoked:
+    """A local invocation's result: the response (`payload`) or what went wrong (`failure`)."""
+
+    result: InvokeResult
+
+    @property
+    def succeeded(self) -> bool:
+        from deployer.local_invoke import InvokeStatus
+
+        return self.result.status is InvokeStatus.SUCCEEDED
+
+    @property
+    def payload(self) -> bytes:
+        return self.result.payload
+
+    @property
+    def failure(self) -> str:
+        from deployer.local_invoke import describe
+
+        return describe(self.result)
+
+
+def invoke_local(paths: Sequence[Path], function: str, event: bytes, timeout: float | None, reporter: Reporter,
+                 log: Callable[[str], None], verbose: bool = False, cache_dir: Path | None = None) -> Invoked:
+    """`deployer invoke --local`: build the function's image into the local engine (a no-op when
+    its content tag is there already, from the engine's cache) and run it against a Runtime API
+    that deployer serves (deployer.local_invoke). `log` gets the function's output lines."""
+    import docker
+
+    from deployer.interrupts import Cancelled
+    from deployer.local_build import LocalBuildOptions
+    from deployer.local_invoke import engine_platform, invoke_local as run
+
+    built = build(paths, [function], LocalBuildOptions(1, verbose), reporter, cache_dir)
+    fn, image = built.functions[0], built.images[0]
+    if built.interrupted:
+        raise Cancelled("interrupted during the build")
+    if image.error:
+        raise DeployerError(f"cannot run {function}: its build failed: {image.error}")
+    client = docker.from_env()
+    engine = engine_platform(client)
+    if engine != fn.platform:
+        reporter.notice(f"the Docker engine runs {engine}, the function is built for {fn.platform}: the engine needs "
+                        "emulation (QEMU binfmt) for it; without it the run fails with an exec format error")
+    return Invoked(run(client, image.tag, event, function_name=fn.name, env={}, timeout_seconds=timeout or DEFAULT_TIMEOUT_SECONDS,
+                       memory_mb=128, region=fn.region, log=log))

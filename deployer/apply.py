@@ -15,12 +15,13 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
 
 from deployer import explain, locks
 from deployer.context import context_root, sweep_abandoned_contexts
 from deployer.errors import DeployerError
+from deployer.go_build import Netrc
 from deployer.interrupts import WAIT_SLICE_SECONDS, Cancelled, CtrlC
 from deployer.outcome import Outcome, OutcomeStatus
 from deployer.plan import FunctionPlan, Plan
@@ -37,6 +38,7 @@ class ApplyOptions:
     keep_context: bool = False
     verbose: bool = False
     registry_endpoint: str | None = None  # push here instead of the ECR host (local emulators)
+    netrcs: Mapping[str, Netrc] = field(default_factory=dict)  # credentials for Go builds, by variable name
 
 
 class Executor:
@@ -79,7 +81,7 @@ class Executor:
 
     def _execute(self, work: list[FunctionPlan], specs: dict[str, FunctionSpec]) -> dict[str, Outcome]:
         tools = Tools(self.reporter, self.docker, self.images, self.cancel, self.sleep, self.login,
-                      self.options.keep_context, self.options.verbose, self.options.registry_endpoint)
+                      self.options.keep_context, self.options.verbose, self.options.registry_endpoint, self.options.netrcs)
         pool = ThreadPoolExecutor(max_workers=max(1, min(self.options.parallelism, len(work))))
         futures = {fp.name: pool.submit(self._function, tools, fp, specs.get(fp.name)) for fp in work}
         try:

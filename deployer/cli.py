@@ -32,6 +32,8 @@ app = typer.Typer(
 
 PathsArg = typer.Argument(None, help="deploy.yaml files, or directories searched recursively for deploy.yaml. Default: the current directory.", show_default=False)
 
+CacheDirOption = typer.Option(None, "--cache-dir", envvar="DEPLOYER_CACHE_DIR", help="Directory that keeps the engine's Go module and build caches between runs (for CI caches): restored into an engine that has none, saved after a build.", show_default=False)
+
 # emoji=False: a value holding ":smile:" is shown as written.
 out = Console(highlight=False, soft_wrap=True, emoji=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
@@ -101,11 +103,13 @@ def write_context(
 ) -> None:
     """Write a function's assembled build context to a directory and print its source digest."""
     from deployer.context import assemble
+    from deployer.layout import DockerfileBuild
     from deployer.load import load
 
     spec = load(paths or [Path(".")])
     ctx = assemble(spec.function(function), out_dir)
-    say(f"context of {function} written to {ctx.path} (Dockerfile: {ctx.dockerfile}, shared modules: {', '.join(ctx.shared_modules) or 'none'})")
+    how = f"Dockerfile: {ctx.recipe.dockerfile}" if isinstance(ctx.recipe, DockerfileBuild) else "built-in Go build"
+    say(f"context of {function} written to {ctx.path} ({how}, shared modules: {', '.join(ctx.shared_modules) or 'none'})")
     out.print(ctx.digest, markup=False)
 
 
@@ -149,14 +153,16 @@ def apply(
     keep_context: bool = typer.Option(False, "--keep-context", help="Keep the temporary build contexts and print where they are."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show docker build output."),
     registry_endpoint: Optional[str] = typer.Option(None, "--registry-endpoint", envvar="DEPLOYER_REGISTRY_ENDPOINT", help="Push to this registry host[:port] instead of the ECR host; for local ECR emulators. Lambda is still given the ECR image URI."),
+    cache_dir: Optional[Path] = CacheDirOption,
 ) -> int:
     """Build, push and deploy what the plan says, skipping everything that is already true."""
     from deployer import app as use_cases
     from deployer.apply import ApplyOptions
     from deployer.aws import Clients
-    from deployer.progress import ConsoleReporter
+    from deployer.progress import ConsoleReporter, interval_from_environment
     from deployer.render import render
 
+    reporter = ConsoleReporter(out, interval=interval_from_environment())  # a bad interval is refused before AWS is asked
     clients = Clients()
     saved = paths is not None and len(paths) > 0 and paths[0].suffix == ".json"
     if saved:
@@ -177,12 +183,91 @@ def apply(
         if not typer.confirm("Apply this plan?", default=False):
             err.print("nothing applied")
             return 1
-    reporter = ConsoleReporter(out)
-    applied = use_cases.apply(work, clients, ApplyOptions(parallelism, keep_context, verbose, registry_endpoint or None), reporter)
+    with reporter:  # the live area and the ticker thread end with the apply, before the summary
+        applied = use_cases.apply(work, clients, ApplyOptions(parallelism, keep_context, verbose, registry_endpoint or None), reporter,
+                                  cache_dir)
     reporter.summary(applied.outcomes)
     if applied.interrupted:
         return 130
     return 1 if any(o.failed for o in applied.outcomes) else 0
+
+
+@app.command()
+def build(
+    paths: Optional[List[Path]] = typer.Option(None, "--path", "-p", help="deploy.yaml files or directories (repeatable). Default: the current directory.", show_default=False),
+    functions: Optional[List[str]] = typer.Argument(None, help="Functions to build. Default: all.", show_default=False),
+    parallelism: int = typer.Option(2, "--parallelism", "-j", min=1, max=32, help="Functions built at once."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the build output."),
+    cache_dir: Optional[Path] = CacheDirOption,
+) -> int:
+    """Build images into the local Docker engine, without AWS: no login, no push. Prints each
+    image's tag, deployer/<function>:<content tag>."""
+    from deployer import app as use_cases
+    from deployer.local_build import LocalBuildOptions
+    from deployer.progress import ConsoleReporter, interval_from_environment
+
+    reporter = ConsoleReporter(err, interval=interval_from_environment())
+    with reporter:
+        built = use_cases.build(paths or [Path(".")], functions or [], LocalBuildOptions(parallelism, verbose), reporter, cache_dir)
+    for image in built.images:
+        if image.error:
+            say(f"{image.function}: failed: {image.error}")
+        else:
+            out.print(image.tag, markup=False)
+    if built.interrupted:
+        return 130
+    return 1 if any(image.error for image in built.images) else 0
+
+
+@app.command()
+def invoke(
+    function: str = typer.Argument(..., help="The function to run."),
+    local: bool = typer.Option(False, "--local", help="Run the function's image on the local Docker engine (the only mode for now)."),
+    event: Optional[str] = typer.Option(None, "--event", "-e", help="File holding the event (JSON), or - for stdin. Default: {}.", show_default=False),
+    timeout: Optional[float] = typer.Option(None, "--timeout", min=0.1, max=900, help="Seconds the invocation may run. Default: 3, Lambda's.", show_default=False),
+    paths: Optional[List[Path]] = typer.Option(None, "--path", "-p", help="deploy.yaml files or directories (repeatable). Default: the current directory.", show_default=False),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the build output."),
+    cache_dir: Optional[Path] = CacheDirOption,
+) -> int:
+    """Build a function's image if needed and run it locally against a Lambda Runtime API that
+    deployer serves: the response goes to stdout, the function's logs to stderr. Exit 1 on a
+    function error, an init error or a timeout."""
+    from deployer import app as use_cases
+    from deployer.progress import ConsoleReporter, interval_from_environment
+
+    if not local:
+        raise DeployerError("invoke runs functions locally only for now: pass --local")
+    payload = _read_event(event)
+    reporter = ConsoleReporter(err, interval=interval_from_environment())
+    with reporter:
+        invoked = use_cases.invoke_local(paths or [Path(".")], function, payload, timeout, reporter, say, verbose, cache_dir)
+    if invoked.succeeded:
+        sys.stdout.buffer.write(invoked.payload)
+        if not invoked.payload.endswith(b"\n"):
+            sys.stdout.buffer.write(b"\n")
+        sys.stdout.flush()
+        return 0
+    say(f"error: {invoked.failure}")
+    return 1
+
+
+MAX_EVENT_BYTES = 6 * 1024 * 1024  # Lambda's limit for a synchronous invocation's payload
+
+
+def _read_event(event: Optional[str]) -> bytes:
+    if event is None:
+        return b"{}"
+    try:
+        if event == "-":
+            data = sys.stdin.buffer.read(MAX_EVENT_BYTES + 1)
+        else:
+            with open(event, "rb") as f:
+                data = f.read(MAX_EVENT_BYTES + 1)
+    except OSError as exc:
+        raise DeployerError(f"--event {event}: cannot read ({exc.strerror or exc}); give a readable JSON file or - for stdin") from None
+    if len(data) > MAX_EVENT_BYTES:
+        raise DeployerError(f"--event {event}: larger than Lambda's 6 MiB payload limit")
+    return data
 
 
 def main(argv: Optional[List[str]] = None) -> None:

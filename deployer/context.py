@@ -3,7 +3,8 @@
 The entries come from deployer.layout; `assemble` writes them and digests what it wrote (the
 same function of the same entries as the plan's in-place digest, deployer.digest), and
 `temporary_context` does so in a temporary directory removed on every way out. The user's tree
-is only read, never written.
+is only read, never written. The directory holds only the context: what a build makes from it
+(the Go build's binary) goes elsewhere.
 """
 
 from __future__ import annotations
@@ -22,18 +23,18 @@ from typing import Callable, Iterator, Mapping
 from deployer import digest as digest_mod
 from deployer import locks
 from deployer.errors import BuildContextError
-from deployer.layout import Layout, inputs, lay_out, reading_errors
+from deployer.layout import GoBuild, Layout, Recipe, inputs, lay_out, reading_errors
 from deployer.paths import inside
 from deployer.spec import FunctionSpec
 
 @dataclass(frozen=True)
 class BuildContext:
-    """An assembled build context. `dockerfile` is relative to `path`; `digest` covers the
-    context and every other input of the build ("sha256:<64 hex>")."""
+    """An assembled build context and how it becomes an image (a DockerfileBuild's Dockerfile
+    is relative to `path`); `digest` covers the context and every other input of the build
+    ("sha256:<64 hex>")."""
 
     path: Path
-    dockerfile: str
-    build_args: Mapping[str, str]
+    recipe: Recipe
     shared_modules: tuple[str, ...]
     digest: str
 
@@ -123,20 +124,21 @@ def assemble(fn: FunctionSpec, dest: Path) -> BuildContext:
     try:
         with reading_errors(fn):
             found = inputs(fn)
-            _check_dest(dest, tuple(found[0].modules))  # a bad destination is reported before the tree is read
-            lay = lay_out(fn, *found)
+            _check_dest(dest, tuple(found.graph.modules))  # a bad destination is reported before the tree is read
+            lay = lay_out(fn, found)
         path = materialize(lay, dest)
-        # Digest the directory, not the layout: it is what docker build gets, even if a source
+        # Digest the directory, not the layout: it is what the build gets, even if a source
         # file changed since it was listed; apply compares this digest with the plan's.
+        recipe = lay.recipe
         with reading_errors(fn):
-            digest = digest_mod.source_digest(path, dockerfile=lay.dockerfile, build_args=lay.build_args, platform=fn.platform,
-                                              builder_image=fn.build.builder_image, runtime_image=fn.build.runtime_image)
+            build_inputs = (recipe.digest_inputs() if isinstance(recipe, GoBuild)
+                            else recipe.digest_inputs((path / recipe.dockerfile).read_bytes()))
+            digest = digest_mod.source_digest(path, build_inputs)
     except BaseException:
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
         raise
-    return BuildContext(path=path, dockerfile=lay.dockerfile, build_args=lay.build_args,
-                        shared_modules=lay.shared_modules, digest=digest)
+    return BuildContext(path=path, recipe=recipe, shared_modules=lay.shared_modules, digest=digest)
 
 
 def _make_writable(func: Callable[[str], object], path: str, _exc: object) -> None:

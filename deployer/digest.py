@@ -1,8 +1,10 @@
 """The source digest: one sha256 over everything that determines the image a context builds.
 
 Inputs: every entry of the assembled context (relative POSIX path, kind — directory, file,
-executable file, symlink — and content or link target), the Dockerfile's path and content, the
-build args (sorted), the platform, the builder and runtime image references and RECIPE_VERSION.
+executable file, symlink — and content or link target), and its `BuildInputs`: the Dockerfile's
+path and content, the build args (sorted), the platform, the builder and runtime image references
+and the recipe's version (RECIPE_VERSION for a Dockerfile build; the Go build has its own, and
+its compile settings as args: see deployer.layout).
 Nothing else: not mtimes, owners, absolute paths, the context's directory name or listing order.
 
 Encoding: a stream of records, each field prefixed by its length (8 bytes, big endian), so no
@@ -26,6 +28,7 @@ import hashlib
 import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, NamedTuple, Protocol, Sequence
 
@@ -162,23 +165,29 @@ def tree_digest(root: Path, workers: int | None = None) -> bytes:
     return entries_digest(_disk_entries(os.fspath(root)), workers)
 
 
-def _combine(
-    tree: bytes,
-    dockerfile: str,
-    dockerfile_content: bytes,
-    build_args: Mapping[str, str],
-    platform: str,
-    builder_image: str,
-    runtime_image: str,
-    recipe_version: str,
-) -> str:
+@dataclass(frozen=True)
+class BuildInputs:
+    """Everything but the tree that determines the image: the Dockerfile (context path, "" for
+    the Go build's own, and content), the build args, the platform, the two base images and the
+    recipe's version."""
+
+    dockerfile: str
+    dockerfile_content: bytes
+    build_args: Mapping[str, str]
+    platform: str
+    builder_image: str
+    runtime_image: str
+    recipe_version: str = RECIPE_VERSION
+
+
+def _combine(tree: bytes, inputs: BuildInputs) -> str:
     h = hashlib.sha256(_FORMAT)
-    h.update(_record(b"recipe", recipe_version.encode()))
-    h.update(_record(b"platform", platform.encode()))
-    h.update(_record(b"builder", builder_image.encode()))
-    h.update(_record(b"runtime", runtime_image.encode()))
-    h.update(_record(b"dockerfile", dockerfile.encode(), dockerfile_content))
-    args = sorted(build_args.items())
+    h.update(_record(b"recipe", inputs.recipe_version.encode()))
+    h.update(_record(b"platform", inputs.platform.encode()))
+    h.update(_record(b"builder", inputs.builder_image.encode()))
+    h.update(_record(b"runtime", inputs.runtime_image.encode()))
+    h.update(_record(b"dockerfile", inputs.dockerfile.encode(), inputs.dockerfile_content))
+    args = sorted(inputs.build_args.items())
     h.update(_record(b"args", len(args).to_bytes(8, "big")))
     for key, value in args:
         h.update(_record(key.encode(), value.encode()))
@@ -186,42 +195,16 @@ def _combine(
     return "sha256:" + h.hexdigest()
 
 
-def source_digest(
-    context_dir: Path,
-    *,
-    dockerfile: str,
-    build_args: Mapping[str, str],
-    platform: str,
-    builder_image: str,
-    runtime_image: str,
-    recipe_version: str = RECIPE_VERSION,
-    workers: int | None = None,
-) -> str:
+def source_digest(context_dir: Path, inputs: BuildInputs, workers: int | None = None) -> str:
     """The digest of a build context directory and the settings it is built with, as
-    "sha256:<64 hex>". `dockerfile` is the Dockerfile's path relative to `context_dir`."""
-    return layout_digest(_disk_entries(os.fspath(context_dir)), dockerfile=dockerfile,
-                         dockerfile_content=(context_dir / dockerfile).read_bytes(), build_args=build_args,
-                         platform=platform, builder_image=builder_image, runtime_image=runtime_image,
-                         recipe_version=recipe_version, workers=workers)
+    "sha256:<64 hex>"."""
+    return layout_digest(_disk_entries(os.fspath(context_dir)), inputs, workers)
 
 
-def layout_digest(
-    entries: Iterable[TreeEntry],
-    *,
-    dockerfile: str,
-    dockerfile_content: bytes,
-    build_args: Mapping[str, str],
-    platform: str,
-    builder_image: str,
-    runtime_image: str,
-    recipe_version: str = RECIPE_VERSION,
-    workers: int | None = None,
-) -> str:
+def layout_digest(entries: Iterable[TreeEntry], inputs: BuildInputs, workers: int | None = None) -> str:
     """`source_digest` of the context these entries would make, without writing it: files are
-    hashed where they are, in-memory contents as given. `dockerfile_content` is what the
-    Dockerfile at path `dockerfile` holds in that context."""
-    tree = entries_digest(entries, workers)
-    return _combine(tree, dockerfile, dockerfile_content, build_args, platform, builder_image, runtime_image, recipe_version)
+    hashed where they are, in-memory contents as given."""
+    return _combine(entries_digest(entries, workers), inputs)
 
 
 def content_tag(digest: str) -> str:

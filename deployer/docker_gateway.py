@@ -1,4 +1,4 @@
-"""Gateway to the Docker engine: build an assembled context, tag, log in, push.
+"""Gateway to the Docker engine: compile (deployer.go_build), build an image, tag, log in, push.
 
 Uses the docker SDK's low-level API to stream build and push output: build lines go to a callback
 (shown with --verbose, and their tail in the error when a build fails); the push result gives the
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import math
 import os
 import re
 import socket
@@ -23,6 +24,7 @@ import requests.exceptions
 import urllib3.exceptions
 
 from deployer.errors import DockerError
+from deployer.go_build import CacheDir, CompileJob, GoCompiler
 from deployer.ports import ImmutableTagRefused, PushStalled, RegistryAuthRefused
 from deployer.redact import build_arg_secrets, credential_secrets, redact
 from deployer.registry import RegistryLogin
@@ -57,11 +59,40 @@ def _quiet(_: str) -> None:
 
 
 class DockerGateway:
-    def __init__(self) -> None:
+    def __init__(self, cache: CacheDir | None = None) -> None:
         self._client: Any = None
         self._short: Any = None  # the same engine, with ENGINE_READ_TIMEOUT_SECONDS for reads
         self._lock = threading.Lock()
         self._calls = threading.local()  # per worker thread: the build whose response to catch
+        self._cache = cache
+        self._compiler: GoCompiler | None = None
+
+    @property
+    def compiler(self) -> GoCompiler:
+        """The Go build's compile step on this engine (deployer.go_build)."""
+        client = self.client
+        with self._lock:
+            if self._compiler is None:
+                self._compiler = GoCompiler(client.api, self._cache)
+            return self._compiler
+
+    def compile_go(self, job: CompileJob, log: Log = _quiet, cancel: threading.Event | None = None) -> bytes:
+        """The binary of a Go build (see deployer.go_build)."""
+        return self.compiler.compile(job, log, cancel)
+
+    def local_image(self, reference: str) -> str | None:
+        """The ID of the image the engine holds under `reference`, or None."""
+        try:
+            return str(self.short.inspect_image(reference)["Id"])
+        except docker.errors.ImageNotFound:
+            return None
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise DockerError(f"cannot inspect image {reference} on the engine: {_explain(exc)}") from None
+
+    def save_go_cache(self, helper_image: str, log: Log = _quiet) -> None:
+        """Save the engine's Go caches to the cache dir, when one is given and a compile ran."""
+        if self._compiler is not None:
+            self._compiler.save_cache(helper_image, log)
 
     @property
     def client(self) -> Any:
@@ -150,12 +181,14 @@ class DockerGateway:
         return str(image_id)
 
     def push(self, image_id: str, repository: str, tag: str, login: RegistryLogin, relogin: Callable[[], RegistryLogin],
-             log: Log = _quiet, sleep: Callable[[float], None] = time.sleep) -> str:
+             log: Log = _quiet, sleep: Callable[[float], None] = time.sleep,
+             progress: Callable[[int, int], None] | None = None) -> str:
         """Tag `image_id` as repository:tag and push it; return the registry's manifest digest.
 
         Transient faults (registry 5xx, connection resets) are retried with backoff, each retry
         logged; a refused token is replaced by a fresh login once. What the caller acts on comes
-        as a type: ImmutableTagRefused, PushStalled (RegistryAuthRefused after the fresh login)."""
+        as a type: ImmutableTagRefused, PushStalled (RegistryAuthRefused after the fresh login).
+        `progress(done, total)` gets the bytes pushed, summed over the layers (`_PushTally`)."""
         try:
             self.short.tag(image_id, repository, tag)
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
@@ -164,7 +197,7 @@ class DockerGateway:
         registry = repository.split("/", 1)[0]
         for attempt in range(1, PUSH_ATTEMPTS + 1):
             try:
-                return self._push_once(repository, tag, login)
+                return self._push_once(repository, tag, login, progress)
             except PushStalled:
                 raise
             except DockerError as exc:
@@ -183,15 +216,17 @@ class DockerGateway:
                 sleep(delay)
         raise DockerError(f"push of {repository}:{tag} failed after {PUSH_ATTEMPTS} attempts")
 
-    def _push_once(self, repository: str, tag: str, login: RegistryLogin) -> str:
+    def _push_once(self, repository: str, tag: str, login: RegistryLogin, progress: Callable[[int, int], None] | None = None) -> str:
         auth = {"username": login.username, "password": login.password}
         secrets = credential_secrets(login.username, login.password)
         digest = None
+        tally = _PushTally(progress)  # per attempt: a retry starts its layers again
         try:
             for chunk in self.short.push(repository, tag=tag, auth_config=auth, stream=True, decode=True):
                 if "error" in chunk:
                     raise _refusal(str(chunk["error"]))(redact(f"push of {repository}:{tag} failed: {chunk['error']}", secrets))
                 digest = chunk.get("aux", {}).get("Digest", digest)
+                tally.add(chunk)
         except docker.errors.APIError as exc:
             explanation = _explain(exc, secrets)
             raise _refusal(explanation)(f"push of {repository}:{tag} failed: {explanation}") from None
@@ -202,6 +237,7 @@ class DockerGateway:
                                   f"registry {repository.split('/', 1)[0]} stopped answering; check that it is reachable, "
                                   "then run apply again") from None
             raise DockerError(f"push of {repository}:{tag} failed: connection to the Docker engine: {_explain(exc, secrets)}") from None
+        tally.flush()
         if not digest:
             raise DockerError(f"push of {repository}:{tag} reported no manifest digest")
         return str(digest)
@@ -212,6 +248,67 @@ class DockerGateway:
             self.short.remove_image(reference, noprune=True)
         except (docker.errors.DockerException, requests.exceptions.RequestException, DockerError):
             pass  # already gone, in use, or the engine went away: nothing of the user's depends on it
+
+
+# A push's bytes go to `progress` at most this often; larger counts than these are not believed
+# (Lambda takes images of up to 10 GB; an image has at most 127 layers).
+PROGRESS_SECONDS = 0.5
+MAX_LAYER_BYTES = 1 << 36
+MAX_LAYERS = 256
+_LAYER_DONE = ("Pushed", "Layer already exists", "Mounted from")
+
+
+def _byte_count(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_LAYER_BYTES:
+        return value
+    return None
+
+
+class _PushTally:
+    """The bytes of one push attempt, summed from the engine's progress chunks: per layer ("id"),
+    the last "Pushing" progressDetail {current, total}; a layer "Pushed", "Layer already exists"
+    or "Mounted from ..." counts as done. The engine's values are not trusted: anything that is
+    not a sane byte count, or a layer beyond MAX_LAYERS, is left out; nothing here raises.
+    `progress` hears the sums when they change, at most every PROGRESS_SECONDS, and at `flush`."""
+
+    def __init__(self, progress: Callable[[int, int], None] | None, clock: Callable[[], float] = time.monotonic) -> None:
+        self._progress = progress
+        self._clock = clock
+        self._layers: dict[str, tuple[int, int]] = {}  # id -> (done, total), done <= total
+        self._sent: tuple[int, int] | None = None
+        self._sent_at = -math.inf
+
+    def add(self, chunk: object) -> None:
+        if self._progress is None or not isinstance(chunk, dict):
+            return
+        layer, status, detail = chunk.get("id"), chunk.get("status"), chunk.get("progressDetail")
+        if not (isinstance(layer, str) and isinstance(status, str)) or len(layer) > 256:
+            return
+        if layer not in self._layers and len(self._layers) >= MAX_LAYERS:
+            return
+        done, total = self._layers.get(layer, (0, 0))
+        if status == "Pushing" and isinstance(detail, dict):
+            current, size = _byte_count(detail.get("current")), _byte_count(detail.get("total"))
+            if size is not None and size > 0:
+                total = size
+            if current is not None:
+                done = current
+        elif status.startswith(_LAYER_DONE):
+            done = total
+        self._layers[layer] = (min(done, total), total)
+        now = self._clock()
+        if now - self._sent_at >= PROGRESS_SECONDS:
+            self._send(now)
+
+    def flush(self) -> None:
+        self._send(self._clock())
+
+    def _send(self, now: float) -> None:
+        figures = (sum(done for done, _ in self._layers.values()), sum(total for _, total in self._layers.values()))
+        if self._progress is None or figures == self._sent or not figures[1]:
+            return
+        self._sent, self._sent_at = figures, now
+        self._progress(*figures)
 
 
 # How often a build's watch looks at the cancel flag: a cancelled build stops within about this.

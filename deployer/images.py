@@ -1,4 +1,4 @@
-"""images: build a function's image, then publish it: push under the content tag and verify that
+"""images: build a function's image (`build_image`: the Go build or a Dockerfile), then publish it: push under the content tag and verify that
 ECR lists it as Lambda needs it (ko's build and publish). Each step takes what the one before
 returned: BuildContext -> BuiltImage -> PushedImage -> PushedImage (verified).
 
@@ -9,12 +9,18 @@ image (deployer.sharing sees to it that it is made once).
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
+import tempfile
 import threading
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Mapping
 
 from deployer.context import BuildContext
 from deployer.errors import DeployerError, DockerError
+from deployer.go_build import CompileJob, Netrc
+from deployer.layout import DockerfileBuild, runtime_dockerfile
 from deployer.interrupts import Cancelled
 from deployer.plan import short
 from deployer.ports import DockerApi, EcrApi, ImmutableTagRefused
@@ -39,6 +45,42 @@ class PushedImage:
     """The image under the content tag in ECR, by its manifest digest ("sha256:...")."""
 
     digest: str
+
+
+def build_image(docker: DockerApi, context: BuildContext, tag: str, labels: Mapping[str, str], *, function: str,
+                netrc: Netrc | None, log: Callable[[str], None] | None, cancel: threading.Event) -> str:
+    """Build the image of an assembled context into the engine under `tag`; its image ID. A Go
+    build compiles in a container of the builder image and copies the binary onto the runtime
+    image; a Dockerfile build is docker build. `log` gets the build output (--verbose), with no
+    secret in it; a cancel raises Cancelled once the engine stopped."""
+    recipe = context.recipe
+    secrets = build_arg_secrets(recipe.build_args) if isinstance(recipe, DockerfileBuild) else ()
+
+    def output(line: str) -> None:  # called per output line
+        if cancel.is_set():
+            raise Cancelled("cancelled during the build")
+        if log is not None:  # a failing step may print a build arg (a GOPROXY with a token): never shown
+            log(redact(line, secrets))
+
+    try:
+        if isinstance(recipe, DockerfileBuild):
+            return docker.build(str(context.path), recipe.dockerfile, tag, recipe.build_args, labels, output, cancel)
+        binary = docker.compile_go(CompileJob(function, context.path, recipe, netrc), output, cancel)
+        # Inside the context's directory, which the compile has read already: a crash leaves it
+        # to the sweep of abandoned contexts.
+        image_dir = Path(tempfile.mkdtemp(dir=context.path, prefix=".deployer-image-"))
+        try:
+            (image_dir / "bootstrap").write_bytes(binary)
+            os.chmod(image_dir / "bootstrap", 0o755)
+            (image_dir / "Dockerfile").write_text(runtime_dockerfile(), encoding="utf-8")
+            return docker.build(str(image_dir), "Dockerfile", tag, {"RUNTIME_IMAGE": recipe.runtime_image,
+                                "TARGETPLATFORM": recipe.platform}, labels, output, cancel)
+        finally:
+            shutil.rmtree(image_dir, ignore_errors=True)
+    except DockerError:
+        if cancel.is_set():  # the gateway stopped the build on the engine
+            raise Cancelled("cancelled during the build (stopped on the engine)") from None
+        raise
 
 
 class ImageMaker:
@@ -75,34 +117,21 @@ class ImageMaker:
                                 "Lambda accepts only single-platform manifests")
         return PushedImage(existing.digest)
 
-    def build(self, context: BuildContext) -> BuiltImage:
+    def build(self, context: BuildContext, netrc: Netrc | None = None) -> BuiltImage:
         labels = {"dev.deployer.source-digest": context.digest, "dev.deployer.spec": self.desired.spec_file}
-
-        secrets = build_arg_secrets(context.build_args)
-
-        def log(line: str) -> None:  # called per output line
-            if self.cancel.is_set():
-                raise Cancelled("cancelled during docker build")
-            if self.verbose:  # a failing step may print a build arg (a GOPROXY with a token): never shown
-                self.log(redact(line, secrets))
-
         local_tag = f"{self.repository}:{self.tag}"
         self._local_tags.add(local_tag)
         self.cleanup.callback(self._drop, local_tag)
-        try:
-            image_id = self.docker.build(str(context.path), context.dockerfile, local_tag, context.build_args, labels,
-                                         log, self.cancel)
-        except DockerError:
-            if self.cancel.is_set():  # the gateway stopped the build on the engine
-                raise Cancelled("cancelled during docker build (stopped on the engine)") from None
-            raise
+        image_id = build_image(self.docker, context, local_tag, labels, netrc=netrc, function=self.desired.name,
+                               log=self.log if self.verbose else None, cancel=self.cancel)
         return BuiltImage(image_id, local_tag)
 
-    def push(self, built: BuiltImage) -> PushedImage:
-        """Push under the content tag; the local tag goes right after, whatever happens."""
+    def push(self, built: BuiltImage, progress: Callable[[int, int], None] | None = None) -> PushedImage:
+        """Push under the content tag; the local tag goes right after, whatever happens.
+        `progress(done, total)`: the bytes pushed, as the gateway sums them (DockerApi.push)."""
         try:
             return PushedImage(self.docker.push(built.image_id, self.repository, self.tag, self.login(False),
-                                                lambda: self.login(True), self.log, self.sleep))
+                                                lambda: self.login(True), self.log, self.sleep, progress))
         except ImmutableTagRefused:
             # The tag names the image's inputs: if someone pushed it since the plan, that image
             # is the one to deploy.

@@ -1,8 +1,11 @@
-"""layout: the entries of a function's Docker build context, listed without writing anything.
+"""layout: the entries of a function's build context, listed without writing anything.
 
 The context holds the function's source directory at its root, each shared module it needs under
-`shared/<name>/` (see deployer.module_graph), go.mod replace directives rewritten to those places, and
-the Dockerfile. A `Layout` lists every entry (path, kind, mode, and where its content comes from:
+`shared/<name>/` (see deployer.module_graph), go.mod replace directives rewritten to those places, a
+generated go.work when the function lives in a Go workspace, and, for a Dockerfile build, the
+Dockerfile. How the context becomes an image is its `Recipe`: the built-in Go build (`GoBuild`:
+compile in a container of the builder image, then copy the binary onto the runtime image) or the
+user's Dockerfile (`DockerfileBuild`). A `Layout` lists every entry (path, kind, mode, and where its content comes from:
 a file read in place, in-memory bytes, or a link target). Plan needs only the digest:
 `source_digest_of` hashes the layout in place, with no copy to make and delete; deployer.context
 writes a layout into a directory for docker build.
@@ -18,6 +21,11 @@ not rebuild anything. Other files named deploy.yaml (test data, embedded files) 
 Symlinks: a link whose target resolves inside the module tree it belongs to is kept as a link
 (relative, so it also resolves inside the copy); a link that resolves outside it is an error,
 because following it would put files from outside the context into the image.
+
+What cannot change the binary stays out of a Go build's context and digest: `_test.go` files and
+`testdata` directories, which the go command never compiles, unless a `//go:embed` directive of
+the same module may reach them (a non-test .go file in their directory or above it holds one).
+A Dockerfile build keeps them: its Dockerfile may run `go test`.
 
 Never in a context, whatever .dockerignore says: `.git` (a repository's history, credentials in
 its config) and dotenv files (`.env`, `.env.*`, `.envrc`), at any depth. A FIFO, socket or device
@@ -40,7 +48,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Iterator, Literal, Mapping
+from typing import Iterator, Literal, Mapping, Union
 
 from docker.utils.build import PatternMatcher
 
@@ -51,9 +59,18 @@ from deployer.module_graph import SHARED_DIR, Module, ModuleGraph, discover
 from deployer.paths import RefusedFile, check_inside, display, inside, kind, read_inside
 from deployer.spec import SPEC_FILE_NAMES, FunctionSpec
 
-TEMPLATE_NAME = "Dockerfile.deployer"
-# Build args deployer sets itself; BUILDPLATFORM is added by the docker gateway at build time.
+# Build args deployer sets itself for a Dockerfile build; BUILDPLATFORM is added by the docker
+# gateway at build time.
 RESERVED_BUILD_ARGS = ("BUILDER_IMAGE", "RUNTIME_IMAGE", "TARGETPLATFORM", "TARGETARCH", "GO_BUILD_FLAGS", "BUILDPLATFORM")
+
+# A go:embed directive, as a .go file holds it (`//go:embed pattern...`).
+_EMBED = b"//go:embed"
+
+# What deployer writes into a context root itself. The workspace files are made from the go.work
+# that covers the function (a go.work of the function's own directory included); a file named
+# like the copied Dockerfile is refused.
+GO_WORK, GO_WORK_SUM = "go.work", "go.work.sum"
+COPIED_DOCKERFILE = "Dockerfile.deployer"  # a Dockerfile kept outside the function's directory
 
 # Names never copied into a context (see the module docstring); `.env.<anything>` too.
 NEVER_IN_CONTEXT = frozenset({".git", ".env", ".envrc"})
@@ -79,16 +96,69 @@ class Entry:
     size: int = 0
 
 
+# The Go environment values that can change the binary. The others (GOPROXY, GOPRIVATE, GONOSUMDB...)
+# choose where modules come from and how they are checked, and go.sum pins what they must be.
+GO_ENV_IN_DIGEST = ("GOFLAGS", "GOTOOLCHAIN")
+# What makes the Go build's image recipe differ from a Dockerfile build's, in the digest.
+GO_RECIPE_VERSION = "go-build/1"
+
+
+@dataclass(frozen=True)
+class GoBuild:
+    """The built-in Go build: `go build` of the context root in a container of `builder_image`
+    (the engine's own platform, cross-compiling for `platform`), then `RUNTIME_DOCKERFILE` copies
+    the binary onto `runtime_image`. `go_env` is the complete Go environment deploy.yaml asks for
+    (defaults filled); the compile adds GOOS, GOARCH, CGO_ENABLED and the cache locations."""
+
+    builder_image: str
+    runtime_image: str
+    platform: str
+    flags: tuple[str, ...]
+    go_env: Mapping[str, str]
+
+    @property
+    def goarch(self) -> str:
+        return self.platform.split("/", 1)[1]
+
+    def digest_inputs(self) -> digest_mod.BuildInputs:
+        """What the source digest covers besides the tree."""
+        args = {"GOARCH": self.goarch, "GO_BUILD_FLAGS": shlex.join(self.flags),
+                **{k: v for k, v in self.go_env.items() if k in GO_ENV_IN_DIGEST}}
+        return digest_mod.BuildInputs(dockerfile="", dockerfile_content=runtime_dockerfile().encode(), build_args=args,
+                                      platform=self.platform, builder_image=self.builder_image,
+                                      runtime_image=self.runtime_image, recipe_version=GO_RECIPE_VERSION)
+
+
+@dataclass(frozen=True)
+class DockerfileBuild:
+    """docker build of the context with the user's Dockerfile (at `dockerfile`, context-relative)
+    and `build_args` (deployer's and the user's)."""
+
+    dockerfile: str
+    build_args: Mapping[str, str]
+    platform: str
+    builder_image: str
+    runtime_image: str
+
+    def digest_inputs(self, content: bytes) -> digest_mod.BuildInputs:
+        """What the source digest covers besides the tree; `content` is the Dockerfile's."""
+        return digest_mod.BuildInputs(dockerfile=self.dockerfile, dockerfile_content=content, build_args=self.build_args,
+                                      platform=self.platform, builder_image=self.builder_image,
+                                      runtime_image=self.runtime_image)
+
+
+Recipe = Union[GoBuild, DockerfileBuild]
+
+
 @dataclass(frozen=True)
 class Layout:
-    """Everything a function's build context holds and is built with. Invariant: `entries` are
-    in creation order (each directory before what it holds) with unique paths, and the entry
-    at `dockerfile` is a file."""
+    """Everything a function's build context holds and how it is built. Invariant: `entries` are
+    in creation order (each directory before what it holds) with unique paths, and for a
+    DockerfileBuild the entry at its `dockerfile` is a file."""
 
     fn: FunctionSpec
     entries: tuple[Entry, ...]
-    dockerfile: str
-    build_args: Mapping[str, str]
+    recipe: Recipe
     shared_modules: tuple[str, ...]
     module_dirs: tuple[Path, ...]  # the context directory must not lie inside any of them
 
@@ -98,22 +168,18 @@ class Layout:
             return self._digest()
 
     def _digest(self) -> str:
-        df = next(e for e in self.entries if e.path == self.dockerfile)
+        recipe = self.recipe
+        if isinstance(recipe, GoBuild):
+            return digest_mod.layout_digest(self.entries, recipe.digest_inputs())
+        df = next(e for e in self.entries if e.path == recipe.dockerfile)
         content = df.data if df.data is not None else read_inside(Path(df.source or ""), self.fn.root)
-        return digest_mod.layout_digest(
-            self.entries,
-            dockerfile=self.dockerfile,
-            dockerfile_content=content,
-            build_args=self.build_args,
-            platform=self.fn.platform,
-            builder_image=self.fn.build.builder_image,
-            runtime_image=self.fn.build.runtime_image,
-        )
+        return digest_mod.layout_digest(self.entries, recipe.digest_inputs(content))
 
 
-def template_text() -> str:
-    """The built-in Dockerfile template."""
-    return resources.files("deployer").joinpath("data/Dockerfile.template").read_text(encoding="utf-8")
+@functools.lru_cache(maxsize=1)
+def runtime_dockerfile() -> str:
+    """The Dockerfile that puts a compiled binary onto the runtime image (the Go build's last step)."""
+    return resources.files("deployer").joinpath("data/Dockerfile.runtime").read_text(encoding="utf-8")
 
 
 def build_args(fn: FunctionSpec) -> dict[str, str]:
@@ -259,6 +325,47 @@ class _Layouter:
             path = posixpath.normpath(posixpath.join(posixpath.dirname(path), entry.target))
         return None
 
+    def drop_unbuilt_go_files(self, root: Path) -> None:
+        """Leave out `_test.go` files and `testdata` directories (with what they hold), which the
+        go command never compiles, unless a `//go:embed` directive may reach them: one in a
+        non-test .go file of their directory or of a directory above it (embed patterns reach
+        down, never up)."""
+        candidates = [e.path for e in self.entries.values()
+                      if (e.kind != "dir" and e.path.endswith("_test.go")) or (e.kind == "dir" and posixpath.basename(e.path) == "testdata")]
+        if not candidates:
+            return
+        go_files: dict[str, list[str]] = {}
+        for e in self.entries.values():
+            if e.kind != "dir" and e.path.endswith(".go") and not e.path.endswith("_test.go"):
+                go_files.setdefault(posixpath.dirname(e.path), []).append(e.path)
+        embeds: dict[str, bool] = {}
+
+        def embeds_in(directory: str) -> bool:
+            if directory not in embeds:
+                embeds[directory] = any(_EMBED in self._content(path, root) for path in go_files.get(directory, ()))
+            return embeds[directory]
+
+        def reachable(path: str) -> bool:
+            directory = posixpath.dirname(path)
+            while True:
+                if embeds_in(directory):
+                    return True
+                if not directory:
+                    return False
+                directory = posixpath.dirname(directory)
+
+        dropped = [path for path in candidates if not reachable(path)]
+        if dropped:
+            prefixes = tuple(f"{path}/" for path in dropped)
+            gone = set(dropped)
+            self.entries = {p: e for p, e in self.entries.items() if p not in gone and not p.startswith(prefixes)}
+
+    def _content(self, path: str, root: Path) -> bytes:
+        entry = self.follow(path)
+        if entry is None or entry.kind not in FILE_KINDS:
+            return b""
+        return entry.data if entry.data is not None else read_inside(Path(entry.source or ""), root)
+
     def set_content(self, path: str, data: bytes) -> None:
         """Give the file at `path` new content, keeping its mode (as writing into the copy did)."""
         entry = self.follow(path)
@@ -266,11 +373,8 @@ class _Layouter:
             self.entries[entry.path] = dataclasses.replace(entry, source=None, data=data, size=len(data))
 
 
-def _dockerfile_source(fn: FunctionSpec, func_dir: Path) -> tuple[str, Path | None]:
-    """(Dockerfile path in the context, source file to copy there or None for the template)."""
-    df = fn.build.dockerfile
-    if df is None:
-        return TEMPLATE_NAME, None
+def _dockerfile_source(fn: FunctionSpec, df: Path, func_dir: Path) -> tuple[str, Path | None]:
+    """(Dockerfile path in the context, file to copy there or None when it is in the context)."""
     try:
         real = check_inside(df, fn.root)
     except RefusedFile as exc:
@@ -278,10 +382,10 @@ def _dockerfile_source(fn: FunctionSpec, func_dir: Path) -> tuple[str, Path | No
                                 "deployer reads nothing outside it: move the Dockerfile into the repository") from exc
     if not df.is_file():
         raise BuildContextError(f"{fn.location}: function {fn.name}: build.dockerfile {display(df)} is not a file; "
-                                "fix the path or remove the setting to use the built-in template")
+                                "fix the path or remove the setting to use the built-in Go build")
     if func_dir in real.parents and not df.is_symlink():
         return real.relative_to(func_dir).as_posix(), None
-    return TEMPLATE_NAME, df
+    return COPIED_DOCKERFILE, df
 
 
 @functools.lru_cache(maxsize=1024)
@@ -290,50 +394,77 @@ def _rewrite(data: bytes, new_paths: tuple[tuple[int, str], ...]) -> bytes:
     return gomod.rewrite_replaces(data, dict(new_paths))
 
 
-def inputs(fn: FunctionSpec) -> tuple[ModuleGraph, dict[str, str], str, Path | None]:
-    """The module graph, build args, Dockerfile path in the context and file to copy there."""
+@dataclass(frozen=True)
+class Inputs:
+    """What a layout is made from, found before anything is listed: the module graph, and for a
+    Dockerfile build its build args, its path in the context and the file to copy there (None
+    when it lies in the function's directory)."""
+
+    graph: ModuleGraph
+    build_args: dict[str, str]
+    dockerfile: str | None
+    dockerfile_copy: Path | None
+
+
+def inputs(fn: FunctionSpec) -> Inputs:
     graph = discover(fn)
-    args = build_args(fn)
-    return (graph, args, *_dockerfile_source(fn, graph.function.dir))
+    if fn.build.dockerfile is None:
+        return Inputs(graph, {}, None, None)
+    return Inputs(graph, build_args(fn), *_dockerfile_source(fn, fn.build.dockerfile, graph.function.dir))
 
 
-def lay_out(fn: FunctionSpec, graph: ModuleGraph, args: dict[str, str], dockerfile: str, df_copy: Path | None) -> Layout:
+def _recipe(fn: FunctionSpec, found: Inputs) -> Recipe:
+    if found.dockerfile is None:
+        return GoBuild(builder_image=fn.build.builder_image, runtime_image=fn.build.runtime_image, platform=fn.platform,
+                       flags=fn.build.go_build_flags, go_env=MappingProxyType(fn.build.go_environment()))
+    return DockerfileBuild(dockerfile=found.dockerfile, build_args=MappingProxyType(found.build_args), platform=fn.platform,
+                           builder_image=fn.build.builder_image, runtime_image=fn.build.runtime_image)
+
+
+def lay_out(fn: FunctionSpec, found: Inputs) -> Layout:
+    graph, dockerfile = found.graph, found.dockerfile
     func_dir = graph.function.dir
     shared: list[tuple[str, Module]] = sorted(
         (graph.location(m.dir), m) for m in graph.modules.values() if m.shared
     )
-    forced = ["go.mod", "go.sum"] + ([] if dockerfile == TEMPLATE_NAME else [dockerfile])
+    forced = ["go.mod", "go.sum"] + ([dockerfile] if dockerfile is not None and found.dockerfile_copy is None else [])
     forced += [f"{loc}/{name}" for loc, _ in shared for name in ("go.mod", "go.sum")]
     pm = PatternMatcher(_read_dockerignore(func_dir, fn.root) + [f"!{p}" for p in forced])
 
-    if dockerfile == TEMPLATE_NAME and (func_dir / TEMPLATE_NAME).exists():
-        raise BuildContextError(
-            f"{display(func_dir / TEMPLATE_NAME)}: deployer writes the Dockerfile under this name; "
-            "rename the file or set build.dockerfile to it"
-        )
+    copied = func_dir / COPIED_DOCKERFILE
+    if found.dockerfile_copy is not None and (copied.exists() or copied.is_symlink()):
+        raise BuildContextError(f"{display(copied)}: deployer writes the Dockerfile under this name; "
+                                "rename the file or set build.dockerfile to it")
     out = _Layouter(func_dir, os.path.realpath(fn.location.file))
-    out.add_tree(pm, func_dir, "", skip=frozenset({".dockerignore"}))
+    out.add_tree(pm, func_dir, "", skip=frozenset({".dockerignore", GO_WORK, GO_WORK_SUM}))
     for loc, module in shared:
         out.add_tree(pm, module.dir, loc)
     if out.problems:
         raise BuildContextError(*out.problems)
+    if dockerfile is None:
+        out.drop_unbuilt_go_files(fn.root)
     for module in graph.modules.values():
         new_paths = graph.new_replace_paths(module)
         if new_paths:
             loc = graph.location(module.dir)
             out.set_content(f"{loc}/go.mod" if loc else "go.mod", _rewrite(module.data, tuple(sorted(new_paths.items()))))
-    if dockerfile == TEMPLATE_NAME:
-        text = read_inside(df_copy, fn.root) if df_copy else template_text().encode()
-        out.add(Entry(TEMPLATE_NAME, "file", data=text, size=len(text)))
-    df_entry = out.entries.get(dockerfile)  # a real path (see _dockerfile_source): no link to follow
-    if df_entry is None or df_entry.kind not in FILE_KINDS:
-        raise BuildContextError(f"{fn.location}: function {fn.name}: the Dockerfile {dockerfile} is not in the "
-                                "build context; do not exclude it in .dockerignore")
+    if graph.workspace is not None:
+        out.add(Entry(GO_WORK, "file", data=graph.workspace.go_work, size=len(graph.workspace.go_work)))
+        if graph.workspace.go_work_sum is not None:
+            data = read_inside(graph.workspace.go_work_sum, fn.root)
+            out.add(Entry(GO_WORK_SUM, "file", data=data, size=len(data)))
+    if found.dockerfile_copy is not None:
+        text = read_inside(found.dockerfile_copy, fn.root)
+        out.add(Entry(COPIED_DOCKERFILE, "file", data=text, size=len(text)))
+    if dockerfile is not None:
+        df_entry = out.entries.get(dockerfile)  # a real path (see _dockerfile_source): no link to follow
+        if df_entry is None or df_entry.kind not in FILE_KINDS:
+            raise BuildContextError(f"{fn.location}: function {fn.name}: the Dockerfile {dockerfile} is not in the "
+                                    "build context; do not exclude it in .dockerignore")
     return Layout(
         fn=fn,
         entries=tuple(out.entries.values()),
-        dockerfile=dockerfile,
-        build_args=MappingProxyType(args),
+        recipe=_recipe(fn, found),
         shared_modules=graph.shared_names,
         module_dirs=tuple(graph.modules),
     )
@@ -342,7 +473,7 @@ def lay_out(fn: FunctionSpec, graph: ModuleGraph, args: dict[str, str], dockerfi
 def layout(fn: FunctionSpec) -> Layout:
     """The entries of `fn`'s build context, read from its tree without writing anything."""
     with reading_errors(fn):
-        return lay_out(fn, *inputs(fn))
+        return lay_out(fn, inputs(fn))
 
 
 @contextlib.contextmanager

@@ -28,6 +28,7 @@ from deployer.spec import (
     SPEC_FILE_NAMES,
     DEFAULT_BUILDER_IMAGE,
     DEFAULT_GO_BUILD_FLAGS,
+    DEFAULT_NETRC_ENV,
     DEFAULT_RUNTIME_IMAGES,
     BuildSettings,
     FunctionSpec,
@@ -228,6 +229,7 @@ def _function(doc: YamlDocument, at: tuple[str, int], entry: dict[str, Any], def
         shared = [_shared_module(doc, at + ("shared_modules", index), name, base, str(rel), root, problems)
                   for index, rel in enumerate(entry["shared_modules"])]
 
+    _strategy_settings(doc, at, name, entry, defaults, dockerfile is not None or "dockerfile" in build, problems)
     if len(problems) > before or repository is None or source is None:
         return None
     return FunctionSpec(
@@ -242,11 +244,40 @@ def _function(doc: YamlDocument, at: tuple[str, int], entry: dict[str, Any], def
             runtime_image=build.get("runtime_image", DEFAULT_RUNTIME_IMAGES[platform]),
             go_build_flags=tuple(build.get("go_build_flags", DEFAULT_GO_BUILD_FLAGS)),
             build_args=dict(sorted(build.get("build_args", {}).items())),
+            go_env=dict(sorted(build.get("go_env", {}).items())),
+            netrc_env=build.get("netrc_env", DEFAULT_NETRC_ENV),
             shared_modules=tuple(m for m in shared if m is not None) if shared is not None else None,
         ),
         root=root,
         location=Location(doc.file, line, col),
     )
+
+
+def _strategy_settings(doc: YamlDocument, at: tuple[str, int], name: str, entry: dict[str, Any], defaults: dict[str, Any],
+                       has_dockerfile: bool, problems: list[Diagnostic]) -> None:
+    """build_args belong to a Dockerfile build, go_env to the built-in Go build: a setting the
+    chosen way of building would ignore is a mistake to point at, not to drop silently."""
+    own, shared = entry.get("build", {}), defaults.get("build", {})
+
+    def where(key: str) -> YamlPath:  # the function's own setting wins over the default
+        return at + ("build", key) if key in own else ("defaults", "build", key)
+
+    misplaced = "build_args" if not has_dockerfile else "go_env"
+    if own.get(misplaced) or (misplaced not in own and shared.get(misplaced)):
+        todo = ("applies to build.dockerfile only; set the Go environment in go_env (GOPROXY, GOFLAGS...), or set "
+                "build.dockerfile to build with a Dockerfile" if misplaced == "build_args"
+                else "applies to the built-in Go build only; pass Go settings to a Dockerfile as build_args")
+        problems.append(doc.diagnostic(where(misplaced), f"function '{name}': build.{misplaced} {todo}"))
+    go_env = own.get("go_env", shared.get("go_env", {}))
+    for flag in str(go_env.get("GOFLAGS", "")).split():
+        if not flag.startswith("-"):
+            problem = f"{shown(flag)} is not a flag; every word of GOFLAGS starts with '-'"
+        elif flag.lstrip("-") == "mod=mod":
+            problem = ("-mod=mod lets the go command rewrite go.mod and go.sum during the build, so go.sum would not "
+                       "be verified; run `go mod tidy`, commit go.sum and remove the flag")
+        else:
+            continue
+        problems.append(doc.diagnostic(where("go_env") + ("GOFLAGS",), f"function '{name}': GOFLAGS: {problem}"))
 
 
 def _source(doc: YamlDocument, at: YamlPath, name: str, base: Path, rel: str, root: Path,

@@ -1,11 +1,15 @@
 """Find the Go modules a function's build context needs, and where each goes in the context.
 
 Starting from the function's go.mod, every local replace directive is followed, transitively
-through the targets' own go.mod files, plus the explicit `build.shared_modules`. A target inside
-the function directory travels with the function's files; any other target is a *shared module*,
-copied to `shared/<name>/`. Every target is checked (exists, is a directory, inside the repository
-root, has a go.mod declaring the replaced module path); all problems of one function are collected
-into one BuildContextError whose lines read `path/to/go.mod:LINE: <what>; <what to do>`.
+through the targets' own go.mod files, plus the explicit `build.shared_modules`. When a go.work
+covers the function (deployer.workspace), modules also come from the workspace: a module path
+that a module of the graph requires joins the graph when a `use` directory provides it, or when
+the go.work replaces it with a local directory; modules the function does not reach (other
+functions listed in `use`) stay out. A target inside the function directory travels with the
+function's files; any other target is a *shared module*, copied to `shared/<name>/`. Every target
+is checked (exists, is a directory, inside the repository root, has a go.mod declaring the
+replaced module path); all problems of one function are collected into one BuildContextError
+whose lines read `path/to/go.mod:LINE: <what>; <what to do>` (or `go.work:LINE`).
 
 A shared module is copied whole (but for .dockerignore'd entries and what deployer.layout never
 copies), so it may be neither the repository root nor a directory holding the function's own
@@ -16,6 +20,7 @@ files inside the repository root only. Values quoted from go.mod files are cut s
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import os
@@ -24,12 +29,17 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deployer import gomod
+from deployer import gomod, workspace
 from deployer.errors import BuildContextError, Diagnostic
 from deployer.paths import RefusedFile, clip, display, inside, read_inside
 from deployer.spec import FunctionSpec, Location
+from deployer.workspace import WorkspaceFiles
 
 SHARED_DIR = "shared"
+
+# Versions no module proxy can serve: what a require of a local module says. v0.0.0, and the zero
+# pseudo-version the go command writes for a module it only knows through a replace.
+PLACEHOLDER_VERSIONS = ("v0.0.0", "v0.0.0-00010101000000-000000000000")
 
 # Every function of a monorepo reads the same shared go.mod files; parsing (a Python lexer) was
 # the largest part of planning a function. parse() is pure and its result immutable, so parses
@@ -56,11 +66,14 @@ class Module:
 @dataclass(frozen=True)
 class ModuleGraph:
     """The function module, the shared modules with their context names, and every module
-    (function, inner, shared) keyed by directory. Invariant: names are unique and not reserved."""
+    (function, inner, shared) keyed by directory. Invariant: names are unique and not reserved.
+    `workspace` is the context's go.work (and go.work.sum) when a go.work covers the function,
+    None in module mode; every directory in its `modules` is in `modules`."""
 
     function: Module
     modules: dict[Path, Module]
     names: dict[Path, str]  # shared module dir -> name under shared/
+    workspace: WorkspaceFiles | None = None
 
     def location(self, module_dir: Path) -> str:
         """Where a module's directory is in the context, as a POSIX path ("" = context root)."""
@@ -89,6 +102,14 @@ class _Discovery:
         self.problems: list[Diagnostic] = []
         self.modules: dict[Path, Module] = {}
         self.unreadable: set[Path] = set()  # reported once, however many replaces lead there
+        # In workspace mode: the go.work, its modules (use dir -> (use, module)), which directory
+        # provides each module path, the go.work replaces followed (line -> target), and what was
+        # reported already (use dirs unfit to share, go.work replace lines).
+        self.workspace: workspace.Workspace | None = None
+        self.use_modules: dict[Path, tuple[gomod.Use, Module]] = {}
+        self.provided: dict[str, Path] = {}
+        self.work_links: dict[int, Path] = {}
+        self.work_done: set[Path | int] = set()
 
     def problem(self, where: Path | Location, what: str, todo: str, line: int = 0) -> None:
         """A problem at a file (a go.mod line, or deploy.yaml's position of the function)."""
@@ -119,15 +140,16 @@ class _Discovery:
             inner = ""
         return Module(module_dir, path, data, parsed, shared=shared, inner=inner)
 
-    def check_target(self, owner: Module, rep: gomod.Replace) -> Path | None:
-        """The resolved directory of a local replace, or None (with a problem) when unusable."""
-        where, line = Path(display(owner.gomod_path)), rep.line
-        stmt = f"replace {clip(rep.old_path)} => {clip(rep.new_path)}"
+    def check_target(self, where: Path, line: int, stmt: str, path: Path, noun: str = "replace",
+                     shared: bool = True) -> Path | None:
+        """The resolved directory of a local replace (or a go.work `use`, `noun`) at `where`:`line`
+        leading to `path`, or None (with a problem) when unusable; `shared`: also check it may be
+        a shared module (a `use` is checked for that only once the function reaches it)."""
         try:
-            target = (owner.dir / rep.new_path).resolve()
+            target = path.resolve()
         except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a NUL byte
             self.problem(where, f"{stmt}: cannot be used as a directory ({getattr(exc, 'strerror', None) or exc})",
-                         "point the replace at a module directory", line)
+                         f"point the {noun} at a module directory", line)
             return None
         if not inside(target, self.root):
             self.problem(where, f"{stmt}: target {target} is outside the repository root {self.root}",
@@ -138,13 +160,13 @@ class _Discovery:
                          "fix the path or create the module there", line)
             return None
         if not target.is_dir():
-            self.problem(where, f"{stmt}: {display(target)} is not a directory", "point the replace at a module directory", line)
+            self.problem(where, f"{stmt}: {display(target)} is not a directory", f"point the {noun} at a module directory", line)
             return None
         if not os.path.lexists(target / "go.mod"):  # anything else there is reported when read
             self.problem(where, f"{stmt}: {display(target)} has no go.mod",
-                         "point the replace at a Go module directory (run `go mod init` there)", line)
+                         f"point the {noun} at a Go module directory (run `go mod init` there)", line)
             return None
-        if not inside(target, self.func_dir):
+        if shared and not inside(target, self.func_dir):
             unfit = self.unfit_shared(target)
             if unfit:
                 self.problem(where, f"{stmt}: {unfit}", "move the shared code into a module directory of its own", line)
@@ -161,33 +183,101 @@ class _Discovery:
                     "(it would copy the function, and the functions beside it, again)")
         return None
 
+    def module_at(self, target: Path) -> Module | None:
+        """The module in `target` (checked), read once: a workspace module was read already."""
+        known = self.modules.get(target) or (self.use_modules[target][1] if target in self.use_modules else None)
+        if known is not None or target in self.unreadable:
+            return known
+        dep = self.read(target, shared=not inside(target, self.func_dir))
+        if dep is None:
+            self.unreadable.add(target)
+        return dep
+
+    def follow(self, where: Path, base: Path, rep: gomod.Replace) -> Path | None:
+        """The module directory a local replace (in the go.mod or go.work at `where`, relative to
+        `base`) leads to, visited; None (with a problem) when it cannot be used."""
+        stmt = f"replace {clip(rep.old_path)} => {clip(rep.new_path)}"
+        target = self.check_target(where, rep.line, stmt, base / rep.new_path)
+        dep = None if target is None else self.module_at(target)
+        if target is None or dep is None:
+            return None
+        if dep.parsed.module != rep.old_path:
+            declared = f"declares module {clip(dep.parsed.module)}" if dep.parsed.module else "has no module line"
+            self.problem(where, f"{stmt}: {display(dep.gomod_path)} {declared}",
+                         f"make the replace's left side match the module path {clip(dep.parsed.module or '(none)')} "
+                         f"or fix that go.mod", rep.line)
+            return None
+        if target not in self.modules:
+            self.visit(dep)
+        return target
+
     def visit(self, module: Module) -> None:
         self.modules[module.dir] = module
         for rep in module.parsed.replaces:
             if not rep.is_local:
                 continue
-            target = self.check_target(module, rep)
-            if target is None:
-                continue
-            known = self.modules.get(target)
-            if target in self.unreadable:
-                continue
-            dep = known or self.read(target, shared=not inside(target, self.func_dir))
-            if dep is None:
-                self.unreadable.add(target)
-                continue
-            if dep.parsed.module != rep.old_path:
-                declared = f"declares module {clip(dep.parsed.module)}" if dep.parsed.module else "has no module line"
-                self.problem(Path(display(module.gomod_path)),
-                             f"replace {clip(rep.old_path)} => {clip(rep.new_path)}: {display(dep.gomod_path)} {declared}",
-                             f"make the replace's left side match the module path {clip(dep.parsed.module or '(none)')} or fix that go.mod",
-                             rep.line)
-                continue
+            target = self.follow(Path(display(module.gomod_path)), module.dir, rep)
             # A target inside the owner's own directory travels with the owner's files unchanged.
-            if not inside(target, module.dir):
+            if target is not None and not inside(target, module.dir):
                 module.links[rep.line] = target
-            if known is None:
+        if self.workspace is not None:
+            for req in module.parsed.requires:
+                self.require(module, req, self.workspace)
+
+    def require(self, owner: Module, req: gomod.Require, ws: workspace.Workspace) -> None:
+        """Bring in what the workspace provides for a required module path: the `use` module
+        declaring it, and the local target of a go.work replace of it."""
+        target = self.provided.get(req.path)
+        if target is not None and target not in self.modules and target not in self.work_done:
+            use, dep = self.use_modules[target]
+            unfit = None if inside(target, self.func_dir) else self.unfit_shared(target)
+            if unfit:
+                self.work_done.add(target)
+                self.problem(ws.shown, f"use {clip(use.path)} (module {clip(req.path)}, required by "
+                             f"{display(owner.gomod_path)}:{req.line}): {unfit}",
+                             "move the shared code into a module directory of its own", use.line)
+            else:
                 self.visit(dep)
+        for rep in ws.parsed.replaces:
+            if rep.old_path == req.path and rep.is_local and rep.line not in self.work_done:
+                self.work_done.add(rep.line)
+                followed = self.follow(ws.shown, ws.dir, rep)
+                if followed is not None:
+                    self.work_links[rep.line] = followed
+
+    def load_workspace(self, func: Module | None) -> None:
+        """Find the go.work covering the function and read the module of each `use` directory
+        (Go loads them all: a broken one fails every build of the workspace)."""
+        ws = workspace.load(self.func_dir, self.root, self.problems)
+        if ws is None:
+            return
+        self.workspace = ws
+        for entry in ws.uses:
+            use = entry.use
+            stmt = f"use {clip(use.path)}"
+            if entry.dir == self.func_dir:
+                target: Path | None = self.func_dir
+                module = func
+            else:
+                target = self.check_target(ws.shown, use.line, stmt, ws.dir / use.path, noun="use line", shared=False)
+                module = None if target is None else self.module_at(target)
+            if target is None or module is None:
+                continue
+            path = module.parsed.module
+            if path is None:
+                self.problem(ws.shown, f"{stmt}: {display(module.gomod_path)} has no module line",
+                             "add a module line to it (`module example.com/path`)", use.line)
+            elif path in self.provided:
+                self.problem(ws.shown, f"{stmt}: module {clip(path)} appears multiple times in the workspace (also in "
+                             f"{display(self.provided[path])})", "remove one of the use lines", use.line)
+            else:
+                self.provided[path] = target
+                self.use_modules[target] = (use, module)
+        for rep in ws.parsed.replaces:  # Go refuses these whatever the function needs
+            if rep.old_version is None and rep.old_path in self.provided:
+                self.problem(ws.shown, f"replace {clip(rep.old_path)} => {clip(rep.new_path)}: {clip(rep.old_path)} is a "
+                             f"workspace module (in {display(self.provided[rep.old_path])}), which go.work may not replace "
+                             "at all versions", "remove the replace or give the version it replaces", rep.line)
 
     def explicit(self, path: Path) -> None:
         target = path.resolve()
@@ -201,7 +291,7 @@ class _Discovery:
         elif unfit:
             self.problem(where, f"{what}: {unfit}", "list a module directory of its own", line)
         elif target not in self.modules:
-            dep = self.read(target, shared=not inside(target, self.func_dir))
+            dep = self.module_at(target)
             if dep is not None:
                 self.visit(dep)
 
@@ -249,12 +339,65 @@ def discover(fn: FunctionSpec) -> ModuleGraph:
                      "point build.source at the function's Go module directory")
     else:
         func = disc.read(disc.func_dir, shared=False)
-        if func is not None:
-            disc.visit(func)
+    disc.load_workspace(func)
+    if func is not None:
+        disc.visit(func)
     for extra in fn.build.shared_modules or ():
         disc.explicit(extra)
     if disc.problems or func is None:
         raise BuildContextError(*disc.problems)
     shared = sorted(d for d, m in disc.modules.items() if m.shared)
     names = choose_names(shared, disc.root, _reserved_names(disc.func_dir))
-    return ModuleGraph(function=func, modules=disc.modules, names=names)
+    graph = ModuleGraph(function=func, modules=disc.modules, names=names)
+    if disc.workspace is None:
+        return graph
+    return dataclasses.replace(graph, workspace=_workspace_files(disc, disc.workspace, graph))
+
+
+def _workspace_files(disc: _Discovery, ws: workspace.Workspace, graph: ModuleGraph) -> WorkspaceFiles:
+    """The go.work of the context: `use` for each module of the graph the workspace lists, the
+    go.work's replaces kept (remote ones as written, local ones followed, pointing into the
+    context); local ones the function does not reach are left out."""
+    listed = sorted((graph.location(d), d) for d in graph.modules if d in disc.use_modules)
+    replaces: list[tuple[gomod.Replace, str | None]] = []
+    for rep in ws.parsed.replaces:
+        if not rep.is_local:
+            replaces.append((rep, None))
+        elif rep.line in disc.work_links:
+            replaces.append((rep, workspace.use_path(graph.location(disc.work_links[rep.line]))))
+    return WorkspaceFiles(
+        go_work=workspace.render(ws, [workspace.use_path(loc) for loc, _ in listed], replaces),
+        go_work_sum=ws.go_work_sum,
+        source=ws.path,
+        modules=tuple(d for _, d in listed),
+        replaced=frozenset(rep.old_path for rep, _ in replaces),
+    )
+
+
+def unresolved_requires(graph: ModuleGraph, goproxy_off: bool = False) -> list[Diagnostic]:
+    """Every require line, in any module of the graph, that the build cannot satisfy: its module
+    path is neither replaced (by the function's go.mod, by the go.work or, in workspace mode, by
+    a workspace module of the context: Go applies the replaces of its main modules only) nor
+    provided by a workspace module, and its version is a placeholder no proxy serves, or
+    `goproxy_off` (GOPROXY=off: nothing can be downloaded). Requires of every module count, not
+    only the function's: minimal version selection reads their go.mod files too."""
+    ws = graph.workspace
+    main = [graph.function] + ([graph.modules[d] for d in ws.modules] if ws else [])
+    resolved = {rep.old_path for m in main for rep in m.parsed.replaces} | (ws.replaced if ws else frozenset())
+    resolved |= {m.parsed.module for m in main if m.parsed.module}
+    out: list[Diagnostic] = []
+    for module in sorted(graph.modules.values(), key=lambda m: (m is not graph.function, graph.location(m.dir))):
+        for req in module.parsed.requires:
+            if req.path in resolved:
+                continue
+            if req.version in PLACEHOLDER_VERSIONS:
+                why = "no module proxy serves it"
+            elif goproxy_off:
+                why = "GOPROXY=off downloads nothing"
+            else:
+                continue
+            out.append(Diagnostic.at(
+                Path(display(module.gomod_path)), req.line, 0,
+                f"require {clip(req.path)} {clip(req.version)}: not replaced, not in a go.work workspace, and {why}; "
+                "add a replace directive or a `use` line in go.work"))
+    return out

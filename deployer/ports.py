@@ -11,6 +11,7 @@ import threading
 from typing import Callable, Mapping, Protocol
 
 from deployer.errors import DockerError
+from deployer.go_build import CompileJob
 from deployer.registry import RegistryLogin
 from deployer.state import FunctionState, ImageState
 
@@ -30,8 +31,16 @@ class PushStalled(DockerError):
 
 
 class Reporter(Protocol):
+    """What a function's run tells about itself; called from every worker thread at once."""
+
     def step(self, function: str, number: int, total: int, text: str) -> None: ...
     def step_done(self, function: str, number: int, total: int, text: str, seconds: float) -> None: ...
+
+    def transfer(self, function: str, done: int, total: int) -> None:
+        """Bytes of the running step's push so far: `done` of `total`, both summed over its layers
+        (a layer the registry has already counts as done). Called a few times a second at most."""
+        ...
+
     def log(self, function: str, line: str) -> None: ...
     def notice(self, text: str) -> None: ...
 
@@ -48,14 +57,25 @@ class EcrApi(Protocol):
 
 
 class DockerApi(Protocol):
+    def local_image(self, reference: str) -> str | None:
+        """The ID of the image the engine holds under `reference`, or None."""
+        ...
+
+    def compile_go(self, job: CompileJob, log: Callable[[str], None], cancel: threading.Event | None = None) -> bytes:
+        """The binary of the Go build of `job`; a DockerError when the compile fails or is cancelled."""
+        ...
+
     def build(self, context_dir: str, dockerfile: str, tag: str, build_args: Mapping[str, str],
               labels: Mapping[str, str], log: Callable[[str], None], cancel: threading.Event | None = None) -> str:
         """The image ID; a DockerError when the build fails or `cancel` stopped it."""
         ...
 
     def push(self, image_id: str, repository: str, tag: str, login: RegistryLogin,
-             relogin: Callable[[], RegistryLogin], log: Callable[[str], None], sleep: Callable[[float], None]) -> str:
-        """The registry's manifest digest; ImmutableTagRefused, PushStalled or another DockerError."""
+             relogin: Callable[[], RegistryLogin], log: Callable[[str], None], sleep: Callable[[float], None],
+             progress: Callable[[int, int], None] | None = None) -> str:
+        """The registry's manifest digest; ImmutableTagRefused, PushStalled or another DockerError.
+        `progress(done, total)`: bytes pushed so far, summed over the layers, a few times a second
+        at most and once at the end of each attempt."""
         ...
 
     def remove_tag(self, reference: str) -> None: ...

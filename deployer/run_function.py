@@ -19,11 +19,12 @@ import contextlib
 import enum
 import threading
 import time
-from dataclasses import dataclass
-from typing import Callable, Generic, NoReturn, TypeVar, Union
+from dataclasses import dataclass, field
+from typing import Callable, Generic, Mapping, NoReturn, TypeVar, Union
 
 from deployer.context import BuildContext, temporary_context
 from deployer.errors import AwsError, DeployerError, PlanError
+from deployer.go_build import Netrc
 from deployer.images import BuiltImage, ImageMaker, PushedImage
 from deployer.interrupts import Cancelled
 from deployer.outcome import Outcome, OutcomeStatus
@@ -69,6 +70,7 @@ class Tools:
     keep_context: bool
     verbose: bool
     registry_endpoint: str | None
+    netrcs: Mapping[str, Netrc] = field(default_factory=dict)  # credentials for Go builds, by variable name
 
 
 class ImageSource(enum.Enum):
@@ -174,7 +176,8 @@ class FunctionRun:
                 return self.build(_claimed(stage, BuildContext, "AssembleContext precedes BuildImage"))
             case PushImage():
                 built = _claimed(stage, BuiltImage, "BuildImage precedes PushImage")
-                return Claimed(self.maker.push(built.value), built.claim)
+                pushed = self.maker.push(built.value, lambda done, total: self.tools.reporter.transfer(self.fp.name, done, total))
+                return Claimed(pushed, built.claim)
             case VerifyImage():
                 return self.verify(_claimed(stage, PushedImage, "PushImage precedes VerifyImage"))
             case UpdateFunctionCode(image=image, architecture=architecture):
@@ -216,7 +219,8 @@ class FunctionRun:
                      f"{short(existing.digest)}")
             assembled.claim.publish(existing)
             return Ready(existing, ImageSource.ANOTHER_APPLY)
-        return Claimed(self.maker.build(assembled.value), assembled.claim)
+        netrc = self.tools.netrcs.get(self.spec.build.netrc_env) if self.spec is not None else None
+        return Claimed(self.maker.build(assembled.value, netrc), assembled.claim)
 
     def verify(self, pushed: Claimed[PushedImage]) -> Ready:
         image = self.maker.verify(pushed.value)

@@ -96,9 +96,19 @@ class RepositoryRef:
         return EcrRepository(acct, self.region, self.name)
 
 
+# The Go environment the built-in Go build sets unless deploy.yaml says otherwise: never download a
+# toolchain (the builder image's is the one reviewed), and verify go.sum (never rewrite it).
+DEFAULT_GO_ENV = {"GOTOOLCHAIN": "local", "GOFLAGS": "-mod=readonly"}
+# Where netrc credentials come from unless deploy.yaml names another variable.
+DEFAULT_NETRC_ENV = "DEPLOYER_NETRC"
+
+
 @dataclass(frozen=True)
 class BuildSettings:
-    """How a function's image is built. `dockerfile` None means the built-in template.
+    """How a function's image is built. `dockerfile` None means the built-in Go build (compile in
+    a container of the builder image, copy the binary onto the runtime image); `go_env` is its Go
+    environment as deploy.yaml gives it (DEFAULT_GO_ENV fills the rest), `netrc_env` the variable
+    holding credentials for private modules. `build_args` go to a Dockerfile build only.
     `shared_modules` None means "discover from go.mod replace directives"; a tuple lists extra
     module directories to include on top of those discovered."""
 
@@ -109,6 +119,17 @@ class BuildSettings:
     go_build_flags: tuple[str, ...] = DEFAULT_GO_BUILD_FLAGS
     build_args: Mapping[str, str] = field(default_factory=dict)
     shared_modules: tuple[Path, ...] | None = None
+    go_env: Mapping[str, str] = field(default_factory=dict)
+    netrc_env: str = DEFAULT_NETRC_ENV
+
+    @property
+    def compiles_go(self) -> bool:
+        """Whether the built-in Go build makes the image (no Dockerfile of the user's)."""
+        return self.dockerfile is None
+
+    def go_environment(self) -> dict[str, str]:
+        """The Go environment of the compile: DEFAULT_GO_ENV overridden by deploy.yaml's."""
+        return {**DEFAULT_GO_ENV, **self.go_env}
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ def test_context_writes_function_and_shared_modules_and_prints_digest(tmp_path: 
     assert digest.startswith("sha256:") and len(digest) == 71
     assert sorted(p.name for p in (out / "shared").iterdir()) == ["errors", "logger", "s3state", "schema"]
     assert "=> ./shared/logger" in (out / "go.mod").read_text()
-    assert (out / "Dockerfile.deployer").is_file()
+    assert not [p for p in out.rglob("*") if p.name.startswith("Dockerfile") or p.name.endswith("_test.go")]
     again = run("context", "deploy.example.yaml", "--function", "finalize-with-error", "--out", str(tmp_path / "ctx2"))
     assert again.stdout == result.stdout  # same inputs, same digest, whatever the directory
 
@@ -93,7 +93,9 @@ def test_other_files_named_deploy_yaml_stay_in_the_context(tmp_path: Path) -> No
     fn = _function_repo(tmp_path / "repo")
     (fn / "testdata").mkdir()
     (fn / "testdata" / "deploy.yaml").write_text("embedded: by the function's tests\n")
-    # The directory search skips testdata/ (Go's own convention), so this is not read as a spec.
+    # The directory search skips testdata/ (Go's own convention), so this is not read as a spec;
+    # the embed directive keeps testdata/ in the Go build's context.
+    (fn / "embed.go").write_text('package main\n\nimport "embed"\n\n//go:embed testdata\nvar fixtures embed.FS\n')
     result = run("context", str(fn), "--function", "fn", "--out", str(tmp_path / "ctx"))
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "ctx" / "testdata" / "deploy.yaml").read_text() == "embedded: by the function's tests\n"

@@ -357,7 +357,7 @@ def test_git_and_dotenv_files_never_enter_a_context(repo: Path, tmp_path: Path, 
     result = cli("context", "--function", "fn", "--out", str(out), cwd=repo)
     assert result.exit_code == 0, result.stderr
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
-    assert files == ["Dockerfile.deployer", "go.mod", "main.go", "shared", "shared/logger", "shared/logger/go.mod"]
+    assert files == ["go.mod", "main.go", "shared", "shared/logger", "shared/logger/go.mod"]
     assert not any(SECRET in p.read_text() for p in out.rglob("*") if p.is_file())
 
 

@@ -37,7 +37,7 @@ class Monorepo:
             entries.append(entry)
         data = {"version": 1,
                 "defaults": {"region": "us-east-1", **defaults,
-                             "build": {"builder_image": self.env["DEPLOYER_STANDIN_BUILDER"], "build_args": {"GOPROXY": "off"}}},
+                             "build": {"builder_image": self.env["DEPLOYER_STANDIN_BUILDER"], "go_env": {"GOPROXY": "off"}}},
                 "functions": entries}
         path = self.root / "deploy.yaml"
         with path.open("w") as out:

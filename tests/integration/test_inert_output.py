@@ -43,7 +43,7 @@ def write_spec(monorepo: Monorepo, function: ImageFunction) -> Path:
     data = {"version": 1, "defaults": {"region": "us-east-1"}, "functions": [{
         "name": function.name, "repository": function.repository, "platform": "linux/arm64",
         "build": {"source": "../functions/finalize-with-error", "builder_image": monorepo.env["DEPLOYER_STANDIN_BUILDER"],
-                  "runtime_image": monorepo.env["DEPLOYER_STANDIN_RUNTIME_ARM64"], "build_args": {"GOPROXY": "off"}}}]}
+                  "runtime_image": monorepo.env["DEPLOYER_STANDIN_RUNTIME_ARM64"], "go_env": {"GOPROXY": "off"}}}]}
     with (spec_dir / "deploy.yaml").open("w") as out:
         YAML().dump(data, out)
     return spec_dir / "deploy.yaml"

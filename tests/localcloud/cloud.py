@@ -5,13 +5,24 @@
 - the Docker engine (`dockerd`), only when `docker info` fails; stopped on exit only if started here;
 - moto's server (ECR, Lambda, IAM, STS) with MOTO_LAMBDA_STUB_ECR=false, run by moto_main.py;
 - Debian's `docker-registry` (distribution 2.8) with htpasswd auth holding exactly the credentials
-  that moto's ECR GetAuthorizationToken hands out, and a notification endpoint in this process.
+  that moto's ECR GetAuthorizationToken hands out, and a notification endpoint in this process;
+- a Go module proxy in this process (goproxy.py), over HTTPS, serving the modules in
+  tests/localcloud/gomodules; the private one needs basic auth with a password made per run. Its CA
+  and certificate are the machine's, made once in goproxy.TLS_DIR and kept across runs (not in the
+  temp dir): the stand-in builder image trusts that CA (see standins.py).
 
 The registry stands in for ECR's storage: the product pushes to DEPLOYER_REGISTRY_ENDPOINT and tells
 Lambda `<account>.dkr.ecr.<region>.amazonaws.com/<repo>@sha256:...`. Moto's ECR cannot see that
 registry, so every manifest push is recorded in moto with `PutImage` carrying the registry's real
 digest and media type (see `ImageRecorder`); DescribeImages, BatchGetImage and Lambda's CodeSha256
 then report what was really pushed.
+
+For Go builds, `env` has DEPLOYER_GOPROXY (the GOPROXY value), DEPLOYER_GOPROXY_CA (the CA to trust:
+SSL_CERT_FILE for a go command on this machine; the stand-in builder image needs nothing, its CA
+bundle already holds it), DEPLOYER_TEST_NETRC (a netrc with the private module's credentials, for
+NETRC) and DEPLOYER_GOPRIVATE (for GOPRIVATE). The go command sends netrc credentials only over
+HTTPS, hence the CA; and GOPRIVATE alone also means "not through the proxy": pair it with
+GONOPROXY=none so that the private module is fetched from this proxy too.
 """
 
 from __future__ import annotations
@@ -40,6 +51,7 @@ import docker
 import docker.errors
 import requests
 
+from tests.localcloud.goproxy import TLS_DIR, ModuleProxy, write_netrc
 from tests.localcloud.standins import StandinImages, ensure_standins
 
 REGION = "us-east-1"
@@ -51,6 +63,9 @@ DOCKER_PIDFILE = Path("/var/run/docker.pid")
 DOCKER_USERS = Path(tempfile.gettempdir()) / "deployer-localcloud-docker-users"
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 20.0
+# The module proxy's private modules (GOPRIVATE) and the user its netrc names.
+GOPRIVATE = "private.example.test"
+GOPROXY_USER = "ci-bot"
 
 # Manifest media types the registry may hold; asked for explicitly so that it never converts.
 MANIFEST_MEDIA_TYPES = (
@@ -350,8 +365,9 @@ class EngineUse:
 class LocalCloud:
     """Context manager: `with LocalCloud() as cloud: ... cloud.env ...`. See the module docstring."""
 
-    def __init__(self, build_standins: bool = True) -> None:
+    def __init__(self, build_standins: bool = True, tls_dir: Path = TLS_DIR) -> None:
         self.build_standins = build_standins
+        self.tls_dir = tls_dir  # the goproxy's CA and certificate: the machine's, kept across runs
         self.state = Path(tempfile.mkdtemp(prefix="deployer-localcloud-"))
         self._processes: list[ManagedProcess] = []
         self._listener: ThreadingHTTPServer | None = None
@@ -363,6 +379,9 @@ class LocalCloud:
         self.standins: StandinImages | None = None
         self.recorder: ImageRecorder | None = None
         self._engine: EngineUse | None = None
+        self.goproxy: ModuleProxy | None = None
+        self.goproxy_password = secrets.token_urlsafe(24)  # per run; only ever in the netrc file
+        self.goproxy_netrc = self.state / "goproxy.netrc"
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> LocalCloud:
@@ -376,18 +395,20 @@ class LocalCloud:
         started = time.monotonic()
         try:
             listener_port = self._start_listener()
+            self._start_goproxy()
             moto = self._start_moto(listener_port)  # slow to import: overlap it with dockerd
             self._ensure_docker()
             wait_until(self._moto_ready, "moto server", START_TIMEOUT_SECONDS, moto.log, moto.alive)
             self._fetch_credentials()
             self._start_registry(listener_port)
             if self.build_standins:
-                self.standins = ensure_standins()
+                self.standins = ensure_standins(goproxy_ca=self.goproxy.ca_file if self.goproxy else None)
         except BaseException:
             self.stop()
             raise
         print(f"local cloud: up in {time.monotonic() - started:.1f}s (moto {self.moto_endpoint}, "
-              f"registry {self.registry_endpoint}, state {self.state})", file=sys.stderr)
+              f"registry {self.registry_endpoint}, goproxy {self.goproxy.url if self.goproxy else '-'}, "
+              f"state {self.state})", file=sys.stderr)
         return self
 
     def stop(self) -> None:
@@ -402,6 +423,9 @@ class LocalCloud:
             self._listener.shutdown()
             self._listener.server_close()
             self._listener = None
+        if self.goproxy is not None:
+            self.goproxy.stop()
+            self.goproxy = None
         shutil.rmtree(self.state, ignore_errors=True)
 
     def _start_listener(self) -> int:
@@ -411,6 +435,11 @@ class LocalCloud:
         self._handler = handler
         threading.Thread(target=self._listener.serve_forever, name="localcloud-listener", daemon=True).start()
         return int(self._listener.server_address[1])
+
+    def _start_goproxy(self) -> None:
+        self.goproxy = ModuleProxy(GOPROXY_USER, self.goproxy_password, private=(GOPRIVATE,),
+                                   tls_dir=self.tls_dir).start()
+        write_netrc(self.goproxy_netrc, self.goproxy.host, GOPROXY_USER, self.goproxy_password)
 
     def _start_moto(self, listener_port: int) -> ManagedProcess:
         self.moto_port = free_port()
@@ -484,6 +513,13 @@ class LocalCloud:
             "AWS_DEFAULT_REGION": REGION,
             "DEPLOYER_REGISTRY_ENDPOINT": self.registry_endpoint,
         }
+        if self.goproxy is not None and self.goproxy.ca_file is not None:
+            env |= {
+                "DEPLOYER_GOPROXY": self.goproxy.url,
+                "DEPLOYER_GOPROXY_CA": str(self.goproxy.ca_file),
+                "DEPLOYER_TEST_NETRC": str(self.goproxy_netrc),
+                "DEPLOYER_GOPRIVATE": GOPRIVATE,
+            }
         if self.standins is not None:
             env |= {
                 "DEPLOYER_STANDIN_BUILDER": self.standins.builder,

@@ -39,7 +39,7 @@ def standin_checkout(source: Path, dest_dir: Path, env: dict[str, str]) -> Path:
     data: Any = yaml.load(source.read_text())
     shared_build = data.setdefault("defaults", {}).setdefault("build", {})
     shared_build["builder_image"] = env["DEPLOYER_STANDIN_BUILDER"]
-    shared_build.setdefault("build_args", {})["GOPROXY"] = "off"
+    shared_build.setdefault("go_env", {})["GOPROXY"] = "off"
     for fn in data["functions"]:
         platform = fn.get("platform", data["defaults"].get("platform", "linux/arm64"))
         build = fn.setdefault("build", {})

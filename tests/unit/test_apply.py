@@ -17,6 +17,7 @@ import pytest
 
 from deployer.apply import ApplyOptions, Executor
 from deployer.context import temporary_context
+from deployer.go_build import CompileJob
 from deployer.errors import AwsError, DockerError, PlanError
 from deployer.outcome import OutcomeStatus
 from deployer.plan import Plan, make_plan
@@ -91,6 +92,16 @@ class FakeDocker:
     pushes: list[tuple[str, str, str]] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
 
+    compiles: list[CompileJob] = field(default_factory=list)
+
+    def compile_go(self, job: CompileJob, log: Callable[[str], None], cancel: threading.Event | None = None) -> bytes:
+        assert (job.context_dir / "go.mod").is_file()
+        self.compiles.append(job)
+        return b"\x7fELF compiled " + job.function.encode()
+
+    def local_image(self, reference: str) -> str | None:
+        return None
+
     def build(self, context_dir: str, dockerfile: str, tag: str, build_args: Any, labels: Any, log: Callable[[str], None],
               cancel: threading.Event | None = None) -> str:
         assert (Path(context_dir) / dockerfile).is_file()
@@ -101,9 +112,12 @@ class FakeDocker:
         self.removed.append(reference)
 
     def push(self, image_id: str, repository: str, tag: str, login: RegistryLogin, relogin: Any, log: Any,
-             sleep: Any = None) -> str:
+             sleep: Any = None, progress: Callable[[int, int], None] | None = None) -> str:
         if self.push_error:
             raise self.push_error
+        if progress is not None:  # as the gateway sums a push's layers
+            progress(512, 2048)
+            progress(2048, 2048)
         self.pushes.append((repository, tag, login.password))
         self.ecr.images[tag] = ImageState(True, self.digest, V2)  # what a registry push into ECR does
         return self.digest
@@ -130,6 +144,9 @@ class Recorder:
 
     def step_done(self, function: str, number: int, total: int, text: str, seconds: float) -> None:
         self._add(f"{function} {number}/{total} done")
+
+    def transfer(self, function: str, done: int, total: int) -> None:
+        self._add(f"{function} pushed {done}/{total}")
 
     def log(self, function: str, line: str) -> None:
         self._add(f"{function} | {line}")
@@ -183,8 +200,16 @@ def test_build_plan_builds_pushes_verifies_and_updates_to_the_pushed_digest(func
     assert docker.pushes == [(REPO, desired.content_tag, "token-1")]
     assert lam.updates == [("fn", f"{REPO}@{NEW}", "arm64", "rev-1")]
     assert lam.waited == ["fn"]
-    assert not Path(docker.builds[0]["context"]).exists(), "temporary context removed"
+    assert not docker.compiles[0].context_dir.exists(), "temporary context removed"
     assert reporter.lines[0] == f"fn 1/8 log in to ECR registry 123456789012.dkr.ecr.us-east-1.amazonaws.com"
+
+
+def test_bytes_of_a_push_reach_the_reporter_within_the_push_step_of_their_function(function: FunctionSpec) -> None:
+    lam, ecr = FakeLambda({"fn": running(OLD)}), FakeEcr()
+    x, reporter = executor(lam, ecr, FakeDocker(ecr))
+    x.run(plan_for(desired_for(function), lam, ecr), {"fn": function})
+    push = next(i for i, line in enumerate(reporter.lines) if line.startswith("fn 4/8 push"))
+    assert reporter.lines[push + 1:push + 4] == ["fn pushed 512/2048", "fn pushed 2048/2048", "fn 4/8 done"]
 
 
 def test_push_goes_to_the_registry_endpoint_when_one_is_set(function: FunctionSpec) -> None:
@@ -201,7 +226,7 @@ def test_keep_context_leaves_the_context_and_says_where(function: FunctionSpec) 
     docker = FakeDocker(ecr)
     x, reporter = executor(lam, ecr, docker, keep_context=True)
     x.run(plan_for(desired_for(function), lam, ecr), {"fn": function})
-    kept = Path(docker.builds[0]["context"])
+    kept = docker.compiles[0].context_dir
     try:
         assert kept.is_dir() and f"fn | build context kept at {kept}" in reporter.lines
     finally:
@@ -354,15 +379,15 @@ def test_push_failure_leaves_lambda_alone_and_cleans_up(function: FunctionSpec) 
     x, _ = executor(lam, ecr, docker)
     [outcome] = x.run(plan_for(desired_for(function), lam, ecr), {"fn": function})
     assert outcome.status == "failed" and "connection refused" in outcome.detail
-    assert lam.updates == [] and not Path(docker.builds[0]["context"]).exists()
+    assert lam.updates == [] and not docker.compiles[0].context_dir.exists()
 
 
 class IndexPushingDocker(FakeDocker):
     """A push whose result in ECR is an image index (what BuildKit makes with attestations on)."""
 
     def push(self, image_id: str, repository: str, tag: str, login: RegistryLogin, relogin: Any, log: Any,
-             sleep: Any = None) -> str:
-        digest = super().push(image_id, repository, tag, login, relogin, log)
+             sleep: Any = None, progress: Callable[[int, int], None] | None = None) -> str:
+        digest = super().push(image_id, repository, tag, login, relogin, log, sleep, progress)
         self.ecr.images[tag] = ImageState(True, digest, "application/vnd.oci.image.index.v1+json")
         return digest
 
@@ -432,7 +457,7 @@ def test_keep_context_says_where_before_a_failed_build(function: FunctionSpec, t
     docker = FailingBuildDocker(ecr)
     x, reporter = executor(lam, ecr, docker, keep_context=True)
     [outcome] = x.run(plan_for(desired_for(function), lam, ecr), {"fn": function})
-    kept = Path(docker.builds[0]["context"])
+    kept = docker.compiles[0].context_dir
     try:
         assert outcome.status == "failed"
         assert f"fn | build context kept at {kept}" in reporter.lines
@@ -535,7 +560,7 @@ def test_cancel_stops_a_build_at_its_next_line_and_the_waiters_at_once(function:
     assert not thread.is_alive(), "the gated build never ends by itself: only the cancel stopped it"
     assert [o.status for o in result[0]] == ["cancelled", "cancelled"]
     assert len(docker.builds) == 1 and lam.updates == []
-    assert not Path(docker.builds[0]["context"]).exists()
+    assert not docker.compiles[0].context_dir.exists()
     # A build stopped at its very end may have tagged the image: the tag is removed in any case.
     assert docker.removed == [f"{REPO}:{desired.content_tag}"]
 
@@ -697,7 +722,7 @@ def test_ctrl_c_pressed_three_times_cancels_cleans_up_and_returns_outcomes(funct
         presser.join(10)
         signal.signal(signal.SIGINT, previous)
     assert x.interrupted and outcome.status == "cancelled"
-    assert not Path(docker.builds[0]["context"]).exists()
+    assert not docker.compiles[0].context_dir.exists()
     assert [line for line in reporter.lines if line.startswith("! ")] == [
         "! stopping: waiting for 1 function(s) to reach a safe point and clean up",
         "! still stopping: a push or an AWS call in flight is being let finish",

@@ -14,8 +14,8 @@ import pytest
 
 from deployer.context import assemble, temporary_context
 from deployer.errors import BuildContextError
-from deployer.layout import TEMPLATE_NAME, build_args, template_text
-from deployer.spec import DEFAULT_GO_BUILD_FLAGS
+from deployer.layout import COPIED_DOCKERFILE, DockerfileBuild, GoBuild, build_args, runtime_dockerfile
+from deployer.spec import DEFAULT_GO_BUILD_FLAGS, DEFAULT_GO_ENV
 from tests.unit.context_helpers import EXAMPLES, make_fn, write_tree
 
 FN_GOMOD = b"""module example.com/functions/fn
@@ -92,7 +92,7 @@ def tree_state(root: Path) -> str:
 
 
 def go_build(ctx: Path, goarch: str, out: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "GOPROXY": "off", "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0", "GOOS": "linux", "GOARCH": goarch}
+    env = {**os.environ, "GOPROXY": "off", "GOFLAGS": "-mod=readonly", "CGO_ENABLED": "0", "GOOS": "linux", "GOARCH": goarch}
     return subprocess.run(["go", "build", "-o", str(out), "."], cwd=ctx, env=env, capture_output=True, text=True)
 
 
@@ -216,45 +216,42 @@ def test_examples_context_builds_offline(dest: Path, tmp_path: Path, goarch: str
     assert tree_state(EXAMPLES) == before
 
 
-def test_template_build_step_runs_with_the_build_args(repo: Path, dest: Path, tmp_path: Path) -> None:
-    """Run the template's builder RUN command with sh, as the builder stage would."""
+def test_go_build_of_the_context_with_the_recipes_flags_and_environment(repo: Path, dest: Path, tmp_path: Path) -> None:
+    """What the compile container runs (deployer.go_build), run on this machine."""
     ctx = assemble(make_fn(repo, platform="linux/amd64"), dest)
-    text = (dest / ctx.dockerfile).read_text()
-    runs = [m.group(1).replace("\\\n", " ") for m in re.finditer(r"^RUN (.*?)(?=\n\n|\n#|\nCOPY)", text, re.S | re.M)]
-    run = next(r for r in runs if "/out/bootstrap" in r)  # the step that builds the function
-    out = tmp_path / "out"
-    env = {**os.environ, **ctx.build_args, "GOPROXY": "off"}
-    result = subprocess.run(["sh", "-c", run.replace("/out/bootstrap", str(out / "bootstrap"))],
-                            cwd=dest, env=env, capture_output=True, text=True)
+    assert isinstance(ctx.recipe, GoBuild)
+    out = tmp_path / "out" / "bootstrap"
+    env = {**os.environ, **ctx.recipe.go_env, "GOPROXY": "off", "CGO_ENABLED": "0", "GOOS": "linux", "GOARCH": ctx.recipe.goarch}
+    result = subprocess.run(["go", "build", *ctx.recipe.flags, "-o", str(out), "."], cwd=dest, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert (out / "bootstrap").stat().st_size > 0
+    assert out.stat().st_size > 0
 
 
-# --- Dockerfile and build args ---------------------------------------------------------------
+# --- the recipe: the built-in Go build, or a Dockerfile ----------------------------------------
 
 
-def test_template_is_written_when_function_sets_no_dockerfile(repo: Path, dest: Path) -> None:
-    ctx = assemble(make_fn(repo), dest)
-    assert ctx.dockerfile == TEMPLATE_NAME
-    assert (dest / TEMPLATE_NAME).read_text() == template_text()
+def test_a_function_without_dockerfile_is_built_by_the_go_build_and_its_context_holds_no_dockerfile(repo: Path, dest: Path) -> None:
+    ctx = assemble(make_fn(repo, platform="linux/amd64", runtime_image="rt:1", builder_image="go:1"), dest)
+    assert ctx.recipe == GoBuild(builder_image="go:1", runtime_image="rt:1", platform="linux/amd64",
+                                 flags=DEFAULT_GO_BUILD_FLAGS, go_env=DEFAULT_GO_ENV)
+    assert not [p for p in dest.rglob("*") if p.name.startswith("Dockerfile")]
 
 
-def test_template_declares_from_args_before_first_from_and_runtime_stage_has_no_run() -> None:
-    text = template_text()
-    lines = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+def test_go_env_of_deploy_yaml_overrides_the_defaults(repo: Path, dest: Path) -> None:
+    ctx = assemble(make_fn(repo, go_env={"GOPROXY": "https://proxy.example/", "GOFLAGS": "-mod=vendor"}), dest)
+    assert isinstance(ctx.recipe, GoBuild)
+    assert dict(ctx.recipe.go_env) == {"GOTOOLCHAIN": "local", "GOFLAGS": "-mod=vendor", "GOPROXY": "https://proxy.example/"}
+
+
+def test_runtime_dockerfile_declares_its_from_args_first_and_has_no_run_step() -> None:
+    lines = [ln for ln in runtime_dockerfile().splitlines() if ln and not ln.startswith("#")]
     froms = [i for i, ln in enumerate(lines) if ln.startswith("FROM ")]
-    assert len(froms) == 2
+    assert len(froms) == 1
     declared = {ln.split()[1].split("=")[0] for ln in lines[: froms[0]] if ln.startswith("ARG ")}
-    assert {"BUILDPLATFORM", "TARGETPLATFORM", "BUILDER_IMAGE", "RUNTIME_IMAGE"} <= declared
-    assert lines[froms[0]].startswith("FROM --platform=$BUILDPLATFORM $BUILDER_IMAGE")
-    assert lines[froms[1]].startswith("FROM --platform=$TARGETPLATFORM $RUNTIME_IMAGE")
-    assert not any(ln.startswith("RUN") for ln in lines[froms[1]:])
-
-
-def test_template_default_go_build_flags_match_spec_default() -> None:
-    default = re.search(r'^ARG GO_BUILD_FLAGS="(.*)"$', template_text(), re.M)
-    assert default is not None
-    assert shlex.split(default.group(1)) == list(DEFAULT_GO_BUILD_FLAGS)
+    assert {"BUILDPLATFORM", "TARGETPLATFORM", "RUNTIME_IMAGE"} <= declared
+    assert lines[froms[0]] == "FROM --platform=$TARGETPLATFORM $RUNTIME_IMAGE"
+    assert not any(ln.startswith("RUN") for ln in lines)
+    assert "COPY bootstrap /var/runtime/bootstrap" in lines
 
 
 def test_functions_own_dockerfile_in_source_dir_is_used_as_is(repo: Path, dest: Path) -> None:
@@ -262,17 +259,17 @@ def test_functions_own_dockerfile_in_source_dir_is_used_as_is(repo: Path, dest: 
     (repo / "functions/fn/build/Dockerfile").write_text("FROM scratch\n")
     (repo / "functions/fn/.dockerignore").write_text("build\n")
     ctx = assemble(make_fn(repo, dockerfile=repo / "functions/fn/build/Dockerfile"), dest)
-    assert ctx.dockerfile == "build/Dockerfile"
+    assert isinstance(ctx.recipe, DockerfileBuild) and ctx.recipe.dockerfile == "build/Dockerfile"
     assert (dest / "build/Dockerfile").read_text() == "FROM scratch\n"
-    assert not (dest / TEMPLATE_NAME).exists()
+    assert not (dest / COPIED_DOCKERFILE).exists()
 
 
 def test_dockerfile_outside_source_dir_is_copied_into_context(repo: Path, dest: Path) -> None:
     (repo / "docker").mkdir()
     (repo / "docker/Dockerfile.go").write_text("FROM scratch\n")
     ctx = assemble(make_fn(repo, dockerfile=repo / "docker/Dockerfile.go"), dest)
-    assert ctx.dockerfile == TEMPLATE_NAME
-    assert (dest / TEMPLATE_NAME).read_text() == "FROM scratch\n"
+    assert isinstance(ctx.recipe, DockerfileBuild) and ctx.recipe.dockerfile == COPIED_DOCKERFILE
+    assert (dest / COPIED_DOCKERFILE).read_text() == "FROM scratch\n"
 
 
 def test_missing_dockerfile_is_an_error(repo: Path, dest: Path) -> None:
@@ -281,10 +278,12 @@ def test_missing_dockerfile_is_an_error(repo: Path, dest: Path) -> None:
 
 
 def test_build_args_hold_images_platform_flags_and_user_args_but_not_buildplatform(repo: Path, dest: Path) -> None:
+    (repo / "functions/fn/Dockerfile").write_text("FROM scratch\n")
     fn = make_fn(repo, platform="linux/amd64", runtime_image="rt:1", builder_image="go:1",
-                 build_args={"GOPROXY": "off"})
+                 build_args={"GOPROXY": "off"}, dockerfile=repo / "functions/fn/Dockerfile")
     ctx = assemble(fn, dest)
-    assert dict(ctx.build_args) == {
+    assert isinstance(ctx.recipe, DockerfileBuild)
+    assert dict(ctx.recipe.build_args) == {
         "BUILDER_IMAGE": "go:1",
         "RUNTIME_IMAGE": "rt:1",
         "TARGETPLATFORM": "linux/amd64",

@@ -3,7 +3,9 @@ of the assembled context (plan digests the layout, apply the directory, and comp
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -11,7 +13,7 @@ import pytest
 
 from deployer.context import assemble
 from deployer.errors import BuildContextError
-from deployer.layout import TEMPLATE_NAME, Entry, layout, source_digest_of
+from deployer.layout import Entry, layout, source_digest_of
 from deployer.spec import FunctionSpec
 from tests.unit.context_helpers import EXAMPLES, pinned_fn, write_tree
 
@@ -101,9 +103,22 @@ def dockerfile_outside(repo: Path) -> FunctionSpec:
     return pinned_fn(repo, dockerfile=repo / "docker/Dockerfile.go")
 
 
+def go_test_files(repo: Path) -> FunctionSpec:
+    write_tree(repo, {"functions/fn/main_test.go": b"package main\n", "functions/fn/testdata/in.json": b"{}\n",
+                      "shared/logger/logger_test.go": b"package logger\n"})
+    return pinned_fn(repo)
+
+
+def embedded_test_files(repo: Path) -> FunctionSpec:
+    write_tree(repo, {"functions/fn/assets/a_test.go": b"data\n", "functions/fn/assets/testdata/t.txt": b"t\n",
+                      "functions/fn/embed.go": b"package main\n\nimport _ \"embed\"\n\n//go:embed assets\nvar assets string\n",
+                      "functions/fn/main_test.go": b"package main\n"})
+    return pinned_fn(repo)
+
+
 TREES: dict[str, Callable[[Path], FunctionSpec]] = {
     f.__name__: f for f in (plain, symlinks, modes, dockerignore, inner_module_excluded, own_shared_dir,
-                            dockerfile_in_source, dockerfile_outside)
+                            dockerfile_in_source, dockerfile_outside, go_test_files, embedded_test_files)
 }
 
 
@@ -127,6 +142,8 @@ def test_source_digest_of_equals_the_assembled_digest_for_the_examples(tmp_path:
 # Computed by the copy-then-hash assembly that preceded the layout: the digest recipe must not
 # change silently (bump digest.RECIPE_VERSION when it has to change).
 PINNED = {
+    # The Go build's recipe (digest.BuildInputs from layout.GoBuild), pinned when it was introduced.
+    "plain": "sha256:6e53c6ddc06f3af61a24aa4f4b3cbddcd1c21ed8eb9f4cec454253ef34b5dd64",
     "dockerfile_in_source": "sha256:d0a4afde5467daf802780beef72afd97e51b92755bec4bda866fe9126fd0bdb9",
     "dockerfile_outside": "sha256:cd8c539938f8c05892394326290bb3f97e3192edbadd28b452f639f9b607a757",
 }
@@ -151,11 +168,34 @@ def test_layout_lists_what_assemble_writes_with_modes_and_writes_nothing(repo: P
     by_path = {e.path: e for e in lay.entries}
     assert by_path["tools/gen.sh"] == Entry("tools/gen.sh", "exec-file", 0o750, source=str(repo / "functions/fn/tools/gen.sh"), size=10)
     assert by_path["shared"].mode is None  # made on the way to shared/<name>
-    assert by_path[TEMPLATE_NAME].data is not None and by_path[TEMPLATE_NAME].source is None
     assert by_path["go.mod"].data == FN_GOMOD.replace(b"../../shared/s3state", b"./shared/s3state")
     assert by_path["shared/logger/go.mod"].source is not None  # nothing to rewrite: read in place
     assert lay.shared_modules == ctx.shared_modules == ("errors", "logger", "s3state")
-    assert dict(lay.build_args) == dict(ctx.build_args) and lay.dockerfile == ctx.dockerfile
+    assert lay.recipe == ctx.recipe
+
+
+def test_go_build_leaves_test_files_and_testdata_out_of_the_context(repo: Path, tmp_path: Path) -> None:
+    fn = go_test_files(repo)
+    paths = {e.path for e in layout(fn).entries}
+    assert not {"main_test.go", "testdata", "testdata/in.json", "shared/logger/logger_test.go"} & paths
+    assert {"main.go", "shared/logger/logger.go"} <= paths
+    before = source_digest_of(fn)
+    (repo / "shared/logger/logger_test.go").write_text("package logger\n\n// changed\n")
+    shutil.rmtree(repo / "functions/fn/testdata")
+    assert source_digest_of(fn) == before == source_digest_of(plain(write_tree(tmp_path / "other", REPO)))
+
+
+def test_test_files_a_go_embed_directive_may_reach_stay_in(repo: Path) -> None:
+    paths = {e.path for e in layout(embedded_test_files(repo)).entries}
+    # embed.go's directive reaches everything below the function's root: nothing is left out
+    assert {"assets/a_test.go", "assets/testdata/t.txt", "main_test.go"} <= paths
+
+
+def test_a_dockerfile_build_keeps_test_files(repo: Path) -> None:
+    fn = go_test_files(repo)
+    write_tree(repo, {"functions/fn/Dockerfile": b"FROM scratch\n"})
+    paths = {e.path for e in layout(dataclasses.replace(fn, build=dataclasses.replace(fn.build, dockerfile=repo / "functions/fn/Dockerfile"))).entries}
+    assert {"main_test.go", "testdata/in.json", "shared/logger/logger_test.go"} <= paths
 
 
 def test_layout_puts_each_directory_before_its_contents(repo: Path) -> None:

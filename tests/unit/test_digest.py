@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from deployer import digest as digest_mod
-from deployer.digest import RECIPE_VERSION, content_tag, source_digest, tree_digest
+from deployer.digest import RECIPE_VERSION, BuildInputs, content_tag, source_digest, tree_digest
 
 FILES = {
     "go.mod": b"module example.com/fn\n\ngo 1.22\n",
@@ -40,8 +40,10 @@ def make_tree(root: Path, files: dict[str, bytes] = FILES, order: list[str] | No
     return root
 
 
-def digest(root: Path, **changes: Any) -> str:
-    return source_digest(root, **{**SETTINGS, **changes})
+def digest(root: Path, workers: int | None = None, **changes: Any) -> str:
+    settings = {**SETTINGS, **changes}
+    inputs = BuildInputs(dockerfile_content=(root / settings["dockerfile"]).read_bytes(), **settings)
+    return source_digest(root, inputs, workers)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from deployer.docker_gateway import DockerGateway
+from deployer.docker_gateway import MAX_LAYERS, PROGRESS_SECONDS, DockerGateway, _PushTally
 from deployer.errors import DockerError
 from deployer.ports import ImmutableTagRefused, RegistryAuthRefused
 from deployer.registry import RegistryLogin
@@ -121,3 +121,108 @@ def test_any_other_build_failure_is_not_retried(tmp_path: Path) -> None:
     with pytest.raises(DockerError, match="returned a non-zero code"):
         gw.build(str(tmp_path), "Dockerfile", "repo:tag", {}, {})
     assert api.builds == 1
+
+
+# -- bytes of a push -------------------------------------------------------------------------
+
+MB = 1_000_000
+
+
+class StreamingEngine(FakeEngine):
+    """A push that streams `chunks` (what the engine says per layer), then the digest."""
+
+    def __init__(self, chunks: list[Any]) -> None:
+        super().__init__(None)
+        self.chunks = chunks
+
+    def push(self, repository: str, tag: str, auth_config: dict[str, str], stream: bool, decode: bool) -> Iterator[dict[str, Any]]:
+        yield from self.chunks
+        yield {"aux": {"Digest": DIGEST}}
+
+
+def pushing(layer: Any, current: Any, total: Any) -> dict[str, Any]:
+    return {"status": "Pushing", "id": layer, "progressDetail": {"current": current, "total": total}, "progress": "[=>  ]"}
+
+
+def push_with_progress(chunks: list[Any]) -> list[tuple[int, int]]:
+    heard: list[tuple[int, int]] = []
+    gw = gateway(StreamingEngine(chunks))
+    assert gw.push("sha256:image", "registry/fn-repo", "src-1", RegistryLogin("AWS", "token-1", "https://registry"),
+                   lambda: RegistryLogin("AWS", "token-2", "https://registry"), lambda line: None, lambda seconds: None,
+                   lambda done, total: heard.append((done, total))) == DIGEST
+    return heard
+
+
+def test_a_push_sums_its_layers_and_layers_the_registry_has_count_as_done() -> None:
+    chunks = [{"status": "The push refers to repository [registry/fn-repo]"},
+              {"status": "Preparing", "id": "a", "progressDetail": {}}, {"status": "Preparing", "id": "b", "progressDetail": {}},
+              {"status": "Preparing", "id": "c", "progressDetail": {}}, {"status": "Waiting", "id": "c", "progressDetail": {}},
+              {"status": "Layer already exists", "id": "b", "progressDetail": {}},
+              pushing("a", 1 * MB, 8 * MB), pushing("c", 2 * MB, 4 * MB), pushing("a", 9 * MB, 8 * MB),  # past its total
+              {"status": "Pushed", "id": "c", "progressDetail": {}}, {"status": "Pushed", "id": "a", "progressDetail": {}},
+              {"status": "src-1: digest: sha256:c size: 1234"}]
+    heard = push_with_progress(chunks)
+    assert heard[0] == (1 * MB, 8 * MB), "the first figures go at once"
+    assert heard[-1] == (12 * MB, 12 * MB)
+    assert all(done <= total for done, total in heard)
+
+
+def test_a_push_of_layers_the_registry_all_has_reports_nothing() -> None:
+    assert push_with_progress([{"status": "Layer already exists", "id": layer, "progressDetail": {}} for layer in "abc"]) == []
+
+
+def test_values_of_the_engine_that_are_not_byte_counts_are_ignored_without_failing_the_push() -> None:
+    odd: list[Any] = [pushing("a", "5", "10"), pushing("a", -1, -1), pushing("a", True, True), pushing("a", 1.5, 2.5),
+                      pushing("a", 10**30, 10**30), pushing("a", None, None), pushing(["a"], 1, 2), pushing("x" * 1000, 1, 2),
+                      {"status": "Pushing", "id": "a", "progressDetail": "50%"}, {"status": 7, "id": "a"},
+                      {"status": "Pushed", "id": None}, {"id": "a"}]
+    assert push_with_progress([*odd, pushing("b", 1 * MB, 2 * MB), *odd, {"status": "Pushed", "id": "b"}]) == [
+        (1 * MB, 2 * MB), (2 * MB, 2 * MB)]
+
+
+def test_an_engine_naming_endless_layers_is_counted_for_the_first_few_only() -> None:
+    heard = push_with_progress([pushing(f"layer-{n}", 1, 1) for n in range(10_000)])
+    assert heard[-1] == (MAX_LAYERS, MAX_LAYERS)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_push_figures_go_out_at_most_every_progress_seconds_and_at_the_end() -> None:
+    heard: list[tuple[int, int]] = []
+    clock = Clock()
+    tally = _PushTally(lambda done, total: heard.append((done, total)), clock)
+    for current in range(1, 101):
+        tally.add(pushing("a", current, 100))
+    assert heard == [(1, 100)]
+    clock.now += PROGRESS_SECONDS
+    tally.add(pushing("a", 101, 100))
+    assert heard == [(1, 100), (100, 100)]
+    tally.flush()  # nothing new
+    assert heard == [(1, 100), (100, 100)]
+    tally.add(pushing("b", 5, 50))
+    tally.flush()
+    assert heard[-1] == (105, 150)
+
+
+def test_each_attempt_of_a_retried_push_counts_its_layers_again() -> None:
+    class Flaky(StreamingEngine):
+        def push(self, repository: str, tag: str, auth_config: dict[str, str], stream: bool, decode: bool) -> Iterator[dict[str, Any]]:
+            yield pushing("a", 3 * MB, 4 * MB)
+            if not self.passwords:
+                self.passwords.append("failed once")
+                yield {"error": "received unexpected HTTP status: 502 Bad Gateway"}
+            yield {"status": "Pushed", "id": "a"}
+            yield {"aux": {"Digest": DIGEST}}
+
+    heard: list[tuple[int, int]] = []
+    gw = gateway(Flaky([]))
+    gw.push("sha256:image", "registry/fn-repo", "src-1", RegistryLogin("AWS", "token-1", "https://registry"),
+            lambda: RegistryLogin("AWS", "token-2", "https://registry"), lambda line: None, lambda seconds: None,
+            lambda done, total: heard.append((done, total)))
+    assert heard == [(3 * MB, 4 * MB), (3 * MB, 4 * MB), (4 * MB, 4 * MB)]

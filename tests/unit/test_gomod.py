@@ -1,10 +1,11 @@
-"""go.mod parsing (module, replace in all its forms) and byte-exact rewriting of replace paths."""
+"""go.mod parsing (module, go, toolchain, require, replace in all its forms), go.work parsing, and
+byte-exact rewriting of replace paths."""
 
 from __future__ import annotations
 
 import pytest
 
-from deployer.gomod import GoModSyntaxError, is_local_path, parse, rewrite_replaces
+from deployer.gomod import GoModSyntaxError, format_path, is_local_path, parse, parse_work, replace_arguments, rewrite_replaces
 
 
 def test_parse_reads_module_path_and_line() -> None:
@@ -122,3 +123,110 @@ def test_rewrite_quotes_paths_that_need_it() -> None:
 def test_rewrite_rejects_lines_without_replace() -> None:
     with pytest.raises(KeyError):
         rewrite_replaces(b"module m\nreplace a => ../a\n", {1: "./x"})
+
+
+# --- require, go and toolchain -------------------------------------------------------------------
+
+
+def test_parse_requires_single_and_block_with_indirect_comments() -> None:
+    data = (b"module m\r\n\r\ngo 1.22.1\r\ntoolchain go1.23.4\r\n"
+            b"require example.com/a v1.2.3\r\n"
+            b"require (\r\n"
+            b"\texample.com/b v0.0.0 // indirect\r\n"
+            b"\t\"example.com/c\" v1.0.0 // indirect; for tests\r\n"
+            b"\texample.com/d v2.0.0+incompatible // not indirect\r\n"
+            b"\t// indirect on a line of its own\r\n"
+            b")\r\n")
+    mod = parse(data)
+    assert [(r.line, r.path, r.version, r.indirect) for r in mod.requires] == [
+        (5, "example.com/a", "v1.2.3", False),
+        (7, "example.com/b", "v0.0.0", True),
+        (8, "example.com/c", "v1.0.0", True),
+        (9, "example.com/d", "v2.0.0+incompatible", False),
+    ]
+    assert (mod.go, mod.go_line, mod.toolchain, mod.toolchain_line) == ("1.22.1", 3, "go1.23.4", 4)
+
+
+def test_parse_without_go_line() -> None:
+    mod = parse(b"module m\n")
+    assert (mod.go, mod.go_line, mod.toolchain, mod.requires) == (None, 0, None, ())
+
+
+@pytest.mark.parametrize("data,line,message", [
+    (b"module m\nrequire example.com/a\n", 2, "usage: require module/path v1.2.3"),
+    (b"module m\nrequire (\n\texample.com/a v1 v2\n)\n", 3, "usage: require module/path v1.2.3"),
+    (b"module m\ngo 1.22\ngo 1.23\n", 3, "repeated go statement (first on line 2)"),
+    (b"module m\ntoolchain a b\n", 2, "toolchain directive expects exactly one argument"),
+])
+def test_parse_require_and_go_errors(data: bytes, line: int, message: str) -> None:
+    with pytest.raises(GoModSyntaxError) as info:
+        parse(data)
+    assert (info.value.line, info.value.message) == (line, message)
+
+
+def test_rewrite_is_byte_exact_with_requires_and_comments_around() -> None:
+    data = b"module m\n\nrequire (\n\ta v0.0.0 // indirect\n)\n\nreplace a => ../a // why\n"
+    assert rewrite_replaces(data, {7: "./shared/a"}) == data.replace(b"../a", b"./shared/a")
+
+
+# --- go.work -------------------------------------------------------------------------------------
+
+
+def test_parse_work_reads_every_directive() -> None:
+    data = (b"// a workspace\n"
+            b"go 1.23.0\n"
+            b"toolchain go1.23.4\n"
+            b"godebug (\n\tpanicnil=1\n)\n"
+            b"godebug httpmuxgo121=0\n"
+            b"use ./a\n"
+            b"use (\n\t\"./b dir\"\n\t`./c`\n\td // no ./ needed\n)\n"
+            b"replace example.com/x v1.0.0 => ./x\n"
+            b"replace (\n\texample.com/y => example.com/z v1.1.0\n)\n")
+    work = parse_work(data)
+    assert (work.go, work.go_line, work.toolchain, work.toolchain_line) == ("1.23.0", 2, "go1.23.4", 3)
+    assert [(g.line, g.key, g.value) for g in work.godebugs] == [(5, "panicnil", "1"), (7, "httpmuxgo121", "0")]
+    assert [(u.line, u.path) for u in work.uses] == [(8, "./a"), (10, "./b dir"), (11, "./c"), (12, "d")]
+    assert [(r.line, r.old_path, r.old_version, r.new_path, r.new_version) for r in work.replaces] == [
+        (14, "example.com/x", "v1.0.0", "./x", None), (16, "example.com/y", None, "example.com/z", "v1.1.0")]
+
+
+@pytest.mark.parametrize("data,line,message", [
+    (b"go 1.22\nrequire example.com/a v1.0.0\n", 2, "unknown directive: require"),
+    (b"go 1.22\nmodule m\n", 2, "unknown directive: module"),
+    (b"go 1.22\nuse\n", 2, "usage: use local/dir"),
+    (b"go 1.22\nuse ./a ./b\n", 2, "usage: use local/dir"),
+    (b"go 1.22\ngo 1.23\n", 2, "repeated go statement (first on line 1)"),
+    (b"go 1.22rc\n", 1, "invalid go version 1.22rc: must match format 1.23.0"),
+    (b'go "1.22"\n', 1, "invalid go version 1.22: must match format 1.23.0"),
+    (b"toolchain 1.22\n", 1, "invalid toolchain version 1.22: must match format go1.23.0 or default"),
+    (b"godebug panicnil\n", 1, "usage: godebug key=value"),
+    (b"godebug (\n\tpanicnil=1,2\n)\n", 2, "usage: godebug key=value"),
+    (b"use (\n\t./a\n", 3, "use block is not closed with ')'"),
+    (b"replace example.com/a => example.com/b\n", 1,
+     "replacement module without version must be a directory path (rooted or starting with ./ or ../)"),
+])
+def test_parse_work_errors_name_the_line(data: bytes, line: int, message: str) -> None:
+    with pytest.raises(GoModSyntaxError) as info:
+        parse_work(data)
+    assert (info.value.line, info.value.message) == (line, message)
+
+
+@pytest.mark.parametrize("new_path,expected", [
+    (None, b"example.com/a   v1.0.0 =>  `../a`"),
+    ("./shared/a", b"example.com/a   v1.0.0 =>  `./shared/a`"),
+    ("./shared/a b", b"example.com/a   v1.0.0 =>  `./shared/a b`"),
+])
+def test_replace_arguments_as_written_with_the_path_changed(new_path: str | None, expected: bytes) -> None:
+    data = b"go 1.22\nreplace (\n\texample.com/a   v1.0.0 =>  `../a` // why\n)\n"
+    (rep,) = parse_work(data).replaces
+    assert replace_arguments(data, rep, new_path) == expected
+
+
+@pytest.mark.parametrize("path,token", [("./a", "./a"), (".", "."), ("./a b", '"./a b"'), ('./a"b', '"./a\\"b"')])
+def test_format_path_quotes_only_when_go_must(path: str, token: str) -> None:
+    assert format_path(path) == token
+
+
+def test_parse_accepts_retract_intervals() -> None:
+    mod = parse(b"module m\nretract [v1.0.0, v1.1.0] // broken\nretract (\n\tv1.2.0\n\t[v1.3.0, v1.3.5]\n)\nreplace a => ../a\n")
+    assert [(r.line, r.new_path) for r in mod.replaces] == [(7, "../a")]

@@ -17,13 +17,13 @@ ORDER = [
     # spec: deploy.yaml files -> Spec
     "spec", "yamldoc", "schema", "load",
     # build inputs: go.mod files, shared modules, the build context and its digest
-    "gomod", "module_graph", "digest", "layout", "redact", "context",
+    "gomod", "workspace", "module_graph", "digest", "layout", "redact", "context",
     # cloud: what AWS reports, through its gateways
     "state", "registry", "aws", "observe",
     # plan: pure decisions, their words, their files
     "plan", "explain", "planfile", "binding", "render",
     # apply: the only stage that changes anything
-    "outcome", "ports", "interrupts", "docker_gateway", "images", "sharing", "run_function", "progress", "apply",
+    "outcome", "go_build", "ports", "interrupts", "docker_gateway", "images", "sharing", "local_invoke", "run_function", "progress", "apply", "local_build",
     # the use cases and the command line
     "app", "cli", "__main__",
 ]

@@ -175,7 +175,8 @@ def test_terminal_text_removes_escape_sequences_whole_and_keeps_words_apart() ->
 
 def test_progress_lines_notices_and_summary_carry_no_control_characters_or_markup() -> None:
     out = io.StringIO()
-    reporter = ConsoleReporter(Console(file=out, highlight=False, soft_wrap=True, force_terminal=True))
+    # Lines only: the live area (and its cursor movements) is tested in test_progress.
+    reporter = ConsoleReporter(Console(file=out, highlight=False, soft_wrap=True, force_terminal=True), live=False)
     name = "fn\x1b[2J[bold]"
     reporter.step(name, 1, 2, "push \x1b]0;owned\x07 :smile: [red]x[/red]")
     reporter.step_done(name, 1, 2, "push", 1.0)

@@ -137,6 +137,8 @@ PATTERN_SAMPLES = {
     "/$defs/repository": "team/fn",
     "/$defs/path": "functions/fn",
     "/$defs/imageReference": "golang:1.24-alpine",
+    "/$defs/goEnvValue": "https://proxy.example/,direct",
+    "/$defs/netrcVariable": "GO_NETRC",
     "/$defs/sharedBuild/properties/go_build_flags/items": "-ldflags=-s -w",
     "/$defs/sharedBuild/properties/build_args/propertyNames": "GOPROXY",
     "/$defs/function/properties/name": "finalize-with-error",

@@ -1,0 +1,359 @@
+"""go_build: the built-in Go build's compile step, on the Docker engine.
+
+A container of the builder image (the engine's own platform) receives the build context and,
+for private modules, the netrc credentials through the engine's archive API, runs `go build`
+cross-compiling for the function's platform, and hands the binary back through the archive API.
+Nothing goes through a bind mount, so a remote engine (DOCKER_HOST over TCP or SSH) works as a
+local one does. The image is then made from the runtime base and the binary alone (layout's
+RUNTIME Dockerfile, no RUN step) by the docker gateway.
+
+Module downloads (GOMODCACHE) and build outputs (GOCACHE) live on one named volume of the
+engine, CACHE_VOLUME, shared by every build and every function on that engine: the go command
+locks its caches itself, so parallel compiles are safe. `--cache-dir` (`CacheDir`) saves that
+volume as a tar on this machine after a run that compiled, and restores it into a volume the
+engine did not have (a fresh CI machine): both through the archive API as well.
+
+Credentials: the netrc travels into the compile container only, as a file of mode 0400 read
+through NETRC; the container is never committed and is removed whatever happens, so the
+credentials reach no image layer, config, history or label. Their passwords are masked in every
+message the compile produces.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import io
+import os
+import re
+import stat
+import tarfile
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Callable, Iterator, Mapping
+
+import docker.errors
+import docker.types
+import requests.exceptions
+
+from deployer import locks
+from deployer.errors import DeployerError, DockerError
+from deployer.layout import GoBuild
+from deployer.redact import redact
+
+CACHE_VOLUME = "deployer-go-cache"
+CACHE_MOUNT = "/deployer-cache"
+SOURCE_DIR = "/src"
+BINARY = "/out/bootstrap"
+NETRC_PATH = "/deployer-secrets/netrc"
+# Every container and volume this module makes carries this label (found and removed by it).
+LABEL = "dev.deployer.go-build"
+TAIL_LINES = 25
+# A compile that runs longer than this is stopped: a module download that hangs would otherwise
+# hold the apply forever.
+COMPILE_TIMEOUT_SECONDS = 1800
+WAIT_SLICE_SECONDS = 0.5
+# A Lambda image holds at most 10 GB; a Go binary of a tenth of that is already absurd.
+MAX_BINARY_BYTES = 1 << 30
+CACHE_ARCHIVE = "go-cache.tar"
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Netrc:
+    """netrc credentials for private modules, from the environment variable `source`. The text
+    is a secret: never printed; `secrets` are the values a message must never show."""
+
+    source: str
+    text: bytes = b""
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        words = self.text.decode("utf-8", "replace").split()
+        return tuple(value for key, value in zip(words, words[1:]) if key in ("password", "account"))
+
+    def __repr__(self) -> str:  # a dataclass repr would print the text
+        return f"Netrc(source={self.source!r})"
+
+
+def netrc_from_env(variable: str, env: Mapping[str, str]) -> Netrc | None:
+    """The credentials named by `variable`: its value is netrc text when it holds whitespace
+    (a CI secret put in the environment as is), else the path of a netrc file (as Go's NETRC).
+    None when the variable is unset or empty."""
+    value = env.get(variable, "")
+    if not value:
+        return None
+    if any(c.isspace() for c in value.strip()):
+        return Netrc(variable, value.encode())
+    path = Path(os.path.expanduser(value))
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise DeployerError(f"{variable} names the netrc file {path}, which cannot be opened ({exc.strerror}); "
+                            f"fix the path or unset {variable}") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise DeployerError(f"{variable} names {path}, which is not a regular file; point it at a netrc file")
+        text = f.read((1 << 20) + 1)
+    if len(text) > 1 << 20:
+        raise DeployerError(f"{variable} names {path}, which is larger than 1 MiB: not a netrc file")
+    return Netrc(variable, text)
+
+
+@dataclass(frozen=True)
+class CompileJob:
+    """One function's compile: its assembled context, its recipe, and its credentials."""
+
+    function: str
+    context_dir: Path
+    recipe: GoBuild
+    netrc: Netrc | None = None
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        proxy = self.recipe.go_env.get("GOPROXY", "")
+        return (*(self.netrc.secrets if self.netrc else ()), *([proxy] if "@" in proxy else []))
+
+    def environment(self) -> dict[str, str]:
+        env = {**self.recipe.go_env, "CGO_ENABLED": "0", "GOOS": "linux", "GOARCH": self.recipe.goarch,
+               "GOCACHE": f"{CACHE_MOUNT}/build", "GOMODCACHE": f"{CACHE_MOUNT}/mod"}
+        if self.netrc is not None:
+            env["NETRC"] = NETRC_PATH
+        return env
+
+
+def _tar_of(job: CompileJob) -> IO[bytes]:
+    """The compile container's input: the context under src/, an empty out/, and the netrc. In
+    an unnamed temporary file: a crash leaves no copy of the credentials behind."""
+    out = tempfile.TemporaryFile()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        def owned_by_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            return info
+
+        tar.add(job.context_dir, arcname=SOURCE_DIR.lstrip("/"), recursive=True, filter=owned_by_root)
+        for directory in (os.path.dirname(BINARY), os.path.dirname(NETRC_PATH)):
+            info = tarfile.TarInfo(directory.lstrip("/"))
+            info.type, info.mode = tarfile.DIRTYPE, 0o700
+            tar.addfile(info)
+        if job.netrc is not None:
+            info = tarfile.TarInfo(NETRC_PATH.lstrip("/"))
+            info.size, info.mode = len(job.netrc.text), 0o400
+            tar.addfile(info, io.BytesIO(job.netrc.text))
+    out.seek(0)
+    return out
+
+
+def _binary_from(chunks: Iterator[bytes]) -> bytes:
+    """The regular file `bootstrap` of the archive the engine sends for BINARY, bounded."""
+    with tempfile.TemporaryFile() as spool:
+        size = 0
+        for chunk in chunks:
+            size += len(chunk)
+            if size > MAX_BINARY_BYTES + (1 << 20):
+                raise DockerError(f"go build produced a binary larger than {MAX_BINARY_BYTES >> 20} MiB")
+            spool.write(chunk)
+        spool.seek(0)
+        with tarfile.open(fileobj=spool, mode="r|") as tar:
+            for member in tar:
+                if member.name == "bootstrap" and member.isreg() and member.size <= MAX_BINARY_BYTES:
+                    f = tar.extractfile(member)
+                    if f is not None:
+                        return f.read()
+    raise DockerError("go build finished, but the engine sent no regular file bootstrap back")
+
+
+class GoCompiler:
+    """Runs compiles on one engine (`api`: the docker SDK's low-level client, with a long read
+    timeout) and keeps its cache volume, restoring it once per process from `cache` if given."""
+
+    def __init__(self, api: Any, cache: CacheDir | None = None) -> None:
+        self.api = api
+        self.cache = cache
+        self._ready = threading.Lock()
+        self._volume_ready = False
+        self.compiled = False  # whether anything was compiled: the cache is then worth saving
+
+    def compile(self, job: CompileJob, log: Log, cancel: threading.Event | None = None) -> bytes:
+        """The binary of `job` (ELF bytes). A failed compile raises DockerError with the go
+        command's last lines, credentials masked; a cancel stops the container at once."""
+        tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        secrets = job.secrets
+        container = None
+        try:
+            self._ensure_volume(job.recipe.builder_image, log)
+            container = self._create(job)
+            with _tar_of(job) as data:
+                self.api.put_archive(container, "/", data)
+            self.api.start(container)
+            reader = threading.Thread(target=self._follow, args=(container, tail, log, secrets), daemon=True,
+                                      name="deployer-go-build-log")
+            reader.start()
+            code = self._wait(container, cancel)
+            reader.join(timeout=5)
+            if code != 0:
+                output = "\n".join(tail)
+                raise DockerError(redact(f"go build of {job.function} failed (exit code {code}):\n{output}", secrets))
+            chunks, _ = self.api.get_archive(container, BINARY)
+            self.compiled = True
+            return _binary_from(chunks)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise DockerError(redact(f"go build of {job.function} failed: {_said(exc)}", secrets)) from None
+        finally:
+            if container is not None:
+                with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
+                    self.api.remove_container(container, force=True)
+
+    def _create(self, job: CompileJob) -> str:
+        try:
+            host_config = self.api.create_host_config(
+                network_mode="host",  # a module proxy on the machine's loopback is reachable
+                mounts=[docker.types.Mount(target=CACHE_MOUNT, source=CACHE_VOLUME, type="volume")],
+            )
+            created = self.api.create_container(
+                job.recipe.builder_image, command=["go", "build", *job.recipe.flags, "-o", BINARY, "."],
+                working_dir=SOURCE_DIR, environment=job.environment(), labels={LABEL: job.function[:64]},
+                host_config=host_config,
+            )
+        except docker.errors.ImageNotFound:
+            raise DockerError(f"builder image {job.recipe.builder_image} is not on the Docker engine; pull it "
+                              "(docker pull) or set build.builder_image to an image that has go") from None
+        return str(created["Id"])
+
+    def _follow(self, container: str, tail: collections.deque[str], log: Log, secrets: tuple[str, ...]) -> None:
+        with contextlib.suppress(Exception):  # the container may be removed under it: the wait says why
+            pending = b""
+            for chunk in self.api.logs(container, stream=True, follow=True):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for raw in lines:
+                    line = redact(raw.decode("utf-8", "replace").rstrip(), secrets)
+                    if line:
+                        tail.append(line)
+                        log(line)
+            if pending.strip():
+                tail.append(redact(pending.decode("utf-8", "replace").rstrip(), secrets))
+
+    def _wait(self, container: str, cancel: threading.Event | None) -> int:
+        deadline = time.monotonic() + COMPILE_TIMEOUT_SECONDS
+        while True:
+            if cancel is not None and cancel.is_set():
+                with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
+                    self.api.kill(container)
+                raise DockerError("go build stopped: cancelled")
+            if time.monotonic() > deadline:
+                raise DockerError(f"go build ran longer than {COMPILE_TIMEOUT_SECONDS}s and was stopped; "
+                                  "check that the module proxy answers (GOPROXY)")
+            try:
+                state = self.api.wait(container, timeout=WAIT_SLICE_SECONDS)
+            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError) as exc:
+                if "timed out" in str(exc).lower() or isinstance(exc, requests.exceptions.ReadTimeout):
+                    continue
+                raise
+            return int(state.get("StatusCode", -1))
+
+    def _ensure_volume(self, helper_image: str, log: Log) -> None:
+        """The cache volume exists; when it had to be made and a cache dir is given, it is
+        filled from there first. Once per process; applies on one machine take turns."""
+        with self._ready:
+            if self._volume_ready:
+                return
+            with self._machine_lock():
+                try:
+                    self.api.inspect_volume(CACHE_VOLUME)
+                    fresh = False
+                except docker.errors.NotFound:
+                    self.api.create_volume(CACHE_VOLUME, labels={LABEL: "cache"})
+                    fresh = True
+                if fresh and self.cache is not None:
+                    self.cache.restore(self.api, helper_image, log)
+            self._volume_ready = True
+
+    @contextlib.contextmanager
+    def _machine_lock(self) -> Iterator[None]:
+        path = Path(tempfile.gettempdir()) / f"deployer-{CACHE_VOLUME}.lock"
+        fd = locks.acquire(path, wait=time.sleep, note=f"pid {os.getpid()}")
+        try:
+            yield
+        finally:
+            locks.release(fd, path)
+
+    def save_cache(self, helper_image: str, log: Log) -> None:
+        """Write the cache volume to the cache dir, if one is given and this run compiled."""
+        if self.cache is not None and self.compiled:
+            self.cache.save(self.api, helper_image, log)
+
+
+@dataclass(frozen=True)
+class CacheDir:
+    """A directory of this machine that keeps the engine's Go caches between runs (CI restores
+    and saves it, e.g. with actions/cache). With a remote engine the caches travel through the
+    engine's API connection both ways."""
+
+    path: Path
+
+    @property
+    def archive(self) -> Path:
+        return self.path / CACHE_ARCHIVE
+
+    @contextlib.contextmanager
+    def _helper(self, api: Any, image: str) -> Iterator[str]:
+        """A container (never started) that mounts the cache volume, for archive transfers."""
+        host_config = api.create_host_config(mounts=[docker.types.Mount(target=CACHE_MOUNT, source=CACHE_VOLUME, type="volume")])
+        container = str(api.create_container(image, command=["true"], labels={LABEL: "cache"}, host_config=host_config)["Id"])
+        try:
+            yield container
+        finally:
+            with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
+                api.remove_container(container, force=True)
+
+    def restore(self, api: Any, image: str, log: Log) -> None:
+        if not self.archive.is_file():
+            log(f"cache dir {self.path}: no {CACHE_ARCHIVE} yet; starting with empty Go caches")
+            return
+        started = time.monotonic()
+        try:
+            with self._helper(api, image) as container, self.archive.open("rb") as data:
+                api.put_archive(container, "/", data)
+        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+            # A broken cache costs time, not correctness: the go command fills the caches again.
+            log(f"cache dir {self.path}: could not restore the Go caches ({_said(exc)}); going on without them")
+            return
+        log(f"restored the Go caches from {self.archive} in {time.monotonic() - started:.1f}s")
+
+    def save(self, api: Any, image: str, log: Log) -> None:
+        started = time.monotonic()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.path, prefix=".go-cache-", suffix=".tmp", delete=False) as out:
+                partial = Path(out.name)
+                try:
+                    with self._helper(api, image) as container:
+                        chunks, _ = api.get_archive(container, CACHE_MOUNT)
+                        for chunk in chunks:
+                            out.write(chunk)
+                    out.flush()
+                    os.fsync(out.fileno())
+                except BaseException:
+                    partial.unlink(missing_ok=True)
+                    raise
+            os.replace(partial, self.archive)  # a reader never sees half an archive
+        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+            raise DeployerError(f"cannot save the Go caches to {self.path}: {_said(exc)}; "
+                                "check the directory, or leave out --cache-dir") from None
+        log(f"saved the Go caches to {self.archive} ({self.archive.stat().st_size >> 20} MiB) in "
+            f"{time.monotonic() - started:.1f}s")
+
+
+_URL_QUERY = re.compile(r"(/[^\s?'\"]*)\?[^\s'\")]*")
+
+
+def _said(exc: BaseException) -> str:
+    """What the engine said, without the request URL the SDK's messages start with."""
+    text = getattr(exc, "explanation", None) or getattr(exc, "strerror", None) or str(exc)
+    return _URL_QUERY.sub(r"\1?...", str(text)).strip()

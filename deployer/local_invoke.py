@@ -1,0 +1,627 @@
+"""local_invoke: run a function's image on the Docker engine, and be its Lambda Runtime API.
+
+No emulator is needed: the image runs its own entrypoint (the AWS base images' /lambda-entrypoint.sh
+execs /var/runtime/bootstrap when AWS_LAMBDA_RUNTIME_API is set), and `RuntimeApi` serves the
+Runtime API of one invocation on 127.0.0.1 of this machine. The container shares the host's
+network to reach it, so the engine must run on this machine (DOCKER_HOST on another host cannot).
+
+The run ends on the first of: the function's answer (response, function error, init error), its
+timeout (counted from the first `next`, as Lambda's; before it, the init phase has Lambda's 10 s),
+the process exiting without an answer, a cancel; the container is then removed, whatever happened. Everything the container says (output lines, response, error reports) is foreign: its
+sizes are bounded here, its control characters are the printer's business (`describe` gives one
+inert line).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import enum
+import json
+import os
+import re
+import secrets
+import signal
+import stat
+import threading
+import time
+import uuid
+from dataclasses import dataclass, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO, Callable, Iterator, Mapping
+
+import docker
+import docker.errors
+import requests.exceptions
+import urllib3.exceptions
+
+from deployer.errors import DeployerError, Diagnostic, DockerError
+from deployer.interrupts import WAIT_SLICE_SECONDS, Cancelled
+from deployer.render import terminal_text
+
+# Lambda's limit for a synchronous invocation's event and response (6 MiB).
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+# Lambda gives a function's init phase (start to its first `next`) 10 seconds.
+INIT_TIMEOUT_SECONDS = 10.0
+ACCOUNT = "000000000000"
+# On every container made here: the tests (and a user) find what a run left behind by it.
+LABEL = "dev.deployer.invoke"
+FUNCTION_LABEL = "dev.deployer.function"
+# Bounds on what the container says: an output line longer than this is cut in pieces of it.
+LOG_LINE_BYTES = 16 * 1024
+ERROR_TYPE_CHARS = 256
+ERROR_MESSAGE_CHARS = 4096
+STACK_FRAMES = 50
+STACK_FRAME_CHARS = 512
+# A function silent this long in the middle of a request is disconnected.
+REQUEST_READ_SECONDS = 30
+# After the run: how long the rest of the output may take to come, and the engine to answer.
+DRAIN_SECONDS = 5.0
+ENGINE_WAIT_SECONDS = 30
+_PREFIX = "/2018-06-01/runtime"
+_INVOCATION = re.compile(re.escape(_PREFIX) + r"/invocation/([^/]+)/(response|error)")
+# Names Lambda sets itself and refuses in a function's configuration.
+RESERVED = frozenset({
+    "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV", "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION", "AWS_LAMBDA_INITIALIZATION_TYPE",
+    "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME", "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
+})
+_ENV_NAME = re.compile(r"[a-zA-Z][a-zA-Z0-9_]+")
+
+
+class InvokeStatus(str, enum.Enum):
+    """How the run ended; the value is the word `describe` shows."""
+
+    SUCCEEDED = "succeeded"
+    FUNCTION_ERROR = "function error"
+    INIT_ERROR = "init error"
+    TIMED_OUT = "timed out"
+    EXITED = "exited"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Reported:
+    """What the function posted to the Runtime API. `payload` is the body as posted (the response,
+    or the error document); `error_*` are set for errors, bounded; `at` is time.monotonic()."""
+
+    status: InvokeStatus
+    payload: bytes = b""
+    error_type: str = ""
+    error_message: str = ""
+    stack_trace: tuple[str, ...] = ()
+    at: float = 0.0
+
+
+@dataclass(frozen=True)
+class InvokeResult:
+    """One local invocation. SUCCEEDED: `payload` is the response. FUNCTION_ERROR, INIT_ERROR:
+    `payload` is the error document as posted, `error_type` and `error_message` (bounded, foreign,
+    not escaped) what it says. TIMED_OUT ("Sandbox.Timedout") and EXITED ("Runtime.ExitError",
+    "Runtime.OutOfMemory", with `exit_code`): no payload. `init_seconds` runs from the start of
+    the container to the first `next`, `duration_seconds` from there to the end (0 without one)."""
+
+    status: InvokeStatus
+    request_id: str
+    duration_seconds: float
+    init_seconds: float
+    payload: bytes = b""
+    error_type: str = ""
+    error_message: str = ""
+    stack_trace: tuple[str, ...] = ()
+    exit_code: int | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status is InvokeStatus.SUCCEEDED
+
+
+def describe(result: InvokeResult) -> str:
+    """The result as one line that is safe on a terminal and in a CI log."""
+    timing = f"{result.duration_seconds * 1000:.2f} ms, init {result.init_seconds * 1000:.2f} ms"
+    if result.succeeded:
+        return terminal_text(f"succeeded in {timing}, request {result.request_id}")
+    return terminal_text(f"{result.status}: {result.error_type}: {result.error_message} "
+                         f"(request {result.request_id}, {timing})")
+
+
+# -- the Runtime API of one invocation ---------------------------------------------------------
+
+class RuntimeApi:
+    """An HTTP server on 127.0.0.1 (a free port) serving one invocation of `event`.
+
+    The first `next` hands the event out (`invoked_at` is set); a later one waits until `stop`,
+    as the process would stay frozen in Lambda (`parked` is set while one waits). The first
+    outcome posted is kept in `reported`; later posts are refused. `wake` is set at every change
+    (a caller may share it with other sources)."""
+
+    def __init__(self, event: bytes, *, function_name: str, region: str, timeout_seconds: float,
+                 wake: threading.Event | None = None) -> None:
+        self.event = event
+        self.function_name = function_name
+        self.region = region
+        self.timeout_seconds = timeout_seconds
+        self.request_id = str(uuid.uuid4())
+        self.wake = wake or threading.Event()
+        self.parked = threading.Event()
+        self.invoked_at: float | None = None
+        self.reported: Reported | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def function_arn(self) -> str:
+        partition = "aws-cn" if self.region.startswith("cn-") else "aws-us-gov" if self.region.startswith("us-gov-") else "aws"
+        return f"arn:{partition}:lambda:{self.region}:{ACCOUNT}:function:{self.function_name}"
+
+    @property
+    def address(self) -> str:
+        """host:port, the value of AWS_LAMBDA_RUNTIME_API."""
+        assert self._server is not None, "RuntimeApi not started"
+        return f"127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> RuntimeApi:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), type("Handler", (_Handler,), {"api": self}))
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": WAIT_SLICE_SECONDS},
+                         name="deployer-runtime-api", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        """Release the waiting `next`s and close the server; idempotent."""
+        self._stopping.set()
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+    def __enter__(self) -> RuntimeApi:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    def next_invocation(self) -> tuple[int, bytes, dict[str, str]]:
+        with self._lock:
+            first = self.invoked_at is None and self.reported is None and not self._stopping.is_set()
+            if first:
+                self.invoked_at = time.monotonic()
+        if not first:
+            self.parked.set()
+            self._stopping.wait()
+            return 410, _error_doc("the invocation is over", "Runtime.InvocationOver"), {}
+        self.wake.set()
+        deadline_ms = int(time.time() * 1000 + self.timeout_seconds * 1000)
+        trace = f"Root=1-{int(time.time()):08x}-{secrets.token_hex(12)};Parent={secrets.token_hex(8)};Sampled=0"
+        return 200, self.event, {"Lambda-Runtime-Aws-Request-Id": self.request_id,
+                                 "Lambda-Runtime-Deadline-Ms": str(deadline_ms),
+                                 "Lambda-Runtime-Invoked-Function-Arn": self.function_arn,
+                                 "Lambda-Runtime-Trace-Id": trace}
+
+    def record(self, request_id: str | None, status: InvokeStatus, body: bytes | None,
+               error_type_header: str | None) -> tuple[int, bytes]:
+        """An outcome posted for `request_id` (None: the init error); `body` None: too large."""
+        with self._lock:
+            if request_id is None and self.invoked_at is not None:
+                return 403, _error_doc("init error reported after init", "InvalidStateTransition")
+            if request_id is not None and (request_id != self.request_id or self.invoked_at is None):
+                return 400, _error_doc("unknown request id", "InvalidRequestID")
+            if self.reported is not None:
+                return 400, _error_doc("the invocation already has an outcome", "InvalidStateTransition")
+            self.reported = _reported(status, body, error_type_header)
+        self.wake.set()
+        if body is None:
+            return 413, _error_doc(self.reported.error_message, self.reported.error_type)
+        return 202, b'{"status":"OK"}'
+
+
+def _reported(status: InvokeStatus, body: bytes | None, error_type_header: str | None) -> Reported:
+    now = time.monotonic()
+    if body is None:
+        too_large = f"Response payload size exceeded maximum allowed payload size ({MAX_PAYLOAD_BYTES} bytes)."
+        status = InvokeStatus.FUNCTION_ERROR if status is InvokeStatus.SUCCEEDED else status
+        return Reported(status, b"", "Function.ResponseSizeTooLarge", too_large, (), now)
+    if status is InvokeStatus.SUCCEEDED:
+        return Reported(status, body, at=now)
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        document = None
+    fields: dict[str, Any] = document if isinstance(document, dict) else {}
+    error_type, message = fields.get("errorType"), fields.get("errorMessage")
+    if not isinstance(error_type, str):
+        error_type = error_type_header
+    if not isinstance(message, str):  # a body that is not JSON is the message
+        message = "" if document is not None else body[: ERROR_MESSAGE_CHARS * 4].decode("utf-8", "replace")
+    trace = fields.get("stackTrace")
+    frames = tuple(_bounded(str(f), STACK_FRAME_CHARS) for f in trace[:STACK_FRAMES]) if isinstance(trace, list) else ()
+    return Reported(status, body, _bounded(error_type or "Runtime.Unknown", ERROR_TYPE_CHARS),
+                    _bounded(message, ERROR_MESSAGE_CHARS), frames, now)
+
+
+def _bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+def _error_doc(message: str, error_type: str) -> bytes:
+    return json.dumps({"errorMessage": message, "errorType": error_type}).encode()
+
+
+class _BadRequest(Exception):
+    pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """HTTP only: what to answer is RuntimeApi's. Keep-alive (HTTP/1.1), as Lambda's runtimes
+    expect; every answer has a Content-Length."""
+
+    api: RuntimeApi  # set on the subclass made per server
+    protocol_version = "HTTP/1.1"
+    server_version = "deployer-runtime-api"
+    timeout = REQUEST_READ_SECONDS
+
+    def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+        if self.path.split("?", 1)[0] != f"{_PREFIX}/invocation/next":
+            self._answer(404, _error_doc("not found", "UnknownPath"))
+            return
+        self._answer(*self.api.next_invocation())
+
+    def do_POST(self) -> None:  # noqa: N802
+        path = self.path.split("?", 1)[0]
+        match = _INVOCATION.fullmatch(path)
+        if match is None and path != f"{_PREFIX}/init/error":
+            self._answer(404, _error_doc("not found", "UnknownPath"))
+            return
+        try:
+            body = self._body()
+        except (_BadRequest, ValueError, OSError):
+            self.close_connection = True
+            self._answer(400, _error_doc("unreadable request body", "InvalidRequest"))
+            return
+        if match is None:
+            request_id, status = None, InvokeStatus.INIT_ERROR
+        else:
+            request_id = match[1]
+            status = InvokeStatus.SUCCEEDED if match[2] == "response" else InvokeStatus.FUNCTION_ERROR
+        error_type = self.headers.get("Lambda-Runtime-Function-Error-Type")
+        if body is None:
+            self.close_connection = True  # the body was not read
+        self._answer(*self.api.record(request_id, status, body, error_type))
+
+    def _body(self) -> bytes | None:
+        """The request body; None when it is larger than MAX_PAYLOAD_BYTES (then left unread)."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            return self._chunked_body()
+        length = int(self.headers.get("Content-Length") or 0)
+        if length < 0:
+            raise _BadRequest
+        return None if length > MAX_PAYLOAD_BYTES else self.rfile.read(length)
+
+    def _chunked_body(self) -> bytes | None:
+        body = bytearray()
+        while True:
+            size = int(self.rfile.readline(1024).split(b";", 1)[0].strip(), 16)
+            if size == 0:
+                for _ in range(100):  # trailers, up to the empty line
+                    if self.rfile.readline(1024).strip() == b"":
+                        return bytes(body)
+                raise _BadRequest
+            if len(body) + size > MAX_PAYLOAD_BYTES:
+                return None
+            body += self.rfile.read(size)
+            self.rfile.readline(1024)
+
+    def _answer(self, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the function's requests are not output
+        pass
+
+
+# -- the event -------------------------------------------------------------------------------
+
+def read_event(source: str | None, stdin: BinaryIO) -> bytes:
+    """The event of `invoke --event SOURCE`: a file, "-" for standard input, None for "{}".
+    Lambda takes only a JSON document of at most MAX_PAYLOAD_BYTES; a file must be a regular
+    file (a FIFO or device would block or never end)."""
+    if source is None:
+        return b"{}"
+    where = "the event on standard input" if source == "-" else f"event file {source}"
+    try:
+        data = stdin.read(MAX_PAYLOAD_BYTES + 1) if source == "-" else _read_regular(Path(source))
+    except OSError as exc:
+        raise DeployerError(f"cannot read {where}: {exc.strerror or exc}") from None
+    if len(data) > MAX_PAYLOAD_BYTES:
+        raise DeployerError(f"{where} is larger than Lambda's limit of {MAX_PAYLOAD_BYTES} bytes (6 MiB)")
+    try:
+        json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise DeployerError(f"{where} is not UTF-8 text: Lambda takes a JSON event") from None
+    except json.JSONDecodeError as exc:
+        summary = f"the event is not JSON ({exc.msg}): Lambda takes a JSON event"
+        raise DeployerError(Diagnostic.at(Path(source), exc.lineno, exc.colno, summary) if source != "-"
+                            else Diagnostic(f"{where} is not JSON (line {exc.lineno} column {exc.colno}: {exc.msg})")) from None
+    except RecursionError:
+        raise DeployerError(f"{where} is nested too deeply") from None
+    return data
+
+
+def _read_regular(path: Path) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(0, "not a regular file")
+        return file.read(MAX_PAYLOAD_BYTES + 1)
+
+
+# -- the container ---------------------------------------------------------------------------
+
+Log = Callable[[str], None]
+
+
+def engine_platform(client: docker.DockerClient) -> str:
+    """The platform the engine runs natively, as "linux/amd64"."""
+    with _engine("asking the Docker engine for its version"):
+        version = client.version()
+    return f"{version.get('Os') or 'linux'}/{version.get('Arch') or 'amd64'}".lower()
+
+
+def image_platform(client: docker.DockerClient, image: str) -> str:
+    """The platform `image` is built for, as "linux/arm64"; DockerError when the engine has no such image."""
+    with _engine(f"inspecting image {image}"):
+        try:
+            attrs = client.api.inspect_image(image)
+        except docker.errors.NotFound:
+            raise DockerError(f"image {image} is not on the Docker engine: build it first, then invoke again") from None
+    return f"{attrs.get('Os') or 'linux'}/{attrs.get('Architecture') or 'amd64'}".lower()
+
+
+def lambda_environment(runtime_api: str, *, function_name: str, memory_mb: int, region: str,
+                       env: Mapping[str, str]) -> dict[str, str]:
+    """The variables Lambda sets for a container image function (the image's own ENV, PATH
+    included, stays), with `env`; no AWS credentials. AWS_EC2_METADATA_DISABLED keeps the AWS SDKs
+    from taking the host's instance credentials instead: the container shares the host's network."""
+    _check_environment(env)
+    today = datetime.datetime.now(datetime.timezone.utc)
+    return {"TZ": ":UTC", "LANG": "en_US.UTF-8", "AWS_EC2_METADATA_DISABLED": "true", **env,
+            "AWS_LAMBDA_RUNTIME_API": runtime_api, "AWS_LAMBDA_FUNCTION_NAME": function_name,
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb),
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand", "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function_name}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": f"{today:%Y/%m/%d}/[$LATEST]{secrets.token_hex(16)}",
+            "AWS_REGION": region, "AWS_DEFAULT_REGION": region,
+            "LAMBDA_TASK_ROOT": "/var/task", "LAMBDA_RUNTIME_DIR": "/var/runtime"}
+
+
+def _check_environment(env: Mapping[str, str]) -> None:
+    """Lambda's rules for a function's variables; a value is never shown (it may be a secret)."""
+    problems = [f"environment variable {name}: Lambda sets this name itself; remove it" if name in RESERVED
+                else f"environment variable {name!r}: not a valid name (letters, digits and _, starting with a letter)"
+                for name in sorted(env) if name in RESERVED or not _ENV_NAME.fullmatch(name)]
+    problems += [f"environment variable {name}: its value holds a NUL character" for name in sorted(env) if "\0" in env[name]]
+    if problems:
+        raise DeployerError(*problems)
+
+
+def invoke_local(client: docker.DockerClient, image: str, event: bytes, *, function_name: str, env: Mapping[str, str],
+                 timeout_seconds: float, memory_mb: int, region: str, log: Log,
+                 cancel: threading.Event | None = None) -> InvokeResult:
+    """Run `image` once with `event` (see the module docstring); its output lines go to `log`
+    from another thread, as they come, all of them before this returns. An image of another
+    platform than the engine's is run all the same (the engine may emulate it); when it exits
+    without an answer, the message says why that may be. Raises DockerError for the engine's
+    failures, Cancelled when `cancel` is set; the container is removed and the server closed in
+    every case, KeyboardInterrupt included."""
+    if len(event) > MAX_PAYLOAD_BYTES:
+        raise DeployerError(f"the event is {len(event)} bytes, more than Lambda's limit of {MAX_PAYLOAD_BYTES} (6 MiB)")
+    _check_environment(env)
+    platform, engine = image_platform(client, image), engine_platform(client)
+    with RuntimeApi(event, function_name=function_name, region=region, timeout_seconds=timeout_seconds) as api:
+        environment = lambda_environment(api.address, function_name=function_name, memory_mb=memory_mb, region=region, env=env)
+        run = _Container(client, log, api.wake)
+        try:
+            run.start(image, environment, function_name, memory_mb)
+            result = _watch(api, run, timeout_seconds, cancel)
+        except BaseException:
+            run.remove(quiet=True)  # what is under way (an error, Ctrl-C) is what the caller must see
+            raise
+        run.remove(quiet=False)
+    if result.status is InvokeStatus.EXITED and platform != engine:  # most likely "exec format error"
+        return replace(result, error_message=f"{result.error_message} (the image is {platform} and the Docker "
+                                   f"engine runs {engine}: it runs the image only with emulation, QEMU binfmt)")
+    return result
+
+
+def _watch(api: RuntimeApi, run: _Container, timeout_seconds: float, cancel: threading.Event | None) -> InvokeResult:
+    while True:
+        api.wake.clear()  # before looking: a change from here on ends the wait below at once
+        now = time.monotonic()
+        if api.reported is not None:
+            return _result(api, run, api.reported)
+        if api.invoked_at is None:
+            limit, message = run.started_at + INIT_TIMEOUT_SECONDS, f"Init phase timed out after {INIT_TIMEOUT_SECONDS:.2f} seconds"
+        else:
+            limit, message = api.invoked_at + timeout_seconds, f"Task timed out after {timeout_seconds:.2f} seconds"
+        if now >= limit:
+            return _result(api, run, Reported(InvokeStatus.TIMED_OUT, b"", "Sandbox.Timedout", message, (), now))
+        if run.output.ended.is_set():  # the container stopped: the process exited
+            run.output.check()
+            code, out_of_memory = run.exit_status()
+            if api.reported is not None:  # posted just before it exited
+                return _result(api, run, api.reported)
+            return _result(api, run, _exit_report(code, out_of_memory), exit_code=code)
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(f"local invoke of {api.function_name} stopped: cancelled")
+        api.wake.wait(min(WAIT_SLICE_SECONDS, limit - now))
+
+
+def _exit_report(code: int, out_of_memory: bool) -> Reported:
+    """Lambda's words for a runtime that exited without an answer (Go's os/exec wording)."""
+    if code == 0:
+        said = "Runtime exited without providing a reason"
+    elif code > 128 and 0 < code - 128 < signal.NSIG and signal.strsignal(code - 128):
+        said = f"Runtime exited with error: signal: {str(signal.strsignal(code - 128)).lower()}"
+    else:
+        said = f"Runtime exited with error: exit status {code}"
+    error_type = "Runtime.OutOfMemory" if out_of_memory else "Runtime.ExitError"
+    return Reported(InvokeStatus.EXITED, b"", error_type, said, (), time.monotonic())
+
+
+def _result(api: RuntimeApi, run: _Container, reported: Reported, exit_code: int | None = None) -> InvokeResult:
+    invoked = api.invoked_at
+    init = (invoked if invoked is not None else reported.at) - run.started_at
+    duration = reported.at - invoked if invoked is not None else 0.0
+    return InvokeResult(reported.status, api.request_id, max(duration, 0.0), max(init, 0.0), reported.payload,
+                        reported.error_type, reported.error_message, reported.stack_trace, exit_code)
+
+
+class _Container:
+    """The function's container. Its name is made here, unique, so that it can be removed even when
+    an interrupt came before the engine said its ID. Lambda's limits where the engine has them:
+    memory (no swap), 1024 processes, 1024 open files, a read-only file system but /tmp (512 MB);
+    no capability, as Lambda's unprivileged user (the host's network is shared: no raw sockets)."""
+
+    def __init__(self, client: docker.DockerClient, log: Log, wake: threading.Event) -> None:
+        self.client = client
+        self.name = f"deployer-invoke-{uuid.uuid4().hex[:12]}"
+        self.output = _Output(log, wake)
+        self.started_at = time.monotonic()
+        self._created = False
+
+    def start(self, image: str, environment: Mapping[str, str], function_name: str, memory_mb: int) -> None:
+        api = self.client.api
+        with _engine(f"creating a container of image {image}"):
+            host_config = api.create_host_config(
+                network_mode="host", mem_limit=f"{memory_mb}m", memswap_limit=f"{memory_mb}m", pids_limit=1024,
+                ulimits=[docker.types.Ulimit(name="nofile", soft=1024, hard=1024)], read_only=True,
+                tmpfs={"/tmp": "rw,size=512m"}, cap_drop=["ALL"], security_opt=["no-new-privileges"],
+                log_config={"type": "json-file", "config": {"max-size": "10m", "max-file": "2"}})
+            self._created = True  # from here on a container may exist, even if the call is interrupted
+            api.create_container(image, name=self.name, environment=dict(environment), host_config=host_config,
+                                 labels={LABEL: "1", FUNCTION_LABEL: function_name})
+        with _engine(f"starting the container of image {image}"):
+            api.start(self.name)
+        self.started_at = time.monotonic()
+        self.output.start(lambda: api.logs(self.name, stream=True, follow=True))
+
+    def exit_status(self) -> tuple[int, bool]:
+        """The exit code of the stopped process, and whether it ran out of memory."""
+        with _engine("waiting for the function's container to exit"):
+            code = self.client.api.wait(self.name, timeout=ENGINE_WAIT_SECONDS).get("StatusCode", -1)
+            state = self.client.api.inspect_container(self.name).get("State") or {}
+        return int(code), bool(state.get("OOMKilled"))
+
+    def remove(self, quiet: bool) -> None:
+        """Kill, let the output reader finish, remove (anonymous volumes too). `quiet`: a failure
+        to remove is not raised (another error is on its way)."""
+        if not self._created:
+            return
+        api = self.client.api
+        if self.output.started:
+            with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
+                api.kill(self.name)  # fails when stopped already; removing kills it anyway
+            self.output.drain(DRAIN_SECONDS)
+        try:
+            api.remove_container(self.name, v=True, force=True)
+        except docker.errors.NotFound:
+            pass
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            if not quiet:
+                raise DockerError(f"cannot remove the function's container {self.name}: {_said(exc)}; "
+                                  f"remove it with: docker rm -f {self.name}") from None
+
+
+class _LogFailed(Exception):
+    """`log` itself raised (a closed stdout): not the engine's failure."""
+
+
+class _Output:
+    """The container's stdout and stderr, read on a thread of its own and given to `log` line by
+    line (a line longer than LOG_LINE_BYTES in pieces of it, bytes not UTF-8 replaced). The stream
+    ends when the container stops: then `ended` and `wake` are set, `failure` holds what broke it."""
+
+    def __init__(self, log: Log, wake: threading.Event) -> None:
+        self._log = log
+        self._wake = wake
+        self._stream: Any = None
+        self.started = False
+        self.ended = threading.Event()
+        self.failure: BaseException | None = None
+
+    def start(self, open_stream: Callable[[], Any]) -> None:
+        self.started = True
+        threading.Thread(target=self._read, args=(open_stream,), name="deployer-invoke-output", daemon=True).start()
+
+    def _read(self, open_stream: Callable[[], Any]) -> None:
+        pending = b""
+        try:
+            self._stream = open_stream()
+            for chunk in self._stream:
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    self._emit(line)
+                while len(pending) >= LOG_LINE_BYTES:
+                    self._emit(pending[:LOG_LINE_BYTES])
+                    pending = pending[LOG_LINE_BYTES:]
+            if pending:
+                self._emit(pending)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread by check()
+            self.failure = exc
+        finally:
+            self.ended.set()
+            self._wake.set()
+
+    def _emit(self, line: bytes) -> None:
+        for start in range(0, max(len(line), 1), LOG_LINE_BYTES):
+            text = line[start:start + LOG_LINE_BYTES].rstrip(b"\r").decode("utf-8", "replace")
+            try:
+                self._log(text)
+            except Exception as exc:
+                raise _LogFailed() from exc
+
+    def drain(self, seconds: float) -> None:
+        """Wait for the rest of the output; past `seconds` (an engine that does not end the
+        stream), close it."""
+        if not self.ended.wait(seconds) and self._stream is not None:
+            with contextlib.suppress(Exception):
+                self._stream.close()
+
+    def check(self) -> None:
+        """Raise what broke the stream: `log`'s own error as it is, the engine's as a DockerError."""
+        if isinstance(self.failure, _LogFailed) and self.failure.__cause__ is not None:
+            raise self.failure.__cause__
+        if self.failure is not None:
+            raise DockerError(f"reading the function's output failed: {_said(self.failure)}") from None
+
+
+@contextlib.contextmanager
+def _engine(doing: str) -> Iterator[None]:
+    """The SDK's failures as a DockerError that says what failed; never the request URL."""
+    try:
+        yield
+    except (docker.errors.DockerException, requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            raise DockerError(f"{doing} failed: the Docker engine did not answer ({_said(exc)}); "
+                              "start Docker or set DOCKER_HOST") from None
+        raise DockerError(f"{doing} failed: {_said(exc)}") from None
+
+
+_URL = re.compile(r"[a-z][a-z0-9+.-]*://\S*", re.IGNORECASE)
+
+
+def _said(exc: BaseException) -> str:
+    """What the engine said (an APIError's explanation), with any URL cut out."""
+    return _URL.sub("(engine)", str(getattr(exc, "explanation", None) or exc or type(exc).__name__)).strip()

@@ -1,0 +1,3 @@
+module example.com/runtimefixture
+
+go 1.22

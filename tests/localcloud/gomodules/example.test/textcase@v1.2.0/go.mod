@@ -1,0 +1,3 @@
+module example.test/textcase
+
+go 1.22

@@ -1,0 +1,3 @@
+module private.example.test/vault
+
+go 1.22
