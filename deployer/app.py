@@ -45,14 +45,32 @@ class Validated:
 def validate(paths: Sequence[Path]) -> Validated:
     """Load deploy.yaml files (InvalidSpecError lists every problem in them), then lay out each
     function's build context, which reads the tree and writes nothing: what plan would refuse
-    (go.mod files, replace targets, build args, symlinks, unreadable files) is found here too."""
+    (go.mod files, replace targets, build args, symlinks, unreadable files) is found here too.
+    Of a context laid out, the require lines its build cannot satisfy are problems as well
+    (module_graph.unresolved_requires): plan does not look for them, the build would fail on them."""
+    from deployer.layout import inputs, lay_out, reading_errors
+    from deployer.module_graph import unresolved_requires
+
     spec = load(paths)
     problems: list[Diagnostic] = []
+    unresolved: set[Diagnostic] = set()  # a go.mod line is one problem, whoever shares its module
     for fn in spec.functions:
         try:
-            layout(fn)
+            with reading_errors(fn):  # layout(fn), keeping the module graph it is made from
+                found = inputs(fn)
+                lay_out(fn, found)
         except BuildContextError as exc:  # every function is laid out: all problems at once
             problems.extend(exc.diagnostics)
+            continue
+        # GOPROXY=off (or a list starting with off: Go tries its entries in order) downloads
+        # nothing, so no require may be left to a proxy. A Dockerfile build's Go environment is
+        # the Dockerfile's, unknown here: only placeholder versions are sure to fail there.
+        proxies = fn.build.go_environment().get("GOPROXY", "").replace("|", ",").split(",")
+        goproxy_off = fn.build.compiles_go and proxies[0].strip() == "off"
+        for problem in unresolved_requires(found.graph, goproxy_off=goproxy_off):
+            if problem not in unresolved:
+                unresolved.add(problem)
+                problems.append(problem)
     return Validated(spec, tuple(problems))
 
 
@@ -198,7 +216,7 @@ def apply(work: Work, clients: Clients, options: ApplyOptions, reporter: Reporte
     building = [work.specs[fp.name] for fp in work.plan.functions
                 if fp.name in work.specs and any(isinstance(s, BuildImage) for s in fp.steps)]
     options = dataclasses.replace(options, netrcs=credentials(building, os.environ))  # a bad one stops before anything runs
-    docker = DockerGateway(_cache(cache_dir))
+    docker = _docker(cache_dir)
     executor = Executor(lambda region: LambdaGateway(clients, region), lambda region: EcrGateway(clients, region),
                         docker, options, reporter)
     refused = [Outcome.refused(r.name, r.message) for r in work.refusals]
@@ -219,6 +237,14 @@ def credentials(specs: Iterable[FunctionSpec], env: Mapping[str, str]) -> dict[s
             if netrc is not None:
                 found[variable] = netrc
     return found
+
+
+def _docker(cache_dir: Path | None) -> DockerGateway:
+    """The engine of DOCKER_HOST, with the Go caches' volume and cache dir."""
+    from deployer.docker_gateway import DockerGateway
+    from deployer.go_build import cache_volume_from_env
+
+    return DockerGateway(_cache(cache_dir), cache_volume_from_env(os.environ))
 
 
 def _cache(cache_dir: Path | None) -> CacheDir | None:
@@ -258,7 +284,7 @@ def build(paths: Sequence[Path], names: Sequence[str], options: LocalBuildOption
     spec = load(paths)
     functions = [spec.function(name) for name in dict.fromkeys(names)] or list(spec.functions)
     options = dataclasses.replace(options, netrcs=credentials(functions, os.environ))
-    docker = DockerGateway(_cache(cache_dir))
+    docker = _docker(cache_dir)
     builder = LocalBuilder(docker, reporter, options)
     images = builder.build(functions)
     _save_cache(docker, [fn for fn, image in zip(functions, images) if not image.error], reporter)

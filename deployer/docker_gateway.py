@@ -24,7 +24,7 @@ import requests.exceptions
 import urllib3.exceptions
 
 from deployer.errors import DockerError
-from deployer.go_build import CacheDir, CompileJob, GoCompiler
+from deployer.go_build import CACHE_VOLUME, CacheDir, CompileJob, GoCompiler
 from deployer.ports import ImmutableTagRefused, PushStalled, RegistryAuthRefused
 from deployer.redact import build_arg_secrets, credential_secrets, redact
 from deployer.registry import RegistryLogin
@@ -59,12 +59,13 @@ def _quiet(_: str) -> None:
 
 
 class DockerGateway:
-    def __init__(self, cache: CacheDir | None = None) -> None:
+    def __init__(self, cache: CacheDir | None = None, cache_volume: str = CACHE_VOLUME) -> None:
         self._client: Any = None
         self._short: Any = None  # the same engine, with ENGINE_READ_TIMEOUT_SECONDS for reads
         self._lock = threading.Lock()
         self._calls = threading.local()  # per worker thread: the build whose response to catch
         self._cache = cache
+        self._cache_volume = cache_volume
         self._compiler: GoCompiler | None = None
 
     @property
@@ -73,7 +74,7 @@ class DockerGateway:
         client = self.client
         with self._lock:
             if self._compiler is None:
-                self._compiler = GoCompiler(client.api, self._cache)
+                self._compiler = GoCompiler(client.api, self._cache, self._cache_volume)
             return self._compiler
 
     def compile_go(self, job: CompileJob, log: Log = _quiet, cancel: threading.Event | None = None) -> bytes:

@@ -8,7 +8,7 @@ local one does. The image is then made from the runtime base and the binary alon
 RUNTIME Dockerfile, no RUN step) by the docker gateway.
 
 Module downloads (GOMODCACHE) and build outputs (GOCACHE) live on one named volume of the
-engine, CACHE_VOLUME, shared by every build and every function on that engine: the go command
+engine, CACHE_VOLUME (or the one DEPLOYER_GO_CACHE_VOLUME names), shared by every build and every function on that engine: the go command
 locks its caches itself, so parallel compiles are safe. `--cache-dir` (`CacheDir`) saves that
 volume as a tar on this machine after a run that compiled, and restores it into a volume the
 engine did not have (a fresh CI machine): both through the archive API as well.
@@ -45,6 +45,10 @@ from deployer.layout import GoBuild
 from deployer.redact import redact
 
 CACHE_VOLUME = "deployer-go-cache"
+# DEPLOYER_GO_CACHE_VOLUME names another volume: caches kept apart (a bench's cold builds, a team
+# that wants one cache per project on a shared engine).
+CACHE_VOLUME_ENV = "DEPLOYER_GO_CACHE_VOLUME"
+_VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
 CACHE_MOUNT = "/deployer-cache"
 SOURCE_DIR = "/src"
 BINARY = "/out/bootstrap"
@@ -126,6 +130,15 @@ class CompileJob:
         return env
 
 
+def cache_volume_from_env(env: Mapping[str, str]) -> str:
+    """The engine volume of the Go caches: CACHE_VOLUME unless the environment names another."""
+    name = env.get(CACHE_VOLUME_ENV, "") or CACHE_VOLUME
+    if not _VOLUME_NAME.fullmatch(name):
+        raise DeployerError(f"{CACHE_VOLUME_ENV}: {name[:80]!r} is not a Docker volume name (letters, digits, _ . -, "
+                            "starting with a letter or digit, at most 128); fix or unset it")
+    return name
+
+
 def _tar_of(job: CompileJob) -> IO[bytes]:
     """The compile container's input: the context under src/, an empty out/, and the netrc. In
     an unnamed temporary file: a crash leaves no copy of the credentials behind."""
@@ -172,9 +185,10 @@ class GoCompiler:
     """Runs compiles on one engine (`api`: the docker SDK's low-level client, with a long read
     timeout) and keeps its cache volume, restoring it once per process from `cache` if given."""
 
-    def __init__(self, api: Any, cache: CacheDir | None = None) -> None:
+    def __init__(self, api: Any, cache: CacheDir | None = None, volume: str = CACHE_VOLUME) -> None:
         self.api = api
         self.cache = cache
+        self.volume = volume
         self._ready = threading.Lock()
         self._volume_ready = False
         self.compiled = False  # whether anything was compiled: the cache is then worth saving
@@ -213,7 +227,7 @@ class GoCompiler:
         try:
             host_config = self.api.create_host_config(
                 network_mode="host",  # a module proxy on the machine's loopback is reachable
-                mounts=[docker.types.Mount(target=CACHE_MOUNT, source=CACHE_VOLUME, type="volume")],
+                mounts=[docker.types.Mount(target=CACHE_MOUNT, source=self.volume, type="volume")],
             )
             created = self.api.create_container(
                 job.recipe.builder_image, command=["go", "build", *job.recipe.flags, "-o", BINARY, "."],
@@ -265,18 +279,18 @@ class GoCompiler:
                 return
             with self._machine_lock():
                 try:
-                    self.api.inspect_volume(CACHE_VOLUME)
+                    self.api.inspect_volume(self.volume)
                     fresh = False
                 except docker.errors.NotFound:
-                    self.api.create_volume(CACHE_VOLUME, labels={LABEL: "cache"})
+                    self.api.create_volume(self.volume, labels={LABEL: "cache"})
                     fresh = True
                 if fresh and self.cache is not None:
-                    self.cache.restore(self.api, helper_image, log)
+                    self.cache.restore(self.api, helper_image, self.volume, log)
             self._volume_ready = True
 
     @contextlib.contextmanager
     def _machine_lock(self) -> Iterator[None]:
-        path = Path(tempfile.gettempdir()) / f"deployer-{CACHE_VOLUME}.lock"
+        path = Path(tempfile.gettempdir()) / f"deployer-{self.volume}.lock"
         fd = locks.acquire(path, wait=time.sleep, note=f"pid {os.getpid()}")
         try:
             yield
@@ -286,7 +300,7 @@ class GoCompiler:
     def save_cache(self, helper_image: str, log: Log) -> None:
         """Write the cache volume to the cache dir, if one is given and this run compiled."""
         if self.cache is not None and self.compiled:
-            self.cache.save(self.api, helper_image, log)
+            self.cache.save(self.api, helper_image, self.volume, log)
 
 
 @dataclass(frozen=True)
@@ -302,9 +316,9 @@ class CacheDir:
         return self.path / CACHE_ARCHIVE
 
     @contextlib.contextmanager
-    def _helper(self, api: Any, image: str) -> Iterator[str]:
+    def _helper(self, api: Any, image: str, volume: str) -> Iterator[str]:
         """A container (never started) that mounts the cache volume, for archive transfers."""
-        host_config = api.create_host_config(mounts=[docker.types.Mount(target=CACHE_MOUNT, source=CACHE_VOLUME, type="volume")])
+        host_config = api.create_host_config(mounts=[docker.types.Mount(target=CACHE_MOUNT, source=volume, type="volume")])
         container = str(api.create_container(image, command=["true"], labels={LABEL: "cache"}, host_config=host_config)["Id"])
         try:
             yield container
@@ -312,13 +326,13 @@ class CacheDir:
             with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
                 api.remove_container(container, force=True)
 
-    def restore(self, api: Any, image: str, log: Log) -> None:
+    def restore(self, api: Any, image: str, volume: str, log: Log) -> None:
         if not self.archive.is_file():
             log(f"cache dir {self.path}: no {CACHE_ARCHIVE} yet; starting with empty Go caches")
             return
         started = time.monotonic()
         try:
-            with self._helper(api, image) as container, self.archive.open("rb") as data:
+            with self._helper(api, image, volume) as container, self.archive.open("rb") as data:
                 api.put_archive(container, "/", data)
         except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
             # A broken cache costs time, not correctness: the go command fills the caches again.
@@ -326,14 +340,14 @@ class CacheDir:
             return
         log(f"restored the Go caches from {self.archive} in {time.monotonic() - started:.1f}s")
 
-    def save(self, api: Any, image: str, log: Log) -> None:
+    def save(self, api: Any, image: str, volume: str, log: Log) -> None:
         started = time.monotonic()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=self.path, prefix=".go-cache-", suffix=".tmp", delete=False) as out:
                 partial = Path(out.name)
                 try:
-                    with self._helper(api, image) as container:
+                    with self._helper(api, image, volume) as container:
                         chunks, _ = api.get_archive(container, CACHE_MOUNT)
                         for chunk in chunks:
                             out.write(chunk)

@@ -4,8 +4,10 @@ Starting from the function's go.mod, every local replace directive is followed, 
 through the targets' own go.mod files, plus the explicit `build.shared_modules`. When a go.work
 covers the function (deployer.workspace), modules also come from the workspace: a module path
 that a module of the graph requires joins the graph when a `use` directory provides it, or when
-the go.work replaces it with a local directory; modules the function does not reach (other
-functions listed in `use`) stay out. A target inside the function directory travels with the
+the go.work replaces it with a local directory, and so does the `use` module holding a package
+that a Go file of the graph imports (Go needs no require for it: deployer.workspace scans the
+files' imports); modules the function does not reach (other functions listed in `use`) stay out.
+Module mode (no go.work) reads no Go file. A target inside the function directory travels with the
 function's files; any other target is a *shared module*, copied to `shared/<name>/`. Every target
 is checked (exists, is a directory, inside the repository root, has a go.mod declaring the
 replaced module path); all problems of one function are collected into one BuildContextError
@@ -223,21 +225,35 @@ class _Discovery:
         if self.workspace is not None:
             for req in module.parsed.requires:
                 self.require(module, req, self.workspace)
+            self.imported(module, self.workspace)
+
+    def join(self, path: str, why: str, ws: workspace.Workspace) -> None:
+        """Bring in the `use` module declaring module path `path` (if any), which `why` needs."""
+        target = self.provided.get(path)
+        if target is None or target in self.modules or target in self.work_done:
+            return
+        use, dep = self.use_modules[target]
+        unfit = None if inside(target, self.func_dir) else self.unfit_shared(target)
+        if unfit:
+            self.work_done.add(target)
+            self.problem(ws.shown, f"use {clip(use.path)} (module {clip(path)}, {why}): {unfit}",
+                         "move the shared code into a module directory of its own", use.line)
+        else:
+            self.visit(dep)
+
+    def imported(self, module: Module, ws: workspace.Workspace) -> None:
+        """Bring in the `use` modules holding packages that `module`'s Go files import."""
+        if all(t in self.modules or t in self.work_done for t in self.provided.values()):
+            return  # every workspace module is in already: no file needs reading
+        for imp in workspace.module_imports(module.dir, self.root):
+            path = workspace.providing_module(imp.path, self.provided)
+            if path is not None:
+                self.join(path, f"imported by {display(imp.file)}:{imp.line}", ws)
 
     def require(self, owner: Module, req: gomod.Require, ws: workspace.Workspace) -> None:
         """Bring in what the workspace provides for a required module path: the `use` module
         declaring it, and the local target of a go.work replace of it."""
-        target = self.provided.get(req.path)
-        if target is not None and target not in self.modules and target not in self.work_done:
-            use, dep = self.use_modules[target]
-            unfit = None if inside(target, self.func_dir) else self.unfit_shared(target)
-            if unfit:
-                self.work_done.add(target)
-                self.problem(ws.shown, f"use {clip(use.path)} (module {clip(req.path)}, required by "
-                             f"{display(owner.gomod_path)}:{req.line}): {unfit}",
-                             "move the shared code into a module directory of its own", use.line)
-            else:
-                self.visit(dep)
+        self.join(req.path, f"required by {display(owner.gomod_path)}:{req.line}", ws)
         for rep in ws.parsed.replaces:
             if rep.old_path == req.path and rep.is_local and rep.line not in self.work_done:
                 self.work_done.add(rep.line)

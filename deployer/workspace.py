@@ -16,16 +16,28 @@ replacements a function reaches; `render` writes the go.work of the context: the
 `go`, `toolchain` and `godebug` lines, `use .` and the reached modules at their places in the
 context, and the replacements kept (local ones pointing into the context). The original
 go.work.sum is copied as it is: it holds checksums the workspace build verifies.
+
+Go resolves an imported package from the workspace modules whether or not a `require` line leads
+there, so deployer.module_graph also asks which packages the graph's modules import:
+`module_imports` lists the import paths of a module's Go files, and `providing_module` names the
+workspace module that holds one (the longest module path that is a prefix of it, as Go picks).
+Only what the go command may compile is read: `.go` files but `_test.go` ones, outside `testdata`
+directories, files and directories whose names begin with `.` or `_`, and nested modules (a
+directory with a go.mod of its own). Build constraints are not evaluated: a file no build
+compiles may bring in a module the image does not need, which costs a copy, never a build.
 """
 
 from __future__ import annotations
 
+import codecs
+import functools
 import os
 import posixpath
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Mapping, Sequence
 
 from deployer import gomod
 from deployer.errors import Diagnostic
@@ -206,3 +218,189 @@ def render(ws: Workspace, uses: Sequence[str], replaces: Sequence[tuple[gomod.Re
     if replaces:
         sections.append(_section(b"replace", [gomod.replace_arguments(ws.data, rep, new) for rep, new in replaces]))
     return b"\n".join(sections)
+
+
+# --- the imports of a module's Go files ------------------------------------------------------
+
+# How much of a .go file is read for its imports. The import declarations follow the package
+# clause, before any other declaration, so they sit in a file's first few KiB; reading a whole
+# generated file of megabytes would cost time for nothing. A header longer than this (a licence
+# and hundreds of imports) loses the imports past the limit: a workspace module only those import
+# stays out of the context, and the build names the missing package.
+IMPORT_SCAN_BYTES = 64 * 1024
+
+# The tokens of a Go file's header. An unterminated comment or string, or a character no header
+# holds, matches nothing: the scan stops there (the file is cut at IMPORT_SCAN_BYTES, or not Go).
+_GO_TOKEN = re.compile(r"""
+      (?P<space>[ \t\r\n\ufeff]+)
+    | (?P<comment>//[^\n]*|/\*.*?\*/)
+    | (?P<string>"(?:[^"\\\n]|\\.)*")
+    | (?P<raw>`[^`]*`)
+    | (?P<ident>[^\W\d]\w*)
+    | (?P<punct>[();.])
+""", re.VERBOSE | re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Import:
+    """An import path of a module's Go files, with the first file (and line) importing it."""
+
+    path: str
+    file: Path
+    line: int
+
+
+class _HeaderEnd(Exception):
+    """The header of a Go file is over (or cannot be read further)."""
+
+
+def _go_tokens(text: str) -> Iterator[tuple[str, str, int]]:
+    """(kind, text, line) of each token of `text` but spaces and comments, up to where it ends."""
+    pos, line = 0, 1
+    while (m := _GO_TOKEN.match(text, pos)) is not None:
+        kind, value = m.lastgroup or "", m.group()
+        if kind not in ("space", "comment"):
+            yield kind, value, line
+        line += value.count("\n")
+        pos = m.end()
+
+
+def _import_path(kind: str, token: str) -> str | None:
+    """The value of an import path string (Go's strconv.Unquote); None when it holds a bad escape."""
+    body = token[1:-1]
+    if kind == "raw":
+        return body.replace("\r", "")
+    if "\\" not in body:
+        return body
+    try:  # Go's escapes are Python's; an import path is ASCII (module.CheckImportPath)
+        return codecs.decode(body, "unicode_escape")
+    except (UnicodeError, ValueError):
+        return None
+
+
+def go_imports(data: bytes) -> tuple[tuple[str, int], ...]:
+    """(path, line) of each import declared in the Go source `data` (its first IMPORT_SCAN_BYTES):
+    `import "p"`, `import name "p"`, `import ( ... )` blocks, `;` or newlines between them, after
+    the package clause; reading stops at the first other declaration, as the Go parser's
+    ImportsOnly mode does. Nothing for a file that does not start with a package clause."""
+    tokens = _go_tokens(data[:IMPORT_SCAN_BYTES].decode("utf-8", "surrogateescape"))
+    found: list[tuple[str, int]] = []
+
+    def take() -> tuple[str, str, int]:
+        tok = next(tokens, None)
+        if tok is None:
+            raise _HeaderEnd
+        return tok
+
+    def spec(tok: tuple[str, str, int]) -> None:  # ImportSpec = [ "." | "_" | name ] ImportPath
+        if tok[0] == "ident" or tok[1] == ".":
+            tok = take()
+        if tok[0] not in ("string", "raw"):
+            raise _HeaderEnd  # not Go: whatever follows is no import
+        path = _import_path(tok[0], tok[1])
+        if path is not None:
+            found.append((path, tok[2]))
+
+    try:
+        if take()[:2] != ("ident", "package") or take()[0] != "ident":
+            return ()
+        tok = take()
+        while True:
+            if tok[1] == ";":
+                tok = take()
+                continue
+            if tok[:2] != ("ident", "import"):
+                break  # the first declaration that is no import: the header is over
+            tok = take()
+            if tok[1] == "(":
+                while (tok := take())[1] != ")":
+                    if tok[1] != ";":
+                        spec(tok)
+            else:
+                spec(tok)
+            tok = take()
+    except _HeaderEnd:
+        pass
+    return tuple(found)
+
+
+def _read_head(path: Path, root: Path) -> bytes:
+    """The first IMPORT_SCAN_BYTES of the regular file `path` inside `root` (deployer.paths'
+    checks: open_inside is read_inside's streaming form, which can stop early)."""
+    chunks: list[bytes] = []
+    total = 0
+    with open_inside(path, root) as f:
+        while total < IMPORT_SCAN_BYTES:  # a raw read may return less than asked: loop
+            chunk = f.read(IMPORT_SCAN_BYTES - total)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    return b"".join(chunks)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _file_imports(path: Path, root: Path, version: tuple[int, ...]) -> tuple[tuple[str, int], ...]:
+    """go_imports of the file at `path`, read once per `version` (its identity, size and times):
+    the functions of a monorepo share their workspace modules, whose files are read for the
+    first function only. A file that cannot be read imports nothing here: deployer.layout reports
+    it when it lists or hashes the tree."""
+    try:
+        return go_imports(_read_head(path, root))
+    except OSError:
+        return ()
+
+
+def _go_files(module_dir: Path) -> Iterator[tuple[Path, os.stat_result]]:
+    """The Go files of the module in `module_dir` that the go command may compile (see the module
+    docstring), with their stat (links followed), in a stable order. Links to directories are
+    not followed (a link inside the tree leads to files the walk finds where they are)."""
+    stack = [module_dir]
+    while stack:
+        directory = stack.pop()
+        try:
+            with os.scandir(directory) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:  # deployer.layout reports a directory it cannot list
+            continue
+        below: list[Path] = []
+        for entry in entries:
+            name = entry.name
+            if name.startswith((".", "_")):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if name != "testdata" and not os.path.lexists(os.path.join(entry.path, "go.mod")):
+                        below.append(Path(entry.path))
+                elif name.endswith(".go") and not name.endswith("_test.go"):
+                    st = entry.stat()
+                    if stat.S_ISREG(st.st_mode):  # a FIFO is never opened (layout reports it)
+                        yield Path(entry.path), st
+            except OSError:  # a dangling link, a file gone since the listing
+                continue
+        stack.extend(reversed(below))
+
+
+def module_imports(module_dir: Path, root: Path) -> tuple[Import, ...]:
+    """Every import path of the module in `module_dir` (resolved, inside the resolved `root`), once,
+    with the first file importing it; files are read through deployer.paths (regular files
+    inside the root), IMPORT_SCAN_BYTES of each."""
+    first: dict[str, Import] = {}
+    for path, st in _go_files(module_dir):
+        version = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        for imported, line in _file_imports(path, root, version):
+            if imported not in first:
+                first[imported] = Import(imported, path, line)
+    return tuple(first.values())
+
+
+def providing_module(import_path: str, modules: Mapping[str, object]) -> str | None:
+    """The module path among `modules` that holds the package `import_path`: the longest one that
+    is the path itself or a prefix of it ending at a `/`, as Go picks among nested modules."""
+    path = import_path
+    while path not in modules:
+        cut = path.rfind("/")
+        if cut < 0:
+            return None
+        path = path[:cut]
+    return path

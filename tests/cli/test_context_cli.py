@@ -30,7 +30,7 @@ def test_context_writes_function_and_shared_modules_and_prints_digest(tmp_path: 
 def test_context_of_unknown_function_names_the_known_ones(tmp_path: Path) -> None:
     result = run("context", "deploy.example.yaml", "--function", "nope", "--out", str(tmp_path / "ctx"))
     assert result.returncode == 1
-    assert result.stderr == "error: no function named 'nope' in 1 deploy.yaml file(s); known: finalize-with-error\n"
+    assert result.stderr == "error: no function named 'nope' in 1 deploy.yaml file(s); known: finalize-with-error, greet\n"
     assert not (tmp_path / "ctx").exists()
 
 

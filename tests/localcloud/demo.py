@@ -5,8 +5,8 @@ running a placeholder image), then runs what a team's CI runs: `deployer plan --
 plan a reviewer approves), `deployer apply plan.json`, and `deployer plan` again, which must report
 no changes. It runs in a copy of the repository's examples in a temporary checkout, so nothing of
 the working tree is written; deploy.example.yaml is used as committed, except that the copy points
-the build at the offline stand-in base images (the real ones cannot be pulled here) and turns the
-Go module proxy off.
+the build at the offline stand-in base images (the real ones cannot be pulled here) and at the
+local cloud's Go module proxy (which serves greet's dependencies).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def standin_checkout(source: Path, dest_dir: Path, env: dict[str, str]) -> Path:
     data: Any = yaml.load(source.read_text())
     shared_build = data.setdefault("defaults", {}).setdefault("build", {})
     shared_build["builder_image"] = env["DEPLOYER_STANDIN_BUILDER"]
-    shared_build.setdefault("go_env", {})["GOPROXY"] = "off"
+    shared_build.setdefault("go_env", {})["GOPROXY"] = env["DEPLOYER_GOPROXY"]  # the local cloud's module proxy
     for fn in data["functions"]:
         platform = fn.get("platform", data["defaults"].get("platform", "linux/arm64"))
         build = fn.setdefault("build", {})

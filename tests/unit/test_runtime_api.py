@@ -17,18 +17,8 @@ import docker
 import pytest
 
 from deployer.errors import DeployerError, DockerError
-from deployer.local_invoke import (
-    ERROR_MESSAGE_CHARS,
-    MAX_PAYLOAD_BYTES,
-    InvokeResult,
-    InvokeStatus,
-    Reported,
-    RuntimeApi,
-    describe,
-    invoke_local,
-    lambda_environment,
-    read_event,
-)
+from deployer.local_invoke import InvokeResult, describe, invoke_local, lambda_environment
+from deployer.runtime_api import ERROR_MESSAGE_CHARS, MAX_PAYLOAD_BYTES, InvokeStatus, Reported, RuntimeApi, read_event
 
 EVENT = b'{"name": "unit"}'
 NEXT = "/2018-06-01/runtime/invocation/next"

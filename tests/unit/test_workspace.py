@@ -18,10 +18,10 @@ from typing import Callable, Union
 
 import pytest
 
-from deployer import gomod
+from deployer import gomod, workspace
 from deployer.errors import BuildContextError, Diagnostic
 from deployer.module_graph import ModuleGraph, discover, unresolved_requires
-from deployer.workspace import GO_WORK, HEADER, find_go_work, render
+from deployer.workspace import GO_WORK, HEADER, IMPORT_SCAN_BYTES, find_go_work, go_imports, providing_module, render
 from deployer.workspace import load as load_workspace
 from tests.unit.context_helpers import make_fn, write_tree
 
@@ -185,6 +185,7 @@ def test_a_workspace_module_inside_the_function_directory_travels_with_it(in_rep
     repo = in_repo({
         "go.work": BASE_WORK.replace(b")", b"\t./services/intake/start-job/internal/helper\n)"),
         f"{FUNCTION}/go.mod": gomod_file(FUNCTION, f"example.com/{FUNCTION}/internal/helper"),
+        f"{FUNCTION}/main.go": f'package main\n\nimport "example.com/{FUNCTION}/internal/helper"\n'.encode(),
         f"{FUNCTION}/internal/helper/go.mod": gomod_file(f"{FUNCTION}/internal/helper"),
     })
     graph = graph_of(repo)
@@ -259,6 +260,163 @@ def test_nearest_go_work_decides_and_its_paths_are_relative_to_it(in_repo: Calla
     assert graph.workspace.source == Path.cwd() / "services/go.work"
     assert graph.workspace.go_work_sum == Path.cwd() / "services/go.work.sum"
     assert sorted(context_paths(graph).values()) == ["", "shared/logger", "shared/s3state"]
+
+
+# --- imports: workspace modules no require names ---------------------------------------------
+
+GO_IMPORT_CASES: list[tuple[str, bytes, list[tuple[str, int]]]] = [
+    ("one import", b'package main\n\nimport "fmt"\n', [("fmt", 3)]),
+    ("a name, a dot, a blank", b'package p\nimport lg "a/logger"\nimport . "a/dot"\nimport _ "a/blank"\n',
+     [("a/logger", 2), ("a/dot", 3), ("a/blank", 4)]),
+    ("a block with comments and a raw string", (
+        b'// Copyright\n/* a licence\n   of two lines */\npackage p // the package\n\n'
+        b'import (\n\t// the state\n\tst "a/state" /* its name */\n\t_ `a/raw`\n\n\t"a/plain"; "a/same-line"\n)\n'),
+     [("a/state", 8), ("a/raw", 9), ("a/plain", 11), ("a/same-line", 11)]),
+    ("build constraints, a BOM, CRLF", b'\xef\xbb\xbf//go:build linux\r\n\r\npackage p\r\n\r\nimport "a/x"\r\n',
+     [("a/x", 5)]),
+    ("declarations on one line", b'package p; import "a/x"; import ("a/y"); func F() {}\n', [("a/x", 1), ("a/y", 1)]),
+    ("escapes in an interpreted string", b'package p\nimport "a/\\x62\\u0063"\n', [("a/bc", 2)]),
+    ("an empty block", b'package p\nimport ()\nimport "a/x"\n', [("a/x", 3)]),
+    # the header ends at the first other declaration: what follows is code, not imports
+    ("imports stop at the first declaration", b'package p\nimport "a/x"\nvar s = "import"\nimport "a/late"\n',
+     [("a/x", 2)]),
+    ("cgo's preamble is a comment", b'package p\n/*\n#include "import.h"\n*/\nimport "C"\nimport "a/x"\n',
+     [("C", 5), ("a/x", 6)]),
+    ("no package clause: not Go", b'import "a/x"\n', []),
+    ("an unterminated comment", b'package p\n/* import "a/x"\n', []),
+    ("a malformed import", b'package p\nimport "a/x"\nimport 42\nimport "a/y"\n', [("a/x", 2)]),
+    ("empty", b"", []),
+    # only IMPORT_SCAN_BYTES are read: an import behind a longer comment is not seen
+    ("imports past the limit", b"package p\n//" + b"x" * IMPORT_SCAN_BYTES + b'\nimport "a/x"\n', []),
+]
+
+
+@pytest.mark.parametrize("source,expected", [case[1:] for case in GO_IMPORT_CASES], ids=[case[0] for case in GO_IMPORT_CASES])
+def test_go_imports_reads_the_import_declarations_of_the_header(source: bytes, expected: list[tuple[str, int]]) -> None:
+    assert list(go_imports(source)) == expected
+
+
+@pytest.mark.parametrize("path,found", [
+    ("example.com/shared/logger", "example.com/shared/logger"),
+    ("example.com/shared/logger/sub/pkg", "example.com/shared/logger"),
+    ("example.com/shared/util", "example.com/shared"),
+    ("example.com/shared", "example.com/shared"),
+    ("example.com/sharedx/y", None),  # a prefix ends at a `/`
+    ("fmt", None),
+])
+def test_the_longest_module_path_provides_an_import(path: str, found: str | None) -> None:
+    assert providing_module(path, {"example.com/shared": 1, "example.com/shared/logger": 2}) == found
+
+
+def import_only(patch: Patch | None = None) -> Patch:
+    """BASE without a single require: the function imports s3state, which imports logger."""
+    return {f"{FUNCTION}/go.mod": gomod_file(FUNCTION), "shared/s3state/go.mod": gomod_file("shared/s3state"),
+            "services/intake/other/go.mod": gomod_file("services/intake/other"), **(patch or {})}
+
+
+def test_imported_workspace_modules_join_without_require_transitively(in_repo: Callable[[Patch | None], Path]) -> None:
+    graph = graph_of(in_repo(import_only()))
+    assert context_paths(graph) == {
+        f"example.com/{FUNCTION}": "",
+        "example.com/shared/s3state": "shared/s3state",  # imported by the function
+        "example.com/shared/logger": "shared/logger",  # imported by s3state
+    }  # shared/metrics, a workspace module nothing here imports, stays out
+    assert go_work_text(graph) == "\ngo 1.22\n\nuse (\n\t.\n\t./shared/logger\n\t./shared/s3state\n)\n"
+    assert unresolved_requires(graph, goproxy_off=True) == []
+
+
+def test_imports_in_a_block_with_aliases_comments_and_raw_strings_count(in_repo: Callable[[Patch | None], Path]) -> None:
+    repo = in_repo(import_only({f"{FUNCTION}/main.go": (
+        b"// Command start-job.\npackage main\n\nimport (\n\t\"fmt\" // the standard library\n"
+        b"\t/* the state */ st \"example.com/shared/s3state\"\n\t_ `example.com/shared/metrics/sub`\n)\n\n"
+        b"func main() { fmt.Println(st.Key()) }\n")}))
+    assert sorted(context_paths(graph_of(repo)).values()) == ["", "shared/logger", "shared/metrics", "shared/s3state"]
+
+
+def test_what_the_go_command_never_compiles_brings_no_module(in_repo: Callable[[Patch | None], Path]) -> None:
+    uses_metrics = b'package x\n\nimport "example.com/shared/metrics"\n'
+    repo = in_repo(import_only({
+        f"{FUNCTION}/main_test.go": uses_metrics,
+        f"{FUNCTION}/testdata/fixture.go": uses_metrics,
+        f"{FUNCTION}/internal/testdata/deep/fixture.go": uses_metrics,
+        f"{FUNCTION}/_tools/tool.go": uses_metrics,
+        f"{FUNCTION}/.cache/gen.go": uses_metrics,
+        f"{FUNCTION}/_ignored.go": uses_metrics,
+        f"{FUNCTION}/.hidden.go": uses_metrics,
+        f"{FUNCTION}/notes.txt": uses_metrics,
+        # a nested module is another module: its imports are its own (and it is not in the graph)
+        f"{FUNCTION}/tools/go.mod": gomod_file(f"{FUNCTION}/tools"),
+        f"{FUNCTION}/tools/tools.go": uses_metrics,
+    }))
+    assert "example.com/shared/metrics" not in context_paths(graph_of(repo))
+
+
+def test_a_package_of_a_subdirectory_counts(in_repo: Callable[[Patch | None], Path]) -> None:
+    repo = in_repo(import_only({f"{FUNCTION}/internal/report/report.go": (
+        b'package report\n\nimport "example.com/shared/metrics"\n')}))
+    assert "example.com/shared/metrics" in context_paths(graph_of(repo))
+
+
+@pytest.mark.parametrize("imported,joined", [
+    ("example.com/shared/logger", ["shared/logger"]),
+    ("example.com/shared/util", ["shared/shared"]),
+    ("example.com/shared/s3state", ["shared/logger", "shared/s3state"]),
+])
+def test_nested_module_paths_the_longest_prefix_decides(in_repo: Callable[[Patch | None], Path],
+                                                        imported: str, joined: list[str]) -> None:
+    # example.com/shared holds the directories of the other shared modules, each a module of its
+    # own: importing one of them never brings example.com/shared, whose files skip theirs.
+    repo = in_repo(import_only({
+        "go.work": BASE_WORK + b"use ./shared\n",
+        "shared/go.mod": gomod_file("shared"),
+        "shared/util/util.go": b"package util\n",
+        f"{FUNCTION}/main.go": f'package main\n\nimport "{imported}"\n\nfunc main() {{}}\n'.encode(),
+    }))
+    assert sorted(context_paths(graph_of(repo)).values()) == ["", *joined]
+
+
+def test_module_mode_reads_no_go_file(in_repo: Callable[[Patch | None], Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    scanned: list[Path] = []
+
+    def module_imports(module_dir: Path, root: Path) -> tuple[workspace.Import, ...]:
+        scanned.append(module_dir)
+        return ()
+
+    monkeypatch.setattr(workspace, "module_imports", module_imports)
+    repo = in_repo(import_only({"go.work": None}))
+    assert context_paths(graph_of(repo)) == {f"example.com/{FUNCTION}": ""}
+    assert scanned == []
+
+
+def test_a_shared_module_is_read_once_for_every_function(in_repo: Callable[[Patch | None], Path]) -> None:
+    repo = in_repo(import_only({"services/intake/other/main.go": (
+        b'package main\n\nimport "example.com/shared/s3state"\n\nfunc main() {}\n')}))
+    workspace._file_imports.cache_clear()
+    graph_of(repo)
+    first = workspace._file_imports.cache_info()
+    assert first.misses == 3  # main.go, s3state.go, logger.go
+    graph_of(repo, "services/intake/other")
+    graph_of(repo)
+    assert workspace._file_imports.cache_info().misses == first.misses + 1  # the other function's main.go
+
+
+def test_a_changed_file_is_read_again(in_repo: Callable[[Patch | None], Path]) -> None:
+    repo = in_repo(import_only())
+    assert "example.com/shared/metrics" not in context_paths(graph_of(repo))
+    s3state = repo / "shared/s3state/s3state.go"
+    s3state.write_bytes(s3state.read_bytes().replace(b'import "example.com/shared/logger"',
+                                                     b'import (\n\t"example.com/shared/logger"\n\t_ "example.com/shared/metrics"\n)'))
+    assert "example.com/shared/metrics" in context_paths(graph_of(repo))
+
+
+@pytest.mark.timeout(30)
+def test_go_files_that_are_no_regular_files_inside_the_root_are_not_read(
+        tmp_path: Path, in_repo: Callable[[Patch | None], Path]) -> None:
+    write_tree(tmp_path / "outside", {"evil.go": b'package main\n\nimport "example.com/shared/metrics"\n'})
+    repo = in_repo(import_only({f"{FUNCTION}/pipe.go": FIFO, f"{FUNCTION}/evil.go": Link(str(tmp_path / "outside/evil.go")),
+                                f"{FUNCTION}/gone.go": Link("missing.go")}))
+    assert workspace.module_imports((repo / FUNCTION).resolve(), repo.resolve()) == (
+        workspace.Import("example.com/shared/s3state", (repo / FUNCTION / "main.go").resolve(), 3),)
 
 
 # --- problems, at go.work lines --------------------------------------------------------------
