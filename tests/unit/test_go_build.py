@@ -1,0 +1,260 @@
+"""The Go build's compile step against an in-memory engine: what goes into the compile container,
+what comes out, what is said, and that nothing is left behind (deployer.go_build). The real
+engine runs it in tests/integration/test_go_builds_cli.py."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+import docker.errors
+import pytest
+import requests.exceptions
+
+from deployer.errors import DeployerError, DockerError
+from deployer.go_build import (
+    BINARY,
+    CACHE_ARCHIVE,
+    CACHE_VOLUME,
+    NETRC_PATH,
+    CacheDir,
+    CompileJob,
+    GoCompiler,
+    Netrc,
+    cache_volume_from_env,
+    netrc_from_env,
+)
+from deployer.layout import GoBuild
+from deployer.spec import DEFAULT_GO_ENV
+
+PASSWORD = "canary-pa55word-7f3e"
+NETRC_TEXT = f"machine goproxy.example.internal login ci-bot password {PASSWORD}\n".encode()
+RECIPE = GoBuild(builder_image="go:1", runtime_image="rt:1", platform="linux/arm64", flags=("-trimpath",),
+                 go_env={**DEFAULT_GO_ENV, "GOPROXY": "https://ci:proxy-token-123@goproxy.example.internal"})
+
+
+def tar_of(files: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+class FakeApi:
+    """The docker SDK's low-level calls the compiler makes, on an engine in memory."""
+
+    def __init__(self, exit_code: int = 0, output: bytes = b"", volumes: tuple[str, ...] = ()) -> None:
+        self.exit_code = exit_code
+        self.output = output
+        self.volumes = set(volumes)
+        self.containers: dict[str, dict[str, Any]] = {}
+        self.uploads: dict[str, list[tuple[str, bytes]]] = {}
+        self.calls: list[str] = []
+        self.exited = threading.Event()
+
+    def create_host_config(self, **kwargs: Any) -> dict[str, Any]:
+        return kwargs
+
+    def create_container(self, image: str, **kwargs: Any) -> dict[str, str]:
+        if image == "missing:1":
+            raise docker.errors.ImageNotFound("no such image")
+        cid = f"c{len(self.containers)}"
+        self.containers[cid] = {"image": image, **kwargs}
+        self.calls.append(f"create {cid}")
+        return {"Id": cid}
+
+    def put_archive(self, container: str, path: str, data: Any) -> bool:
+        self.uploads.setdefault(container, []).append((path, data.read()))
+        return True
+
+    def start(self, container: str) -> None:
+        self.calls.append(f"start {container}")
+        self.exited.set()
+
+    def logs(self, container: str, stream: bool, follow: bool) -> Iterator[bytes]:
+        yield from (self.output[i:i + 7] for i in range(0, len(self.output), 7))
+
+    def wait(self, container: str, timeout: float) -> dict[str, int]:
+        self.exited.wait()
+        return {"StatusCode": self.exit_code}
+
+    def get_archive(self, container: str, path: str) -> tuple[Iterator[bytes], dict[str, Any]]:
+        if path == BINARY:
+            return iter([tar_of({"bootstrap": b"\x7fELF binary"})]), {}
+        return iter([tar_of({"deployer-cache/mod/cache.txt": b"cached"})]), {}
+
+    def remove_container(self, container: str, force: bool) -> None:
+        self.calls.append(f"remove {container}")
+        self.containers.pop(container, None)
+
+    def kill(self, container: str) -> None:
+        self.calls.append(f"kill {container}")
+
+    def inspect_volume(self, name: str) -> dict[str, str]:
+        if name not in self.volumes:
+            raise docker.errors.NotFound("no such volume")
+        return {"Name": name}
+
+    def create_volume(self, name: str, labels: dict[str, str]) -> None:
+        self.volumes.add(name)
+        self.calls.append(f"create volume {name}")
+
+
+@pytest.fixture
+def context_dir(tmp_path: Path) -> Path:
+    ctx = tmp_path / "ctx"
+    (ctx / "shared" / "logger").mkdir(parents=True)
+    (ctx / "go.mod").write_text("module example.com/fn\n")
+    (ctx / "main.go").write_text("package main\n")
+    (ctx / "shared" / "logger" / "go.mod").write_text("module example.com/shared/logger\n")
+    return ctx
+
+
+def uploaded(api: FakeApi) -> dict[str, tarfile.TarInfo]:
+    (path, data), = api.uploads["c0"]
+    assert path == "/"
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return {m.name: m for m in tar.getmembers()}
+
+
+def test_a_compile_uploads_the_context_runs_go_build_and_returns_the_binary(context_dir: Path) -> None:
+    api = FakeApi()
+    binary = GoCompiler(api).compile(CompileJob("fn", context_dir, RECIPE), print)
+    assert binary == b"\x7fELF binary"
+    assert api.containers == {} and api.calls[-1] == "remove c0"
+    members = uploaded(api)
+    assert {"src/go.mod", "src/main.go", "src/shared/logger/go.mod", "out"} <= set(members)
+    assert not any(name.startswith("deployer-secrets/") for name in members)  # no credentials given
+
+
+def test_the_compile_container_cross_compiles_with_the_go_environment_on_the_cache_volume(context_dir: Path) -> None:
+    api = FakeApi()
+    seen: dict[str, Any] = {}
+    create = api.create_container
+
+    def spy(image: str, **kwargs: Any) -> dict[str, str]:
+        seen.update(image=image, **kwargs)
+        return create(image, **kwargs)
+
+    api.create_container = spy  # type: ignore[method-assign]
+    GoCompiler(api, volume="team-cache").compile(CompileJob("fn", context_dir, RECIPE), print)
+    assert seen["image"] == "go:1"
+    assert seen["command"] == ["go", "build", "-trimpath", "-o", BINARY, "."]
+    env = seen["environment"]
+    assert (env["GOOS"], env["GOARCH"], env["CGO_ENABLED"]) == ("linux", "arm64", "0")
+    assert (env["GOFLAGS"], env["GOTOOLCHAIN"]) == ("-mod=readonly", "local")
+    assert "NETRC" not in env
+    assert seen["host_config"]["network_mode"] == "host"
+    (mount,) = seen["host_config"]["mounts"]
+    assert (mount["Source"], mount["Type"]) == ("team-cache", "volume")
+    assert "create volume team-cache" in api.calls
+
+
+def test_netrc_goes_into_the_compile_container_only_readable_by_its_owner(context_dir: Path) -> None:
+    api = FakeApi()
+    GoCompiler(api).compile(CompileJob("fn", context_dir, RECIPE, Netrc("DEPLOYER_NETRC", NETRC_TEXT)), print)
+    member = uploaded(api)[NETRC_PATH.lstrip("/")]
+    assert (member.mode, member.size) == (0o400, len(NETRC_TEXT))
+    assert api.containers == {}  # removed: the credentials went with it
+
+
+def test_a_failed_compile_says_the_go_commands_words_without_any_secret(context_dir: Path) -> None:
+    output = (f"go: downloading example.internal/vault v0.3.0\n"
+              f"verifying example.internal/vault@v0.3.0: reading https://ci:proxy-token-123@goproxy.example.internal: "
+              f"401 Unauthorized (password {PASSWORD})\n").encode()
+    api = FakeApi(exit_code=1, output=output)
+    lines: list[str] = []
+    with pytest.raises(DockerError) as failed:
+        GoCompiler(api).compile(CompileJob("fn", context_dir, RECIPE, Netrc("DEPLOYER_NETRC", NETRC_TEXT)), lines.append)
+    message = str(failed.value)
+    assert message.startswith("go build of fn failed (exit code 1):\ngo: downloading example.internal/vault v0.3.0\n")
+    assert "401 Unauthorized" in message
+    for text in (message, *lines):
+        assert PASSWORD not in text and "proxy-token-123" not in text
+    assert api.containers == {}
+
+
+def test_a_missing_builder_image_says_what_to_do(context_dir: Path) -> None:
+    recipe = GoBuild("missing:1", "rt:1", "linux/arm64", (), DEFAULT_GO_ENV)
+    with pytest.raises(DockerError, match="builder image missing:1 is not on the Docker engine; pull it"):
+        GoCompiler(FakeApi()).compile(CompileJob("fn", context_dir, recipe), print)
+
+
+def test_a_cancelled_compile_is_killed_and_removed(context_dir: Path) -> None:
+    api = FakeApi()
+    def still_running(container: str, timeout: float) -> dict[str, int]:
+        raise requests.exceptions.ReadTimeout()
+
+    api.start = lambda container: api.calls.append(f"start {container}")  # type: ignore[method-assign]
+    api.wait = still_running  # type: ignore[method-assign]
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(DockerError, match="cancelled"):
+        GoCompiler(api).compile(CompileJob("fn", context_dir, RECIPE), print, cancel)
+    assert api.calls[-2:] == ["kill c0", "remove c0"]
+
+
+def test_the_cache_volume_is_made_once_and_filled_from_the_cache_dir_only_when_new(context_dir: Path, tmp_path: Path) -> None:
+    cache = CacheDir(tmp_path / "cache")
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / CACHE_ARCHIVE).write_bytes(tar_of({"deployer-cache/mod/m.txt": b"m"}))
+    api = FakeApi()
+    compiler = GoCompiler(api, cache)
+    compiler.compile(CompileJob("fn", context_dir, RECIPE), print)
+    compiler.compile(CompileJob("fn", context_dir, RECIPE), print)
+    assert api.calls.count(f"create volume {CACHE_VOLUME}") == 1
+    restores = [c for c, uploads in api.uploads.items() if any(data.startswith(b"deployer-cache") for _, data in uploads)]
+    assert len(restores) == 1  # the helper container of the restore, once
+
+    warm = FakeApi(volumes=(CACHE_VOLUME,))
+    GoCompiler(warm, cache).compile(CompileJob("fn", context_dir, RECIPE), print)
+    assert not [c for c in warm.calls if c.startswith("create volume")]
+    assert len(warm.uploads) == 1  # the compile's own upload; the existing volume is not overwritten
+
+
+def test_the_cache_is_saved_atomically_only_after_a_compile(context_dir: Path, tmp_path: Path) -> None:
+    cache = CacheDir(tmp_path / "cache")
+    api = FakeApi(volumes=(CACHE_VOLUME,))
+    compiler = GoCompiler(api, cache)
+    compiler.save_cache("go:1", print)
+    assert not (tmp_path / "cache").exists()  # nothing compiled: nothing to save
+    compiler.compile(CompileJob("fn", context_dir, RECIPE), print)
+    compiler.save_cache("go:1", print)
+    assert sorted(os.listdir(tmp_path / "cache")) == [CACHE_ARCHIVE]
+    with tarfile.open(tmp_path / "cache" / CACHE_ARCHIVE) as tar:
+        assert tar.getnames() == ["deployer-cache/mod/cache.txt"]
+    assert api.containers == {}
+
+
+@pytest.mark.parametrize("value, text", [
+    ("machine h login u password p\n", b"machine h login u password p\n"),  # the netrc text itself (a CI secret)
+    ("FILE", NETRC_TEXT),  # a path
+])
+def test_netrc_comes_from_the_variable_as_text_or_as_a_file(tmp_path: Path, value: str, text: bytes) -> None:
+    (tmp_path / "netrc").write_bytes(NETRC_TEXT)
+    netrc = netrc_from_env("DEPLOYER_NETRC", {"DEPLOYER_NETRC": value.replace("FILE", str(tmp_path / "netrc"))})
+    assert netrc is not None and netrc.text == text
+    assert netrc_from_env("DEPLOYER_NETRC", {}) is None
+    assert PASSWORD not in repr(Netrc("X", NETRC_TEXT)) and Netrc("X", NETRC_TEXT).secrets == (PASSWORD,)
+
+
+def test_a_netrc_path_that_is_missing_or_not_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(DeployerError, match=r"DEPLOYER_NETRC names the netrc file .*/nope, which cannot be opened \(No such file"):
+        netrc_from_env("DEPLOYER_NETRC", {"DEPLOYER_NETRC": str(tmp_path / "nope")})
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(DeployerError, match="which is not a regular file"):
+        netrc_from_env("DEPLOYER_NETRC", {"DEPLOYER_NETRC": str(tmp_path / "fifo")})  # never blocks
+
+
+def test_the_cache_volume_name_is_checked() -> None:
+    assert cache_volume_from_env({}) == CACHE_VOLUME
+    assert cache_volume_from_env({"DEPLOYER_GO_CACHE_VOLUME": "team.cache-1"}) == "team.cache-1"
+    with pytest.raises(DeployerError, match="is not a Docker volume name"):
+        cache_volume_from_env({"DEPLOYER_GO_CACHE_VOLUME": "../x"})
