@@ -297,15 +297,14 @@ DEFAULT_TIMEOUT_SECONDS = 3.0
 
 @dataclass(frozen=True)
 class Invoked:
-    """A local invocation's result: the response (`payload`) or what went wrong (`failure`)."""
+    """A local invocation's result: the response (`payload`) or what went wrong (`failure`, one
+    line safe on a terminal)."""
 
     result: InvokeResult
 
     @property
     def succeeded(self) -> bool:
-        from deployer.local_invoke import InvokeStatus
-
-        return self.result.status is InvokeStatus.SUCCEEDED
+        return self.result.succeeded
 
     @property
     def payload(self) -> bytes:
@@ -321,8 +320,9 @@ class Invoked:
 def invoke_local(paths: Sequence[Path], function: str, event: bytes, timeout: float | None, reporter: Reporter,
                  log: Callable[[str], None], verbose: bool = False, cache_dir: Path | None = None) -> Invoked:
     """`deployer invoke --local`: build the function's image into the local engine (a no-op when
-    its content tag is there already, from the engine's cache) and run it against a Runtime API
-    that deployer serves (deployer.local_invoke). `log` gets the function's output lines."""
+    its content tag is there already) and run it once against a Runtime API that deployer serves
+    (deployer.local_invoke). `log` gets the function's output lines. Raises Cancelled on Ctrl-C
+    (the container removed), DeployerError when the build fails."""
     import docker
 
     from deployer.interrupts import Cancelled
@@ -332,13 +332,16 @@ def invoke_local(paths: Sequence[Path], function: str, event: bytes, timeout: fl
     built = build(paths, [function], LocalBuildOptions(1, verbose), reporter, cache_dir)
     fn, image = built.functions[0], built.images[0]
     if built.interrupted:
-        raise Cancelled("interrupted during the build")
+        raise Cancelled(f"invoke of {function} stopped during its build: interrupted")
     if image.error:
         raise DeployerError(f"cannot run {function}: its build failed: {image.error}")
     client = docker.from_env()
-    engine = engine_platform(client)
-    if engine != fn.platform:
-        reporter.notice(f"the Docker engine runs {engine}, the function is built for {fn.platform}: the engine needs "
-                        "emulation (QEMU binfmt) for it; without it the run fails with an exec format error")
-    return Invoked(run(client, image.tag, event, function_name=fn.name, env={}, timeout_seconds=timeout or DEFAULT_TIMEOUT_SECONDS,
-                       memory_mb=128, region=fn.region, log=log))
+    try:
+        engine = engine_platform(client)
+        if engine != fn.platform:
+            reporter.notice(f"the Docker engine runs {engine}, the function is built for {fn.platform}: the engine needs "
+                            "emulation (QEMU binfmt) for it; without it the run fails with an exec format error")
+        return Invoked(run(client, image.tag, event, function_name=fn.name, env={}, region=fn.region, memory_mb=128,
+                           timeout_seconds=timeout or DEFAULT_TIMEOUT_SECONDS, log=log))
+    finally:
+        client.close()

@@ -230,44 +230,34 @@ def invoke(
     cache_dir: Optional[Path] = CacheDirOption,
 ) -> int:
     """Build a function's image if needed and run it locally against a Lambda Runtime API that
-    deployer serves: the response goes to stdout, the function's logs to stderr. Exit 1 on a
-    function error, an init error or a timeout."""
+    deployer serves: the response goes to stdout (as it is, unless stdout is a terminal), the
+    function's logs to stderr. Exit 1 when the function fails (function error, init error,
+    timeout, exit without an answer), 130 on Ctrl-C."""
     from deployer import app as use_cases
+    from deployer.interrupts import Cancelled
     from deployer.progress import ConsoleReporter, interval_from_environment
+    from deployer.render import terminal_lines
+    from deployer.runtime_api import read_event
 
     if not local:
         raise DeployerError("invoke runs functions locally only for now: pass --local")
-    payload = _read_event(event)
+    payload = read_event(event, sys.stdin.buffer)  # before the build: a bad event costs nothing
     reporter = ConsoleReporter(err, interval=interval_from_environment())
-    with reporter:
-        invoked = use_cases.invoke_local(paths or [Path(".")], function, payload, timeout, reporter, say, verbose, cache_dir)
-    if invoked.succeeded:
-        sys.stdout.buffer.write(invoked.payload)
-        if not invoked.payload.endswith(b"\n"):
-            sys.stdout.buffer.write(b"\n")
-        sys.stdout.flush()
-        return 0
-    say(f"error: {invoked.failure}")
-    return 1
-
-
-MAX_EVENT_BYTES = 6 * 1024 * 1024  # Lambda's limit for a synchronous invocation's payload
-
-
-def _read_event(event: Optional[str]) -> bytes:
-    if event is None:
-        return b"{}"
     try:
-        if event == "-":
-            data = sys.stdin.buffer.read(MAX_EVENT_BYTES + 1)
-        else:
-            with open(event, "rb") as f:
-                data = f.read(MAX_EVENT_BYTES + 1)
-    except OSError as exc:
-        raise DeployerError(f"--event {event}: cannot read ({exc.strerror or exc}); give a readable JSON file or - for stdin") from None
-    if len(data) > MAX_EVENT_BYTES:
-        raise DeployerError(f"--event {event}: larger than Lambda's 6 MiB payload limit")
-    return data
+        with reporter:
+            invoked = use_cases.invoke_local(paths or [Path(".")], function, payload, timeout, reporter, say, verbose, cache_dir)
+    except Cancelled:
+        return 130  # what the run made is removed; main says "interrupted"
+    if not invoked.succeeded:
+        say(f"error: {invoked.failure}")
+        return 1
+    if sys.stdout.isatty():  # the response is foreign: on a terminal it must not drive it
+        for line in terminal_lines(invoked.payload.decode("utf-8", "replace")):
+            out.print(line, markup=False)
+    else:  # a pipe or a file gets the response exactly as the function gave it
+        sys.stdout.buffer.write(invoked.payload)
+        sys.stdout.flush()
+    return 0
 
 
 def main(argv: Optional[List[str]] = None) -> None:

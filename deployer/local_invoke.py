@@ -8,10 +8,10 @@ container shares the host's network to reach it, so the engine must run on this 
 
 The run ends on the first of: the function's answer (response, function error, init error), its
 timeout (counted from the first `next`, as Lambda's; before it, the init phase has Lambda's 10 s),
-the process exiting without an answer, a cancel; the container is then removed, whatever happened.
-Everything the container says (output lines, response, error reports) is foreign: its sizes are
-bounded here and in runtime_api, its control characters are the printer's business (`describe`
-gives one inert line).
+the process exiting without an answer, a cancel (Ctrl-C included); the container is then removed,
+whatever happened. Everything the container says (output lines, response, error reports) is
+foreign: its sizes are bounded here and in runtime_api, its control characters are the printer's
+business (`describe` gives one inert line).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import requests.exceptions
 import urllib3.exceptions
 
 from deployer.errors import DeployerError, DockerError
-from deployer.interrupts import WAIT_SLICE_SECONDS, Cancelled
+from deployer.interrupts import WAIT_SLICE_SECONDS, Cancelled, CtrlC
 from deployer.render import terminal_text
 from deployer.runtime_api import MAX_PAYLOAD_BYTES, InvokeStatus, Reported, RuntimeApi
 
@@ -145,20 +145,28 @@ def invoke_local(client: docker.DockerClient, image: str, event: bytes, *, funct
     from another thread, as they come, all of them before this returns. An image of another
     platform than the engine's is run all the same (the engine may emulate it); when it exits
     without an answer, the message says why that may be. Raises DockerError for the engine's
-    failures, Cancelled when `cancel` is set; the container is removed and the server closed in
-    every case, KeyboardInterrupt included."""
+    failures, Cancelled when `cancel` is set or Ctrl-C is pressed: in the main thread SIGINT is
+    counted, not raised, from before the container is made until it is removed, so that no
+    KeyboardInterrupt can leave it behind. The container is removed and the server closed in
+    every case."""
     if len(event) > MAX_PAYLOAD_BYTES:
         raise DeployerError(f"the event is {len(event)} bytes, more than Lambda's limit of {MAX_PAYLOAD_BYTES} (6 MiB)")
     _check_environment(env)
     platform, engine = image_platform(client, image), engine_platform(client)
-    with RuntimeApi(event, function_name=function_name, region=region, timeout_seconds=timeout_seconds) as api:
+    ctrl_c = CtrlC()
+
+    def cancelled() -> bool:
+        return bool(ctrl_c.presses) or (cancel is not None and cancel.is_set())
+
+    with ctrl_c.counting(), RuntimeApi(event, function_name=function_name, region=region,
+                                       timeout_seconds=timeout_seconds) as api:
         environment = lambda_environment(api.address, function_name=function_name, memory_mb=memory_mb, region=region, env=env)
         run = _Container(client, log, api.wake)
         try:
             run.start(image, environment, function_name, memory_mb)
-            result = _watch(api, run, timeout_seconds, cancel)
+            result = _watch(api, run, timeout_seconds, cancelled)
         except BaseException:
-            run.remove(quiet=True)  # what is under way (an error, Ctrl-C) is what the caller must see
+            run.remove(quiet=True)  # what is under way (an error, a cancel) is what the caller must see
             raise
         run.remove(quiet=False)
     if result.status is InvokeStatus.EXITED and platform != engine:  # most likely "exec format error"
@@ -167,7 +175,7 @@ def invoke_local(client: docker.DockerClient, image: str, event: bytes, *, funct
     return result
 
 
-def _watch(api: RuntimeApi, run: _Container, timeout_seconds: float, cancel: threading.Event | None) -> InvokeResult:
+def _watch(api: RuntimeApi, run: _Container, timeout_seconds: float, cancelled: Callable[[], bool]) -> InvokeResult:
     while True:
         api.wake.clear()  # before looking: a change from here on ends the wait below at once
         now = time.monotonic()
@@ -185,7 +193,7 @@ def _watch(api: RuntimeApi, run: _Container, timeout_seconds: float, cancel: thr
             if api.reported is not None:  # posted just before it exited
                 return _result(api, run, api.reported)
             return _result(api, run, _exit_report(code, out_of_memory), exit_code=code)
-        if cancel is not None and cancel.is_set():
+        if cancelled():
             raise Cancelled(f"local invoke of {api.function_name} stopped: cancelled")
         api.wake.wait(min(WAIT_SLICE_SECONDS, limit - now))
 

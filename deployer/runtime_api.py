@@ -203,6 +203,15 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "deployer-runtime-api"
     timeout = REQUEST_READ_SECONDS
 
+    def handle(self) -> None:
+        """The requests of one connection. A connection the function breaks (its container killed
+        at the end of the run, a reset) ends quietly: left to the server, it would print a
+        traceback on deployer's stderr."""
+        try:
+            super().handle()
+        except OSError:
+            self.close_connection = True
+
     def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
         if self.path.split("?", 1)[0] != f"{_PREFIX}/invocation/next":
             self._answer(404, _error_doc("not found", "UnknownPath"))

@@ -156,6 +156,7 @@ def slow_dockerfile(cli: Cli, fn: ImageFunction) -> None:
     spec = cli.monorepo.root / "deploy.yaml"
     data = yaml.load(spec.read_text())
     data["functions"][0]["build"]["dockerfile"] = "functions/finalize-with-error/Dockerfile.slow"
+    data["defaults"]["build"].pop("go_env", None)  # the Go environment of the built-in build: refused with a Dockerfile
     with spec.open("w") as out:
         yaml.dump(data, out)
 
@@ -272,7 +273,7 @@ def test_ctrl_c_stops_a_silent_build_step_on_the_engine_within_seconds(
     assert exited < 60, run.output
     assert stopped < 60, "the engine stopped the build"
     assert run.returncode == 130, run.output
-    assert outcomes(run)[fn.name] == ("cancelled", "cancelled during docker build (stopped on the engine)"), run.output
+    assert outcomes(run)[fn.name] == ("cancelled", "cancelled during the build (stopped on the engine)"), run.output
     assert lambda_config(lambda_client, fn.name)["CodeSha256"] == fn.image.code_sha256
     assert tree_hashes(cli.monorepo.root) == tree
     assert_no_debris(cli, run, local_cloud, ecr_client, fn)

@@ -7,6 +7,8 @@ import http.client
 import io
 import json
 import os
+import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,7 +20,15 @@ import pytest
 
 from deployer.errors import DeployerError, DockerError
 from deployer.local_invoke import InvokeResult, describe, invoke_local, lambda_environment
-from deployer.runtime_api import ERROR_MESSAGE_CHARS, MAX_PAYLOAD_BYTES, InvokeStatus, Reported, RuntimeApi, read_event
+from deployer.runtime_api import (
+    ERROR_MESSAGE_CHARS,
+    MAX_PAYLOAD_BYTES,
+    InvokeStatus,
+    Reported,
+    RuntimeApi,
+    _Handler,
+    read_event,
+)
 
 EVENT = b'{"name": "unit"}'
 NEXT = "/2018-06-01/runtime/invocation/next"
@@ -207,6 +217,19 @@ def test_a_second_next_waits_until_the_api_stops(api: RuntimeApi) -> None:
     api.stop()
     assert answered.wait(WAIT)
     assert answers[0].status == 410
+
+
+def test_a_connection_the_function_resets_ends_quietly(api: RuntimeApi) -> None:
+    """A killed container resets its keep-alive connection; the server thread must not print a
+    traceback on deployer's stderr. The handler runs here, in this thread, on the reset socket."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname()[:2], timeout=WAIT)
+        served, address = listener.accept()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()  # linger 0: a reset, as a killed process's connection
+    with served:
+        type("Handler", (_Handler,), {"api": api})(served, address, None)  # handles, then returns
+    assert api.invoked_at is None and api.reported is None
 
 
 # -- the event ---------------------------------------------------------------------------------
