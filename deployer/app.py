@@ -214,7 +214,7 @@ def apply(work: Work, clients: Clients, options: ApplyOptions, reporter: Reporte
     building = [work.specs[fp.name] for fp in work.plan.functions
                 if fp.name in work.specs and any(isinstance(s, BuildImage) for s in fp.steps)]
     options = dataclasses.replace(options, netrcs=credentials(building, os.environ))  # a bad one stops before anything runs
-    docker = _docker(cache_dir)
+    docker = _docker(cache_dir, reporter.notice)
     executor = Executor(lambda region: LambdaGateway(clients, region), lambda region: EcrGateway(clients, region),
                         docker, options, reporter)
     refused = [Outcome.refused(r.name, r.message) for r in work.refusals]
@@ -237,12 +237,12 @@ def credentials(specs: Iterable[FunctionSpec], env: Mapping[str, str]) -> dict[s
     return found
 
 
-def _docker(cache_dir: Path | None) -> DockerGateway:
+def _docker(cache_dir: Path | None, notice: Callable[[str], None]) -> DockerGateway:
     """The engine of DOCKER_HOST, with the Go caches' volume and cache dir."""
     from deployer.docker_gateway import DockerGateway
     from deployer.go_build import cache_volume_from_env
 
-    return DockerGateway(_cache(cache_dir), cache_volume_from_env(os.environ))
+    return DockerGateway(_cache(cache_dir), cache_volume_from_env(os.environ), notice)
 
 
 def _cache(cache_dir: Path | None) -> CacheDir | None:
@@ -282,7 +282,7 @@ def build(paths: Sequence[Path], names: Sequence[str], options: LocalBuildOption
     spec = load(paths)
     functions = [spec.function(name) for name in dict.fromkeys(names)] or list(spec.functions)
     options = dataclasses.replace(options, netrcs=credentials(functions, os.environ))
-    docker = _docker(cache_dir)
+    docker = _docker(cache_dir, reporter.notice)
     builder = LocalBuilder(docker, reporter, options)
     images = builder.build(functions)
     _save_cache(docker, [fn for fn, image in zip(functions, images) if not image.error], reporter)

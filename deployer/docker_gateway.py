@@ -59,13 +59,14 @@ def _quiet(_: str) -> None:
 
 
 class DockerGateway:
-    def __init__(self, cache: CacheDir | None = None, cache_volume: str = CACHE_VOLUME) -> None:
+    def __init__(self, cache: CacheDir | None = None, cache_volume: str = CACHE_VOLUME, notice: Log = _quiet) -> None:
         self._client: Any = None
         self._short: Any = None  # the same engine, with ENGINE_READ_TIMEOUT_SECONDS for reads
         self._lock = threading.Lock()
         self._calls = threading.local()  # per worker thread: the build whose response to catch
         self._cache = cache
         self._cache_volume = cache_volume
+        self._notice = notice
         self._compiler: GoCompiler | None = None
 
     @property
@@ -74,7 +75,7 @@ class DockerGateway:
         client = self.client
         with self._lock:
             if self._compiler is None:
-                self._compiler = GoCompiler(client.api, self._cache, self._cache_volume)
+                self._compiler = GoCompiler(client.api, self._cache, self._cache_volume, self._notice)
             return self._compiler
 
     def compile_go(self, job: CompileJob, log: Log = _quiet, cancel: threading.Event | None = None) -> bytes:

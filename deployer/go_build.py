@@ -116,6 +116,7 @@ class CompileJob:
     context_dir: Path
     recipe: GoBuild
     netrc: Netrc | None = None
+    netrc_env: str = "DEPLOYER_NETRC"  # where credentials would have come from, for the hint of a refusal
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -185,10 +186,11 @@ class GoCompiler:
     """Runs compiles on one engine (`api`: the docker SDK's low-level client, with a long read
     timeout) and keeps its cache volume, restoring it once per process from `cache` if given."""
 
-    def __init__(self, api: Any, cache: CacheDir | None = None, volume: str = CACHE_VOLUME) -> None:
+    def __init__(self, api: Any, cache: CacheDir | None = None, volume: str = CACHE_VOLUME, notice: Log = print) -> None:
         self.api = api
         self.cache = cache
         self.volume = volume
+        self.notice = notice  # what the cache dir's restore says: shown whatever the verbosity
         self._ready = threading.Lock()
         self._volume_ready = False
         self.compiled = False  # whether anything was compiled: the cache is then worth saving
@@ -200,7 +202,7 @@ class GoCompiler:
         secrets = job.secrets
         container = None
         try:
-            self._ensure_volume(job.recipe.builder_image, log)
+            self._ensure_volume(job.recipe.builder_image)
             container = self._create(job)
             with _tar_of(job) as data:
                 self.api.put_archive(container, "/", data)
@@ -212,7 +214,11 @@ class GoCompiler:
             reader.join(timeout=5)
             if code != 0:
                 output = "\n".join(tail)
-                raise DockerError(redact(f"go build of {job.function} failed (exit code {code}):\n{output}", secrets))
+                hint = ""
+                if job.netrc is None and _REFUSED.search(output):
+                    hint = (f"\nno credentials were given: for a private module, set {job.netrc_env} to a netrc file "
+                            "(or its text) with the module host's login")
+                raise DockerError(redact(f"go build of {job.function} failed (exit code {code}):\n{output}{hint}", secrets))
             chunks, _ = self.api.get_archive(container, BINARY)
             self.compiled = True
             return _binary_from(chunks)
@@ -271,7 +277,7 @@ class GoCompiler:
                 raise
             return int(state.get("StatusCode", -1))
 
-    def _ensure_volume(self, helper_image: str, log: Log) -> None:
+    def _ensure_volume(self, helper_image: str) -> None:
         """The cache volume exists; when it had to be made and a cache dir is given, it is
         filled from there first. Once per process; applies on one machine take turns."""
         with self._ready:
@@ -285,7 +291,7 @@ class GoCompiler:
                     self.api.create_volume(self.volume, labels={LABEL: "cache"})
                     fresh = True
                 if fresh and self.cache is not None:
-                    self.cache.restore(self.api, helper_image, self.volume, log)
+                    self.cache.restore(self.api, helper_image, self.volume, self.notice)
             self._volume_ready = True
 
     @contextlib.contextmanager
@@ -363,6 +369,9 @@ class CacheDir:
         log(f"saved the Go caches to {self.archive} ({self.archive.stat().st_size >> 20} MiB) in "
             f"{time.monotonic() - started:.1f}s")
 
+
+# What the go command says when a module host or proxy wants credentials it was not given.
+_REFUSED = re.compile(r"\b(401|403) (Unauthorized|Forbidden)\b|terminal prompts disabled|could not read Username")
 
 _URL_QUERY = re.compile(r"(/[^\s?'\"]*)\?[^\s'\")]*")
 

@@ -48,7 +48,8 @@ class PushedImage:
 
 
 def build_image(docker: DockerApi, context: BuildContext, tag: str, labels: Mapping[str, str], *, function: str,
-                netrc: Netrc | None, log: Callable[[str], None] | None, cancel: threading.Event) -> str:
+                netrc: Netrc | None, log: Callable[[str], None] | None, cancel: threading.Event,
+                netrc_env: str = "DEPLOYER_NETRC") -> str:
     """Build the image of an assembled context into the engine under `tag`; its image ID. A Go
     build compiles in a container of the builder image and copies the binary onto the runtime
     image; a Dockerfile build is docker build. `log` gets the build output (--verbose), with no
@@ -65,7 +66,7 @@ def build_image(docker: DockerApi, context: BuildContext, tag: str, labels: Mapp
     try:
         if isinstance(recipe, DockerfileBuild):
             return docker.build(str(context.path), recipe.dockerfile, tag, recipe.build_args, labels, output, cancel)
-        binary = docker.compile_go(CompileJob(function, context.path, recipe, netrc), output, cancel)
+        binary = docker.compile_go(CompileJob(function, context.path, recipe, netrc, netrc_env), output, cancel)
         # Inside the context's directory, which the compile has read already: a crash leaves it
         # to the sweep of abandoned contexts.
         image_dir = Path(tempfile.mkdtemp(dir=context.path, prefix=".deployer-image-"))
@@ -117,13 +118,13 @@ class ImageMaker:
                                 "Lambda accepts only single-platform manifests")
         return PushedImage(existing.digest)
 
-    def build(self, context: BuildContext, netrc: Netrc | None = None) -> BuiltImage:
+    def build(self, context: BuildContext, netrc: Netrc | None = None, netrc_env: str = "DEPLOYER_NETRC") -> BuiltImage:
         labels = {"dev.deployer.source-digest": context.digest, "dev.deployer.spec": self.desired.spec_file}
         local_tag = f"{self.repository}:{self.tag}"
         self._local_tags.add(local_tag)
         self.cleanup.callback(self._drop, local_tag)
         image_id = build_image(self.docker, context, local_tag, labels, netrc=netrc, function=self.desired.name,
-                               log=self.log if self.verbose else None, cancel=self.cancel)
+                               log=self.log if self.verbose else None, cancel=self.cancel, netrc_env=netrc_env)
         return BuiltImage(image_id, local_tag)
 
     def push(self, built: BuiltImage, progress: Callable[[int, int], None] | None = None) -> PushedImage:

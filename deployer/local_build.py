@@ -95,7 +95,7 @@ class LocalBuilder:
                 image_id = build_image(self.docker, context, tag, labels, function=fn.name,
                                        netrc=self.options.netrcs.get(fn.build.netrc_env) if fn.build.compiles_go else None,
                                        log=(lambda line: self.reporter.log(fn.name, line)) if self.options.verbose else None,
-                                       cancel=self.cancel)
+                                       cancel=self.cancel, netrc_env=fn.build.netrc_env)
                 self.reporter.step_done(fn.name, 2, 2, f"build image for {fn.platform}", time.monotonic() - step_started)
         except DeployerError as exc:
             return LocalImage(fn.name, error=str(exc), seconds=time.monotonic() - started)

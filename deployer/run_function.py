@@ -219,8 +219,8 @@ class FunctionRun:
                      f"{short(existing.digest)}")
             assembled.claim.publish(existing)
             return Ready(existing, ImageSource.ANOTHER_APPLY)
-        netrc = self.tools.netrcs.get(self.spec.build.netrc_env) if self.spec is not None else None
-        return Claimed(self.maker.build(assembled.value, netrc), assembled.claim)
+        variable = self.spec.build.netrc_env if self.spec is not None else "DEPLOYER_NETRC"
+        return Claimed(self.maker.build(assembled.value, self.tools.netrcs.get(variable), variable), assembled.claim)
 
     def verify(self, pushed: Claimed[PushedImage]) -> Ready:
         image = self.maker.verify(pushed.value)

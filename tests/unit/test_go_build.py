@@ -258,3 +258,15 @@ def test_the_cache_volume_name_is_checked() -> None:
     assert cache_volume_from_env({"DEPLOYER_GO_CACHE_VOLUME": "team.cache-1"}) == "team.cache-1"
     with pytest.raises(DeployerError, match="is not a Docker volume name"):
         cache_volume_from_env({"DEPLOYER_GO_CACHE_VOLUME": "../x"})
+
+
+def test_a_refusal_without_credentials_says_where_they_would_come_from(context_dir: Path) -> None:
+    output = b"go: example.internal/vault@v0.3.0: reading https://goproxy/vault/@v/v0.3.0.zip: 401 Unauthorized\n"
+    with pytest.raises(DockerError) as without:
+        GoCompiler(FakeApi(exit_code=1, output=output)).compile(CompileJob("fn", context_dir, RECIPE, netrc_env="TEAM_NETRC"), print)
+    assert str(without.value).endswith("\nno credentials were given: for a private module, set TEAM_NETRC to a netrc file "
+                                       "(or its text) with the module host's login")
+    with pytest.raises(DockerError) as given:
+        GoCompiler(FakeApi(exit_code=1, output=output)).compile(
+            CompileJob("fn", context_dir, RECIPE, Netrc("TEAM_NETRC", NETRC_TEXT), "TEAM_NETRC"), print)
+    assert "no credentials were given" not in str(given.value)  # wrong ones: the 401 says enough
