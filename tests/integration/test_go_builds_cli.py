@@ -235,6 +235,33 @@ def test_greet_with_proxy_modules_applies_its_pushed_digest_and_then_plans_no_ch
     assert cli.leftover_contexts() == []
 
 
+@pytest.mark.parametrize("damage, said", [
+    ("wrong", "checksum mismatch"),
+    ("missing", "missing go.sum entry"),
+])
+def test_a_wrong_or_missing_go_sum_entry_fails_that_function_with_the_go_commands_words(
+        cli: Cli, monorepo: Monorepo, make_image_function: Setup, lambda_client: Any, fresh_volume: str,
+        damage: str, said: str) -> None:
+    fn = make_image_function("arm64")
+    go_sum = monorepo.root / GREET / "go.sum"
+    lines = go_sum.read_text().splitlines()
+    if damage == "wrong":  # greeting's module hash: another module's, as a tampered go.sum would hold
+        textcase = next(ln.split()[2] for ln in lines if ln.startswith("example.test/textcase ") and "/go.mod" not in ln)
+        lines = [f"{ln.rsplit(' ', 1)[0]} {textcase}" if ln.startswith("example.test/greeting v1.1.0 h1:") else ln
+                 for ln in lines]
+    else:
+        lines = [ln for ln in lines if not ln.startswith("example.test/greeting ")]
+    go_sum.write_text("\n".join(lines) + "\n")
+    write_spec(monorepo, [{"name": fn.name, "repository": fn.repository, "source": GREET}], proxy_env(monorepo))
+
+    result = cli("apply", "--yes", env={"DEPLOYER_GO_CACHE_VOLUME": fresh_volume})  # nothing cached: go.sum is checked
+
+    assert result.returncode == 1, output(result)
+    assert f"go build of {fn.name} failed (exit code 1)" in result.stdout, output(result)
+    assert said in result.stdout, output(result)
+    assert lambda_config(lambda_client, fn.name)["CodeSha256"] == fn.image.code_sha256
+
+
 def test_function_of_a_go_work_workspace_validates_applies_and_deploys(
         cli: Cli, monorepo: Monorepo, make_image_function: Setup, ecr_client: Any, lambda_client: Any) -> None:
     """go.work at the root uses the function and shared/logger; the function's go.mod neither
