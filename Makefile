@@ -19,3 +19,4 @@ demo: install
 
 bench: install
 	$(PYTHON) bench/hash_context.py
+	$(PYTHON) bench/build_cache.py

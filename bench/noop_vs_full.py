@@ -8,9 +8,10 @@ tests matches), creates the ECR repository and the Lambda function on a placehol
 
 (a) the seed's pipeline by hand, every step every time: ECR login + docker login, assemble the
     context (copy shared modules, rewrite go.mod; deployer.context.assemble does what the seed's
-    cp/sed did), docker build with the docker SDK (classic builder, the product's Dockerfile
-    template and build args), push, boto3 update_function_code (repo@digest), function_updated_v2
-    wait. Against that, a no-op `deployer apply --yes` (subprocess wall time, median of --repeat)
+    cp/sed did), docker build with the docker SDK (classic builder, the seed's multi-stage
+    template bench/seed.Dockerfile written into the context as Dockerfile.seed, with the build
+    args it expects and GOPROXY=off; see bench/seed_pipeline.py), push, boto3
+    update_function_code (repo@digest), function_updated_v2 wait. Against that, a no-op `deployer apply --yes` (subprocess wall time, median of --repeat)
     after a first apply. Target: noop / pipeline <= 0.05.
     The PRIMARY reference is the pipeline as it runs in CI on a fresh runner: no layer cache
     (timed once with nocache=True). That is the documented target.
@@ -26,19 +27,21 @@ tests matches), creates the ECR repository and the Lambda function on a placehol
 (b) `deployer apply --yes` after a change to main.go with the build cache cleared vs after a
     one-line change to main.go with the cache warm. Target: incremental / cold <= 0.5. The build
     step's own time is read from apply's progress.
-    The classic builder's cache is its images: the template compiles the Go standard library in a
-    layer of its own under the builder image, shared by every build on the engine with that builder
-    image. So that "cold" really is cold, the bench builds on a builder image of its own (the
-    stand-in builder plus one per-run LABEL: same files, a new image ID no other build on the
-    engine uses), and clearing the cache removes every image the bench built: everything whose
-    parent chain reaches that per-run builder (the builder-stage layers, std included) and the
-    final images tagged <registry endpoint>/<repository> or deployer/<function> (with their
-    untagged parents). The stand-in base images and images the bench did not create are never
-    touched. Coldness is checked (no image built on the per-run builder remains) and the number
-    of images/layers removed is printed. (`docker builder prune` is not used: it clears only the
-    BuildKit cache, which the classic builder does not use, and it would clear it machine-wide.)
+    deployer's built-in Go build keeps its caches (GOCACHE, GOMODCACHE) on an engine volume: the
+    bench gives deployer a volume of its own (DEPLOYER_GO_CACHE_VOLUME=deployer-bench-noop-<run>),
+    and clearing the cache removes that volume, so the cold apply starts with empty Go caches
+    whatever tests on the same engine left in the default volume. The classic builder's cache
+    (the seed template's layers, deployer's runtime-image layers) is cleared too: the bench builds
+    on per-run copies of the stand-in builder and runtime images (bench/scratch.py: the stand-in
+    plus one per-run LABEL, a new image ID no other build on the engine uses), and clearing
+    removes every image whose parent chain reaches a copy. The stand-in images and images the
+    bench did not create are never touched. Coldness is checked (no volume, no image built on the
+    copies) and the number of images/layers removed is printed. (`docker builder prune` is not
+    used: it clears only the BuildKit cache, which the classic builder does not use, and it
+    would clear it machine-wide.)
 
-Everything the bench creates is removed at the end, images included (the local cloud stops with it).
+Everything the bench creates is removed at the end, images and the cache volume included (the local
+cloud stops with it).
 """
 
 from __future__ import annotations
@@ -60,9 +63,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import docker  # noqa: E402
+import docker.errors  # noqa: E402
 from ruamel.yaml import YAML  # noqa: E402
 
-from deployer.context import assemble  # noqa: E402
+from bench import seed_pipeline  # noqa: E402
+from bench.scratch import ScratchImages  # noqa: E402
 from deployer.load import load  # noqa: E402
 from tests.localcloud.cloud import LocalCloud  # noqa: E402
 from tests.localcloud.images import push_tiny_image  # noqa: E402
@@ -86,16 +91,18 @@ class Bench:
         self.cloud = cloud
         self.root = root
         self.tmpdir = tmpdir
-        self.env = {**os.environ, **cloud.env, "NO_COLOR": "1", "TMPDIR": str(tmpdir)}
-        self.docker = cloud.docker()
-        self.ecr, self.lam = cloud.client("ecr"), cloud.client("lambda")
         run = uuid.uuid4().hex[:8]
         self.run = run
+        self.volume = f"deployer-bench-noop-{run}"  # deployer's Go caches: this bench's own
+        self.env = {**os.environ, **cloud.env, "NO_COLOR": "1", "TMPDIR": str(tmpdir),
+                    "DEPLOYER_GO_CACHE_VOLUME": self.volume}
+        self.docker = cloud.docker()
+        self.ecr, self.lam = cloud.client("ecr"), cloud.client("lambda")
         self.function = f"bench-noop-{run}"
         self.repository = f"bench-noop-{run}"
         self.builder = f"deployer-bench/go-builder:{run}"
-        self.builder_id = ""
-        self.seed_images: set[str] = set()  # final images of the seed pipeline (the :latest tag moves on)
+        self.runtime = f"deployer-bench/lambda-provided:{run}-arm64"
+        self.images = ScratchImages(self.docker, run, tmpdir)
 
     # -- setup ----------------------------------------------------------------------------
     def setup(self) -> None:
@@ -103,12 +110,13 @@ class Bench:
         (self.root / ".git").mkdir()
         self.edit_main(f"bench run {self.function}")
         env = self.cloud.env
-        self.builder_id = self.make_builder(env["DEPLOYER_STANDIN_BUILDER"])
+        self.images.copy(env["DEPLOYER_STANDIN_BUILDER"], self.builder)
+        self.images.copy(env["DEPLOYER_STANDIN_RUNTIME_ARM64"], self.runtime, platform="linux/arm64")
         spec = {"version": 1,
                 "defaults": {"region": "us-east-1", "build": {"builder_image": self.builder,
-                                                              "build_args": {"GOPROXY": "off"}}},
+                                                              "go_env": {"GOPROXY": "off"}}},
                 "functions": [{"name": self.function, "repository": self.repository, "platform": "linux/arm64",
-                               "build": {"source": SOURCE, "runtime_image": env["DEPLOYER_STANDIN_RUNTIME_ARM64"]}}]}
+                               "build": {"source": SOURCE, "runtime_image": self.runtime}}]}
         with (self.root / "deploy.yaml").open("w") as out:
             YAML().dump(spec, out)
         role = self.cloud.client("iam").create_role(RoleName=f"bench-{self.function}", AssumeRolePolicyDocument=ROLE_POLICY)
@@ -116,18 +124,6 @@ class Bench:
         placeholder = push_tiny_image(self.cloud, self.repository, "placeholder", f"placeholder {self.function}")
         self.lam.create_function(FunctionName=self.function, PackageType="Image", Role=role["Role"]["Arn"],
                                  Code={"ImageUri": placeholder.lambda_uri}, Architectures=["arm64"])
-
-    def make_builder(self, standin: str) -> str:
-        """The stand-in builder plus a per-run label, tagged self.builder; returns its image ID.
-        Its files are the stand-in's; only the image ID differs, so every layer built on it
-        (the template's std layer included) is this bench's and nothing else on the engine shares it."""
-        context = Path(tempfile.mkdtemp(prefix="bench-builder-", dir=self.tmpdir))
-        try:
-            (context / "Dockerfile").write_text(f"FROM {standin}\nLABEL dev.deployer.bench.run={self.run}\n")
-            image, _ = self.docker.images.build(path=str(context), tag=self.builder, pull=False, rm=True)
-        finally:
-            shutil.rmtree(context)
-        return str(image.id)
 
     def edit_main(self, line: str) -> None:
         main = self.root / SOURCE / "main.go"
@@ -142,23 +138,8 @@ class Bench:
                           registry=self.cloud.registry_endpoint, reauth=True)
         assert token["authorizationToken"]
         (fn,) = load([self.root / "deploy.yaml"]).functions
-        context = Path(tempfile.mkdtemp(prefix="bench-seed-ctx-", dir=self.tmpdir))
-        try:
-            ctx = assemble(fn, context)
-            version = self.docker.version()
-            args = {"BUILDPLATFORM": f"{version['Os']}/{version['Arch']}", **ctx.build_args}
-            target = f"{self.cloud.registry_endpoint}/{self.repository}"
-            image_id = None
-            for chunk in self.docker.api.build(path=str(ctx.path), dockerfile=ctx.dockerfile, tag=f"{target}:latest",
-                                               buildargs=args, rm=True, forcerm=True, pull=False, nocache=nocache,
-                                               decode=True):
-                if "error" in chunk:
-                    raise RuntimeError(f"seed pipeline: docker build failed: {chunk['error']}")
-                image_id = chunk.get("aux", {}).get("ID", image_id)
-            assert image_id, "docker build gave no image ID"
-            self.seed_images.add(image_id)
-        finally:
-            shutil.rmtree(context)
+        target = f"{self.cloud.registry_endpoint}/{self.repository}"
+        seed_pipeline.build(self.docker, fn, f"{target}:latest", nocache=nocache, goproxy="off", tmpdir=self.tmpdir)
         digest = None
         for chunk in self.docker.api.push(target, tag="latest", stream=True, decode=True):
             if "error" in chunk:
@@ -190,81 +171,37 @@ class Bench:
         return timed(lambda: subprocess.run([sys.executable, "-c", code], env=self.env, check=True))[0]
 
     # -- cache ------------------------------------------------------------------------------
-    def bench_images(self) -> set[str]:
-        """Every image this bench built, the per-run builder excluded: images whose parent chain
-        reaches the per-run builder (builder stage, std layer included), the final images (tagged
-        <registry endpoint>/<repository>:* or deployer/<function>:*, labelled with the bench's
-        function, or produced by the seed pipeline) and anything built on top of those (e.g. the
-        untagged LABEL steps between a seed image and deployer's image of the same binary). No
-        other build on the engine uses these parents, so nothing here is someone else's."""
-        rows = self.docker.api.images(all=True)
-        parent = {row["Id"]: row.get("ParentId") or "" for row in rows}
-        prefixes = (f"{self.cloud.registry_endpoint}/{self.repository}:", f"deployer/{self.function}:")
-        roots = {row["Id"] for row in rows
-                 if any(tag.startswith(prefixes) for tag in row.get("RepoTags") or [])
-                 or (row.get("Labels") or {}).get("dev.deployer.function") == self.function}
-        roots |= self.seed_images & set(parent)
-        if self.builder_id:
-            roots.add(self.builder_id)
-
-        def built_on_roots(image_id: str) -> bool:
-            seen = set()
-            while image_id and image_id not in seen:
-                if image_id in roots:
-                    return True
-                seen.add(image_id)
-                image_id = parent.get(image_id, "")
+    def remove_volume(self) -> bool:
+        """Remove deployer's Go cache volume of this bench; whether it existed."""
+        try:
+            self.docker.api.remove_volume(self.volume, force=True)
+        except docker.errors.NotFound:
             return False
+        return True
 
-        return {image_id for image_id in parent if built_on_roots(image_id)} - {self.builder_id}
-
-    def remove_images(self, ids: set[str]) -> int:
-        """Remove `ids` (all tags; untagged parents pruned), children first: each pass removes
-        the images no other image is built on; a conflict waits for the next pass. Returns the
-        number of images/layers the engine reports deleted."""
-        deleted = 0
-        pending = set(ids)
-        while pending:
-            rows = self.docker.api.images(all=True)
-            present = {row["Id"] for row in rows}
-            pending &= present
-            with_children = {row.get("ParentId") for row in rows}
-            leaves = pending - with_children
-            if not leaves:
-                break
-            for image_id in leaves:
-                try:
-                    result = self.docker.api.remove_image(image_id, force=True, noprune=False)
-                except docker.errors.ImageNotFound:
-                    pass  # pruned already as an untagged parent of an image removed before it
-                else:
-                    deleted += sum(1 for entry in result or [] if "Deleted" in entry)
-                pending.discard(image_id)
-        if pending:
-            raise RuntimeError(f"cannot remove {len(pending)} image(s) the bench built: other images are built on "
-                               f"them: {sorted(pending)}")
-        return deleted
-
-    def clear_build_cache(self) -> tuple[int, int]:
-        """Remove every image this bench built except the per-run builder itself: the classic
-        builder's cache for this function, std layer included. Returns (images targeted,
-        images/layers deleted). Raises if anything built on the per-run builder survives."""
-        built = self.bench_images()
-        deleted = self.remove_images(built)
-        left = self.bench_images()
-        if left:
-            raise RuntimeError(f"cache not cleared: {len(left)} image(s) the bench built remain: {sorted(left)}")
-        return len(built), deleted
+    def clear_build_cache(self) -> tuple[int, int, bool]:
+        """Everything a build could reuse, gone: the Go cache volume, and every image built on
+        the per-run builder and runtime copies. Returns (images targeted, images/layers deleted,
+        whether the volume existed); raises if anything built on the copies survives."""
+        targeted, deleted = self.images.clear()
+        existed = self.remove_volume()
+        try:
+            self.docker.api.inspect_volume(self.volume)
+        except docker.errors.NotFound:
+            return targeted, deleted, existed
+        raise RuntimeError(f"cache not cleared: volume {self.volume} still exists")
 
     def remove_all(self) -> int:
-        """End of run: every image the bench built, the per-run builder last."""
-        deleted = self.remove_images(self.bench_images())
-        if self.builder_id:
-            try:
-                result = self.docker.api.remove_image(self.builder_id, force=True, noprune=True)
-                deleted += sum(1 for entry in result or [] if "Deleted" in entry)
-            except docker.errors.ImageNotFound:
-                pass
+        """End of run: every image the bench built (the per-run copies last), the placeholder
+        image (built on the stand-in runtime by push_tiny_image: its untagged parents go with
+        it, the stand-in stays) and the volume."""
+        self.remove_volume()
+        deleted = self.images.remove_all()
+        try:
+            result = self.docker.api.remove_image(f"{self.cloud.registry_endpoint}/{self.repository}:placeholder", force=True)
+            deleted += sum(1 for entry in result or [] if "Deleted" in entry)
+        except docker.errors.ImageNotFound:
+            pass
         return deleted
 
 
@@ -289,7 +226,8 @@ def main() -> int:
             run(bench, options.repeat)
         finally:
             removed = bench.remove_all()
-            print(f"\nbench: removed {removed} image(s)/layer(s) it built (per-run builder included)")
+            print(f"\nbench: removed {removed} image(s)/layer(s) it built (per-run builder and runtime included) "
+                  f"and the Go cache volume {bench.volume}")
             bench.docker.close()
         cloud.check_recorder()
     return 0
@@ -298,7 +236,7 @@ def main() -> int:
 def run(bench: Bench, repeat: int) -> None:
     bench.setup()
     print(f"bench: function {bench.function}, example source {SOURCE}, {repeat} run(s) per warm figure, "
-          f"builder {bench.builder} (stand-in + per-run label)\n")
+          f"builder {bench.builder}, runtime {bench.runtime} (stand-ins + per-run label), Go cache volume {bench.volume}\n")
 
     # (a) seed pipeline vs no-op apply
     seed_cold = bench.seed_pipeline(nocache=True)
@@ -331,13 +269,14 @@ def run(bench: Bench, repeat: int) -> None:
 
     # (b) cold vs incremental build
     bench.edit_main("bench: cold build")
-    targeted, deleted = bench.clear_build_cache()
+    targeted, deleted, had_volume = bench.clear_build_cache()
     cold, cold_build = bench.apply("built")
     bench.edit_main("bench: one-line change")
     incremental, incremental_build = bench.apply("built")
     print(f"\n(b) cold vs incremental build (deployer apply --yes after a main.go change)")
-    print(f"    cache cleared for cold: {targeted} image(s) the bench built removed, {deleted} image(s)/layer(s) deleted "
-          f"by the engine; none left on the per-run builder (std layer gone)")
+    print(f"    cache cleared for cold: Go cache volume {bench.volume} removed ({'it existed' if had_volume else 'it did not exist'}); "
+          f"{targeted} image(s) the bench built removed, {deleted} image(s)/layer(s) deleted by the engine; none left on "
+          f"the per-run copies")
     print(f"    cold apply                          {cold:7.2f} s   (build step {cold_build or 0:.2f} s)")
     print(f"    incremental apply (one-line change) {incremental:7.2f} s   (build step {incremental_build or 0:.2f} s)")
     if cold_build and incremental_build and cold_build < 2 * incremental_build:

@@ -1,14 +1,17 @@
-# Written by deployer into the build context as Dockerfile.deployer (the built-in template).
+# The seed pipeline's build: deployer's build template before the built-in Go build, kept for the
+# benches as the reference (bench/seed_pipeline.py writes it into an assembled context as
+# Dockerfile.seed).
 #
-# Build args (deployer passes all of them; the defaults mirror its defaults):
-#   BUILDPLATFORM   platform of the engine that runs the builder stage (added by the docker gateway)
+# Build args (bench/seed_pipeline.py passes all of them; the defaults mirror deployer's defaults):
+#   BUILDPLATFORM   platform of the engine that runs the builder stage
 #   TARGETPLATFORM  platform of the image, e.g. linux/arm64
 #   TARGETARCH      GOARCH for the binary, e.g. arm64
 #   BUILDER_IMAGE   Go toolchain image (needs /bin/sh and go on PATH)
 #   RUNTIME_IMAGE   Lambda base image for TARGETPLATFORM
 #   GO_BUILD_FLAGS  extra `go build` flags as ONE shell-quoted string (Python shlex.join), read
 #                   with `eval set --` so a flag holding a space (-ldflags=-s -w) stays one word
-#   GOPROXY         unset = Go's default (proxy.golang.org); tests pass GOPROXY=off
+#   GOPROXY         unset = Go's default (proxy.golang.org); tests pass GOPROXY=off. An ENV GOPROXY
+#                   of the builder image overrides this ARG (the stand-in builder sets off)
 #
 # The ARGs used in FROM are declared before the first FROM: the classic builder (docker SDK)
 # expands `FROM --platform=$VAR` only then.
