@@ -63,8 +63,8 @@ def output(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def write_spec(monorepo: Monorepo, functions: list[dict[str, Any]]) -> Path:
-    """deploy.yaml in root/spec/ (custom Dockerfiles beside it); each function's build args carry
-    the canaries unless it says otherwise."""
+    """deploy.yaml in root/spec/ (custom Dockerfiles beside it): a Dockerfile build's build args
+    carry the canaries, the built-in Go build's GOPROXY the one with credentials."""
     spec_dir = monorepo.root / "spec"
     spec_dir.mkdir(exist_ok=True)
     (spec_dir / "run-fails.Dockerfile").write_text(RUN_FAILS)
@@ -72,10 +72,12 @@ def write_spec(monorepo: Monorepo, functions: list[dict[str, Any]]) -> Path:
     entries = []
     for fn in functions:
         build: dict[str, Any] = {"source": SOURCE, "runtime_image": monorepo.env["DEPLOYER_STANDIN_RUNTIME_ARM64"],
-                                 "builder_image": fn.get("builder_image", monorepo.env["DEPLOYER_STANDIN_BUILDER"]),
-                                 "build_args": fn.get("build_args", {"GOPROXY": GOPROXY, "NPM_TOKEN": NPM_TOKEN})}
+                                 "builder_image": fn.get("builder_image", monorepo.env["DEPLOYER_STANDIN_BUILDER"])}
         if "dockerfile" in fn:
             build["dockerfile"] = fn["dockerfile"]
+            build["build_args"] = {"GOPROXY": GOPROXY, "NPM_TOKEN": NPM_TOKEN}
+        else:  # the built-in Go build: the canary in its Go environment (the function needs no module download)
+            build["go_env"] = {"GOPROXY": GOPROXY}
         entries.append({"name": fn["function"].name, "repository": fn["function"].repository, "platform": "linux/arm64",
                         "build": build})
     path = spec_dir / "deploy.yaml"
@@ -188,8 +190,9 @@ def test_a_registry_that_refuses_and_quotes_the_credentials_gets_them_masked(
         monorepo: Monorepo, make_image_function: Setup, local_cloud: LocalCloud, refusing_registry: RefusingRegistry,
         flags: tuple[str, ...]) -> None:
     fn = make_image_function("arm64")
-    # The build must succeed to reach the push: GOPROXY off, the canaries in args the template ignores.
-    write_spec(monorepo, [{"function": fn, "build_args": {"GOPROXY": "off", "PRIVATE_PROXY": GOPROXY, "NPM_TOKEN": NPM_TOKEN}}])
+    # The build must succeed to reach the push: the function downloads no module, so its GOPROXY
+    # (credentials in it) is never asked.
+    write_spec(monorepo, [{"function": fn}])
 
     result = apply(monorepo, flags, env={"DEPLOYER_REGISTRY_ENDPOINT": refusing_registry.endpoint})
 
@@ -207,7 +210,7 @@ def test_a_registry_that_refuses_and_quotes_the_credentials_gets_them_masked(
 def test_an_unreachable_registry_prints_no_secret(monorepo: Monorepo, make_image_function: Setup, local_cloud: LocalCloud,
                                                   flags: tuple[str, ...]) -> None:
     fn = make_image_function("arm64")
-    write_spec(monorepo, [{"function": fn, "build_args": {"GOPROXY": "off", "PRIVATE_PROXY": GOPROXY, "NPM_TOKEN": NPM_TOKEN}}])
+    write_spec(monorepo, [{"function": fn}])
     closed = f"{LOOPBACK}:{free_port()}"
 
     result = apply(monorepo, flags, env={"DEPLOYER_REGISTRY_ENDPOINT": closed})

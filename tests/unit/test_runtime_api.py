@@ -72,7 +72,7 @@ def test_next_hands_out_the_event_with_lambdas_headers(api: RuntimeApi) -> None:
     assert answer.body == EVENT
     assert answer.headers["Lambda-Runtime-Aws-Request-Id"] == api.request_id
     assert answer.headers["Lambda-Runtime-Invoked-Function-Arn"] == "arn:aws:lambda:eu-west-1:000000000000:function:greet"
-    assert before_ms + 3000 <= int(answer.headers["Lambda-Runtime-Deadline-Ms"]) <= time.time() * 1000 + 3000
+    assert int(before_ms) + 3000 <= int(answer.headers["Lambda-Runtime-Deadline-Ms"]) <= time.time() * 1000 + 3000  # whole ms
     assert answer.headers["Lambda-Runtime-Trace-Id"].startswith("Root=1-")
     assert api.invoked_at is not None and api.wake.is_set()
     assert api.reported is None
@@ -318,3 +318,36 @@ def test_an_engine_that_does_not_answer_is_a_docker_error_without_the_request(tm
     assert message.startswith("inspecting image repo/image:tag failed: the Docker engine did not answer")
     assert message.endswith("start Docker or set DOCKER_HOST")
     assert "://" not in message and "/images/" not in message
+
+
+# -- what a hostile function may send ---------------------------------------------------------
+
+def test_a_negative_chunk_size_is_refused_at_once_not_read_to_the_end(api: RuntimeApi) -> None:
+    """`-1` as a chunk size must not become read(-1): that reads until the function closes the
+    connection, holding whatever it sends in memory."""
+    request(api, "GET", NEXT)
+    host, port = api.address.split(":")
+    with socket.create_connection((host, int(port)), timeout=WAIT) as sock:
+        sock.sendall(f"POST {outcome_path(api, 'response')} HTTP/1.1\r\nHost: x\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n-1\r\n".encode() + b"x" * 65536)
+        started = time.monotonic()
+        answer = sock.recv(4096)  # the connection stays open: only the server's answer ends this
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:80]
+    assert time.monotonic() - started < WAIT / 2
+    assert api.reported is None
+
+
+def test_connections_past_the_limit_are_closed_so_a_function_cannot_exhaust_threads(api: RuntimeApi) -> None:
+    """Every later `next` waits (a thread each) until the API stops, even when its connection is
+    gone: a function opening connections in a loop must not make deployer start a thread for each."""
+    request(api, "GET", NEXT)
+    request(api, "POST", outcome_path(api, "response"), b"{}")
+    host, port = api.address.split(":")
+    before = threading.active_count()
+    for _ in range(200):
+        with socket.create_connection((host, int(port)), timeout=WAIT) as sock:
+            sock.sendall(f"GET {NEXT} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:  # the server takes the connections in on its own thread
+        time.sleep(0.05)
+    assert threading.active_count() - before <= 40
