@@ -7,6 +7,8 @@ so that it can be called (and tested) without a command line.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import json
 import os
 import stat
@@ -95,9 +97,21 @@ def plan(paths: Sequence[Path], clients: Clients, out: Path | None = None) -> Pl
         check_out_path(out, spec)
     from deployer.observe import observe
 
-    made = make_plan(observe(spec, clients))
+    salt = os.urandom(32)  # a new key per plan for its secrets' hashes
+    made = make_plan(observe(spec, clients), secrets_key(salt, os.environ), salt)
     sources = binding.record_sources(recorded, base)
-    return Planned(spec, Plan(made.functions, made.format_version, sources))
+    return Planned(spec, dataclasses.replace(made, sources=sources))
+
+
+# A secret of the CI (set for plan and apply alike) that keys the hashes of from_env values, so
+# that a plan file or JSON output in a public log does not let a weak secret be guessed offline.
+PLAN_KEY_ENV = "DEPLOYER_PLAN_KEY"
+
+
+def secrets_key(salt: bytes, env: Mapping[str, str]) -> bytes:
+    """The HMAC key of a plan's secrets' hashes: its random salt, keyed by DEPLOYER_PLAN_KEY when set."""
+    secret = env.get(PLAN_KEY_ENV, "")
+    return hmac.new(secret.encode(), salt, hashlib.sha256).digest() if secret else salt
 
 
 def save(planned: Planned, out: Path) -> None:
@@ -191,7 +205,8 @@ def prepare_saved(plan_file: Path, scope: Sequence[Path], clients: Clients) -> W
     binding.check_functions(saved, (fn.name for fn in spec.functions), str(plan_file))
     from deployer.observe import observe
 
-    fresh = make_plan(observe(spec, clients))
+    salt = bytes.fromhex(saved.hash_key)  # the saved plan's key: hashes comparable
+    fresh = make_plan(observe(spec, clients), secrets_key(salt, os.environ), salt)
     to_run, refusals = binding.compare(saved, fresh, str(plan_file))
     return Work(to_run, refusals, {fn.name: fn for fn in spec.functions})
 

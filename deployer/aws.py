@@ -16,7 +16,7 @@ import dataclasses
 import re
 import threading
 import time
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 from urllib.parse import urlsplit
 
 import boto3
@@ -24,6 +24,7 @@ import botocore.config
 import botocore.exceptions
 
 from deployer.errors import AwsError, Diagnostic
+from deployer.function_config import DEFAULT_EPHEMERAL_STORAGE, DEFAULT_MEMORY, DEFAULT_TIMEOUT, ObservedConfig
 from deployer.registry import RegistryLogin
 from deployer.state import FunctionState, ImageState
 
@@ -160,6 +161,27 @@ def _text(value: Any) -> str | None:
     return value[:MAX_TEXT] if isinstance(value, str) else None
 
 
+def _int(value: Any, default: int) -> int:
+    return value if type(value) is int and 0 < value <= 1 << 20 else default
+
+
+def _observed_config(config: Mapping[str, Any]) -> ObservedConfig:
+    """The managed keys of GetFunction's Configuration, Lambda's defaults filled where it says
+    nothing. Environment values are kept as Lambda has them (compared, never shown); a name or
+    value that is no string is dropped, values bounded."""
+    variables = (config.get("Environment") or {}).get("Variables") or {}
+    environment = {k: v[:MAX_TEXT] for k, v in variables.items() if isinstance(k, str) and isinstance(v, str)} \
+        if isinstance(variables, dict) else {}
+    return ObservedConfig(
+        role=_text(config.get("Role")),
+        memory=_int(config.get("MemorySize"), DEFAULT_MEMORY),
+        timeout=_int(config.get("Timeout"), DEFAULT_TIMEOUT),
+        ephemeral_storage=_int((config.get("EphemeralStorage") or {}).get("Size"), DEFAULT_EPHEMERAL_STORAGE),
+        description=_text(config.get("Description")) or "",
+        environment=environment,
+    )
+
+
 def _extended(error: AwsError, more: str) -> Diagnostic:
     return dataclasses.replace(error.diagnostic, summary=error.diagnostic.summary + more)
 
@@ -205,7 +227,21 @@ class LambdaGateway:
             last_update_status=_token(config.get("LastUpdateStatus")),
             last_update_reason=_text(config.get("LastUpdateStatusReason")),
             revision_id=_token(config.get("RevisionId")),
+            config=_observed_config(config),
         )
+
+    def update_function_configuration(self, name: str, request: Mapping[str, Any], revision_id: str | None) -> str | None:
+        """Set the configuration keys of `request` (UpdateFunctionConfiguration's arguments);
+        `revision_id` makes Lambda refuse if the function changed since it was read. Returns the
+        new RevisionId. Not retried after a lost answer: the RevisionId would refuse the retry
+        of our own change, and the plan that follows shows what Lambda holds."""
+        kwargs: dict[str, Any] = {"FunctionName": name, **request}
+        if revision_id:
+            kwargs["RevisionId"] = revision_id
+        response = call(lambda: self._client.update_function_configuration(**kwargs), "lambda:UpdateFunctionConfiguration",
+                        f"function {name}")
+        revision: str | None = _token(response.get("RevisionId"))
+        return revision
 
     def update_function_code(self, name: str, image_uri: str, architecture: str, revision_id: str | None) -> str | None:
         """Point the function at `image_uri` (repo@sha256:...). Returns the new RevisionId."""

@@ -193,11 +193,21 @@ def _decide(saved: FunctionPlan, now: FunctionPlan) -> FunctionPlan | Refusal:
         return Refusal(name, f"function {name} changed since plan ({'; '.join(changes)}); run plan again")
     if now.action is Action.BLOCKED:
         return Refusal(name, f"function {name} cannot be deployed now: {explain.reason(now)}")
+    if now.configuration != saved.configuration:
+        # Lambda's side is guarded by the RevisionId above: what moved is a desired value, such as
+        # a secret the CI environment gives (compared by its keyed hash).
+        return Refusal(name, f"configuration of {name} changed since plan (the plan changes {_keys(saved)}, now "
+                             f"{_keys(now)}, or to other values); run plan again")
     if not saved.changes:
         if now.changes:  # the reviewer approved no change here
             return Refusal(name, f"function {name} changed since plan (the plan found nothing to do, now it needs: "
                                  f"{now.action.value}); run plan again")
         return now
+    if saved.action is Action.CONFIGURE and now.action is not Action.CONFIGURE:
+        # The reviewer approved a configuration change; the code now needs a change too (a tag
+        # pushed or deleted since the plan): that digest was never approved.
+        return Refusal(name, f"function {name} changed since plan (the plan only updates its configuration, now it needs: "
+                             f"{now.action.value}); run plan again")
     if saved.action is Action.UPDATE and now.desired_digest != saved.desired_digest:
         return Refusal(name, f"ECR tag {saved.desired.content_tag} of {name} now resolves to {short(now.desired_digest)}, "
                              f"the plan deploys {short(saved.desired_digest)}; run plan again")
@@ -208,6 +218,10 @@ def _decide(saved: FunctionPlan, now: FunctionPlan) -> FunctionPlan | Refusal:
         return Refusal(name, f"ECR tag {saved.desired.content_tag} of {name} now holds {short(now.desired_digest)}, "
                              "pushed since the plan, which builds it; run plan again")
     return now
+
+
+def _keys(fp: FunctionPlan) -> str:
+    return ", ".join(change.field for change in fp.configuration) or "nothing"
 
 
 def _state_changes(saved: FunctionPlan, now: FunctionPlan) -> list[str]:

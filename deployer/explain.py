@@ -7,6 +7,7 @@ for its medium (deployer.render).
 
 from __future__ import annotations
 
+from deployer.function_config import FieldChange
 from deployer.plan import Action, FunctionPlan, ReasonCode, short
 
 
@@ -29,6 +30,9 @@ def reason(fp: FunctionPlan) -> str:
             text = f"no image in ECR for source {short(d.source_digest)} (tag {d.content_tag})"
         case ReasonCode.UP_TO_DATE:
             text = f"runs {short(fp.current_digest)}, the image of source {short(d.source_digest)}"
+        case ReasonCode.CONFIGURATION_DIFFERS:
+            text = (f"runs {short(fp.current_digest)}, the image of source {short(d.source_digest)}; "
+                    f"configuration differs: {configuration_keys(fp)}")
         case ReasonCode.LAST_UPDATE_FAILED:
             text = (f"the function's last update failed ({why.detail or 'no reason given'}); "
                     f"updating it again to {short(fp.desired_digest)}")
@@ -41,6 +45,21 @@ def reason(fp: FunctionPlan) -> str:
     if why.update_in_progress:
         text += "; an update is in progress" + (" (apply retries until it ends)" if fp.changes else "")
     return text
+
+
+def configuration_keys(fp: FunctionPlan) -> str:
+    """The keys a plan changes, environment variables as one key."""
+    return ", ".join(dict.fromkeys(change.field.partition(".")[0] for change in fp.configuration))
+
+
+def change_line(change: FieldChange) -> str:
+    """One configuration change as `~ memory: 128 -> 512` (`+` added, `-` removed). Its values
+    are shown forms already (secrets masked), still foreign: the renderers make them inert."""
+    if change.before is None:
+        return f"+ {change.field}: {change.after}"
+    if change.after is None:
+        return f"- {change.field}: {change.before}"
+    return f"~ {change.field}: {change.before} -> {change.after}"
 
 
 def architecture_changes(fp: FunctionPlan) -> bool:

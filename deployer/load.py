@@ -18,11 +18,13 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Iterable
 
 from deployer import schema
 from deployer.errors import DeployerError, Diagnostic, InvalidSpecError
 from deployer.paths import clip, display, git_root, inside, kind, resolve, shown
+from deployer.function_config import EnvValue, FunctionConfig
 from deployer.spec import (
     REPOSITORY_URI,
     SPEC_FILE_NAMES,
@@ -250,7 +252,49 @@ def _function(doc: YamlDocument, at: tuple[str, int], entry: dict[str, Any], def
         ),
         root=root,
         location=Location(doc.file, line, col),
+        config=_config(doc, at, entry, defaults, problems),
     )
+
+
+# The environment variables Lambda reserves (its documented list): a function may not set them.
+# Other AWS_* names (AWS_MAX_ATTEMPTS...) and TZ are the function's to set.
+RESERVED_ENVIRONMENT = frozenset({
+    "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+    "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
+})
+# Lambda's limit on a function's environment: 4 KB of names and values (UTF-8).
+MAX_ENVIRONMENT_BYTES = 4096
+
+
+def _config(doc: YamlDocument, at: tuple[str, int], entry: dict[str, Any], defaults: dict[str, Any],
+            problems: list[Diagnostic]) -> FunctionConfig:
+    """The declared configuration keys: the function's own, else the defaults'; environments
+    merged (the function's value wins). A problem of a default is reported once, where it is
+    written, whatever the number of functions sharing it."""
+    name = entry["name"]
+    values = {key: entry.get(key, defaults.get(key)) for key in ("role", "memory", "timeout", "ephemeral_storage", "description")}
+    environment = None
+    if "environment" in entry or "environment" in defaults:
+        own, shared = entry.get("environment", {}), defaults.get("environment", {})
+        merged = {**shared, **own}
+        environment = {key: EnvValue(from_env=value["from_env"]) if isinstance(value, dict) else EnvValue(value=str(value))
+                       for key, value in sorted(merged.items())}
+        for key in sorted(k for k in merged if k in RESERVED_ENVIRONMENT):
+            where = at + ("environment", key) if key in own else ("defaults", "environment", key)
+            _once(problems, doc.diagnostic(where, f"environment {shown(key)}: Lambda sets this variable itself; remove it"))
+        size = sum(len(k.encode()) + len((v.value or "").encode("utf-8", "surrogateescape")) for k, v in environment.items())
+        if size > MAX_ENVIRONMENT_BYTES:
+            problems.append(doc.diagnostic(at + ("environment",) if own else ("defaults", "environment"), f"function '{name}': environment holds {size} bytes of names and values; "
+                                                  f"Lambda allows {MAX_ENVIRONMENT_BYTES}: move large values elsewhere (S3, SSM)"))
+    return FunctionConfig(environment=MappingProxyType(environment) if environment is not None else None, **values)
+
+
+def _once(problems: list[Diagnostic], problem: Diagnostic) -> None:
+    if problem not in problems:
+        problems.append(problem)
 
 
 def _strategy_settings(doc: YamlDocument, at: tuple[str, int], name: str, entry: dict[str, Any], defaults: dict[str, Any],

@@ -8,6 +8,7 @@ boto3 clients are shared.
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
@@ -35,6 +36,7 @@ def desired_state(fn: FunctionSpec, clients: Clients) -> Desired:
         architecture=fn.architecture,
         platform=fn.platform,
         spec_file=str(fn.location.file),
+        config=fn.config.resolve(os.environ),  # from_env values: read now, at plan time
     )
 
 

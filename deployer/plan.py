@@ -12,29 +12,33 @@ from dataclasses import dataclass
 from typing import Iterable, Union, get_args
 
 from deployer.errors import PlanError
+from deployer.function_config import FieldChange, changes
 from deployer.state import Desired, Observed
 
 # 2: plans record the deploy.yaml files they were made from (`sources`), which apply re-checks.
-FORMAT_VERSION = 2
+# 3: configuration changes per function, and the key of their secrets' hashes.
+FORMAT_VERSION = 3
 
 
 class Action(enum.Enum):
     """What happens to a function. The value is how the action is shown."""
 
     NOOP = "no change"
+    CONFIGURE = "update configuration"  # the code is up to date, the configuration is not
     UPDATE = "update"
     BUILD = "build, push and update"
     BLOCKED = "blocked"
 
     @property
     def symbol(self) -> str:
-        return {"NOOP": " ", "UPDATE": "~", "BUILD": "+", "BLOCKED": "!"}[self.name]
+        return {"NOOP": " ", "CONFIGURE": "~", "UPDATE": "~", "BUILD": "+", "BLOCKED": "!"}[self.name]
 
 
 class ReasonCode(enum.Enum):
     """Why a function gets its action. The value is the code in JSON plans."""
 
     UP_TO_DATE = "up_to_date"  # NOOP: Lambda runs the content image with the wanted architecture
+    CONFIGURATION_DIFFERS = "configuration_differs"  # CONFIGURE: the code is up to date, declared keys differ
     NO_IMAGE = "no_image_for_source"  # BUILD: ECR has no image under the content tag
     OTHER_IMAGE = "runs_other_image"  # UPDATE: Lambda runs another digest
     ARCHITECTURE_ONLY = "architecture_only"  # UPDATE: the right digest, the wrong architecture
@@ -126,6 +130,15 @@ class UpdateFunctionCode:
 
 
 @dataclass(frozen=True)
+class UpdateFunctionConfiguration:
+    function: str
+    keys: tuple[str, ...]  # the changed keys, deploy.yaml's names (environment as one key)
+
+    def describe(self) -> str:
+        return f"update the configuration of {self.function} ({', '.join(self.keys)})"
+
+
+@dataclass(frozen=True)
 class WaitForUpdate:
     function: str
 
@@ -139,14 +152,16 @@ class Cleanup:
         return "remove the temporary build context"
 
 
-Step = Union[EcrLogin, AssembleContext, BuildImage, PushImage, VerifyImage, UpdateFunctionCode, WaitForUpdate, Cleanup]
+Step = Union[EcrLogin, AssembleContext, BuildImage, PushImage, VerifyImage, UpdateFunctionConfiguration, UpdateFunctionCode,
+             WaitForUpdate, Cleanup]
 STEP_TYPES: tuple[type, ...] = get_args(Step)
 
 
 @dataclass(frozen=True)
 class FunctionPlan:
     """The decision for one function. `current_*` is what AWS reports now (apply re-reads and
-    compares them to refuse a stale plan); `desired_digest` is None when the image is yet to be built."""
+    compares them to refuse a stale plan); `desired_digest` is None when the image is yet to be
+    built; `configuration` lists the declared keys Lambda does not have (any action but BLOCKED)."""
 
     desired: Desired
     action: Action
@@ -156,6 +171,7 @@ class FunctionPlan:
     current_architectures: tuple[str, ...]
     revision_id: str | None
     steps: tuple[Step, ...]
+    configuration: tuple[FieldChange, ...] = ()
 
     @property
     def name(self) -> str:
@@ -163,7 +179,7 @@ class FunctionPlan:
 
     @property
     def changes(self) -> bool:
-        return self.action in (Action.UPDATE, Action.BUILD)
+        return self.action in (Action.CONFIGURE, Action.UPDATE, Action.BUILD)
 
 
 @dataclass(frozen=True)
@@ -180,6 +196,9 @@ class Plan:
     functions: tuple[FunctionPlan, ...]  # sorted by function name
     format_version: int = FORMAT_VERSION
     sources: tuple[SourceFile, ...] = ()  # sorted by path; what a saved plan is bound to
+    # hex: the HMAC key of the secrets' hashes in `configuration` changes, or with DEPLOYER_PLAN_KEY
+    # its random part (deployer.app.secrets_key)
+    hash_key: str = ""
 
     @property
     def has_changes(self) -> bool:
@@ -207,18 +226,27 @@ def short(digest: str | None) -> str:
     return f"{algo}:{hexpart[:12]}" if hexpart else digest[:12]
 
 
-def make_plan(pairs: Iterable[tuple[Desired, Observed]]) -> Plan:
-    return Plan(tuple(sorted((plan_function(d, o) for d, o in pairs), key=lambda fp: fp.name)))
+def make_plan(pairs: Iterable[tuple[Desired, Observed]], hash_key: bytes = b"", recorded_key: bytes | None = None) -> Plan:
+    """`hash_key`: the key of the secrets' hashes (a saved plan's, when a plan is made again to
+    be compared with it; a new random one otherwise, chosen by the caller). The plan records
+    `recorded_key` instead when given: the random part of a key that also depends on a secret."""
+    functions = tuple(sorted((plan_function(d, o, hash_key) for d, o in pairs), key=lambda fp: fp.name))
+    return Plan(functions, hash_key=(hash_key if recorded_key is None else recorded_key).hex())
 
 
-def plan_function(desired: Desired, observed: Observed) -> FunctionPlan:
+def plan_function(desired: Desired, observed: Observed, hash_key: bytes = b"") -> FunctionPlan:
     fn, image = observed.function, observed.image
     in_progress = fn.last_update_status == "InProgress"
+    configuration = changes(desired.config, fn.config, hash_key) if fn.exists else ()
 
     def decide(action: Action, code: ReasonCode, detail: str | None = None) -> FunctionPlan:
+        config = () if action is Action.BLOCKED else configuration
+        if action is Action.NOOP and config:
+            action, code = Action.CONFIGURE, ReasonCode.CONFIGURATION_DIFFERS
         reason = Reason(code, detail, in_progress)
-        steps = steps_for(action, desired, image.digest)
-        return FunctionPlan(desired, action, reason, fn.running_digest, image.digest, fn.architectures, fn.revision_id, steps)
+        steps = steps_for(action, desired, image.digest, config)
+        return FunctionPlan(desired, action, reason, fn.running_digest, image.digest, fn.architectures, fn.revision_id, steps,
+                            config)
 
     if not fn.exists:
         return decide(Action.BLOCKED, ReasonCode.FUNCTION_MISSING)
@@ -240,12 +268,19 @@ def plan_function(desired: Desired, observed: Observed) -> FunctionPlan:
     return decide(Action.NOOP, ReasonCode.UP_TO_DATE)
 
 
-def steps_for(action: Action, desired: Desired, desired_digest: str | None) -> tuple[Step, ...]:
+def steps_for(action: Action, desired: Desired, desired_digest: str | None,
+              configuration: tuple[FieldChange, ...] = ()) -> tuple[Step, ...]:
     """The steps of an action: the one place that says what apply does for it (a saved plan
-    is checked against this too)."""
+    is checked against this too). A configuration change comes after the image is in ECR and
+    before the code update, each followed by its wait (Lambda takes one update at a time): a
+    failed build changes nothing."""
+    keys = tuple(dict.fromkeys(change.field.partition(".")[0] for change in configuration))
+    configure: tuple[Step, ...] = (UpdateFunctionConfiguration(desired.name, keys), WaitForUpdate(desired.name)) if keys else ()
+    if action is Action.CONFIGURE:
+        return configure
     if action is Action.UPDATE:
         pinned = ImageRef(desired.repository_uri, digest=desired_digest)
-        return (UpdateFunctionCode(desired.name, pinned, desired.architecture), WaitForUpdate(desired.name))
+        return (*configure, UpdateFunctionCode(desired.name, pinned, desired.architecture), WaitForUpdate(desired.name))
     if action is Action.BUILD:
         tagged = ImageRef(desired.repository_uri, tag=desired.content_tag)
         return (
@@ -254,6 +289,7 @@ def steps_for(action: Action, desired: Desired, desired_digest: str | None) -> t
             BuildImage(desired.platform),
             PushImage(tagged),
             VerifyImage(tagged),
+            *configure,
             UpdateFunctionCode(desired.name, tagged, desired.architecture),
             WaitForUpdate(desired.name),
             Cleanup(),

@@ -21,6 +21,8 @@ from typing import Any, Iterable
 from deployer import explain
 from deployer.digest import content_tag
 from deployer.errors import PlanError
+from deployer.function_config import KEYS as CONFIG_KEYS
+from deployer.function_config import FieldChange
 from deployer.paths import shown
 from deployer.plan import (
     FORMAT_VERSION,
@@ -55,6 +57,7 @@ def to_dict(plan: Plan) -> dict[str, Any]:
         "format_version": plan.format_version,
         "summary": {"changes": plan.has_changes, **{a.name.lower(): counts[a] for a in Action}},
         "sources": [{"path": source.path, "sha256": source.sha256} for source in plan.sources],
+        "hash_key": plan.hash_key,
         "functions": [_function(fp) for fp in plan.functions],
     }
 
@@ -70,7 +73,10 @@ def _function(fp: FunctionPlan) -> dict[str, Any]:
         "desired_digest": fp.desired_digest,
         "current_architectures": list(fp.current_architectures),
         "revision_id": fp.revision_id,
-        "steps": [{"type": type(step).__name__, "description": step.describe(), **dataclasses.asdict(step)} for step in fp.steps],
+        "configuration": [dataclasses.asdict(change) for change in fp.configuration],
+        "steps": [{"type": type(step).__name__, "description": step.describe(),
+                   **{k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(step).items()}}
+                  for step in fp.steps],
     }
 
 
@@ -94,7 +100,10 @@ def from_dict(data: Any, source: str = "plan") -> Plan:
         sources = _sources(data.get("sources"))
         if functions and not sources:
             raise ValueError("sources is empty: the plan does not say which deploy.yaml files it was made from")
-        return Plan(functions, FORMAT_VERSION, sources)
+        hash_key = _typed(data.get("hash_key"), str, "hash_key")
+        if not _SHA256_HEX.fullmatch(hash_key):
+            raise ValueError("hash_key is not 64 lowercase hex digits")
+        return Plan(functions, FORMAT_VERSION, sources, hash_key)
     except (KeyError, TypeError, ValueError) as exc:
         raise PlanError(f"{source}: damaged plan ({exc}); run plan again") from exc
 
@@ -132,7 +141,9 @@ def _typed(value: Any, kind: type | tuple[type, ...], where: str, text: bool = F
     characters (every value a plan holds is an identifier, a digest or a path); with `text`, any
     string of at most MAX_TEXT (AWS's own words: shown inert, never acted on)."""
     if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise TypeError(f"{where} is {type(value).__name__}, not {getattr(kind, '__name__', kind)}")
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+        raise TypeError(f"{where} is {type(value).__name__}, not {names}")
     if isinstance(value, str) and (len(value) > MAX_TEXT if text else len(value) > MAX_VALUE or not value.isprintable()):
         raise ValueError(f"{where} is not a printable value of at most {MAX_TEXT if text else MAX_VALUE} characters")
     return value
@@ -149,7 +160,8 @@ def _function_plan(entry: Any, index: int) -> FunctionPlan:
     at = f"functions[{index}]"
     entry = _typed(entry, dict, at)
     desired_fields = _known_keys(_typed(entry.get("desired"), dict, f"{at}.desired"),
-                                 ["repository_uri", *(f.name for f in dataclasses.fields(Desired))], f"{at}.desired")
+                                 ["repository_uri", *(f.name for f in dataclasses.fields(Desired) if f.name != "config")],
+                                 f"{at}.desired")
     for name, value in desired_fields.items():
         _typed(value, str, f"{at}.desired.{name}")
     uri = desired_fields.pop("repository_uri", None)
@@ -173,11 +185,40 @@ def _function_plan(entry: Any, index: int) -> FunctionPlan:
                                     for a in _typed(entry.get("current_architectures"), list, f"{at}.current_architectures")),
         revision_id=_typed(entry.get("revision_id"), optional, f"{at}.revision_id"),
         steps=tuple(_step(step, f"{at}.steps[{n}]") for n, step in enumerate(_typed(entry.get("steps"), list, f"{at}.steps"))),
+        configuration=_configuration(entry.get("configuration"), f"{at}.configuration"),
     )
+    # Configuration changes only where the planner writes them: on a function it changes, and
+    # always on a configuration update.
+    if plan.configuration and action in (Action.NOOP, Action.BLOCKED) or action is Action.CONFIGURE and not plan.configuration:
+        raise ValueError(f"{at}.configuration does not fit a {action.value} of {desired.name}")
     # The steps must be the planner's own for this action: an edited step list is never run.
-    if plan.steps != steps_for(action, desired, plan.desired_digest) or (action is Action.UPDATE and not plan.desired_digest):
+    if (plan.steps != steps_for(action, desired, plan.desired_digest, plan.configuration)
+            or (action is Action.UPDATE and not plan.desired_digest)):
         raise ValueError(f"{at}.steps are not the steps of a {action.value} of {desired.name}")
     return plan
+
+
+# A configuration change's field: a key of deploy.yaml, or environment.<variable name>.
+_CONFIG_FIELD = re.compile(r"(?:[a-z_]{1,64})(?:\.[A-Za-z][A-Za-z0-9_]{0,255})?")
+
+
+def _configuration(value: Any, at: str) -> tuple[FieldChange, ...]:
+    """Configuration changes, every value typed and bounded (literals of deploy.yaml: shown inert)."""
+    entries = _typed(value, list, at)
+    changes = []
+    for index, entry in enumerate(entries):
+        where = f"{at}[{index}]"
+        entry = _known_keys(_typed(entry, dict, where), ("field", "before", "after", "after_hash"), where)
+        name = _typed(entry.get("field"), str, f"{where}.field")
+        key, dot, _ = name.partition(".")
+        if not _CONFIG_FIELD.fullmatch(name) or key not in CONFIG_KEYS or bool(dot) != (key == "environment"):
+            raise ValueError(f"{where}.field {shown(name)} is not a configuration key deployer manages")
+        after_hash = _typed(entry.get("after_hash"), (str, type(None)), f"{where}.after_hash")
+        if after_hash is not None and not _SHA256_HEX.fullmatch(after_hash):
+            raise ValueError(f"{where}.after_hash is not 64 lowercase hex digits")
+        changes.append(FieldChange(name, _typed(entry.get("before"), (str, type(None)), f"{where}.before", text=True),
+                                   _typed(entry.get("after"), (str, type(None)), f"{where}.after", text=True), after_hash))
+    return tuple(changes)
 
 
 def _reason(value: Any, at: str) -> Reason:
@@ -192,7 +233,7 @@ def _reason(value: Any, at: str) -> Reason:
 
 def _desired(desired: Desired) -> dict[str, str]:
     """Desired as JSON: its repository as the URI people know."""
-    fields = {f.name: getattr(desired, f.name) for f in dataclasses.fields(desired) if f.name != "repository"}
+    fields = {f.name: getattr(desired, f.name) for f in dataclasses.fields(desired) if f.name not in ("repository", "config")}
     return {"name": fields.pop("name"), "region": fields.pop("region"), "repository_uri": desired.repository_uri, **fields}
 
 
@@ -212,6 +253,8 @@ def _step(entry: Any, where: str) -> Step:
         raise ValueError(f"{where}.type {kind!r} is not a step deployer knows")
     fields = {k: v for k, v in entry.items() if k not in ("type", "description")}
     _known_keys(fields, (f.name for f in dataclasses.fields(_STEPS_BY_NAME[kind])), where)
+    if "keys" in fields:  # the configuration keys a step updates: a list in JSON
+        fields["keys"] = tuple(_typed(key, str, f"{where}.keys") for key in _typed(fields["keys"], list, f"{where}.keys"))
     if "image" in fields:  # the one nested value of a step
         image = _known_keys(_typed(fields["image"], dict, f"{where}.image"), ("repository_uri", "digest", "tag"), f"{where}.image")
         fields["image"] = ImageRef(**{k: _typed(v, (str, type(None)), f"{where}.image.{k}") for k, v in image.items()})

@@ -8,7 +8,7 @@ the registry's words in one place, the gateway: the executor never reads an erro
 from __future__ import annotations
 
 import threading
-from typing import Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 from deployer.errors import DockerError
 from deployer.go_build import CompileJob
@@ -48,6 +48,7 @@ class Reporter(Protocol):
 class LambdaApi(Protocol):
     def get_function(self, name: str) -> FunctionState: ...
     def update_function_code(self, name: str, image_uri: str, architecture: str, revision_id: str | None) -> str | None: ...
+    def update_function_configuration(self, name: str, request: Mapping[str, Any], revision_id: str | None) -> str | None: ...
     def wait_updated(self, name: str, sleep: Callable[[float], None], timeout_seconds: int = 600) -> None: ...
 
 

@@ -17,10 +17,10 @@ import re
 from rich.markup import escape
 
 from deployer import planfile
-from deployer.explain import reason
+from deployer.explain import change_line, reason
 from deployer.plan import Action, FunctionPlan, Plan, short
 
-_STYLE = {Action.NOOP: "dim", Action.UPDATE: "yellow", Action.BUILD: "green", Action.BLOCKED: "bold red"}
+_STYLE = {Action.NOOP: "dim", Action.CONFIGURE: "yellow", Action.UPDATE: "yellow", Action.BUILD: "green", Action.BLOCKED: "bold red"}
 
 
 def render(plan: Plan, fmt: str) -> str:
@@ -33,7 +33,8 @@ def render(plan: Plan, fmt: str) -> str:
 
 def summary(plan: Plan) -> str:
     counts = plan.counts()
-    parts = [f"{counts[a]} {a.value}" for a in (Action.BUILD, Action.UPDATE, Action.NOOP, Action.BLOCKED) if counts[a]]
+    parts = [f"{counts[a]} {a.value}" for a in (Action.BUILD, Action.UPDATE, Action.CONFIGURE, Action.NOOP, Action.BLOCKED)
+             if counts[a]]
     return f"Plan: {len(plan.functions)} function(s): " + ", ".join(parts or ["nothing to do"])
 
 
@@ -48,6 +49,9 @@ def text(plan: Plan) -> str:
             lines.append(f"    image:   {rich_text(fp.desired.repository_uri)}:{rich_text(fp.desired.content_tag)}")
             lines.append(f"    digest:  {rich_text(_digest_change(fp))}")
             lines.append(f"    arch:    {rich_text(_arch_change(fp))}")
+        if fp.configuration:
+            lines.append("    config:")
+            lines += [f"      {rich_text(change_line(change))}" for change in fp.configuration]
         for number, step in enumerate(fp.steps, 1):
             lines.append(f"    {number}. {rich_text(step.describe())}")
         lines.append("")
@@ -56,7 +60,7 @@ def text(plan: Plan) -> str:
 
 
 def _digest_change(fp: FunctionPlan) -> str:
-    if fp.action is Action.NOOP:
+    if fp.action in (Action.NOOP, Action.CONFIGURE):
         return f"{short(fp.current_digest)} (unchanged)"
     desired = short(fp.desired_digest) if fp.desired_digest else "(digest known after build)"
     return f"{short(fp.current_digest)} -> {desired}"
@@ -90,6 +94,8 @@ def markdown(plan: Plan) -> str:
                   f"- current digest: {md_code(fp.current_digest or '-')}",
                   f"- architectures: {md_text(_arch_change(fp))}",
                   f"- declared in: {md_code(fp.desired.spec_file)}"]
+        if fp.configuration:
+            lines += ["- configuration:", *(f"  - {md_code(change_line(change))}" for change in fp.configuration)]
         if fp.steps:
             lines += ["", *(f"{n}. {md_text(step.describe())}" for n, step in enumerate(fp.steps, 1))]
         lines += ["", "</details>", ""]

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Generic, Mapping, NoReturn, TypeVar, Union
 
 from deployer.context import BuildContext, temporary_context
+from deployer.function_config import changes, update_request
 from deployer.errors import AwsError, DeployerError, PlanError
 from deployer.go_build import Netrc
 from deployer.images import BuiltImage, ImageMaker, PushedImage
@@ -39,6 +40,7 @@ from deployer.plan import (
     PushImage,
     Step,
     UpdateFunctionCode,
+    UpdateFunctionConfiguration,
     VerifyImage,
     WaitForUpdate,
     short,
@@ -131,6 +133,8 @@ class FunctionRun:
         self.lam = lam
         self.ecr = ecr
         self.cleanup = contextlib.ExitStack()
+        self.revision = fp.revision_id  # what Lambda's RevisionId is expected to be: moved by our own updates
+        self.configured_revision: str | None = None  # what our configuration update answered
         self.maker = ImageMaker(fp.desired, tools.docker, ecr, self.cleanup, registry_endpoint=tools.registry_endpoint,
                                 login=lambda fresh: tools.login(fp.desired.region, fresh), cancel=tools.cancel,
                                 sleep=tools.sleep, log=self.log, verbose=tools.verbose)
@@ -150,7 +154,13 @@ class FunctionRun:
                         stage = self.step(number, step, stage)
         except DeployerError as exc:
             return self.stopped(exc, stage, time.monotonic() - started)
+        if self.fp.action is Action.CONFIGURE and stage is None:
+            return Outcome(self.fp.name, OutcomeStatus.UPDATED, f"configuration updated ({self.configured()})",
+                           time.monotonic() - started, self.fp.current_digest)
         return self.finished(_expect(stage, SentUpdate, "the plan's steps end in an update"), time.monotonic() - started)
+
+    def configured(self) -> str:
+        return ", ".join(change.field for change in self.fp.configuration)
 
     def step(self, number: int, step: Step, stage: Stage) -> Stage:
         if self.tools.cancel.is_set():
@@ -180,6 +190,9 @@ class FunctionRun:
                 return Claimed(pushed, built.claim)
             case VerifyImage():
                 return self.verify(_claimed(stage, PushedImage, "PushImage precedes VerifyImage"))
+            case UpdateFunctionConfiguration():
+                self.configure()
+                return stage
             case UpdateFunctionCode(image=image, architecture=architecture):
                 return self.update(image, architecture, stage)
             case WaitForUpdate():
@@ -222,6 +235,37 @@ class FunctionRun:
         variable = self.spec.build.netrc_env if self.spec is not None else "DEPLOYER_NETRC"
         return Claimed(self.maker.build(assembled.value, self.tools.netrcs.get(variable), variable), assembled.claim)
 
+    def configure(self) -> None:
+        """Set the declared keys that differ, as deploy.yaml says them now (re-read at apply;
+        a saved plan's changes were checked against them), refused by Lambda if the function
+        changed since the plan (RevisionId)."""
+        if self.spec is None:
+            raise PlanError(f"function {self.fp.name} is no longer declared in {self.desired.spec_file}; run plan again")
+        now = self.lam.get_function(self.fp.name)
+        self.check_unchanged(now)
+        request = update_request(self.desired.config, self.fp.configuration)
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                self.revision = self.configured_revision = self.lam.update_function_configuration(self.fp.name, request,
+                                                                                                  self.revision)
+                return
+            except AwsError as exc:
+                if exc.code not in RETRYABLE_LAMBDA_CODES or attempt == CONFLICT_ATTEMPTS:
+                    raise
+                delay = min(2 ** attempt, 20)
+                self.log(f"{exc.code}: retry {attempt}/{CONFLICT_ATTEMPTS - 1} in {delay}s")
+                self.tools.sleep(delay)
+
+    def adopt_configured_revision(self, now: FunctionState) -> None:
+        """After our configuration update, Lambda moves the RevisionId once more as the update
+        completes (the id UpdateFunctionConfiguration answered is not the last one): the
+        function's RevisionId now is taken as ours when it holds what was set and still runs
+        what the plan saw."""
+        if (self.configured_revision is not None and now.revision_id != self.revision
+                and not changes(self.desired.config, now.config, b"")
+                and now.running_digest == self.fp.current_digest and now.architectures == self.fp.current_architectures):
+            self.revision = now.revision_id
+
     def verify(self, pushed: Claimed[PushedImage]) -> Ready:
         image = self.maker.verify(pushed.value)
         pushed.claim.publish(image)
@@ -233,7 +277,9 @@ class FunctionRun:
         now = self.lam.get_function(self.fp.name)
         if self.changed(now):
             wanted = self.fp.desired_digest or self.ecr.describe_image(self.desired.repository_name, self.desired.content_tag).digest
-            if wanted and self.deployed_meanwhile(now, wanted):
+            # With a configuration change to make, the image alone does not settle it: the
+            # revision check below stops this function cleanly instead.
+            if wanted and not self.fp.configuration and self.deployed_meanwhile(now, wanted):
                 return SentUpdate(wanted, by_another_apply=True)
         self.check_unchanged(now)
         return None
@@ -257,8 +303,8 @@ class FunctionRun:
             changes.append(f"digest {short(self.fp.current_digest)} -> {short(now.running_digest)}")
         if now.architectures != self.fp.current_architectures:
             changes.append(f"architectures {','.join(self.fp.current_architectures)} -> {','.join(now.architectures)}")
-        if self.fp.revision_id and now.revision_id != self.fp.revision_id:
-            changes.append(f"revision {self.fp.revision_id} -> {now.revision_id}")
+        if self.revision and now.revision_id != self.revision:
+            changes.append(f"revision {self.revision} -> {now.revision_id}")
         if changes:
             raise PlanError(f"function {self.fp.name} changed since plan ({'; '.join(changes)}); run plan again")
 
@@ -272,11 +318,12 @@ class FunctionRun:
         now = self.lam.get_function(self.fp.name)
         if self.deployed_meanwhile(now, digest):
             return SentUpdate(digest, source, by_another_apply=True)
+        self.adopt_configured_revision(now)
         self.check_unchanged(now)
         image = str(planned if planned.digest else ImageRef(self.desired.repository_uri, digest=digest))
         for attempt in range(1, CONFLICT_ATTEMPTS + 1):
             try:
-                self.lam.update_function_code(self.fp.name, image, architecture, self.fp.revision_id)
+                self.lam.update_function_code(self.fp.name, image, architecture, self.revision)
                 return SentUpdate(digest, source)
             except AwsError as exc:
                 if exc.code == "PreconditionFailedException" and attempt > 1 and self.ours(digest, architecture):
@@ -306,7 +353,8 @@ class FunctionRun:
         if sent.source is ImageSource.ANOTHER_APPLY:
             return Outcome(name, OutcomeStatus.UPDATED, f"now runs {short(digest)} (image pushed by another apply since the plan)",
                            seconds, digest)
-        return Outcome(name, self.changed_status(), f"now runs {short(digest)}", seconds, digest)
+        configured = f"; configuration updated ({self.configured()})" if self.fp.configuration else ""
+        return Outcome(name, self.changed_status(), f"now runs {short(digest)}{configured}", seconds, digest)
 
     def stopped(self, error: DeployerError, stage: Stage, seconds: float) -> Outcome:
         if isinstance(error, Cancelled) and isinstance(stage, SentUpdate):

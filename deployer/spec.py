@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Mapping
 
 from deployer.errors import DeployerError
+from deployer.function_config import EnvValue, FunctionConfig
 
 SUPPORTED_PLATFORMS = ("linux/arm64", "linux/amd64")
 
@@ -143,6 +144,7 @@ class FunctionSpec:
     build: BuildSettings
     root: Path  # repository root: no replace target may lie outside it
     location: Location  # where the function's entry starts, for messages
+    config: FunctionConfig = FunctionConfig()  # the declared configuration keys, from_env unresolved
 
     @property
     def architecture(self) -> str:

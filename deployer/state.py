@@ -6,8 +6,9 @@ Plain frozen data, no I/O, so that planner tests can state any situation as valu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from deployer.function_config import FunctionConfig, ObservedConfig
 from deployer.spec import EcrRepository
 
 # Lambda accepts only single-platform manifests; an index / manifest list is rejected.
@@ -30,6 +31,9 @@ class Desired:
     architecture: str  # Lambda's name: arm64 or x86_64
     platform: str  # OCI platform: linux/arm64 or linux/amd64
     spec_file: str  # the deploy.yaml that declares the function, for messages and saved plans
+    # The declared configuration, resolved (secrets included): in memory only, never in a plan
+    # file; a saved plan holds its changes (deployer.function_config.FieldChange) instead.
+    config: FunctionConfig = field(default_factory=FunctionConfig, compare=False)
 
     @property
     def repository_uri(self) -> str:
@@ -60,6 +64,7 @@ class FunctionState:
     last_update_status: str | None = None
     last_update_reason: str | None = None
     revision_id: str | None = None
+    config: ObservedConfig = field(default_factory=ObservedConfig)
 
     @property
     def running_digest(self) -> str | None:

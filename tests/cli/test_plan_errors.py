@@ -38,3 +38,17 @@ def test_unknown_profile_is_a_clean_error(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr == ("error: cannot plan:\n  fn-0: reading the AWS configuration on AWS_PROFILE / ~/.aws/config: "
                              "The config profile (nope) could not be found\n")
+
+
+def test_an_unset_from_env_variable_stops_plan_naming_it_and_no_value(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, 2)
+    spec = (repo / "deploy.yaml").read_text()
+    (repo / "deploy.yaml").write_text(spec.replace("  account: '123456789012'\n", "  account: '123456789012'\n  environment:\n"
+                                                   "    API_KEY: {from_env: DEPLOYER_TEST_API_KEY}\n"
+                                                   "    DB_PASSWORD: {from_env: DEPLOYER_TEST_DB_PASSWORD}\n"))
+    result = plan(repo, DEPLOYER_TEST_DB_PASSWORD="hunter2-secret", AWS_ENDPOINT_URL="http://127.0.0.1:1")
+    assert result.returncode == 1
+    # Said before AWS is asked (the account is given), once, naming every function it stops.
+    assert result.stderr == ("error: cannot plan:\n  fn-0, fn-1: environment values come from DEPLOYER_TEST_API_KEY, which is "
+                             "not set; export it (in CI, from a secret) before plan and apply\n")
+    assert "hunter2" not in result.stdout + result.stderr

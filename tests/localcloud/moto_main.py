@@ -17,7 +17,10 @@ as a script, in its own process, with MOTO_LAMBDA_STUB_ECR=false in its environm
    update, a configuration update and a publish give $LATEST a new one (a published version gets
    its own); an alias update gives the alias a new one; and the four calls check their
    preconditions and change the function under one lock, so that check and change are atomic as
-   in Lambda. Nothing else is changed.
+   in Lambda.
+4. Moto's UpdateFunctionConfiguration ignores `EphemeralStorage`; real Lambda applies it (the
+   product manages /tmp's size), so it is applied, validated by moto's own setter.
+Nothing else is changed.
 """
 
 from __future__ import annotations
@@ -73,6 +76,17 @@ def _apply_architectures(method: Callable[..., Any]) -> Callable[..., Any]:
             # The property setter validates the value as moto does for CreateFunction.
             self.architectures = updated_spec["Architectures"]
         return method(self, updated_spec)
+
+    return wrapper
+
+
+def _apply_ephemeral_storage(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def wrapper(self: LambdaFunction, config: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        size = (config.get("EphemeralStorage") or {}).get("Size")
+        if size is not None:
+            self.ephemeral_storage = size  # moto's setter refuses what Lambda refuses (over 10240)
+        return method(self, config, *args, **kwargs)
 
     return wrapper
 
@@ -202,7 +216,7 @@ def patch_moto() -> None:
     # RevisionId (point 3 of the docstring).
     LambdaFunction.__init__ = _revision_on_create(LambdaFunction.__init__)  # type: ignore[method-assign]
     LambdaFunction.get_configuration = _revision_in_configuration(LambdaFunction.get_configuration)  # type: ignore[method-assign]
-    LambdaFunction.update_configuration = _revision_on_change(LambdaFunction.update_configuration)  # type: ignore[method-assign]
+    LambdaFunction.update_configuration = _revision_on_change(_apply_ephemeral_storage(LambdaFunction.update_configuration))  # type: ignore[method-assign]
     LambdaAlias.update = _revision_on_change(LambdaAlias.update)  # type: ignore[method-assign]
     LambdaStorage.publish_version = _revision_on_publish(LambdaStorage.publish_version)  # type: ignore[method-assign]
     precondition = _function_precondition(_name_before_last)

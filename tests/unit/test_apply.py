@@ -11,7 +11,8 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
 
 import pytest
 
@@ -19,8 +20,9 @@ from deployer.apply import ApplyOptions, Executor
 from deployer.context import temporary_context
 from deployer.go_build import CompileJob
 from deployer.errors import AwsError, DockerError, PlanError
+from deployer.function_config import EnvValue, FunctionConfig, ObservedConfig
 from deployer.outcome import OutcomeStatus
-from deployer.plan import Plan, make_plan
+from deployer.plan import Action, Plan, make_plan
 from deployer.ports import ImmutableTagRefused
 from deployer.registry import RegistryLogin
 from deployer.spec import BuildSettings, EcrRepository, FunctionSpec, Location, RepositoryRef
@@ -32,6 +34,15 @@ OLD = "sha256:" + "b" * 64
 NEW = "sha256:" + "c" * 64
 
 
+def configured(config: ObservedConfig, request: Mapping[str, Any]) -> ObservedConfig:
+    """What Lambda holds after UpdateFunctionConfiguration(**request)."""
+    fields: dict[str, Any] = {"role": request.get("Role"), "memory": request.get("MemorySize"), "timeout": request.get("Timeout"),
+                              "ephemeral_storage": request.get("EphemeralStorage", {}).get("Size"),
+                              "description": request.get("Description"),
+                              "environment": request.get("Environment", {}).get("Variables")}
+    return replace(config, **{key: value for key, value in fields.items() if value is not None})
+
+
 @dataclass
 class FakeLambda:
     functions: dict[str, FunctionState]
@@ -39,12 +50,32 @@ class FakeLambda:
     landed_then: str | None = None  # the first update is applied, but answered with this error code
     fail_with: str | None = None
     updates: list[tuple[str, str, str, str | None]] = field(default_factory=list)
+    configurations: list[tuple[str, dict[str, Any], str | None]] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)  # the mutating calls and waits, in order
     waited: list[str] = field(default_factory=list)
     waiting: threading.Event = field(default_factory=threading.Event)  # a wait_updated has begun
     pushed_first: Callable[[], bool] = lambda: True  # checked at each update: nobody deploys before the push
+    # Real Lambda gives a function another RevisionId once an update completes, after the one the
+    # update returned (aws/aws-sdk#377): a chained update must not rely on the returned one.
+    revision_moves_when_done: bool = False
 
     def get_function(self, name: str) -> FunctionState:
         return self.functions.get(name, FunctionState(exists=False))
+
+    def update_function_configuration(self, name: str, request: Mapping[str, Any], revision_id: str | None) -> str | None:
+        if self.conflicts:
+            self.conflicts -= 1
+            raise AwsError("update in progress", "ResourceConflictException")
+        current = self.functions[name].revision_id if name in self.functions else None
+        if revision_id and current and revision_id != current:
+            raise AwsError("the RevisionId moved", "PreconditionFailedException")
+        assert self.pushed_first(), "the configuration was changed before the image was pushed"
+        self.configurations.append((name, dict(request), revision_id))
+        self.calls.append("configuration")
+        revision = f"rev-config-{len(self.configurations)}"
+        self.functions[name] = replace(self.functions[name], config=configured(self.functions[name].config, request),
+                                       revision_id=revision)
+        return revision
 
     def update_function_code(self, name: str, image_uri: str, architecture: str, revision_id: str | None) -> str | None:
         if self.fail_with:
@@ -57,6 +88,7 @@ class FakeLambda:
             raise AwsError("the RevisionId moved", "PreconditionFailedException")
         assert self.pushed_first(), "an update was sent before the image was pushed"
         self.updates.append((name, image_uri, architecture, revision_id))
+        self.calls.append("code")
         self.functions[name] = replace(self.functions[name], code_sha256=image_uri.split("@sha256:")[1],
                                        architectures=(architecture,), revision_id="rev-new")
         if self.landed_then:
@@ -66,6 +98,9 @@ class FakeLambda:
 
     def wait_updated(self, name: str, sleep: Callable[[float], None], timeout_seconds: int = 600) -> None:
         self.waited.append(name)
+        self.calls.append("wait")
+        if self.revision_moves_when_done and name in self.functions:
+            self.functions[name] = replace(self.functions[name], revision_id=f"{self.functions[name].revision_id}-done")
         self.waiting.set()
 
 
@@ -783,3 +818,113 @@ def test_a_claimant_stopped_by_a_stale_plan_leaves_the_shared_image_to_the_next_
     assert outcomes["a"].status == OutcomeStatus.FAILED and "source of a changed since plan" in outcomes["a"].detail
     assert (outcomes["b"].status, outcomes["b"].digest) == (OutcomeStatus.BUILT, NEW), "b built it: a's stop said nothing about the image"
     assert len(docker.builds) == 1 and [u[0] for u in lam.updates] == ["b"]
+
+
+# -- configuration -------------------------------------------------------------------------------
+
+SECRET = "s3cret-from-ci"
+
+
+def declaring(desired: Desired, **config: Any) -> Desired:
+    """`desired` with configuration declared (resolved: from_env values read, as observe does)."""
+    return replace(desired, config=FunctionConfig(**config))
+
+
+def test_a_configuration_plan_updates_the_configuration_once_and_builds_nothing(function: FunctionSpec) -> None:
+    desired = declaring(desired_for(function), memory=512, timeout=3)
+    lam = FakeLambda({"fn": running(NEW, revision="rev-1")})
+    ecr = FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
+    docker = FakeDocker(ecr)
+    plan = plan_for(desired, lam, ecr)
+    assert plan.functions[0].action is Action.CONFIGURE
+    x, reporter = executor(lam, ecr, docker)
+    [outcome] = x.run(plan, {"fn": function})
+    assert (outcome.status, outcome.detail, outcome.digest) == (OutcomeStatus.UPDATED, "configuration updated (memory)", NEW)
+    assert lam.configurations == [("fn", {"MemorySize": 512}, "rev-1")]
+    assert lam.calls == ["configuration", "wait"]
+    assert lam.updates == [] and docker.builds == [] and docker.pushes == [] and ecr.logins == 0
+    assert plan_for(desired, lam, ecr).functions[0].action is Action.NOOP, "a plan after the apply settles"
+
+
+@pytest.mark.parametrize("prebuilt", [False, True], ids=["build", "update"])
+def test_configuration_goes_first_and_the_code_update_carries_the_revision_it_returned(
+        function: FunctionSpec, prebuilt: bool) -> None:
+    environment = MappingProxyType({"API_KEY": EnvValue(SECRET, from_env="CI_API_KEY"), "MODE": EnvValue("live")})
+    desired = declaring(desired_for(function), timeout=30, environment=environment)
+    lam = FakeLambda({"fn": running(OLD, revision="rev-1")})
+    ecr = FakeEcr({desired.content_tag: ImageState(True, NEW, V2)} if prebuilt else {})
+    docker = FakeDocker(ecr)
+    lam.pushed_first = lambda: prebuilt or bool(docker.pushes)  # nothing changes in Lambda before the image is in ECR
+    x, reporter = executor(lam, ecr, docker)
+    [outcome] = x.run(plan_for(desired, lam, ecr), {"fn": function})
+    assert (outcome.status, outcome.digest) == ("updated" if prebuilt else "built", NEW)
+    assert outcome.detail == "now runs sha256:cccccccccccc; configuration updated (timeout, environment.API_KEY, environment.MODE)"
+    assert lam.calls == ["configuration", "wait", "code", "wait"]
+    assert lam.configurations == [("fn", {"Timeout": 30, "Environment": {"Variables": {"API_KEY": SECRET, "MODE": "live"}}}, "rev-1")]
+    assert lam.updates == [("fn", f"{REPO}@{NEW}", "arm64", "rev-config-1")]
+    assert all(SECRET not in line for line in reporter.lines) and SECRET not in outcome.detail
+
+
+def test_a_build_with_configuration_succeeds_when_the_revision_moves_as_the_update_completes(function: FunctionSpec) -> None:
+    desired = declaring(desired_for(function), memory=512)
+    lam = FakeLambda({"fn": running(OLD, revision="rev-1")}, revision_moves_when_done=True)
+    ecr = FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan_for(desired, lam, ecr), {"fn": function})
+    assert outcome.status == "updated", outcome.detail
+    assert [u[1] for u in lam.updates] == [f"{REPO}@{NEW}"]
+
+
+def test_a_failed_build_leaves_the_configuration_alone(function: FunctionSpec) -> None:
+    desired = declaring(desired_for(function), memory=512)
+    lam, ecr = FakeLambda({"fn": running(OLD)}), FakeEcr()
+    x, _ = executor(lam, ecr, FailingBuildDocker(ecr))
+    [outcome] = x.run(plan_for(desired, lam, ecr), {"fn": function})
+    assert outcome.status == "failed"
+    assert lam.configurations == [] and lam.updates == []
+
+
+def test_a_configuration_plan_on_a_function_changed_since_is_refused(function: FunctionSpec) -> None:
+    desired = declaring(desired_for(function), memory=512)
+    lam = FakeLambda({"fn": running(NEW, revision="rev-1")})
+    ecr = FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
+    plan = plan_for(desired, lam, ecr)
+    lam.functions["fn"] = replace(lam.functions["fn"], revision_id="rev-outside", config=ObservedConfig(memory=1024))
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan, {"fn": function})
+    assert outcome.status == "failed"
+    assert outcome.detail == "function fn changed since plan (revision rev-1 -> rev-outside); run plan again"
+    assert lam.configurations == []
+
+
+def test_a_configuration_update_in_conflict_is_retried_with_backoff(function: FunctionSpec) -> None:
+    desired = declaring(desired_for(function), memory=512)
+    lam = FakeLambda({"fn": running(NEW, revision="rev-1")}, conflicts=2)
+    ecr = FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
+    x, reporter = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan_for(desired, lam, ecr), {"fn": function})
+    assert outcome.status == "updated"
+    assert [line for line in reporter.lines if "ResourceConflictException" in line] == [
+        "fn | ResourceConflictException: retry 1/5 in 2s", "fn | ResourceConflictException: retry 2/5 in 4s"]
+    assert lam.configurations == [("fn", {"MemorySize": 512}, "rev-1")]
+
+
+def test_a_configuration_plan_whose_function_is_no_longer_declared_fails(function: FunctionSpec) -> None:
+    desired = declaring(desired_for(function), memory=512)
+    lam = FakeLambda({"fn": running(NEW)})
+    ecr = FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan_for(desired, lam, ecr), {})
+    assert outcome.status == "failed" and "no longer declared" in outcome.detail
+    assert lam.configurations == []
+
+
+def test_an_image_deployed_elsewhere_does_not_skip_the_configuration(function: FunctionSpec) -> None:
+    desired = declaring(desired_for(function), memory=512)
+    lam = FakeLambda({"fn": running(OLD, revision="rev-1")})
+    ecr = FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
+    plan = plan_for(desired, lam, ecr)
+    lam.functions["fn"] = running(NEW, revision="rev-other")  # another apply deployed the image, not this configuration
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan, {"fn": function})
+    assert outcome.failed or lam.functions["fn"].config.memory == 512, outcome

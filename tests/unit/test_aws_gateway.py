@@ -10,6 +10,7 @@ from botocore.stub import Stubber
 
 from deployer.aws import Clients, LambdaGateway
 from deployer.errors import AwsError
+from deployer.function_config import ObservedConfig
 
 
 @pytest.fixture
@@ -74,3 +75,37 @@ def test_values_aws_returns_are_checked_at_the_edge(stubbed: tuple[LambdaGateway
     assert (state.code_sha256, state.architectures, state.revision_id) == (None, ("arm64",), None)
     assert (state.state, state.last_update_status) == ("Active", "Failed")
     assert state.last_update_reason == "broke\n::error::shown inert"
+
+
+def test_configuration_is_read_with_lambdas_defaults_where_it_says_nothing(stubbed: tuple[LambdaGateway, Stubber]) -> None:
+    gateway, stubber = stubbed
+    stubber.add_response("get_function", {"Configuration": {"FunctionName": "fn", "PackageType": "Image"}}, {"FunctionName": "fn"})
+    stubber.add_response("get_function", {"Configuration": {
+        "FunctionName": "fn", "Role": "arn:aws:iam::123456789012:role/r", "MemorySize": 1024, "Timeout": 30,
+        "EphemeralStorage": {"Size": 2048}, "Description": "finalizes", "Environment": {"Variables": {"MODE": "live"}},
+    }}, {"FunctionName": "fn"})
+    assert gateway.get_function("fn").config == ObservedConfig()
+    assert gateway.get_function("fn").config == ObservedConfig(role="arn:aws:iam::123456789012:role/r", memory=1024, timeout=30,
+                                                               ephemeral_storage=2048, description="finalizes",
+                                                               environment={"MODE": "live"})
+
+
+def test_update_function_configuration_sends_the_request_and_the_revision(stubbed: tuple[LambdaGateway, Stubber]) -> None:
+    gateway, stubber = stubbed
+    request = {"MemorySize": 512, "Environment": {"Variables": {"API_KEY": "s3cret"}}}
+    stubber.add_response("update_function_configuration", {"FunctionName": "fn", "RevisionId": "rev-2"},
+                         {"FunctionName": "fn", "RevisionId": "rev-1", **request})
+    stubber.add_response("update_function_configuration", {"FunctionName": "fn"}, {"FunctionName": "fn", "Timeout": 30})
+    assert gateway.update_function_configuration("fn", request, "rev-1") == "rev-2"
+    assert gateway.update_function_configuration("fn", {"Timeout": 30}, None) is None  # no RevisionId: none sent
+    stubber.assert_no_pending_responses()
+
+
+def test_a_refused_configuration_update_names_the_operation_and_not_the_values(stubbed: tuple[LambdaGateway, Stubber]) -> None:
+    gateway, stubber = stubbed
+    stubber.add_client_error("update_function_configuration", "PreconditionFailedException", "The Revision Id provided does not match",
+                             412)
+    with pytest.raises(AwsError) as failure:
+        gateway.update_function_configuration("fn", {"Environment": {"Variables": {"API_KEY": "s3cret"}}}, "rev-1")
+    assert failure.value.code == "PreconditionFailedException"
+    assert "lambda:UpdateFunctionConfiguration" in str(failure.value) and "s3cret" not in str(failure.value)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import replace
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
 from deployer import binding
 from deployer.errors import PlanError
+from deployer.function_config import EnvValue, FunctionConfig, ObservedConfig
 from deployer.plan import Action, Plan, SourceFile, make_plan
 from deployer.spec import EcrRepository
 from deployer.state import Desired, FunctionState, ImageState, Observed
@@ -28,8 +30,25 @@ def observed(running: str, ecr: str | None, arch: str = "arm64", revision: str |
                     ImageState(True, f"sha256:{ecr}" if ecr else None, DOCKER_V2 if ecr else None))
 
 
+KEY = bytes(range(32))  # the saved plan's key: apply makes the fresh plan with it
+
+
 def plan_of(desired: Desired, seen: Observed) -> Plan:
-    return make_plan([(desired, seen)])
+    return make_plan([(desired, seen)], KEY)
+
+
+def declaring(memory: int | None = None, **environment: EnvValue) -> Desired:
+    """DESIRED with configuration keys declared (resolved, as at plan and apply time)."""
+    return replace(DESIRED, config=FunctionConfig(memory=memory, environment=MappingProxyType(environment) if environment else None))
+
+
+def secret(value: str) -> EnvValue:
+    return EnvValue(value=value, from_env="CI_API_KEY")
+
+
+def holding(seen: Observed, **config: object) -> Observed:
+    """`seen`, the function holding this configuration."""
+    return replace(seen, function=replace(seen.function, config=ObservedConfig(**config)))  # type: ignore[arg-type]
 
 
 UPDATE = plan_of(DESIRED, observed(OLD, NEW))
@@ -57,6 +76,34 @@ CASES: dict[str, tuple[Plan, Plan, str | None]] = {
     "a no-change plan now needs a change": (NOOP, plan_of(DESIRED, observed(NEW, OTHER)),
                                             "function fn changed since plan (the plan found nothing to do, now it needs: update); "
                                             "run plan again"),
+    # Configuration: Lambda's side is bound by the RevisionId; the desired side by the values
+    # (a secret by its keyed hash).
+    "nothing moved: the configuration update runs": (
+        plan_of(declaring(512), observed(NEW, NEW)), plan_of(declaring(512), observed(NEW, NEW)), None),
+    "nothing moved: a secret's update runs": (
+        plan_of(declaring(API_KEY=secret("s3cret-1")), observed(OLD, NEW)),
+        plan_of(declaring(API_KEY=secret("s3cret-1")), observed(OLD, NEW)), None),
+    "the CI secret changed since plan": (
+        plan_of(declaring(API_KEY=secret("s3cret-1")), observed(NEW, NEW)),
+        plan_of(declaring(API_KEY=secret("s3cret-2")), observed(NEW, NEW)),
+        "configuration of fn changed since plan (the plan changes environment.API_KEY, now environment.API_KEY, or to other "
+        "values); run plan again"),
+    "the CI secret changed since a build plan": (
+        plan_of(declaring(API_KEY=secret("s3cret-1")), observed(OLD, None)),
+        plan_of(declaring(API_KEY=secret("s3cret-2")), observed(OLD, None)),
+        "configuration of fn changed since plan (the plan changes environment.API_KEY, now environment.API_KEY, or to other "
+        "values); run plan again"),
+    "the CI secret is now what Lambda has": (
+        plan_of(declaring(API_KEY=secret("s3cret-1")), holding(observed(OLD, NEW), environment={"API_KEY": "s3cret-2"})),
+        plan_of(declaring(API_KEY=secret("s3cret-2")), holding(observed(OLD, NEW), environment={"API_KEY": "s3cret-2"})),
+        "configuration of fn changed since plan (the plan changes environment.API_KEY, now nothing, or to other values); "
+        "run plan again"),
+    "a configuration changed outside since plan moves the revision": (
+        plan_of(declaring(512), observed(NEW, NEW)), plan_of(declaring(512), holding(observed(NEW, NEW, revision="r2"), memory=256)),
+        "function fn changed since plan (revision r1 -> r2); run plan again"),
+    "a no-change plan now needs a configuration change": (
+        NOOP, plan_of(declaring(512), observed(NEW, NEW)),
+        "configuration of fn changed since plan (the plan changes nothing, now memory, or to other values); run plan again"),
 }
 
 
@@ -69,6 +116,38 @@ def test_saved_plan_against_a_fresh_one(case: str) -> None:
     else:
         assert [(r.name, r.message) for r in refusals] == [("fn", refusal)]
         assert to_run.functions == ()
+
+
+def test_the_fresh_decision_that_runs_holds_the_resolved_configuration() -> None:
+    saved = plan_of(declaring(API_KEY=secret("s3cret-1")), observed(NEW, NEW))
+    fresh = plan_of(declaring(API_KEY=secret("s3cret-1")), observed(NEW, NEW))
+    saved = replace(saved, functions=tuple(replace(fp, desired=replace(fp.desired, config=FunctionConfig())) for fp in saved.functions))
+    to_run, refusals = binding.compare(saved, fresh, "plan.json")  # a saved plan's Desired holds no configuration
+    assert refusals == []
+    [fp] = to_run.functions
+    assert fp.action is Action.CONFIGURE and fp.desired.config.environment == {"API_KEY": secret("s3cret-1")}
+
+
+def test_a_plan_whose_hashes_were_made_with_another_key_is_refused() -> None:
+    """What apply would see if it did not make the fresh plan with the saved plan's key."""
+    saved = make_plan([(declaring(API_KEY=secret("s3cret-1")), observed(NEW, NEW))], KEY)
+    fresh = make_plan([(declaring(API_KEY=secret("s3cret-1")), observed(NEW, NEW))], b"another key of 32 bytes........")
+    _, refusals = binding.compare(saved, fresh, "plan.json")
+    assert [r.message.split(" (")[0] for r in refusals] == ["configuration of fn changed since plan"]
+
+
+# A configuration-only plan approved no code change: the digest it saw is the one it may run.
+CONFIGURE_ONLY = plan_of(declaring(512), observed(NEW, NEW))
+
+
+@pytest.mark.parametrize(("fresh", "message"), [
+    (plan_of(declaring(512), observed(NEW, OTHER)), "tag re-pushed since the plan: the fresh plan updates the code to it"),
+    (plan_of(declaring(512), observed(NEW, None)), "tag deleted since the plan: the fresh plan builds and pushes"),
+], ids=["update", "build"])
+def test_a_configuration_plan_never_runs_as_a_code_change(fresh: Plan, message: str) -> None:
+    to_run, refusals = binding.compare(CONFIGURE_ONLY, fresh, "plan.json")
+    assert [fp.action for fp in to_run.functions] == [], message
+    assert [r.name for r in refusals] == ["fn"]
 
 
 @pytest.mark.parametrize(("edit", "problem"), [

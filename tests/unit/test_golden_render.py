@@ -13,16 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from deployer.plan import Plan, SourceFile, make_plan
+from deployer.plan import Plan, SourceFile
 from deployer.render import render
-from tests.unit.test_plan import CASE_FILES, DESIRED, load_case
+from tests.unit import test_plan
 
 GOLDEN = Path(__file__).parent / "golden"
 
 
 def every_case() -> Plan:
-    plan = make_plan([(replace(DESIRED, name=path.stem), load_case(path)[0]) for path in CASE_FILES])
-    return replace(plan, sources=(SourceFile("deploy.yaml", "d" * 64),))
+    return replace(test_plan.every_case(), sources=(SourceFile("deploy.yaml", "d" * 64),))
 
 
 @pytest.mark.parametrize(("fmt", "suffix"), [("text", "txt"), ("markdown", "md"), ("json", "json")])

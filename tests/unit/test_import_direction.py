@@ -15,7 +15,7 @@ ORDER = [
     # utilities every stage may use
     "__init__", "errors", "paths", "locks",
     # spec: deploy.yaml files -> Spec
-    "spec", "yamldoc", "schema", "load",
+    "function_config", "spec", "yamldoc", "schema", "load",
     # build inputs: go.mod files, shared modules, the build context and its digest
     "gomod", "workspace", "module_graph", "digest", "layout", "redact", "context",
     # cloud: what AWS reports, through its gateways

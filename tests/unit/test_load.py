@@ -9,6 +9,7 @@ import pytest
 from ruamel.yaml.comments import CommentedSeq
 
 from deployer.errors import Diagnostic, InvalidSpecError
+from deployer.function_config import EnvValue, FunctionConfig
 from deployer.load import load
 from deployer.paths import display, inside
 from deployer.spec import EcrRepository, RepositoryRef, ecr_domain
@@ -129,3 +130,87 @@ def test_ecr_repository_is_parsed_from_a_uri_once_with_its_registry() -> None:
     assert repository.registry == "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn"
     assert EcrRepository.parse("123456789012.dkr.ecr.cn-north-1.amazonaws.com/fn") is None  # the wrong partition
     assert EcrRepository.parse("docker.io/library/fn") is None
+
+
+# -- declared configuration ------------------------------------------------------------------------
+
+CONFIG_HEAD = "version: 1\ndefaults:\n  region: us-east-1\n  repository: fn-repo\n"
+
+
+def configs(repo: Path, text: str) -> dict[str, FunctionConfig]:
+    spec = load([write(repo, CONFIG_HEAD + text)], env={})
+    return {fn.name: fn.config for fn in spec.functions}
+
+
+def config_problems(repo: Path, text: str) -> list[str]:
+    with pytest.raises(InvalidSpecError) as caught:
+        load([write(repo, CONFIG_HEAD + text)], env={})
+    return [f"{p.line}:{p.column}: {p.summary}" for p in caught.value.diagnostics]
+
+
+def test_configuration_keys_come_from_the_function_else_the_defaults(repo: Path) -> None:
+    found = configs(repo, "  memory: 256\n  timeout: 10\n  role: arn:aws:iam::123456789012:role/r\n"
+                          "functions:\n  - {name: a, build: {source: fn}, memory: 1024, description: ''}\n"
+                          "  - {name: b, build: {source: fn}}\n")
+    assert found["a"] == FunctionConfig(role="arn:aws:iam::123456789012:role/r", memory=1024, timeout=10, description="")
+    assert found["b"] == FunctionConfig(role="arn:aws:iam::123456789012:role/r", memory=256, timeout=10)
+
+
+def test_no_configuration_key_written_manages_none(repo: Path) -> None:
+    assert configs(repo, "functions:\n  - {name: a, build: {source: fn}}\n")["a"] == FunctionConfig()
+
+
+def test_environments_are_merged_the_functions_value_winning(repo: Path) -> None:
+    found = configs(repo, "  environment: {MODE: test, LOG_LEVEL: info}\n"
+                          "functions:\n  - name: a\n    build: {source: fn}\n    environment:\n      MODE: live\n"
+                          "      API_KEY: {from_env: CI_API_KEY}\n  - {name: b, build: {source: fn}}\n"
+                          "  - {name: c, build: {source: fn}, environment: {}}\n")
+    assert found["a"].environment == {"API_KEY": EnvValue(from_env="CI_API_KEY"), "LOG_LEVEL": EnvValue("info"),
+                                      "MODE": EnvValue("live")}
+    assert not found["a"].resolved, "from_env values are read at plan time, not by load"
+    assert found["b"].environment == {"LOG_LEVEL": EnvValue("info"), "MODE": EnvValue("test")}
+    assert found["c"].environment == {"LOG_LEVEL": EnvValue("info"), "MODE": EnvValue("test")}, "{} adds nothing to the defaults"
+    with pytest.raises(TypeError):
+        found["a"].environment["MODE"] = EnvValue("x")  # type: ignore[index]  # frozen: a Spec is shared by threads
+
+
+def test_an_empty_environment_declared_manages_it_as_empty(repo: Path) -> None:
+    found = configs(repo, "functions:\n  - {name: a, build: {source: fn}, environment: {}}\n")
+    assert found["a"].environment == {} and found["a"].declared == ("environment",)
+
+
+def test_reserved_environment_names_are_refused(repo: Path) -> None:
+    problems = config_problems(repo, "functions:\n  - name: a\n    build: {source: fn}\n    environment:\n"
+                                     "      AWS_REGION: x\n      LAMBDA_TASK_ROOT: y\n      OK: z\n")
+    assert problems == ["9:19: environment 'AWS_REGION': Lambda sets this variable itself; remove it",
+                        "10:25: environment 'LAMBDA_TASK_ROOT': Lambda sets this variable itself; remove it"]
+
+
+def test_an_environment_over_four_kilobytes_is_refused(repo: Path) -> None:
+    assert configs(repo, f"functions:\n  - {{name: a, build: {{source: fn}}, environment: {{AB: '{'x' * 4094}'}}}}\n")
+    problems = config_problems(repo, f"functions:\n  - {{name: a, build: {{source: fn}}, environment: {{AB: '{'x' * 4095}'}}}}\n")
+    assert problems == ["6:49: function 'a': environment holds 4097 bytes of names and values; Lambda allows 4096: "
+                        "move large values elsewhere (S3, SSM)"]
+
+
+def test_the_four_kilobytes_are_bytes(repo: Path) -> None:
+    problems = config_problems(repo, f"functions:\n  - {{name: a, build: {{source: fn}}, environment: {{AB: '{'é' * 2100}'}}}}\n")
+    assert "4202 bytes" in problems[0]
+
+
+@pytest.mark.parametrize("name", ["TZ", "AWS_MAX_ATTEMPTS", "AWS_NODEJS_CONNECTION_REUSE_ENABLED"])
+def test_names_lambda_does_not_reserve_are_accepted(repo: Path, name: str) -> None:
+    found = configs(repo, f"functions:\n  - {{name: a, build: {{source: fn}}, environment: {{{name}: 'x'}}}}\n")
+    assert found["a"].environment == {name: EnvValue("x")}
+
+
+def test_a_one_letter_variable_name_is_refused(repo: Path) -> None:
+    with pytest.raises(InvalidSpecError):
+        load([write(repo, CONFIG_HEAD + "functions:\n  - {name: a, build: {source: fn}, environment: {A: x}}\n")], env={})
+
+
+def test_a_reserved_name_in_the_defaults_is_reported_once_where_it_is_written(repo: Path) -> None:
+    problems = config_problems(repo, "  environment: {AWS_REGION: x}\n"
+                                     "functions:\n  - {name: a, build: {source: fn}, environment: {OK: y}}\n"
+                                     "  - {name: b, build: {source: fn}}\n")
+    assert len(problems) == 1 and problems[0].startswith("5:")

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import hmac
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 import pytest
 
 from deployer import planfile
 from deployer.errors import PlanError
+from deployer.function_config import EnvValue, FieldChange, FunctionConfig, ObservedConfig
 from deployer.plan import (
     Action,
     AssembleContext,
@@ -19,7 +24,9 @@ from deployer.plan import (
     EcrLogin,
     ImageRef,
     PushImage,
+    Step,
     UpdateFunctionCode,
+    UpdateFunctionConfiguration,
     VerifyImage,
     WaitForUpdate,
     Plan,
@@ -66,32 +73,89 @@ BUILD_STEPS = (
     WaitForUpdate("fn"),
     Cleanup(),
 )
+# The key of the secrets' hashes in the tests' plans (a real plan draws a new one).
+HASH_KEY = bytes(range(32))
 
 # Planner cases as data: one file per case in plan_cases/, run by test_planner_case. Adding a
 # case is adding a file: `function` and `image` are what AWS reports (FunctionState and
-# ImageState fields), `action` and `reason` what the planner must decide; the steps follow from
-# the action (UPDATE_STEPS, BUILD_STEPS above, none otherwise).
+# ImageState fields; `function.config`: ObservedConfig fields), `config` the configuration
+# deploy.yaml declares (an environment value is a literal or {"from_env": NAME}, read from the
+# case's `env`), `action`, `reason` and `configuration` (the FieldChanges, hashes under
+# HASH_KEY) what the planner must decide; the steps follow from the action and the changed keys
+# (expected_steps).
 CASE_DIR = Path(__file__).parent / "plan_cases"
 CASE_FILES = sorted(CASE_DIR.glob("*.json"))
-STEPS_OF = {Action.UPDATE: UPDATE_STEPS, Action.BUILD: BUILD_STEPS, Action.NOOP: (), Action.BLOCKED: ()}
+STEPS_OF = {Action.UPDATE: UPDATE_STEPS, Action.BUILD: BUILD_STEPS, Action.CONFIGURE: (), Action.NOOP: (), Action.BLOCKED: ()}
 
 
-def load_case(path: Path) -> tuple[Observed, Action, Reason]:
+def expected_steps(action: Action, configuration: tuple[FieldChange, ...]) -> tuple[Step, ...]:
+    """The action's steps, with the configuration update (and its wait) before the code update:
+    after the image is verified, so that a failed build changes nothing."""
+    keys = tuple(dict.fromkeys(change.field.split(".")[0] for change in configuration))
+    steps = STEPS_OF[action]
+    if not keys or action is Action.BLOCKED:
+        return steps
+    configure = (UpdateFunctionConfiguration("fn", keys), WaitForUpdate("fn"))
+    at = next((i for i, step in enumerate(steps) if isinstance(step, UpdateFunctionCode)), len(steps))
+    return (*steps[:at], *configure, *steps[at:])
+
+
+class Case(NamedTuple):
+    desired: Desired
+    observed: Observed
+    action: Action
+    reason: Reason
+    configuration: tuple[FieldChange, ...]
+
+
+def declared(data: dict[str, Any], env: dict[str, str]) -> FunctionConfig:
+    """A case's `config` as deploy.yaml gives it, from_env values resolved from `env`."""
+    environment = data.pop("environment", None)
+    values = None if environment is None else MappingProxyType({
+        name: EnvValue(from_env=v["from_env"]) if isinstance(v, dict) else EnvValue(value=v) for name, v in environment.items()})
+    return FunctionConfig(**data, environment=values).resolve(env)
+
+
+def load_case(path: Path) -> Case:
     case = json.loads(path.read_text())
-    function = FunctionState(**{**case["function"], "architectures": tuple(case["function"].get("architectures", ()))})
+    function = dict(case["function"])
+    observed_config = ObservedConfig(**function.pop("config", {}))
+    state = FunctionState(**{**function, "architectures": tuple(function.get("architectures", ())), "config": observed_config})
     reason = case["reason"]
-    return (Observed(function, ImageState(**case["image"])), Action[case["action"].upper()],
-            Reason(ReasonCode(reason["code"]), reason["detail"], reason["update_in_progress"]))
+    return Case(replace(DESIRED, config=declared(dict(case.get("config", {})), case.get("env", {}))),
+                Observed(state, ImageState(**case["image"])), Action[case["action"].upper()],
+                Reason(ReasonCode(reason["code"]), reason["detail"], reason["update_in_progress"]),
+                tuple(FieldChange(**change) for change in case.get("configuration", [])))
 
 
 @pytest.mark.parametrize("path", CASE_FILES, ids=[p.stem for p in CASE_FILES])
 def test_planner_case(path: Path) -> None:
-    observed, action, reason = load_case(path)
-    result = plan_function(DESIRED, observed)
-    assert (result.action, result.reason, result.steps) == (action, reason, STEPS_OF[action])
-    assert result.current_digest == observed.function.running_digest
-    assert result.desired_digest == observed.image.digest
-    assert result.current_architectures == observed.function.architectures
+    case = load_case(path)
+    result = plan_function(case.desired, case.observed, HASH_KEY)
+    assert (result.action, result.reason, result.configuration) == (case.action, case.reason, case.configuration)
+    assert result.steps == expected_steps(case.action, case.configuration)
+    assert result.current_digest == case.observed.function.running_digest
+    assert result.desired_digest == case.observed.image.digest
+    assert result.current_architectures == case.observed.function.architectures
+
+
+def test_planner_cases_cover_configuration_with_every_changing_action() -> None:
+    cases = [load_case(path) for path in CASE_FILES]
+    with_configuration = {case.action for case in cases if case.configuration}
+    assert with_configuration == {Action.CONFIGURE, Action.UPDATE, Action.BUILD}
+    assert any(case.action is Action.BLOCKED and case.desired.config.declared for case in cases)
+    assert any(case.action is Action.NOOP and case.desired.config.declared for case in cases)
+
+
+def test_configuration_steps_sit_between_the_verified_image_and_the_code_update() -> None:
+    build = load_case(CASE_DIR / "build-with-configuration.json")
+    steps = [type(step).__name__ for step in plan_function(build.desired, build.observed, HASH_KEY).steps]
+    assert steps == ["EcrLogin", "AssembleContext", "BuildImage", "PushImage", "VerifyImage", "UpdateFunctionConfiguration",
+                     "WaitForUpdate", "UpdateFunctionCode", "WaitForUpdate", "Cleanup"]
+    update = load_case(CASE_DIR / "update-with-configuration-and-a-secret.json")
+    fp = plan_function(update.desired, update.observed, HASH_KEY)
+    assert fp.steps[0] == UpdateFunctionConfiguration("fn", ("ephemeral_storage", "environment"))
+    assert fp.steps[0].describe() == "update the configuration of fn (ephemeral_storage, environment)"
 
 
 def test_planner_cases_are_there() -> None:
@@ -124,10 +188,43 @@ def saved(plan: Plan) -> Plan:
     return replace(plan, sources=SOURCES)
 
 
+def as_saved(plan: Plan) -> dict[str, Any]:
+    """The JSON a plan file holds, read back."""
+    data: dict[str, Any] = json.loads(planfile.to_json(plan))
+    return data
+
+
+def every_case() -> Plan:
+    """Every planner case as one plan, each function named after its case."""
+    cases = [(path.stem, load_case(path)) for path in CASE_FILES]
+    return make_plan([(replace(case.desired, name=name), case.observed) for name, case in cases], HASH_KEY)
+
+
 def test_saved_plan_round_trips_exactly() -> None:
-    pairs = [(replace(DESIRED, name=path.stem), load_case(path)[0]) for path in CASE_FILES]
-    plan = saved(make_plan(pairs))
+    plan = saved(every_case())
+    assert any(fp.configuration for fp in plan.functions)
+    loaded = planfile.from_dict(as_saved(plan))
+    assert loaded == plan
+    assert loaded.hash_key == HASH_KEY.hex()
+    assert [fp.configuration for fp in loaded.functions] == [fp.configuration for fp in plan.functions]
+
+
+def test_to_dict_is_the_json_a_plan_file_holds() -> None:
+    plan = saved(every_case())
+    assert planfile.to_dict(plan) == as_saved(plan)
     assert planfile.from_dict(planfile.to_dict(plan)) == plan
+
+
+def test_a_saved_plan_holds_tokens_and_hashes_of_secrets_never_their_values() -> None:
+    case = load_case(CASE_DIR / "update-with-configuration-and-a-secret.json")
+    plan = saved(make_plan([(case.desired, case.observed)], HASH_KEY))
+    saved_json = planfile.to_json(plan)
+    assert "s3cret-from-ci" not in saved_json and "CI_API_KEY" not in saved_json
+    [entry] = [change for change in as_saved(plan)["functions"][0]["configuration"] if change["field"] == "environment.API_KEY"]
+    assert entry == {"field": "environment.API_KEY", "before": None, "after": "(sensitive value 1)",
+                     "after_hash": hmac.new(HASH_KEY, b"s3cret-from-ci", hashlib.sha256).hexdigest()}
+    for fmt in ("text", "markdown", "json"):
+        assert "s3cret-from-ci" not in render(plan, fmt)
 
 
 def test_saved_plan_of_another_format_version_is_refused() -> None:
@@ -174,17 +271,105 @@ def _damage(data: dict[str, Any], change: str) -> None:
         data["sources"][0]["sha256"] = "z" * 64
     elif change == "source listed twice":
         data["sources"][1] = dict(data["sources"][0])
+    elif change == "no hash key":
+        del data["hash_key"]
+    elif change == "hash key not hex":
+        data["hash_key"] = "k" * 64
 
 
 @pytest.mark.parametrize("change", ["version is true", "action is a number", "unknown action", "steps removed from an update",
                                     "update pointed at another image", "unknown step", "desired field missing",
                                     "functions not a list", "architecture edited with its step", "function planned twice",
                                     "region edited", "content tag edited", "no sources", "source outside the checkout",
-                                    "absolute source", "source digest not hex", "source listed twice"])
+                                    "absolute source", "source digest not hex", "source listed twice", "no hash key",
+                                    "hash key not hex"])
 def test_damaged_saved_plan_is_refused(change: str) -> None:
-    data = planfile.to_dict(saved(make_plan([(DESIRED, Observed(running(OLD), image(NEW)))])))
+    data = as_saved(saved(make_plan([(DESIRED, Observed(running(OLD), image(NEW)))], HASH_KEY)))
+    planfile.from_dict(copy.deepcopy(data))  # undamaged, it loads: the damage is what is refused
     _damage(data, change)
     with pytest.raises(PlanError, match="(damaged plan|is not supported).*run plan again"):
+        planfile.from_dict(data, "plan.json")
+
+
+def _damage_configuration(fp: dict[str, Any], change: str) -> None:
+    entries = fp["configuration"]
+    if change == "unknown field of an entry":
+        entries[0]["shown"] = "x"
+    elif change == "entry not a mapping":
+        entries[0] = "memory"
+    elif change == "hash not hex":
+        entries[1]["after_hash"] = "Z" * 64
+    elif change == "hash of the wrong length":
+        entries[1]["after_hash"] = "ab" * 8
+    elif change == "unknown key":
+        entries[0]["field"] = "runtime"
+    elif change == "unknown key under environment":
+        entries[0]["field"] = "layers.X"
+    elif change == "environment variable name with a control character":
+        entries[1]["field"] = "environment.A\x1b[2J"  # an escape sequence
+    elif change == "value not a string":
+        entries[0]["after"] = 1024
+    elif change == "configuration not a list":
+        fp["configuration"] = {"memory": "512"}
+    elif change == "a change without its step":
+        entries.append({"field": "memory", "before": "128", "after": "10240", "after_hash": None})
+    elif change == "a step without its change":
+        del entries[0]
+    elif change == "the step's keys edited":
+        fp["steps"][0]["keys"] = ["environment"]
+    elif change == "the step's keys not a list":
+        fp["steps"][0]["keys"] = "ephemeral_storage"
+    elif change == "the configuration steps removed":
+        del fp["steps"][:2]
+
+
+CONFIGURATION_DAMAGE = {
+    "unknown field of an entry": "functions[0].configuration[0] has a key deployer does not know: 'shown'",
+    "entry not a mapping": "functions[0].configuration[0] is str, not dict",
+    "hash not hex": "functions[0].configuration[1].after_hash is not 64 lowercase hex digits",
+    "hash of the wrong length": "functions[0].configuration[1].after_hash is not 64 lowercase hex digits",
+    "unknown key": "functions[0].configuration[0].field 'runtime' is not a configuration key deployer manages",
+    "unknown key under environment": "functions[0].configuration[0].field 'layers.X' is not a configuration key deployer manages",
+    "environment variable name with a control character":
+        "functions[0].configuration[1].field is not a printable value of at most 1024 characters",
+    "value not a string": "functions[0].configuration[0].after is int, not ",  # then the types it may be
+    "configuration not a list": "functions[0].configuration is dict, not list",
+    "a change without its step": "functions[0].steps are not the steps of a update of fn",
+    "a step without its change": "functions[0].steps are not the steps of a update of fn",
+    "the step's keys edited": "functions[0].steps are not the steps of a update of fn",
+    "the step's keys not a list": "functions[0].steps[0].keys is str, not list",
+    "the configuration steps removed": "functions[0].steps are not the steps of a update of fn",
+}
+
+
+@pytest.mark.parametrize("change", CONFIGURATION_DAMAGE)
+def test_damaged_configuration_of_a_saved_plan_is_refused_with_what_is_wrong(change: str) -> None:
+    case = load_case(CASE_DIR / "update-with-configuration-and-a-secret.json")
+    data = as_saved(saved(make_plan([(case.desired, case.observed)], HASH_KEY)))
+    planfile.from_dict(copy.deepcopy(data))
+    _damage_configuration(data["functions"][0], change)
+    with pytest.raises(PlanError) as caught:
+        planfile.from_dict(data, "plan.json")
+    message = str(caught.value)
+    assert message.startswith(f"plan.json: damaged plan ({CONFIGURATION_DAMAGE[change]}") and message.endswith("); run plan again")
+    assert "\x1b" not in message
+
+
+@pytest.mark.parametrize("change", ["blocked with changes", "no change with changes", "configuration update of nothing",
+                                    "a sub-key of memory"])
+def test_planfile_refuses_configuration_the_planner_never_writes(change: str) -> None:
+    case = load_case(CASE_DIR / "update-with-configuration-and-a-secret.json")
+    data = as_saved(saved(make_plan([(case.desired, case.observed)], HASH_KEY)))
+    fp = data["functions"][0]
+    if change == "blocked with changes":
+        fp["action"], fp["steps"] = "blocked", []
+    elif change == "no change with changes":
+        fp["action"], fp["steps"] = "noop", []
+    elif change == "configuration update of nothing":
+        fp["action"], fp["steps"], fp["configuration"] = "configure", [], []
+    elif change == "a sub-key of memory":
+        fp["configuration"][0]["field"] = "ephemeral_storage.Size"
+    with pytest.raises(PlanError, match="damaged plan"):
         planfile.from_dict(data, "plan.json")
 
 
@@ -205,6 +390,6 @@ def test_markdown_render_has_a_summary_table_and_collapsed_details() -> None:
 
 def test_json_render_has_format_version() -> None:
     out = json.loads(render(make_plan([(DESIRED, Observed(running(NEW), image(NEW)))]), "json"))
-    assert out["format_version"] == 2
+    assert out["format_version"] == 3
     assert out["functions"][0]["action"] == "noop"
     assert out["summary"]["changes"] is False

@@ -14,6 +14,7 @@ import re
 import string
 import xml.etree.ElementTree as ET
 from dataclasses import replace
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from markdown_it import MarkdownIt
 from rich.console import Console
 
 from deployer import explain
+from deployer.function_config import EnvValue, FunctionConfig, ObservedConfig
 from deployer.outcome import Outcome, OutcomeStatus
 from deployer.plan import Action, FunctionPlan, Plan, Reason, ReasonCode, make_plan, plan_function, short
 from deployer.progress import ConsoleReporter
@@ -50,6 +52,7 @@ HOSTILE = {
     "lines": "first\n\n</details>\n\n# heading\n| x | y |\n|---|---|\n| 1 | 2 |\n- item\r\n",
     "terminal": "\x1b]0;owned\x07\x1b]8;;https://evil.example\x1b\\click\x1b]8;;\x1b\\\x1b[31mred\x1b[0m\x1b[2J\x9b2J\x9d0;t\x9c\x07\x08\x00\x7f",
     "bidi": "user\u202etxt.exe\u2066x\u2069",
+    "ci command": "\n::error title=Deploy approved::all checks passed\n::add-mask::x\n##[error]forged",
 }
 
 ALLOWED_ELEMENTS = {"root", "h3", "p", "em", "table", "thead", "tbody", "tr", "th", "td", "code", "details", "summary", "ul", "ol", "li"}
@@ -85,6 +88,16 @@ def plans_with(value: str) -> dict[str, Plan]:
         "plan file: name": fp_with(plan_function(DESIRED, Observed(RUNNING, IMAGE)), name=value),
         "plan file: repository": plan_function(replace(DESIRED, repository=replace(REPOSITORY, name=f"fn-repo{value}")), Observed(RUNNING, ImageState(True))),
         "plan file: reason": replace(plan_function(DESIRED, Observed(RUNNING, IMAGE)), reason=Reason(ReasonCode.LAST_UPDATE_FAILED, value)),
+        # Configuration: a literal of deploy.yaml is shown (the schema bounds its length, not its
+        # characters); so are Lambda's description and role, whatever the account holds.
+        "deploy.yaml: environment literal": plan_function(
+            replace(DESIRED, config=FunctionConfig(environment=MappingProxyType({"MODE": EnvValue(value)}))), Observed(RUNNING, IMAGE)),
+        "Lambda's description": plan_function(
+            replace(DESIRED, config=FunctionConfig(description="declared")),
+            Observed(replace(RUNNING, config=ObservedConfig(description=value)), IMAGE)),
+        "Lambda's role, configuration only": plan_function(
+            replace(DESIRED, config=FunctionConfig(role="arn:aws:iam::123456789012:role/r")),
+            Observed(replace(RUNNING, code_sha256=NEW, config=ObservedConfig(role=value)), IMAGE)),
     }
     return {source: Plan((plain, fp)) for source, fp in plans.items()}
 
@@ -118,8 +131,30 @@ def test_markdown_structure_survives_hostile_value_and_shows_it_as_written(sourc
     assert cells[5].strip() == terminal_text(explain.reason(hostile)).strip()
     items = [content(li) for li in details[1].iter("li")]
     assert f"declared in: {terminal_text(hostile.desired.spec_file)}" in items
+    for change in hostile.configuration:  # one nested item each, the value as itself
+        assert terminal_text(explain.change_line(change)) in items, (items, md)
     assert f"image: {terminal_text(hostile.desired.repository_uri)}:{hostile.desired.content_tag}" in items
     assert any(item.strip() == f"reason: {terminal_text(explain.reason(hostile))}".strip() for item in items)
+
+
+def test_the_configuration_sources_do_change_the_configuration() -> None:
+    plans = plans_with(HOSTILE["html"])
+    for source in ("deploy.yaml: environment literal", "Lambda's description", "Lambda's role, configuration only"):
+        assert plans[source].functions[1].configuration, source
+    assert plans["Lambda's role, configuration only"].functions[1].action is Action.CONFIGURE
+
+
+def test_a_hostile_literal_shows_inert_in_the_configuration_lines() -> None:
+    value = "a\x1b]0;owned\x07\n::error::forged\r\n</details><b>x</b> | `y` [bold]z[/bold]"
+    fp = plan_function(replace(DESIRED, config=FunctionConfig(environment=MappingProxyType({"MODE": EnvValue(value)}))),
+                       Observed(RUNNING, IMAGE))
+    plan = Plan((fp,))
+    shown = text(plan)
+    assert "      + environment.MODE: a ::error::forged </details><b>x</b> | `y` \\[bold]z\\[/bold]\n" in shown, shown
+    md = markdown(plan)
+    [item] = [li for li in render_html(md).iter("li") if content(li).startswith("+ environment.MODE")]
+    assert content(item) == "+ environment.MODE: a ::error::forged </details><b>x</b> | `y` [bold]z[/bold]"
+    assert md.count("</details>") == 1 and not CONTROL.search(md)
 
 
 @pytest.mark.parametrize("char", [c for c in string.punctuation + " " if c not in "\\"] + ["\\", "``", "&#96;", "&amp;"])
@@ -149,7 +184,9 @@ def test_text_render_has_no_control_characters_and_no_markup_from_values(kind: s
     for source, plan in plans_with(value).items():
         rendered = text(plan)
         assert not CONTROL.search(rendered), (source, rendered)
-        expected_lines = sum(2 + 3 * (fp.action is not Action.BLOCKED) + len(fp.steps) + 1 for fp in plan.functions) + 1
+        assert not [line for line in rendered.splitlines() if line.lstrip().startswith("::") or "##[" in line], (source, rendered)
+        expected_lines = sum(2 + 3 * (fp.action is not Action.BLOCKED) + (1 + len(fp.configuration) if fp.configuration else 0)
+                             + len(fp.steps) + 1 for fp in plan.functions) + 1
         assert rendered.count("\n") == expected_lines, (source, rendered)
 
         out = io.StringIO()
@@ -206,3 +243,9 @@ def test_progress_masks_credential_shaped_text_in_build_output_and_outcomes() ->
     shown = out.getvalue()
     assert "hunter2" not in shown and "QVdTOnNlY3JldA" not in shown
     assert "https://bot:***@goproxy.example/mod" in shown and "Authorization: ***" in shown
+
+
+def test_a_configuration_update_shows_the_digest_unchanged() -> None:
+    fp = plan_function(replace(DESIRED, config=FunctionConfig(memory=512)), Observed(replace(RUNNING, code_sha256=NEW), IMAGE))
+    assert fp.action is Action.CONFIGURE
+    assert f"    digest:  {short('sha256:' + NEW)} (unchanged)\n" in text(Plan((fp,)))

@@ -142,6 +142,10 @@ PATTERN_SAMPLES = {
     "/$defs/sharedBuild/properties/go_build_flags/items": "-ldflags=-s -w",
     "/$defs/sharedBuild/properties/build_args/propertyNames": "GOPROXY",
     "/$defs/function/properties/name": "finalize-with-error",
+    "/$defs/role": "arn:aws:iam::123456789012:role/service-role/fn-role",
+    "/$defs/description": "Finalizes jobs that ended in an error (v2)",
+    "/$defs/environment/propertyNames": "LOG_LEVEL",
+    "/$defs/environmentValue/oneOf/1/properties/from_env": "CI_API_KEY",
 }
 
 
@@ -151,6 +155,9 @@ def _patterns(node: Any, pointer: str = "") -> Iterator[tuple[str, str]]:
             yield pointer, node["pattern"]
         for key, value in node.items():
             yield from _patterns(value, f"{pointer}/{key}")
+    elif isinstance(node, list):  # oneOf, anyOf...: their patterns too
+        for index, value in enumerate(node):
+            yield from _patterns(value, f"{pointer}/{index}")
 
 
 def test_every_pattern_rejects_a_trailing_newline() -> None:

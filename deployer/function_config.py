@@ -1,0 +1,180 @@
+"""function_config: a function's configuration as deploy.yaml declares it, as Lambda reports it,
+and the field-level changes between the two. PURE: no AWS, no environment, no disk.
+
+Only the keys written in deploy.yaml are managed (`FunctionConfig`: None = not declared): a key
+left out is neither compared nor changed, so a function can be shared with Terraform or the
+console. Lambda's own defaults are filled on the observed side (`ObservedConfig`), so a declared
+`memory: 128` against a function that reports nothing is no change, and an apply followed by a
+plan always settles.
+
+Secrets: an environment value that is not a literal of deploy.yaml (one `from_env`, and every
+value Lambda reports) is never shown: `changes` gives it a masked token, equal values sharing a
+token within a function as lambroll's --mask does, and a keyed hash (HMAC-SHA256 with the plan's
+key) of a desired secret, so that a saved plan can be checked at apply without holding it. A
+literal written in deploy.yaml is shown: the pull request shows it already.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Mapping
+
+from deployer.errors import DeployerError
+
+# Lambda's defaults for what it reports nothing of (or what a function created without the key has).
+DEFAULT_MEMORY = 128
+DEFAULT_TIMEOUT = 3
+DEFAULT_EPHEMERAL_STORAGE = 512
+
+# The managed keys, in the order plans list them; each is a FunctionConfig field.
+KEYS = ("role", "memory", "timeout", "ephemeral_storage", "description", "environment")
+
+
+@dataclass(frozen=True)
+class EnvValue:
+    """An environment variable's value as deploy.yaml gives it: a literal (`value`, `from_env`
+    None), or the CI environment's variable `from_env`, whose `value` is None until resolved at
+    plan time (deployer.observe) and is a secret: never shown, never saved."""
+
+    value: str | None = None
+    from_env: str | None = None
+
+    @property
+    def secret(self) -> bool:
+        return self.from_env is not None
+
+    def __repr__(self) -> str:  # a dataclass repr would print a resolved secret
+        return f"EnvValue(from_env={self.from_env!r})" if self.secret else f"EnvValue({self.value!r})"
+
+
+@dataclass(frozen=True)
+class FunctionConfig:
+    """The configuration keys deploy.yaml declares for a function; None: not declared, not managed."""
+
+    role: str | None = None
+    memory: int | None = None
+    timeout: int | None = None
+    ephemeral_storage: int | None = None
+    description: str | None = None
+    environment: Mapping[str, EnvValue] | None = None
+
+    @property
+    def declared(self) -> tuple[str, ...]:
+        return tuple(key for key in KEYS if getattr(self, key) is not None)
+
+    def resolve(self, env: Mapping[str, str]) -> FunctionConfig:
+        """The same configuration with every `from_env` value read from `env`; a variable that
+        is not set is an error naming it (a secret must never silently become empty)."""
+        if not self.environment:
+            return self
+        missing = [v.from_env for v in self.environment.values() if v.from_env is not None and v.from_env not in env]
+        if missing:
+            raise DeployerError(f"environment values come from {', '.join(sorted(set(missing)))}, which is not set; "
+                                "export it (in CI, from a secret) before plan and apply")
+        resolved = {key: replace(v, value=env[v.from_env]) if v.from_env is not None else v for key, v in self.environment.items()}
+        return replace(self, environment=MappingProxyType(resolved))
+
+    @property
+    def resolved(self) -> bool:
+        return all(v.value is not None for v in (self.environment or {}).values())
+
+
+@dataclass(frozen=True)
+class ObservedConfig:
+    """What Lambda reports of a function's configuration, its defaults filled where it reports
+    nothing. Environment values are Lambda's: secrets, never shown."""
+
+    role: str | None = None
+    memory: int = DEFAULT_MEMORY
+    timeout: int = DEFAULT_TIMEOUT
+    ephemeral_storage: int = DEFAULT_EPHEMERAL_STORAGE
+    description: str = ""
+    environment: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One managed key whose value changes: `field` is deploy.yaml's name (`memory`,
+    `environment.API_KEY`); `before` and `after` are shown forms, None when absent; a secret's
+    shown form is a masked token such as `(sensitive value 1)`, and `after_hash` is then the
+    keyed hash of the desired secret (hex), else None."""
+
+    field: str
+    before: str | None
+    after: str | None
+    after_hash: str | None = None
+
+
+def secret_hash(key: bytes, value: str) -> str:
+    return hmac.new(key, value.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
+
+
+class _Tokens:
+    """Masked tokens for hidden values, numbered by first appearance: equal values share one."""
+
+    def __init__(self) -> None:
+        self._numbers: dict[str, int] = {}
+
+    def __call__(self, value: str) -> str:
+        number = self._numbers.setdefault(value, len(self._numbers) + 1)
+        return f"(sensitive value {number})"
+
+
+def changes(desired: FunctionConfig, observed: ObservedConfig, key: bytes) -> tuple[FieldChange, ...]:
+    """The declared keys whose value Lambda does not have, in KEYS order (environment keys
+    sorted). `desired` must be resolved. Numbers are shown as written, role and description as
+    text; environment values as described in the module docstring."""
+    if not desired.resolved:
+        raise ValueError("changes() needs a resolved configuration")
+    out: list[FieldChange] = []
+    for name in desired.declared:
+        if name == "environment":
+            out.extend(_environment_changes(desired.environment or {}, observed.environment, key))
+            continue
+        want, have = getattr(desired, name), getattr(observed, name)
+        if want != have:
+            out.append(FieldChange(name, None if have is None else str(have), str(want)))
+    return tuple(out)
+
+
+def _environment_changes(desired: Mapping[str, EnvValue], observed: Mapping[str, str], key: bytes) -> list[FieldChange]:
+    tokens = _Tokens()
+    out = []
+    for name in sorted(set(desired) | set(observed)):
+        want, have = desired.get(name), observed.get(name)
+        if want is not None and want.value == have:
+            continue
+        before = None if have is None else tokens(have)
+        if want is None:
+            out.append(FieldChange(f"environment.{name}", before, None))
+        elif want.secret:
+            assert want.value is not None
+            out.append(FieldChange(f"environment.{name}", before, tokens(want.value), secret_hash(key, want.value)))
+        else:
+            out.append(FieldChange(f"environment.{name}", before, want.value))
+    return out
+
+
+def update_request(config: FunctionConfig, changed: tuple[FieldChange, ...]) -> dict[str, object]:
+    """The UpdateFunctionConfiguration arguments (without FunctionName and RevisionId) that make
+    Lambda hold `config` (resolved) for the keys `changed` names. The environment goes whole:
+    Lambda replaces its variables as a set."""
+    keys = {change.field.partition(".")[0] for change in changed}
+    request: dict[str, object] = {}
+    if "role" in keys:
+        request["Role"] = config.role
+    if "memory" in keys:
+        request["MemorySize"] = config.memory
+    if "timeout" in keys:
+        request["Timeout"] = config.timeout
+    if "ephemeral_storage" in keys:
+        request["EphemeralStorage"] = {"Size": config.ephemeral_storage}
+    if "description" in keys:
+        request["Description"] = config.description
+    if "environment" in keys:
+        request["Environment"] = {"Variables": {k: v.value for k, v in (config.environment or {}).items()}}
+    return request
+

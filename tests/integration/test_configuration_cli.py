@@ -1,0 +1,128 @@
+"""Declared function configuration through the real CLI, against the local cloud: a change that
+builds nothing, drift made outside shown and fixed, a key left out of deploy.yaml never touched,
+Lambda's defaults filled so that a plan settles, and a secret from the CI environment that shows
+up in no output and no plan file."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+from ruamel.yaml import YAML
+
+from tests.conftest import ImageFunction
+from tests.integration.conftest import Monorepo
+from tests.integration.test_apply_cli import EXAMPLE_SOURCE, Cli, lambda_config, outcomes, output
+
+pytestmark = pytest.mark.integration
+
+Setup = Callable[..., ImageFunction]
+
+
+def write_spec(monorepo: Monorepo, fn: ImageFunction, **config: Any) -> Path:
+    """root/deploy.yaml declaring `fn` (finalize-with-error, arm64) with the configuration keys given."""
+    entry = {"name": fn.name, "repository": fn.repository, "platform": "linux/arm64",
+             "build": {"source": EXAMPLE_SOURCE, "runtime_image": monorepo.env["DEPLOYER_STANDIN_RUNTIME_ARM64"]}, **config}
+    data = {"version": 1, "defaults": {"region": "us-east-1",
+                                       "build": {"builder_image": monorepo.env["DEPLOYER_STANDIN_BUILDER"],
+                                                 "go_env": {"GOPROXY": "off"}}},
+            "functions": [entry]}
+    path = monorepo.root / "deploy.yaml"
+    with path.open("w") as out:
+        YAML().dump(data, out)
+    return path
+
+
+@pytest.fixture
+def cli(monorepo: Monorepo, tmp_path: Path) -> Cli:
+    return Cli(monorepo, tmp_path)
+
+
+@pytest.fixture
+def deployed(cli: Cli, monorepo: Monorepo, make_image_function: Setup) -> ImageFunction:
+    """A function that runs the image of its current source (one apply), nothing declared yet."""
+    fn = make_image_function("arm64")
+    write_spec(monorepo, fn)
+    applied = cli("apply", "--yes")
+    assert applied.returncode == 0, output(applied)
+    return fn
+
+
+def json_plan(cli: Cli) -> dict[str, Any]:
+    planned = cli("plan", "--format", "json")
+    assert planned.returncode == 0, output(planned)
+    (fp,) = json.loads(planned.stdout)["functions"]
+    return dict(fp)
+
+
+def test_a_configuration_change_updates_lambda_and_builds_nothing(
+        cli: Cli, monorepo: Monorepo, deployed: ImageFunction, lambda_client: Any) -> None:
+    write_spec(monorepo, deployed, memory=512, timeout=30, description="finalizes failed workflows")
+    fp = json_plan(cli)
+    assert (fp["action"], fp["reason"]["code"]) == ("configure", "configuration_differs")
+    assert [c["field"] for c in fp["configuration"]] == ["memory", "timeout", "description"]
+    assert [s["type"] for s in fp["steps"]] == ["UpdateFunctionConfiguration", "WaitForUpdate"]
+    text = cli("plan")
+    assert "~ memory: 128 -> 512" in text.stdout and "~ timeout: 3 -> 30" in text.stdout, output(text)
+
+    applied = cli("apply", "--yes")
+
+    assert applied.returncode == 0, output(applied)
+    assert outcomes(applied) == {deployed.name: "updated"}
+    assert "build image" not in applied.stdout and "configuration updated (memory, timeout, description)" in applied.stdout
+    config = lambda_config(lambda_client, deployed.name)
+    assert (config["MemorySize"], config["Timeout"], config["Description"]) == (512, 30, "finalizes failed workflows")
+    again = cli("plan", "--detailed-exitcode")
+    assert again.returncode == 0, output(again)
+
+
+def test_drift_made_outside_is_shown_and_fixed_and_undeclared_keys_are_left_alone(
+        cli: Cli, monorepo: Monorepo, deployed: ImageFunction, lambda_client: Any) -> None:
+    write_spec(monorepo, deployed, memory=256, ephemeral_storage=1024)
+    assert cli("apply", "--yes").returncode == 0
+    lambda_client.update_function_configuration(FunctionName=deployed.name, MemorySize=1024, Description="set in the console",
+                                                Timeout=77)
+
+    fp = json_plan(cli)
+
+    # memory is declared: drift; description and timeout are not: nobody's business here
+    assert fp["configuration"] == [{"field": "memory", "before": "1024", "after": "256", "after_hash": None}]
+    applied = cli("apply", "--yes")
+    assert applied.returncode == 0, output(applied)
+    config = lambda_config(lambda_client, deployed.name)
+    assert (config["MemorySize"], config["EphemeralStorage"]["Size"]) == (256, 1024)
+    assert (config["Description"], config["Timeout"]) == ("set in the console", 77)
+    assert cli("plan", "--detailed-exitcode").returncode == 0
+
+
+def test_keys_declared_at_lambdas_defaults_need_no_change(cli: Cli, monorepo: Monorepo, deployed: ImageFunction) -> None:
+    write_spec(monorepo, deployed, memory=128, timeout=3, ephemeral_storage=512, description="", environment={})
+    result = cli("plan", "--detailed-exitcode")
+    assert result.returncode == 0, output(result)
+
+
+def test_a_secret_from_the_environment_is_in_no_output_and_no_plan_file_and_a_changed_one_is_refused(
+        cli: Cli, monorepo: Monorepo, deployed: ImageFunction, lambda_client: Any) -> None:
+    canary = f"canary-{uuid.uuid4().hex}"
+    write_spec(monorepo, deployed, environment={"LOG_LEVEL": "info", "API_KEY": {"from_env": "FINALIZE_API_KEY"}})
+    env = {"FINALIZE_API_KEY": canary}
+
+    planned = cli("plan", "--out", "plan.json", env=env)
+    assert planned.returncode == 0, output(planned)
+    assert "+ environment.API_KEY: (sensitive value 1)" in planned.stdout and "+ environment.LOG_LEVEL: info" in planned.stdout
+    refused = cli("apply", "plan.json", env={"FINALIZE_API_KEY": canary + "-rotated"})
+    assert refused.returncode == 1 and f"configuration of {deployed.name} changed since plan" in refused.stdout, output(refused)
+    assert lambda_config(lambda_client, deployed.name).get("Environment") is None  # nothing applied
+    applied = cli("--debug", "apply", "--verbose", "plan.json", env=env)
+
+    assert applied.returncode == 0, output(applied)
+    plan_file = (monorepo.root / "plan.json").read_text()
+    for text in (planned.stdout, planned.stderr, refused.stdout, refused.stderr, applied.stdout, applied.stderr, plan_file):
+        assert canary not in text
+    assert lambda_config(lambda_client, deployed.name)["Environment"]["Variables"] == {"LOG_LEVEL": "info", "API_KEY": canary}
+    assert cli("plan", "--detailed-exitcode", env=env).returncode == 0
+    missing = cli("plan")
+    assert missing.returncode == 1 and "FINALIZE_API_KEY, which is not set" in missing.stderr, output(missing)
