@@ -5,9 +5,11 @@ returned (its `Stage`) and returning the next:
     BuildImage         -> Claimed(BuiltImage)    or Ready: another apply pushed it meanwhile
     PushImage          -> Claimed(PushedImage)
     VerifyImage        -> Ready(PushedImage)     the claim publishes it to the functions waiting
+    UpdateFunctionConfiguration -> (unchanged)   the declared keys that differ, RevisionId guarded
     UpdateFunctionCode -> SentUpdate(digest)     what Lambda was asked, which the outcome tells
 
-An update plan has only UpdateFunctionCode and WaitForUpdate: its digest is in the plan.
+An update plan has only UpdateFunctionCode and WaitForUpdate (after any configuration update): its
+digest is in the plan; a configuration plan has only the configuration update and its wait.
 Before Lambda is changed the function is read again and compared with the plan, so a concurrent
 change stops this function cleanly ("changed since plan") instead of being overwritten; if that
 change is another apply deploying the very image this one would, there is nothing left to do.
