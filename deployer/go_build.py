@@ -42,6 +42,7 @@ import requests.exceptions
 from deployer import locks
 from deployer.errors import DeployerError, DockerError
 from deployer.layout import GoBuild
+from deployer.paths import shown
 from deployer.redact import redact
 
 CACHE_VOLUME = "deployer-go-cache"
@@ -56,6 +57,12 @@ NETRC_PATH = "/deployer-secrets/netrc"
 # Every container and volume this module makes carries this label (found and removed by it).
 LABEL = "dev.deployer.go-build"
 TAIL_LINES = 25
+# A line of the compile's output is shown up to LINE_CHARS characters; secrets are masked in its
+# first LINE_WINDOW bytes before it is cut (a secret across the cut is masked whole), and the rest
+# of a longer line is dropped as it comes: an engine sending output without line breaks must not
+# make deployer hold it, or show it, whole.
+LINE_CHARS = 4096
+LINE_WINDOW = 64 * 1024
 # A compile that runs longer than this is stopped: a module download that hangs would otherwise
 # hold the apply forever.
 COMPILE_TIMEOUT_SECONDS = 1800
@@ -63,6 +70,12 @@ WAIT_SLICE_SECONDS = 0.5
 # A Lambda image holds at most 10 GB; a Go binary of a tenth of that is already absurd.
 MAX_BINARY_BYTES = 1 << 30
 CACHE_ARCHIVE = "go-cache.tar"
+# go build flags that let a build run or read what is not in its context, refused in go_build_flags
+# and in GOFLAGS alike (deploy.yaml may come from a pull request): -toolexec runs a program of the
+# context around every tool, in the compile container, beside the netrc and on the engine's shared
+# cache volume, whose compiled packages every later build trusts; -overlay maps any file of the
+# container (the netrc) into the build, where a go:embed directive puts it into the binary.
+REFUSED_FLAGS = ("toolexec", "overlay")
 
 Log = Callable[[str], None]
 
@@ -131,6 +144,37 @@ class CompileJob:
         return env
 
 
+def refused_settings(recipe: GoBuild) -> list[str]:
+    """Why the compile of `recipe` must not run: REFUSED_FLAGS, -mod=mod (go.sum unverified, which
+    load refuses in GOFLAGS but go_build_flags could still say), and a toolchain download that
+    nothing trustworthy verifies. A GOTOOLCHAIN other than the builder's own makes the go command
+    download and run a toolchain that only the checksum database vouches for, which it skips for a
+    file:// GOPROXY (cmd/go's modfetch.useSumDB) and which a GOSUMDB with a key of its own replaces."""
+    problems = []
+    words = [*recipe.flags, *recipe.go_env.get("GOFLAGS", "").split()]
+    for word in words:
+        name = word.lstrip("-").split("=", 1)[0]
+        if word.startswith("-") and name in REFUSED_FLAGS:
+            problems.append(f"the go build flag {shown(word)} is refused: -{name} lets the build run or read what is "
+                            "not in its context (the netrc, the shared Go caches); remove it")
+        elif word.startswith("-") and word.lstrip("-") == "mod=mod":  # load refuses it in GOFLAGS already
+            problems.append("the go build flag -mod=mod is refused: it lets the go command rewrite go.mod and go.sum "
+                            "during the build, so go.sum would not be verified; run `go mod tidy`, commit go.sum and "
+                            "remove the flag")
+    toolchain = recipe.go_env.get("GOTOOLCHAIN", "local").strip()
+    if toolchain not in ("local", "path") and not toolchain.endswith("+path"):
+        proxy = recipe.go_env.get("GOPROXY", "").strip()
+        sumdb = (recipe.go_env.get("GOSUMDB", "").split() or [""])[0]
+        if proxy.startswith("file://") and not any(c in proxy for c in ",|"):
+            problems.append(f"GOTOOLCHAIN {shown(toolchain)} with GOPROXY {shown(proxy)} is refused: the go command "
+                            "would run a toolchain from those files unverified; use GOTOOLCHAIN local")
+        elif "+" in sumdb:
+            problems.append(f"GOTOOLCHAIN {shown(toolchain)} with GOSUMDB {shown(sumdb)} is refused: a toolchain the go "
+                            "command downloads would be checked against that checksum database's own key only; use "
+                            "GOTOOLCHAIN local")
+    return problems
+
+
 def cache_volume_from_env(env: Mapping[str, str]) -> str:
     """The engine volume of the Go caches: CACHE_VOLUME unless the environment names another."""
     name = env.get(CACHE_VOLUME_ENV, "") or CACHE_VOLUME
@@ -163,7 +207,7 @@ def _tar_of(job: CompileJob) -> IO[bytes]:
     return out
 
 
-def _binary_from(chunks: Iterator[bytes]) -> bytes:
+def _binary_from(chunks: Iterator[bytes], function: str) -> bytes:
     """The regular file `bootstrap` of the archive the engine sends for BINARY, bounded."""
     with tempfile.TemporaryFile() as spool:
         size = 0
@@ -173,12 +217,19 @@ def _binary_from(chunks: Iterator[bytes]) -> bytes:
                 raise DockerError(f"go build produced a binary larger than {MAX_BINARY_BYTES >> 20} MiB")
             spool.write(chunk)
         spool.seek(0)
-        with tarfile.open(fileobj=spool, mode="r|") as tar:
-            for member in tar:
-                if member.name == "bootstrap" and member.isreg() and member.size <= MAX_BINARY_BYTES:
-                    f = tar.extractfile(member)
-                    if f is not None:
-                        return f.read()
+        try:
+            with tarfile.open(fileobj=spool, mode="r|") as tar:
+                for member in tar:
+                    if member.name == "bootstrap" and member.isreg() and member.size <= MAX_BINARY_BYTES:
+                        f = tar.extractfile(member)
+                        if f is not None:
+                            data = f.read()
+                            if len(data) == member.size:
+                                return data
+                            raise tarfile.ReadError("unexpected end of data")
+        except (tarfile.TarError, EOFError) as exc:
+            raise DockerError(f"go build of {function} failed: the engine sent an unreadable archive of the binary "
+                              f"({exc})") from None
     raise DockerError("go build finished, but the engine sent no regular file bootstrap back")
 
 
@@ -198,6 +249,9 @@ class GoCompiler:
     def compile(self, job: CompileJob, log: Log, cancel: threading.Event | None = None) -> bytes:
         """The binary of `job` (ELF bytes). A failed compile raises DockerError with the go
         command's last lines, credentials masked; a cancel stops the container at once."""
+        refused = refused_settings(job.recipe)
+        if refused:
+            raise DeployerError(*(f"go build of {job.function}: {problem}" for problem in refused))
         tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         secrets = job.secrets
         container = None
@@ -221,7 +275,7 @@ class GoCompiler:
                 raise DockerError(redact(f"go build of {job.function} failed (exit code {code}):\n{output}{hint}", secrets))
             chunks, _ = self.api.get_archive(container, BINARY)
             self.compiled = True
-            return _binary_from(chunks)
+            return _binary_from(chunks, job.function)
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise DockerError(redact(f"go build of {job.function} failed: {_said(exc)}", secrets)) from None
         finally:
@@ -248,16 +302,25 @@ class GoCompiler:
     def _follow(self, container: str, tail: collections.deque[str], log: Log, secrets: tuple[str, ...]) -> None:
         with contextlib.suppress(Exception):  # the container may be removed under it: the wait says why
             pending = b""
+            cut = False  # the line under way was shown cut already: the rest of it is dropped
             for chunk in self.api.logs(container, stream=True, follow=True):
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
                 for raw in lines:
-                    line = redact(raw.decode("utf-8", "replace").rstrip(), secrets)
-                    if line:
+                    if not cut:
+                        line = _shown_line(raw, secrets)
+                        if line:
+                            tail.append(line)
+                            log(line)
+                    cut = False
+                if len(pending) > LINE_WINDOW:
+                    if not cut:
+                        line = _shown_line(pending, secrets)
                         tail.append(line)
                         log(line)
-            if pending.strip():
-                tail.append(redact(pending.decode("utf-8", "replace").rstrip(), secrets))
+                    pending, cut = b"", True
+            if pending.strip() and not cut:
+                tail.append(_shown_line(pending, secrets))
 
     def _wait(self, container: str, cancel: threading.Event | None) -> int:
         deadline = time.monotonic() + COMPILE_TIMEOUT_SECONDS
@@ -290,8 +353,12 @@ class GoCompiler:
                 except docker.errors.NotFound:
                     self.api.create_volume(self.volume, labels={LABEL: "cache"})
                     fresh = True
-                if fresh and self.cache is not None:
-                    self.cache.restore(self.api, helper_image, self.volume, self.notice)
+                if fresh and self.cache is not None and not self.cache.restore(self.api, helper_image, self.volume, self.notice):
+                    # The engine unpacks an archive as it comes: one that failed half way may have
+                    # left modules with files missing, which the go command would trust from then on.
+                    with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
+                        self.api.remove_volume(self.volume, force=True)
+                        self.api.create_volume(self.volume, labels={LABEL: "cache"})
             self._volume_ready = True
 
     @contextlib.contextmanager
@@ -332,10 +399,12 @@ class CacheDir:
             with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
                 api.remove_container(container, force=True)
 
-    def restore(self, api: Any, image: str, volume: str, log: Log) -> None:
+    def restore(self, api: Any, image: str, volume: str, log: Log) -> bool:
+        """Fill the (new) volume from the archive; False when that failed and the volume may
+        hold part of it."""
         if not self.archive.is_file():
             log(f"cache dir {self.path}: no {CACHE_ARCHIVE} yet; starting with empty Go caches")
-            return
+            return True
         started = time.monotonic()
         try:
             with self._helper(api, image, volume) as container, self.archive.open("rb") as data:
@@ -343,8 +412,9 @@ class CacheDir:
         except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
             # A broken cache costs time, not correctness: the go command fills the caches again.
             log(f"cache dir {self.path}: could not restore the Go caches ({_said(exc)}); going on without them")
-            return
+            return False
         log(f"restored the Go caches from {self.archive} in {time.monotonic() - started:.1f}s")
+        return True
 
     def save(self, api: Any, image: str, volume: str, log: Log) -> None:
         started = time.monotonic()
@@ -368,6 +438,14 @@ class CacheDir:
                                 "check the directory, or leave out --cache-dir") from None
         log(f"saved the Go caches to {self.archive} ({self.archive.stat().st_size >> 20} MiB) in "
             f"{time.monotonic() - started:.1f}s")
+
+
+def _shown_line(raw: bytes, secrets: tuple[str, ...]) -> str:
+    """A line of the compile's output as shown: decoded, secrets masked, at most LINE_CHARS."""
+    line = redact(raw[:LINE_WINDOW].decode("utf-8", "replace").rstrip(), secrets)
+    if len(raw) > LINE_WINDOW or len(line) > LINE_CHARS:
+        return f"{line[:LINE_CHARS]} ... (line cut)"
+    return line
 
 
 # What the go command says when a module host or proxy wants credentials it was not given.

@@ -11,7 +11,8 @@ a file read in place, in-memory bytes, or a link target). Plan needs only the di
 writes a layout into a directory for docker build.
 
 File selection follows the function's `.dockerignore` with Docker's semantics (the docker SDK's
-PatternMatcher, which is what the docker gateway's build uses), applied to context paths, so a
+PatternMatcher, which is what the docker gateway's build uses; its patterns answer as the SDK's
+do, but never with exponential backtracking: `_IgnorePattern`), applied to context paths, so a
 pattern reaches into `shared/` just as it would if the context were sent with the file. go.mod,
 go.sum and the Dockerfile are always included. Neither the `.dockerignore` nor the deploy.yaml
 that declares the function is part of the context: what is in it is exactly what docker build
@@ -23,7 +24,8 @@ Symlinks: a link whose target resolves inside the module tree it belongs to is k
 because following it would put files from outside the context into the image.
 
 What cannot change the binary stays out of a Go build's context and digest: `_test.go` files and
-`testdata` directories, which the go command never compiles, unless a `//go:embed` directive of
+`testdata` directories without Go sources (no non-test .go file, no go.mod: a package there is
+compiled when imported, a module when a replace leads there), unless a `//go:embed` directive of
 the same module may reach them (a non-test .go file in their directory or above it holds one).
 A Dockerfile build keeps them: its Dockerfile may run `go test`.
 
@@ -42,6 +44,7 @@ import dataclasses
 import functools
 import os
 import posixpath
+import re
 import shlex
 import stat
 from dataclasses import dataclass
@@ -50,14 +53,16 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Iterator, Literal, Mapping, Union
 
-from docker.utils.build import PatternMatcher
+from docker.utils.build import Pattern, PatternMatcher, normalize_slashes
+from docker.utils.fnmatch import translate
 
 from deployer import digest as digest_mod
 from deployer import gomod
 from deployer.errors import BuildContextError, Diagnostic
 from deployer.module_graph import SHARED_DIR, Module, ModuleGraph, discover
-from deployer.paths import RefusedFile, check_inside, display, inside, kind, read_inside
+from deployer.paths import FileTooLarge, RefusedFile, check_inside, display, inside, kind, open_inside, read_inside, shown
 from deployer.spec import SPEC_FILE_NAMES, FunctionSpec
+from deployer.workspace import MAX_GO_WORK_SUM_BYTES
 
 # Build args deployer sets itself for a Dockerfile build; BUILDPLATFORM is added by the docker
 # gateway at build time.
@@ -206,20 +211,171 @@ def never_in_context(name: str) -> bool:
     return name in NEVER_IN_CONTEXT or name.startswith(".env.")
 
 
+# The largest .dockerignore read: tens of thousands of patterns, each tried on every path.
+MAX_DOCKERIGNORE_BYTES = 1 << 20
+
+
 def _read_dockerignore(func_dir: Path, root: Path) -> list[str]:
     """Patterns as the docker SDK reads them (docker/api/build.py)."""
     path = func_dir / ".dockerignore"
     try:
-        text = read_inside(path, root).decode("utf-8")
+        text = read_inside(path, root, limit=MAX_DOCKERIGNORE_BYTES).decode("utf-8")
     except FileNotFoundError:
         return []
+    except FileTooLarge as exc:
+        raise BuildContextError(f"{display(path)}: {exc.strerror}; keep the patterns of a .dockerignore below that") from exc
     except RefusedFile as exc:
         raise BuildContextError(f"{display(path)}: {exc.strerror}; deployer reads only regular files inside the "
                                 "repository root: replace it with a regular file of patterns") from exc
     except UnicodeDecodeError as exc:
         raise BuildContextError(f"{display(func_dir / '.dockerignore')}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
                                 "save it as UTF-8") from exc
-    return [x for x in (line.strip() for line in text.splitlines()) if x and x[0] != "#"]
+    patterns = []
+    for number, line in enumerate(text.splitlines(), 1):
+        pattern = line.strip()
+        if pattern and pattern[0] != "#":
+            try:
+                _IgnorePattern(pattern)
+            except re.error as exc:
+                raise BuildContextError(Diagnostic.at(Path(display(path)), number, 0, f"pattern {shown(pattern)} is not a valid "
+                                                      f"pattern ({exc.msg}); fix or remove the line")) from None
+            patterns.append(pattern)
+    return patterns
+
+
+# The nodes of a .dockerignore pattern, as docker-py's fnmatch.translate turns it into a regular
+# expression: a character, `?` ([^/]), a class ([...]), `*` ([^/]*), `**/` ((.*/)?), a final `**` (.*).
+_CHAR, _ONE, _CLASS, _STAR, _DIRS, _ALL = range(6)
+_Node = tuple[int, Union[str, "re.Pattern[str]", None]]
+
+
+def _glob_nodes(pattern: str) -> list[_Node]:
+    """docker.utils.fnmatch.translate, step for step, into nodes; a class is compiled on its own
+    (re.error for one Python cannot read, as translate's expression would raise)."""
+    nodes: list[_Node] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        i += 1
+        if c == "*":
+            if i < n and pattern[i] == "*":
+                i += 1
+                if i < n and pattern[i] == "/":
+                    i += 1
+                nodes.append((_ALL, None) if i >= n else (_DIRS, None))
+            else:
+                nodes.append((_STAR, None))
+        elif c == "?":
+            nodes.append((_ONE, None))
+        elif c == "[":
+            j = i
+            if j < n and pattern[j] == "!":
+                j += 1
+            if j < n and pattern[j] == "]":
+                j += 1
+            while j < n and pattern[j] != "]":
+                j += 1
+            if j >= n:
+                nodes.append((_CHAR, "["))
+            else:
+                stuff = pattern[i:j].replace("\\", "\\\\")
+                i = j + 1
+                if stuff[0] == "!":
+                    stuff = f"^{stuff[1:]}"
+                elif stuff[0] == "^":
+                    stuff = f"\\{stuff}"
+                nodes.append((_CLASS, re.compile(f"[{stuff}]")))
+        else:
+            nodes.append((_CHAR, c))
+    return nodes
+
+
+def _glob_match(nodes: list[_Node], name: str) -> bool:
+    """Whether `name` matches the expression of `nodes` as re.match(translate(...)) decides
+    (`$` also before a final line break; `.` not a line break), in time linear in the name: the
+    expression's automaton is simulated, all of its states at once, with no backtracking. A
+    state is 2*i (at node i) or 2*i+1 (inside the `.*` of the `(.*/)?` of node i)."""
+    accept = 2 * len(nodes)
+
+    def closure(states: set[int]) -> set[int]:
+        stack = list(states)
+        while stack:
+            state = stack.pop()
+            if state % 2 == 0 and state < accept and nodes[state // 2][0] in (_STAR, _DIRS, _ALL):
+                for skip in (state + 2, state + 1) if nodes[state // 2][0] == _DIRS else (state + 2,):
+                    if skip not in states:
+                        states.add(skip)
+                        stack.append(skip)
+        return states
+
+    states = closure({0})
+    for at, c in enumerate(name):
+        if c == "\n" and at == len(name) - 1 and accept in states:
+            return True
+        following: set[int] = set()
+        for state in states:
+            index = state // 2
+            if state % 2:  # inside (.*/)?
+                if c != "\n":
+                    following.add(state)
+                if c == "/":
+                    following.add(state + 1)
+                continue
+            if state == accept:
+                continue
+            what, arg = nodes[index]
+            if what == _STAR:
+                if c != "/":
+                    following.add(state)
+            elif what == _ALL:
+                if c != "\n":
+                    following.add(state)
+            elif what == _DIRS:
+                continue  # entered or skipped by the closure
+            elif (what == _ONE and c != "/") or (what == _CHAR and c == arg) or \
+                    (what == _CLASS and isinstance(arg, re.Pattern) and arg.fullmatch(c)):
+                following.add(state + 2)
+        if not following:
+            return False
+        states = closure(following)
+    return accept in states
+
+
+# Above this many ways for the wildcards of a pattern to share a name between them, a name is
+# matched by `_glob_match` rather than by the regular expression (see _IgnorePattern).
+_BACKTRACKING_BUDGET = 200_000
+
+
+class _IgnorePattern(Pattern):  # type: ignore[misc]  # docker-py has no type hints
+    """A .dockerignore pattern of docker-py, matched as docker-py matches it (its fnmatch: name
+    and pattern in lower case, the translated expression matched from the start). Python's
+    regular expressions backtrack: with k wildcards they may try every way of splitting a name
+    of n characters among them, about (2n+2)^k, so a line such as `*a*a*a*a*a*a*a*a*a*ab` takes
+    them exponential time and a pull request's .dockerignore could stall validate and plan.
+    Where that count exceeds _BACKTRACKING_BUDGET, the name goes to `_glob_match` instead (the
+    same answer, in linear time); everything else keeps the expression's speed."""
+
+    def __init__(self, pattern_str: str) -> None:
+        super().__init__(pattern_str)
+        # Compiled here, once: docker-py's fnmatch keeps 100 expressions and, past that, compiles
+        # every pattern again for every path.
+        self.regex = re.compile(translate(self.cleaned_pattern.lower()))
+        self.nodes = _glob_nodes(self.cleaned_pattern.lower())
+        self.wildcards = sum(what in (_STAR, _DIRS, _ALL) for what, _ in self.nodes)
+
+    def match(self, filepath: str) -> bool:
+        name = normalize_slashes(filepath).lower()
+        if self.wildcards > 1 and (2 * len(name) + 2) ** self.wildcards > _BACKTRACKING_BUDGET:
+            return _glob_match(self.nodes, name)
+        return self.regex.match(name) is not None
+
+
+class _IgnoreMatcher(PatternMatcher):  # type: ignore[misc]
+    """docker-py's PatternMatcher (docker/utils/build.py) with _IgnorePattern for its patterns."""
+
+    def __init__(self, patterns: list[str]) -> None:
+        self.patterns = [p for p in (_IgnorePattern(pattern) for pattern in patterns) if p.dirs]
+        self.patterns.append(_IgnorePattern("!.dockerignore"))
 
 
 def _walk(pm: PatternMatcher, src: str, prefix: str) -> Iterator[tuple[str, os.stat_result]]:
@@ -326,23 +482,33 @@ class _Layouter:
         return None
 
     def drop_unbuilt_go_files(self, root: Path) -> None:
-        """Leave out `_test.go` files and `testdata` directories (with what they hold), which the
-        go command never compiles, unless a `//go:embed` directive may reach them: one in a
-        non-test .go file of their directory or of a directory above it (embed patterns reach
-        down, never up)."""
+        """Leave out `_test.go` files, which the go command never compiles, and `testdata`
+        directories (with what they hold) that hold no Go source (a non-test .go file or a
+        go.mod: a package there is compiled when something imports it, a module when a replace
+        or a `use` leads there; only package patterns such as `./...` pass testdata over), unless
+        a `//go:embed` directive may reach them: one in a non-test .go file of their directory or
+        of a directory above it (embed patterns reach down, never up)."""
         candidates = [e.path for e in self.entries.values()
                       if (e.kind != "dir" and e.path.endswith("_test.go")) or (e.kind == "dir" and posixpath.basename(e.path) == "testdata")]
         if not candidates:
             return
         go_files: dict[str, list[str]] = {}
+        with_sources: set[str] = set()  # directories holding Go sources at any depth
         for e in self.entries.values():
-            if e.kind != "dir" and e.path.endswith(".go") and not e.path.endswith("_test.go"):
+            go_source = e.kind != "dir" and e.path.endswith(".go") and not e.path.endswith("_test.go")
+            if go_source:
                 go_files.setdefault(posixpath.dirname(e.path), []).append(e.path)
+            if go_source or (e.kind != "dir" and posixpath.basename(e.path) == "go.mod"):
+                directory = posixpath.dirname(e.path)
+                while directory and directory not in with_sources:
+                    with_sources.add(directory)
+                    directory = posixpath.dirname(directory)
+        candidates = [path for path in candidates if path not in with_sources]
         embeds: dict[str, bool] = {}
 
         def embeds_in(directory: str) -> bool:
             if directory not in embeds:
-                embeds[directory] = any(_EMBED in self._content(path, root) for path in go_files.get(directory, ()))
+                embeds[directory] = any(self._holds_embed(path, root) for path in go_files.get(directory, ()))
             return embeds[directory]
 
         def reachable(path: str) -> bool:
@@ -360,11 +526,21 @@ class _Layouter:
             gone = set(dropped)
             self.entries = {p: e for p, e in self.entries.items() if p not in gone and not p.startswith(prefixes)}
 
-    def _content(self, path: str, root: Path) -> bytes:
+    def _holds_embed(self, path: str, root: Path) -> bool:
+        """Whether the file at `path` holds a go:embed directive; read in pieces, not whole (a
+        .go file of a pull request may be of any size)."""
         entry = self.follow(path)
         if entry is None or entry.kind not in FILE_KINDS:
-            return b""
-        return entry.data if entry.data is not None else read_inside(Path(entry.source or ""), root)
+            return False
+        if entry.data is not None:
+            return _EMBED in entry.data
+        with open_inside(Path(entry.source or ""), root) as f:
+            tail = b""
+            while chunk := f.read(1 << 20):
+                if _EMBED in tail + chunk[:len(_EMBED)] or _EMBED in chunk:
+                    return True
+                tail = chunk[-(len(_EMBED) - 1):]
+        return False
 
     def set_content(self, path: str, data: bytes) -> None:
         """Give the file at `path` new content, keeping its mode (as writing into the copy did)."""
@@ -429,7 +605,7 @@ def lay_out(fn: FunctionSpec, found: Inputs) -> Layout:
     )
     forced = ["go.mod", "go.sum"] + ([dockerfile] if dockerfile is not None and found.dockerfile_copy is None else [])
     forced += [f"{loc}/{name}" for loc, _ in shared for name in ("go.mod", "go.sum")]
-    pm = PatternMatcher(_read_dockerignore(func_dir, fn.root) + [f"!{p}" for p in forced])
+    pm = _IgnoreMatcher(_read_dockerignore(func_dir, fn.root) + [f"!{p}" for p in forced])
 
     copied = func_dir / COPIED_DOCKERFILE
     if found.dockerfile_copy is not None and (copied.exists() or copied.is_symlink()):
@@ -451,7 +627,7 @@ def lay_out(fn: FunctionSpec, found: Inputs) -> Layout:
     if graph.workspace is not None:
         out.add(Entry(GO_WORK, "file", data=graph.workspace.go_work, size=len(graph.workspace.go_work)))
         if graph.workspace.go_work_sum is not None:
-            data = read_inside(graph.workspace.go_work_sum, fn.root)
+            data = read_inside(graph.workspace.go_work_sum, fn.root, limit=MAX_GO_WORK_SUM_BYTES)
             out.add(Entry(GO_WORK_SUM, "file", data=data, size=len(data)))
     if found.dockerfile_copy is not None:
         text = read_inside(found.dockerfile_copy, fn.root)

@@ -9,6 +9,8 @@ failing does not stop the others. Ctrl-C stops the builds on the engine and remo
 
 from __future__ import annotations
 
+import hashlib
+import re
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -26,9 +28,20 @@ from deployer.spec import FunctionSpec
 LOCAL_REPOSITORY = "deployer"
 
 
+# A path component of an image reference (distribution/reference): Lambda's names may start or
+# end with `-` or `_`, or hold `___` or `_-`, which Docker refuses ("invalid reference format").
+_REFERENCE_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*")
+
+
 def local_tag(function: str, content_tag: str) -> str:
-    """Where `deployer build` puts a function's image in the engine."""
-    return f"{LOCAL_REPOSITORY}/{function.lower()}:{content_tag}"
+    """Where `deployer build` puts a function's image in the engine: the function's name in lower
+    case, or, for a name Docker would refuse, its letters and digits joined by `-` and a hash of
+    the name (so that no two functions share a repository)."""
+    name = function.lower()
+    if not _REFERENCE_COMPONENT.fullmatch(name):
+        words = re.findall(r"[a-z0-9]+", name)
+        name = "-".join([*words, hashlib.sha256(function.encode()).hexdigest()[:8]])
+    return f"{LOCAL_REPOSITORY}/{name}:{content_tag}"
 
 
 @dataclass(frozen=True)

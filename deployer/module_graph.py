@@ -33,11 +33,14 @@ from pathlib import Path
 
 from deployer import gomod, workspace
 from deployer.errors import BuildContextError, Diagnostic
-from deployer.paths import RefusedFile, clip, display, inside, read_inside
+from deployer.paths import FileTooLarge, RefusedFile, clip, display, inside, read_inside
 from deployer.spec import FunctionSpec, Location
 from deployer.workspace import WorkspaceFiles
 
 SHARED_DIR = "shared"
+# The largest go.mod read: the go command's own limit for the go.mod of a module it downloads
+# (modfetch.MaxGoMod). A pull request's go.mod of gigabytes must not be read into memory.
+MAX_GO_MOD_BYTES = 16 << 20
 
 # Versions no module proxy can serve: what a require of a local module says. v0.0.0, and the zero
 # pseudo-version the go command writes for a module it only knows through a replace.
@@ -124,7 +127,10 @@ class _Discovery:
         """Read and parse module_dir/go.mod, recording a problem when that fails."""
         path = module_dir / "go.mod"
         try:
-            data = read_inside(path, self.root)
+            data = read_inside(path, self.root, limit=MAX_GO_MOD_BYTES)
+        except FileTooLarge as exc:
+            self.problem(Path(display(path)), str(exc.strerror), "that is no go.mod: replace it with the module's go.mod")
+            return None
         except RefusedFile as exc:
             self.problem(Path(display(path)), str(exc.strerror), "deployer reads only regular files inside the repository root; "
                          "replace it with the module's go.mod")

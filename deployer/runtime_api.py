@@ -26,6 +26,7 @@ from typing import Any, BinaryIO, Mapping
 
 from deployer.errors import DeployerError, Diagnostic
 from deployer.interrupts import WAIT_SLICE_SECONDS
+from deployer.paths import display, git_root, inside, resolve
 
 # Lambda's limit for a synchronous invocation's event and response (6 MiB).
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
@@ -37,6 +38,10 @@ STACK_FRAMES = 50
 STACK_FRAME_CHARS = 512
 # A function silent this long in the middle of a request is disconnected.
 REQUEST_READ_SECONDS = 30
+# Connections served at once (a thread each); past it, a new one is closed unanswered. A runtime
+# uses one; every later `next` holds its thread until the API stops, even once its connection is
+# gone, so a function opening connections in a loop would otherwise start a thread for each.
+MAX_CONNECTIONS = 16
 _PREFIX = "/2018-06-01/runtime"
 _INVOCATION = re.compile(re.escape(_PREFIX) + r"/invocation/([^/]+)/(response|error)")
 
@@ -104,8 +109,7 @@ class RuntimeApi:
         return f"127.0.0.1:{self._server.server_address[1]}"
 
     def start(self) -> RuntimeApi:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), type("Handler", (_Handler,), {"api": self}))
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), type("Handler", (_Handler,), {"api": self}))
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": WAIT_SLICE_SECONDS},
                          name="deployer-runtime-api", daemon=True).start()
         return self
@@ -194,6 +198,37 @@ class _BadRequest(Exception):
     pass
 
 
+class _Server(ThreadingHTTPServer):
+    """At most MAX_CONNECTIONS connections at once, and nothing printed about one that breaks:
+    what the function does to its connections is not deployer's failure (the default
+    handle_error prints a traceback on deployer's stderr)."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread started (none left): the slot is free again
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
+
+
 class _Handler(BaseHTTPRequestHandler):
     """HTTP only: what to answer is RuntimeApi's. Keep-alive (HTTP/1.1), as Lambda's runtimes
     expect; every answer has a Content-Length."""
@@ -253,6 +288,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = bytearray()
         while True:
             size = int(self.rfile.readline(1024).split(b";", 1)[0].strip(), 16)
+            if size < 0:  # read(-1) would read until the function closes the connection
+                raise _BadRequest
             if size == 0:
                 for _ in range(100):  # trailers, up to the empty line
                     if self.rfile.readline(1024).strip() == b"":
@@ -307,7 +344,17 @@ def read_event(source: str | None, stdin: BinaryIO) -> bytes:
 
 
 def _read_regular(path: Path) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    """The event file: a regular file and, when a symlink leads to it, one inside the directory
+    that holds `.git` above the path given (else the path's own directory), as deploy.yaml is
+    read. The file may come from a pull request: a link to a JSON file of the machine (registry
+    credentials in ~/.docker/config.json) would hand that file to the function as its event."""
+    given = Path(os.path.abspath(path))
+    real = resolve(given)
+    if real != given:
+        base = resolve(git_root([given.parent, *given.parent.parents]) or given.parent)
+        if not inside(real, base):
+            raise OSError(0, f"it is a symlink to {display(real)}, outside {display(base)}; give the event file itself")
+    fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     with os.fdopen(fd, "rb") as file:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(0, "not a regular file")

@@ -229,3 +229,28 @@ def test_function_file_where_shared_modules_go_is_an_error(repo: Path, tmp_path:
         source_digest_of(pinned_fn(repo))
     with pytest.raises(BuildContextError, match="is a file"):
         assemble(pinned_fn(repo), tmp_path / "ctx")
+
+
+def test_a_testdata_directory_holding_go_sources_stays_in_the_go_build(repo: Path) -> None:
+    """The go command compiles a package in a testdata directory when something imports it, and
+    a module there when a replace leads to it: only package patterns (`./...`) pass testdata over."""
+    write_tree(repo, {"functions/fn/pkg/testdata/x.go": b"package testdata\n",
+                      "functions/fn/pkg/testdata/x_test.go": b"package testdata\n",
+                      "functions/fn/testdata/fake/go.mod": b"module example.com/fake\n",
+                      "functions/fn/testdata/fake/data.txt": b"data\n",
+                      "functions/fn/other/testdata/in.json": b"{}\n",
+                      "functions/fn/other/testdata/fixture_test.go": b"package other\n"})
+    fn = pinned_fn(repo)
+    paths = {e.path for e in layout(fn).entries}
+    assert {"pkg/testdata/x.go", "testdata/fake/go.mod", "testdata/fake/data.txt"} <= paths
+    assert not {"pkg/testdata/x_test.go", "other/testdata", "other/testdata/in.json"} & paths
+    before = source_digest_of(fn)
+    (repo / "functions/fn/pkg/testdata/x.go").write_text("package testdata\n\nconst X = 1\n")
+    assert source_digest_of(fn) != before
+
+
+def test_a_go_embed_directive_across_the_pieces_a_go_file_is_read_in_is_found(repo: Path) -> None:
+    go = b"package main\n" + b"/" * ((1 << 20) - 18) + b"\n//go:embed testdata\nvar data string\n"
+    assert go.index(b"//go:embed") < 1 << 20 < go.index(b"//go:embed") + len(b"//go:embed")
+    write_tree(repo, {"functions/fn/embed.go": go, "functions/fn/testdata/in.json": b"{}\n"})
+    assert "testdata/in.json" in {e.path for e in layout(pinned_fn(repo)).entries}

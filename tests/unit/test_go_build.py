@@ -270,3 +270,103 @@ def test_a_refusal_without_credentials_says_where_they_would_come_from(context_d
         GoCompiler(FakeApi(exit_code=1, output=output)).compile(
             CompileJob("fn", context_dir, RECIPE, Netrc("TEAM_NETRC", NETRC_TEXT), "TEAM_NETRC"), print)
     assert "no credentials were given" not in str(given.value)  # wrong ones: the 401 says enough
+
+
+# -- what a hostile engine (or a go command run with a pull request's settings) may send --------
+
+class ChattyApi(FakeApi):
+    """An engine whose log stream is `chunks`, as they are given."""
+
+    def __init__(self, chunks: list[bytes], exit_code: int = 1) -> None:
+        super().__init__(exit_code=exit_code)
+        self.chunks = chunks
+
+    def logs(self, container: str, stream: bool, follow: bool) -> Iterator[bytes]:
+        yield from self.chunks
+
+
+def test_endless_output_without_a_line_break_is_cut_not_held_or_repeated_whole(context_dir: Path) -> None:
+    chunks = [b"y" * (1 << 16)] * 160 + [b"\ngo: the last words\n"]  # a 10 MiB line, then one more
+    lines: list[str] = []
+    with pytest.raises(DockerError) as failed:
+        GoCompiler(ChattyApi(chunks)).compile(CompileJob("fn", context_dir, RECIPE), lines.append)
+    message = str(failed.value)
+    assert len(message) < 10_000 and message.endswith("\ngo: the last words")
+    assert all(len(line) < 5_000 for line in lines) and lines[-1] == "go: the last words"
+
+
+def test_a_secret_at_the_place_a_long_line_is_cut_is_masked_whole(context_dir: Path) -> None:
+    for before in range(4_080, 4_100):
+        chunks = [b"z" * before + PASSWORD.encode() + b"z" * 100_000 + b"\n"]
+        lines: list[str] = []
+        with pytest.raises(DockerError) as failed:
+            GoCompiler(ChattyApi(chunks)).compile(
+                CompileJob("fn", context_dir, RECIPE, Netrc("DEPLOYER_NETRC", NETRC_TEXT)), lines.append)
+        for text in (str(failed.value), *lines):
+            assert PASSWORD[:5] not in text, before
+
+
+@pytest.mark.parametrize("answer", [b"not a tar at all" * 100, tar_of({"bootstrap": b"\x7fELF binary"})[:515]],
+                         ids=["not-a-tar", "cut-short"])
+def test_a_binary_archive_the_engine_garbles_is_a_docker_error(context_dir: Path, answer: bytes) -> None:
+    api = FakeApi()
+    api.get_archive = lambda container, path: (iter([answer]), {})  # type: ignore[method-assign]
+    with pytest.raises(DockerError, match="go build of fn failed: the engine sent an unreadable archive"):
+        GoCompiler(api).compile(CompileJob("fn", context_dir, RECIPE), print)
+    assert api.containers == {}
+
+
+@pytest.mark.parametrize("flags, go_env, refused", [
+    (("-toolexec=/src/steal.sh",), {}, "the go build flag '-toolexec=/src/steal.sh' is refused"),
+    (("-trimpath", "-toolexec", "/src/steal.sh"), {}, "the go build flag '-toolexec' is refused"),
+    (("--overlay=overlay.json",), {}, "the go build flag '--overlay=overlay.json' is refused"),
+    ((), {"GOFLAGS": "-mod=readonly -overlay=o.json"}, "the go build flag '-overlay=o.json' is refused"),
+    ((), {"GOFLAGS": "-toolexec=/src/x"}, "the go build flag '-toolexec=/src/x' is refused"),
+    (("-trimpath", "-mod=mod"), {}, "the go build flag -mod=mod is refused: it lets the go command rewrite go.mod"),
+    ((), {"GOTOOLCHAIN": "go1.99.0", "GOPROXY": "file:///src/proxy"}, "GOTOOLCHAIN 'go1.99.0' with GOPROXY 'file:///src/proxy' is refused"),
+    ((), {"GOTOOLCHAIN": "auto", "GOSUMDB": "evil+abcdef https://sum.evil.example"}, "GOTOOLCHAIN 'auto' with GOSUMDB 'evil+abcdef' is refused"),
+], ids=["toolexec", "toolexec-separate", "overlay-double-dash", "overlay-in-goflags", "toolexec-in-goflags",
+        "mod-mod", "toolchain-from-files", "toolchain-own-sumdb"])
+def test_settings_that_let_a_build_run_or_read_outside_its_context_are_refused_before_any_container(
+        context_dir: Path, flags: tuple[str, ...], go_env: dict[str, str], refused: str) -> None:
+    recipe = GoBuild("go:1", "rt:1", "linux/arm64", flags, {**DEFAULT_GO_ENV, **go_env})
+    api = FakeApi()
+    with pytest.raises(DeployerError, match="^go build of fn: " + refused.replace("(", r"\(").replace("+", r"\+")):
+        GoCompiler(api).compile(CompileJob("fn", context_dir, recipe, Netrc("DEPLOYER_NETRC", NETRC_TEXT)), print)
+    assert api.calls == [] and api.uploads == {}
+
+
+@pytest.mark.parametrize("go_env", [
+    {"GOTOOLCHAIN": "local", "GOPROXY": "file:///src/proxy"},  # modules from files, go.sum checks them
+    {"GOTOOLCHAIN": "go1.24.1", "GOSUMDB": "sum.golang.org"},  # the checksum database's own key
+    {"GOTOOLCHAIN": "go1.24.1+path", "GOPROXY": "file:///src/proxy"},  # no download
+], ids=["local-toolchain", "known-sumdb", "path-only"])
+def test_settings_without_such_a_way_compile(context_dir: Path, go_env: dict[str, str]) -> None:
+    recipe = GoBuild("go:1", "rt:1", "linux/arm64", ("-trimpath", "-ldflags=-X main.overlay=toolexec"), {**DEFAULT_GO_ENV, **go_env})
+    assert GoCompiler(FakeApi()).compile(CompileJob("fn", context_dir, recipe), print) == b"\x7fELF binary"
+
+
+def test_a_restore_that_fails_half_way_leaves_an_empty_volume_not_half_a_module_cache(context_dir: Path, tmp_path: Path) -> None:
+    """The engine unpacks an archive as it comes: a cut archive (a broken CI cache) leaves
+    modules with files missing, which the go command then trusts for every later build."""
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / CACHE_ARCHIVE).write_bytes(tar_of({"deployer-cache/mod/m@v1/a.go": b"package m\n" * 100})[:700])
+
+    class CutShort(FakeApi):
+        def put_archive(self, container: str, path: str, data: Any) -> bool:
+            if path == "/" and self.containers[container]["labels"] == {"dev.deployer.go-build": "cache"}:
+                self.calls.append(f"unpacked part of the archive into {container}")
+                raise docker.errors.APIError("unexpected EOF")
+            return super().put_archive(container, path, data)
+
+        def remove_volume(self, name: str, force: bool = False) -> None:
+            self.volumes.discard(name)
+            self.calls.append(f"remove volume {name}")
+
+    api = CutShort()
+    notices: list[str] = []
+    GoCompiler(api, CacheDir(tmp_path / "cache"), notice=notices.append).compile(CompileJob("fn", context_dir, RECIPE), print)
+    restore = api.calls.index("unpacked part of the archive into c0")
+    assert api.calls[restore + 1:restore + 5] == ["remove c0", f"remove volume {CACHE_VOLUME}", f"create volume {CACHE_VOLUME}",
+                                                  "create c0"]  # then the compile's container
+    assert "could not restore the Go caches (unexpected EOF); going on without them" in notices[-1]

@@ -113,3 +113,22 @@ def test_each_go_build_gets_the_credentials_its_variable_names(tmp_path: Path) -
     engine = FakeEngine()
     LocalBuilder(engine, Lines(), LocalBuildOptions(netrcs={"TEAM_NETRC": netrc})).build(fns)
     assert {job.function: job.netrc for job in engine.compiles} == {"a": None, "b": netrc}
+
+
+# The path component of a Docker image reference (distribution/reference's grammar).
+REFERENCE_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
+
+
+def test_every_valid_function_name_gives_a_valid_image_reference() -> None:
+    """Lambda takes 1 to 64 letters, digits, hyphens and underscores in any order; Docker does
+    not: `_greet`, `greet-`, `a___b` and `a_-b` are no repository names."""
+    import re
+
+    names = ["greet", "Greet", "my_func", "my__func", "a-b", "a--b", "_greet", "greet-", "a___b", "a_-b", "-", "_", "__x__"]
+    tags = {name: local_tag(name, "src-0123") for name in names}
+    for name, tag in tags.items():
+        repository, _, content = tag.partition(":")
+        assert content == "src-0123"
+        assert re.fullmatch(rf"deployer/{REFERENCE_COMPONENT}", repository), (name, tag)
+    assert tags["greet"] == "deployer/greet:src-0123" and tags["my__func"] == "deployer/my__func:src-0123"
+    assert len({tags[name] for name in ("_greet", "greet-", "greet")}) == 3  # no two functions share a repository

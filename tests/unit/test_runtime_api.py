@@ -351,3 +351,25 @@ def test_connections_past_the_limit_are_closed_so_a_function_cannot_exhaust_thre
     while time.monotonic() < deadline:  # the server takes the connections in on its own thread
         time.sleep(0.05)
     assert threading.active_count() - before <= 40
+
+
+def test_an_event_file_that_links_out_of_its_repository_is_not_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pull request may replace the event file CI names with a link to a JSON file of the machine
+    (~/.docker/config.json holds registry credentials): the function would get it as its event."""
+    secret = tmp_path / "home" / ".docker" / "config.json"
+    secret.parent.mkdir(parents=True)
+    secret.write_text('{"auths": {"registry.example": {"auth": "dXNlcjpodW50ZXIy"}}}')
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "events").mkdir()
+    (repo / "events" / "greet.json").symlink_to(secret)
+    (repo / "events" / "inside.json").symlink_to("../event.json")
+    (repo / "event.json").write_text('{"name": "Ada"}')
+    monkeypatch.chdir(repo / "events")  # paths in messages: absolute, as neither is below it
+
+    with pytest.raises(DeployerError) as refused:
+        read_event(str(repo / "events" / "greet.json"), io.BytesIO())
+    assert str(refused.value) == (f"cannot read event file {repo / 'events' / 'greet.json'}: it is a symlink to {secret}, "
+                                  f"outside {repo}; give the event file itself")
+    assert read_event(str(repo / "events" / "inside.json"), io.BytesIO()) == b'{"name": "Ada"}'
+    assert read_event(str(repo / "event.json"), io.BytesIO()) == b'{"name": "Ada"}'
