@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
 from deployer import binding, planfile
 from deployer.errors import BuildContextError, DeployerError, Diagnostic, PlanError
-from deployer.layout import inputs, lay_out, reading_errors
+from deployer.layout import GoBuild, inputs, lay_out, reading_errors
 from deployer.module_graph import unresolved_requires
 from deployer.load import find_spec_files, load
 from deployer.outcome import Outcome
@@ -58,10 +58,16 @@ def validate(paths: Sequence[Path]) -> Validated:
         try:
             with reading_errors(fn):  # layout(fn), keeping the module graph it is made from
                 found = inputs(fn)
-                lay_out(fn, found)
+                laid_out = lay_out(fn, found)
         except BuildContextError as exc:  # every function is laid out: all problems at once
             problems.extend(exc.diagnostics)
             continue
+        if isinstance(laid_out.recipe, GoBuild):  # what the compile would refuse (deployer.go_build), said now
+            from deployer.go_build import refused_settings
+
+            where = fn.location
+            problems.extend(Diagnostic.at(where.file, where.line, where.column, f"function '{fn.name}': {problem}")
+                            for problem in refused_settings(laid_out.recipe))
         # GOPROXY=off (or a list starting with off: Go tries its entries in order) downloads
         # nothing, so no require may be left to a proxy. A Dockerfile build's Go environment is
         # the Dockerfile's, unknown here: only placeholder versions are sure to fail there.
