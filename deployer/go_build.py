@@ -91,7 +91,8 @@ class Netrc:
     @property
     def secrets(self) -> tuple[str, ...]:
         words = self.text.decode("utf-8", "replace").split()
-        return tuple(value for key, value in zip(words, words[1:]) if key in ("password", "account"))
+        # The login too: a token is often written as the login (GitHub's `login <token>`).
+        return tuple(value for key, value in zip(words, words[1:]) if key in ("login", "password", "account"))
 
     def __repr__(self) -> str:  # a dataclass repr would print the text
         return f"Netrc(source={self.source!r})"

@@ -242,7 +242,7 @@ def test_netrc_comes_from_the_variable_as_text_or_as_a_file(tmp_path: Path, valu
     netrc = netrc_from_env("DEPLOYER_NETRC", {"DEPLOYER_NETRC": value.replace("FILE", str(tmp_path / "netrc"))})
     assert netrc is not None and netrc.text == text
     assert netrc_from_env("DEPLOYER_NETRC", {}) is None
-    assert PASSWORD not in repr(Netrc("X", NETRC_TEXT)) and Netrc("X", NETRC_TEXT).secrets == (PASSWORD,)
+    assert PASSWORD not in repr(Netrc("X", NETRC_TEXT)) and Netrc("X", NETRC_TEXT).secrets == ("ci-bot", PASSWORD)
 
 
 def test_a_netrc_path_that_is_missing_or_not_a_file_is_a_clear_error(tmp_path: Path) -> None:
