@@ -26,6 +26,7 @@ import contextlib
 import io
 import os
 import re
+import socket
 import stat
 import tarfile
 import tempfile
@@ -56,6 +57,10 @@ BINARY = "/out/bootstrap"
 NETRC_PATH = "/deployer-secrets/netrc"
 # Every container and volume this module makes carries this label (found and removed by it).
 LABEL = "dev.deployer.go-build"
+# Which process made a compile container (host/pid): one whose process is gone (kill -9) still
+# holds a context and maybe a netrc, and the next compile on this machine removes it.
+OWNER_LABEL = "dev.deployer.owner"
+OWNER = f"{socket.gethostname()[:64]}/{os.getpid()}"
 TAIL_LINES = 25
 # A line of the compile's output is shown up to LINE_CHARS characters; secrets are masked in its
 # first LINE_WINDOW bytes before it is cut (a secret across the cut is masked whole), and the rest
@@ -292,7 +297,8 @@ class GoCompiler:
             )
             created = self.api.create_container(
                 job.recipe.builder_image, command=["go", "build", *job.recipe.flags, "-o", BINARY, "."],
-                working_dir=SOURCE_DIR, environment=job.environment(), labels={LABEL: job.function[:64]},
+                working_dir=SOURCE_DIR, environment=job.environment(),
+                labels={LABEL: job.function[:64], OWNER_LABEL: OWNER},
                 host_config=host_config,
             )
         except docker.errors.ImageNotFound:
@@ -360,7 +366,18 @@ class GoCompiler:
                     with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
                         self.api.remove_volume(self.volume, force=True)
                         self.api.create_volume(self.volume, labels={LABEL: "cache"})
+            self._sweep_abandoned()
             self._volume_ready = True
+
+    def _sweep_abandoned(self) -> None:
+        """Remove the compile containers of processes of this machine that died without removing
+        them (kill -9): they hold a build context, and a netrc when one was given."""
+        host = OWNER.partition("/")[0]
+        with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
+            for container in self.api.containers(all=True, filters={"label": OWNER_LABEL}):
+                owner_host, _, pid = str((container.get("Labels") or {}).get(OWNER_LABEL, "")).partition("/")
+                if owner_host == host and pid.isdigit() and not _alive(int(pid)):
+                    self.api.remove_container(container["Id"], force=True)
 
     @contextlib.contextmanager
     def _machine_lock(self) -> Iterator[None]:
@@ -447,6 +464,16 @@ def _shown_line(raw: bytes, secrets: tuple[str, ...]) -> str:
     if len(raw) > LINE_WINDOW or len(line) > LINE_CHARS:
         return f"{line[:LINE_CHARS]} ... (line cut)"
     return line
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
 
 # What the go command says when a module host or proxy wants credentials it was not given.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
 import tarfile
 import threading
 from pathlib import Path
@@ -54,10 +55,14 @@ class FakeApi:
         self.exit_code = exit_code
         self.output = output
         self.volumes = set(volumes)
-        self.containers: dict[str, dict[str, Any]] = {}
+        self.made: dict[str, dict[str, Any]] = {}  # what create_container made and nothing removed yet
+        self.containers_left: dict[str, dict[str, Any]] = {}  # made by earlier processes
         self.uploads: dict[str, list[tuple[str, bytes]]] = {}
         self.calls: list[str] = []
         self.exited = threading.Event()
+
+    def containers(self, all: bool, filters: dict[str, str]) -> list[dict[str, Any]]:  # noqa: A002 - the SDK's name
+        return [{"Id": cid, "Labels": c.get("labels", {})} for cid, c in self.containers_left.items()]
 
     def create_host_config(self, **kwargs: Any) -> dict[str, Any]:
         return kwargs
@@ -65,8 +70,8 @@ class FakeApi:
     def create_container(self, image: str, **kwargs: Any) -> dict[str, str]:
         if image == "missing:1":
             raise docker.errors.ImageNotFound("no such image")
-        cid = f"c{len(self.containers)}"
-        self.containers[cid] = {"image": image, **kwargs}
+        cid = f"c{len(self.made)}"
+        self.made[cid] = {"image": image, **kwargs}
         self.calls.append(f"create {cid}")
         return {"Id": cid}
 
@@ -92,7 +97,8 @@ class FakeApi:
 
     def remove_container(self, container: str, force: bool) -> None:
         self.calls.append(f"remove {container}")
-        self.containers.pop(container, None)
+        self.made.pop(container, None)
+        self.containers_left.pop(container, None)
 
     def kill(self, container: str) -> None:
         self.calls.append(f"kill {container}")
@@ -128,7 +134,7 @@ def test_a_compile_uploads_the_context_runs_go_build_and_returns_the_binary(cont
     api = FakeApi()
     binary = GoCompiler(api).compile(CompileJob("fn", context_dir, RECIPE), print)
     assert binary == b"\x7fELF binary"
-    assert api.containers == {} and api.calls[-1] == "remove c0"
+    assert api.made == {} and api.calls[-1] == "remove c0"
     members = uploaded(api)
     assert {"src/go.mod", "src/main.go", "src/shared/logger/go.mod", "out"} <= set(members)
     assert not any(name.startswith("deployer-secrets/") for name in members)  # no credentials given
@@ -162,7 +168,7 @@ def test_netrc_goes_into_the_compile_container_only_readable_by_its_owner(contex
     GoCompiler(api).compile(CompileJob("fn", context_dir, RECIPE, Netrc("DEPLOYER_NETRC", NETRC_TEXT)), print)
     member = uploaded(api)[NETRC_PATH.lstrip("/")]
     assert (member.mode, member.size) == (0o400, len(NETRC_TEXT))
-    assert api.containers == {}  # removed: the credentials went with it
+    assert api.made == {}  # removed: the credentials went with it
 
 
 def test_a_failed_compile_says_the_go_commands_words_without_any_secret(context_dir: Path) -> None:
@@ -178,7 +184,7 @@ def test_a_failed_compile_says_the_go_commands_words_without_any_secret(context_
     assert "401 Unauthorized" in message
     for text in (message, *lines):
         assert PASSWORD not in text and "proxy-token-123" not in text
-    assert api.containers == {}
+    assert api.made == {}
 
 
 def test_a_missing_builder_image_says_what_to_do(context_dir: Path) -> None:
@@ -230,7 +236,7 @@ def test_the_cache_is_saved_atomically_only_after_a_compile(context_dir: Path, t
     assert sorted(os.listdir(tmp_path / "cache")) == [CACHE_ARCHIVE]
     with tarfile.open(tmp_path / "cache" / CACHE_ARCHIVE) as tar:
         assert tar.getnames() == ["deployer-cache/mod/cache.txt"]
-    assert api.containers == {}
+    assert api.made == {}
 
 
 @pytest.mark.parametrize("value, text", [
@@ -313,7 +319,7 @@ def test_a_binary_archive_the_engine_garbles_is_a_docker_error(context_dir: Path
     api.get_archive = lambda container, path: (iter([answer]), {})  # type: ignore[method-assign]
     with pytest.raises(DockerError, match="go build of fn failed: the engine sent an unreadable archive"):
         GoCompiler(api).compile(CompileJob("fn", context_dir, RECIPE), print)
-    assert api.containers == {}
+    assert api.made == {}
 
 
 @pytest.mark.parametrize("flags, go_env, refused", [
@@ -354,7 +360,7 @@ def test_a_restore_that_fails_half_way_leaves_an_empty_volume_not_half_a_module_
 
     class CutShort(FakeApi):
         def put_archive(self, container: str, path: str, data: Any) -> bool:
-            if path == "/" and self.containers[container]["labels"] == {"dev.deployer.go-build": "cache"}:
+            if path == "/" and self.made[container]["labels"] == {"dev.deployer.go-build": "cache"}:
                 self.calls.append(f"unpacked part of the archive into {container}")
                 raise docker.errors.APIError("unexpected EOF")
             return super().put_archive(container, path, data)
@@ -370,3 +376,17 @@ def test_a_restore_that_fails_half_way_leaves_an_empty_volume_not_half_a_module_
     assert api.calls[restore + 1:restore + 5] == ["remove c0", f"remove volume {CACHE_VOLUME}", f"create volume {CACHE_VOLUME}",
                                                   "create c0"]  # then the compile's container
     assert "could not restore the Go caches (unexpected EOF); going on without them" in notices[-1]
+
+
+def test_compile_containers_of_processes_that_died_are_removed_and_others_kept(context_dir: Path) -> None:
+    from deployer.go_build import OWNER, OWNER_LABEL
+
+    host = OWNER.partition("/")[0]
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    api = FakeApi()
+    api.containers_left = {"killed": {"labels": {OWNER_LABEL: f"{host}/{dead.pid}"}},
+                           "running": {"labels": {OWNER_LABEL: f"{host}/{os.getpid()}"}},
+                           "elsewhere": {"labels": {OWNER_LABEL: f"another-host/{dead.pid}"}}}
+    GoCompiler(api).compile(CompileJob("fn", context_dir, RECIPE), print)
+    assert sorted(api.containers_left) == ["elsewhere", "running"]
