@@ -11,8 +11,8 @@ a file read in place, in-memory bytes, or a link target). Plan needs only the di
 writes a layout into a directory for docker build.
 
 File selection follows the function's `.dockerignore` with Docker's semantics (the docker SDK's
-PatternMatcher, which is what the docker gateway's build uses; its patterns answer as the SDK's
-do, but never with exponential backtracking: `_IgnorePattern`), applied to context paths, so a
+PatternMatcher, which is what the docker gateway's build uses; see deployer.dockerignore),
+applied to context paths, so a
 pattern reaches into `shared/` just as it would if the context were sent with the file. go.mod,
 go.sum and the Dockerfile are always included. Neither the `.dockerignore` nor the deploy.yaml
 that declares the function is part of the context: what is in it is exactly what docker build
@@ -44,7 +44,6 @@ import dataclasses
 import functools
 import os
 import posixpath
-import re
 import shlex
 import stat
 from dataclasses import dataclass
@@ -53,14 +52,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Iterator, Literal, Mapping, Union
 
-from docker.utils.build import Pattern, PatternMatcher, normalize_slashes
-from docker.utils.fnmatch import translate
+from docker.utils.build import PatternMatcher
 
 from deployer import digest as digest_mod
 from deployer import gomod
+from deployer.dockerignore import IgnoreMatcher, read_dockerignore, walk
 from deployer.errors import BuildContextError, Diagnostic
 from deployer.module_graph import SHARED_DIR, Module, ModuleGraph, discover
-from deployer.paths import FileTooLarge, RefusedFile, check_inside, display, inside, kind, open_inside, read_inside, shown
+from deployer.paths import RefusedFile, check_inside, display, inside, kind, open_inside, read_inside
 from deployer.spec import SPEC_FILE_NAMES, FunctionSpec
 from deployer.workspace import MAX_GO_WORK_SUM_BYTES
 
@@ -76,9 +75,6 @@ _EMBED = b"//go:embed"
 # like the copied Dockerfile is refused.
 GO_WORK, GO_WORK_SUM = "go.work", "go.work.sum"
 COPIED_DOCKERFILE = "Dockerfile.deployer"  # a Dockerfile kept outside the function's directory
-
-# Names never copied into a context (see the module docstring); `.env.<anything>` too.
-NEVER_IN_CONTEXT = frozenset({".git", ".env", ".envrc"})
 
 EntryKind = Literal["dir", "file", "exec-file", "symlink"]
 FILE_KINDS = (digest_mod.FILE, digest_mod.EXEC_FILE)
@@ -206,210 +202,6 @@ def build_args(fn: FunctionSpec) -> dict[str, str]:
     return args
 
 
-def never_in_context(name: str) -> bool:
-    """Whether an entry of this name is left out of every context (see the module docstring)."""
-    return name in NEVER_IN_CONTEXT or name.startswith(".env.")
-
-
-# The largest .dockerignore read: tens of thousands of patterns, each tried on every path.
-MAX_DOCKERIGNORE_BYTES = 1 << 20
-
-
-def _read_dockerignore(func_dir: Path, root: Path) -> list[str]:
-    """Patterns as the docker SDK reads them (docker/api/build.py)."""
-    path = func_dir / ".dockerignore"
-    try:
-        text = read_inside(path, root, limit=MAX_DOCKERIGNORE_BYTES).decode("utf-8")
-    except FileNotFoundError:
-        return []
-    except FileTooLarge as exc:
-        raise BuildContextError(f"{display(path)}: {exc.strerror}; keep the patterns of a .dockerignore below that") from exc
-    except RefusedFile as exc:
-        raise BuildContextError(f"{display(path)}: {exc.strerror}; deployer reads only regular files inside the "
-                                "repository root: replace it with a regular file of patterns") from exc
-    except UnicodeDecodeError as exc:
-        raise BuildContextError(f"{display(func_dir / '.dockerignore')}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
-                                "save it as UTF-8") from exc
-    patterns = []
-    for number, line in enumerate(text.splitlines(), 1):
-        pattern = line.strip()
-        if pattern and pattern[0] != "#":
-            try:
-                _IgnorePattern(pattern)
-            except re.error as exc:
-                raise BuildContextError(Diagnostic.at(Path(display(path)), number, 0, f"pattern {shown(pattern)} is not a valid "
-                                                      f"pattern ({exc.msg}); fix or remove the line")) from None
-            patterns.append(pattern)
-    return patterns
-
-
-# The nodes of a .dockerignore pattern, as docker-py's fnmatch.translate turns it into a regular
-# expression: a character, `?` ([^/]), a class ([...]), `*` ([^/]*), `**/` ((.*/)?), a final `**` (.*).
-_CHAR, _ONE, _CLASS, _STAR, _DIRS, _ALL = range(6)
-_Node = tuple[int, Union[str, "re.Pattern[str]", None]]
-
-
-def _glob_nodes(pattern: str) -> list[_Node]:
-    """docker.utils.fnmatch.translate, step for step, into nodes; a class is compiled on its own
-    (re.error for one Python cannot read, as translate's expression would raise)."""
-    nodes: list[_Node] = []
-    i, n = 0, len(pattern)
-    while i < n:
-        c = pattern[i]
-        i += 1
-        if c == "*":
-            if i < n and pattern[i] == "*":
-                i += 1
-                if i < n and pattern[i] == "/":
-                    i += 1
-                nodes.append((_ALL, None) if i >= n else (_DIRS, None))
-            else:
-                nodes.append((_STAR, None))
-        elif c == "?":
-            nodes.append((_ONE, None))
-        elif c == "[":
-            j = i
-            if j < n and pattern[j] == "!":
-                j += 1
-            if j < n and pattern[j] == "]":
-                j += 1
-            while j < n and pattern[j] != "]":
-                j += 1
-            if j >= n:
-                nodes.append((_CHAR, "["))
-            else:
-                stuff = pattern[i:j].replace("\\", "\\\\")
-                i = j + 1
-                if stuff[0] == "!":
-                    stuff = f"^{stuff[1:]}"
-                elif stuff[0] == "^":
-                    stuff = f"\\{stuff}"
-                nodes.append((_CLASS, re.compile(f"[{stuff}]")))
-        else:
-            nodes.append((_CHAR, c))
-    return nodes
-
-
-def _glob_match(nodes: list[_Node], name: str) -> bool:
-    """Whether `name` matches the expression of `nodes` as re.match(translate(...)) decides
-    (`$` also before a final line break; `.` not a line break), in time linear in the name: the
-    expression's automaton is simulated, all of its states at once, with no backtracking. A
-    state is 2*i (at node i) or 2*i+1 (inside the `.*` of the `(.*/)?` of node i)."""
-    accept = 2 * len(nodes)
-
-    def closure(states: set[int]) -> set[int]:
-        stack = list(states)
-        while stack:
-            state = stack.pop()
-            if state % 2 == 0 and state < accept and nodes[state // 2][0] in (_STAR, _DIRS, _ALL):
-                for skip in (state + 2, state + 1) if nodes[state // 2][0] == _DIRS else (state + 2,):
-                    if skip not in states:
-                        states.add(skip)
-                        stack.append(skip)
-        return states
-
-    states = closure({0})
-    for at, c in enumerate(name):
-        if c == "\n" and at == len(name) - 1 and accept in states:
-            return True
-        following: set[int] = set()
-        for state in states:
-            index = state // 2
-            if state % 2:  # inside (.*/)?
-                if c != "\n":
-                    following.add(state)
-                if c == "/":
-                    following.add(state + 1)
-                continue
-            if state == accept:
-                continue
-            what, arg = nodes[index]
-            if what == _STAR:
-                if c != "/":
-                    following.add(state)
-            elif what == _ALL:
-                if c != "\n":
-                    following.add(state)
-            elif what == _DIRS:
-                continue  # entered or skipped by the closure
-            elif (what == _ONE and c != "/") or (what == _CHAR and c == arg) or \
-                    (what == _CLASS and isinstance(arg, re.Pattern) and arg.fullmatch(c)):
-                following.add(state + 2)
-        if not following:
-            return False
-        states = closure(following)
-    return accept in states
-
-
-# Above this many ways for the wildcards of a pattern to share a name between them, a name is
-# matched by `_glob_match` rather than by the regular expression (see _IgnorePattern).
-_BACKTRACKING_BUDGET = 200_000
-
-
-class _IgnorePattern(Pattern):  # type: ignore[misc]  # docker-py has no type hints
-    """A .dockerignore pattern of docker-py, matched as docker-py matches it (its fnmatch: name
-    and pattern in lower case, the translated expression matched from the start). Python's
-    regular expressions backtrack: with k wildcards they may try every way of splitting a name
-    of n characters among them, about (2n+2)^k, so a line such as `*a*a*a*a*a*a*a*a*a*ab` takes
-    them exponential time and a pull request's .dockerignore could stall validate and plan.
-    Where that count exceeds _BACKTRACKING_BUDGET, the name goes to `_glob_match` instead (the
-    same answer, in linear time); everything else keeps the expression's speed."""
-
-    def __init__(self, pattern_str: str) -> None:
-        super().__init__(pattern_str)
-        # Compiled here, once: docker-py's fnmatch keeps 100 expressions and, past that, compiles
-        # every pattern again for every path.
-        self.regex = re.compile(translate(self.cleaned_pattern.lower()))
-        self.nodes = _glob_nodes(self.cleaned_pattern.lower())
-        self.wildcards = sum(what in (_STAR, _DIRS, _ALL) for what, _ in self.nodes)
-
-    def match(self, filepath: str) -> bool:
-        name = normalize_slashes(filepath).lower()
-        if self.wildcards > 1 and (2 * len(name) + 2) ** self.wildcards > _BACKTRACKING_BUDGET:
-            return _glob_match(self.nodes, name)
-        return self.regex.match(name) is not None
-
-
-class _IgnoreMatcher(PatternMatcher):  # type: ignore[misc]
-    """docker-py's PatternMatcher (docker/utils/build.py) with _IgnorePattern for its patterns."""
-
-    def __init__(self, patterns: list[str]) -> None:
-        self.patterns = [p for p in (_IgnorePattern(pattern) for pattern in patterns) if p.dirs]
-        self.patterns.append(_IgnorePattern("!.dockerignore"))
-
-
-def _walk(pm: PatternMatcher, src: str, prefix: str) -> Iterator[tuple[str, os.stat_result]]:
-    """The docker SDK's PatternMatcher.walk over `src`, matching paths as `prefix + relative`:
-    yields (relative POSIX path, lstat) of the included entries (sorted), not descending into
-    symlinks."""
-
-    def children(rel_dir: str) -> Iterator[os.DirEntry[str]]:
-        with os.scandir(os.path.join(src, rel_dir) if rel_dir else src) as it:
-            return iter(sorted(it, key=lambda e: e.name))
-
-    # Depth first, each directory's entries sorted, with a stack of its own rather than
-    # recursion: a tree a thousand directories deep must not exhaust Python's stack.
-    stack: list[tuple[str, Iterator[os.DirEntry[str]]]] = [("", children(""))]
-    while stack:
-        rel_dir, pending = stack[-1]
-        child = next(pending, None)
-        if child is None:
-            stack.pop()
-            continue
-        if never_in_context(child.name):
-            continue
-        rel = f"{rel_dir}/{child.name}" if rel_dir else child.name
-        ctx_path = prefix + rel
-        excluded = pm.matches(ctx_path)
-        if not excluded:
-            yield rel, child.stat(follow_symlinks=False)
-        if not child.is_dir(follow_symlinks=False):
-            continue
-        if excluded and not any(p.exclusion and p.cleaned_pattern.startswith(ctx_path) for p in pm.patterns):
-            continue
-        stack.append((rel, children(rel)))
-
-
 class _Layouter:
     """Collects a context's entries in creation order, and the symlink problems found."""
 
@@ -439,7 +231,7 @@ class _Layouter:
             self.add(Entry(ctx_prefix, "dir", stat.S_IMODE(src.stat().st_mode)))
         base = f"{ctx_prefix}/" if ctx_prefix else ""
         root = os.fspath(src)
-        for rel, st in _walk(pm, root, base):
+        for rel, st in walk(pm, root, base):
             if rel not in skip:
                 self.add_entry(src, os.path.join(root, rel), base + rel, st)
 
@@ -605,7 +397,7 @@ def lay_out(fn: FunctionSpec, found: Inputs) -> Layout:
     )
     forced = ["go.mod", "go.sum"] + ([dockerfile] if dockerfile is not None and found.dockerfile_copy is None else [])
     forced += [f"{loc}/{name}" for loc, _ in shared for name in ("go.mod", "go.sum")]
-    pm = _IgnoreMatcher(_read_dockerignore(func_dir, fn.root) + [f"!{p}" for p in forced])
+    pm = IgnoreMatcher(read_dockerignore(func_dir, fn.root) + [f"!{p}" for p in forced])
 
     copied = func_dir / COPIED_DOCKERFILE
     if found.dockerfile_copy is not None and (copied.exists() or copied.is_symlink()):

@@ -12,7 +12,7 @@ import time
 import pytest
 from docker.utils.build import Pattern
 
-from deployer.layout import _glob_match, _glob_nodes, _IgnorePattern
+from deployer.dockerignore import _glob_match, _glob_nodes, _IgnorePattern
 
 pytestmark = pytest.mark.filterwarnings("ignore:Possible nested set:FutureWarning")
 

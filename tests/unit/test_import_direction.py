@@ -17,7 +17,7 @@ ORDER = [
     # spec: deploy.yaml files -> Spec
     "function_config", "spec", "yamldoc", "schema", "load",
     # build inputs: go.mod files, shared modules, the build context and its digest
-    "gomod", "workspace", "module_graph", "digest", "layout", "redact", "context",
+    "gomod", "workspace", "module_graph", "digest", "dockerignore", "layout", "redact", "context",
     # cloud: what AWS reports, through its gateways
     "state", "registry", "aws", "observe",
     # plan: pure decisions, their words, their files
