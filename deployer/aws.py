@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import json
 import re
 import threading
 import time
@@ -273,14 +274,31 @@ class LambdaGateway:
             raise AwsError(_extended(error, f". Lambda did not apply the update (the function still runs {running})")) from error
         raise error
 
-    def wait_updated(self, name: str, sleep: Callable[[float], None] = time.sleep, timeout_seconds: int = 600) -> None:
-        """Wait for LastUpdateStatus Successful; fail fast on Failed with Lambda's reason.
+    def create_function(self, name: str, image_uri: str, architecture: str, request: Mapping[str, Any]) -> str | None:
+        """Create an Image function running `image_uri` (repo@sha256:...) with the configuration
+        of `request` (CreateFunction's arguments for the declared keys, Role among them).
+        Returns its RevisionId."""
+        kwargs: dict[str, Any] = {"FunctionName": name, "PackageType": "Image", "Code": {"ImageUri": image_uri},
+                                  "Architectures": [architecture], "Publish": False, **request}
+        response = call(lambda: self._client.create_function(**kwargs), "lambda:CreateFunction", f"function {name}")
+        revision: str | None = _token(response.get("RevisionId"))
+        return revision
 
-        botocore's function_updated_v2 waiter judges each GetFunction (its acceptors know the
-        success and failure states); the polling is ours, one attempt at a time, so that `sleep`
-        can be interrupted."""
-        waiter = self._client.get_waiter("function_updated_v2")
+    def wait_active(self, name: str, sleep: Callable[[float], None] = time.sleep, timeout_seconds: int = 600) -> None:
+        """Wait for State Active after a creation; fail fast on Failed with Lambda's reason."""
+        self._wait("function_active_v2", "State", "Pending", "StateReason", name, sleep, timeout_seconds)
+
+    def wait_updated(self, name: str, sleep: Callable[[float], None] = time.sleep, timeout_seconds: int = 600) -> None:
+        """Wait for LastUpdateStatus Successful; fail fast on Failed with Lambda's reason."""
+        self._wait("function_updated_v2", "LastUpdateStatus", "InProgress", "LastUpdateStatusReason", name, sleep, timeout_seconds)
+
+    def _wait(self, waiter_name: str, status_key: str, pending: str, reason_key: str, name: str,
+              sleep: Callable[[float], None], timeout_seconds: int) -> None:
+        """botocore's waiter judges each GetFunction (its acceptors know the success and failure
+        states); the polling is ours, one attempt at a time, so that `sleep` can be interrupted."""
+        waiter = self._client.get_waiter(waiter_name)
         deadline = time.monotonic() + timeout_seconds
+        what = "the update" if status_key == "LastUpdateStatus" else "the function to be Active"
 
         def settled() -> bool:
             try:
@@ -289,15 +307,16 @@ class LambdaGateway:
             except botocore.exceptions.WaiterError as exc:
                 error = (exc.last_response or {}).get("Error")
                 if error:  # the waiter wraps a refused GetFunction: say it as any refused call
-                    raise AwsError(refusal("lambda:GetFunction (waiting for the update)", f"function {name}", error)) from exc
+                    raise AwsError(refusal(f"lambda:GetFunction (waiting for {what})", f"function {name}", error)) from exc
                 config = exc.last_response.get("Configuration", exc.last_response) if exc.last_response else {}
-                status = config.get("LastUpdateStatus", "unknown")
-                if "Max attempts exceeded" in str(exc) and status == "InProgress" and time.monotonic() < deadline:
+                status = config.get(status_key, "unknown")
+                if "Max attempts exceeded" in str(exc) and status == pending and time.monotonic() < deadline:
                     return False
-                reason = config.get("LastUpdateStatusReason", str(exc))
-                raise AwsError(Diagnostic(f"update did not succeed (LastUpdateStatus {status}): {reason}", function=name)) from exc
+                reason = config.get(reason_key, str(exc))
+                done = "update" if status_key == "LastUpdateStatus" else "creation"
+                raise AwsError(Diagnostic(f"{done} did not succeed ({status_key} {status}): {reason}", function=name)) from exc
 
-        while not call(settled, "lambda:GetFunction (waiting for the update)", f"function {name}"):
+        while not call(settled, f"lambda:GetFunction (waiting for {what})", f"function {name}"):
             sleep(WAIT_POLL_SECONDS)
 
 
@@ -320,6 +339,27 @@ class EcrGateway:
         if not details:
             return ImageState(repository_exists=True)
         return ImageState(True, _matching(details[0].get("imageDigest"), _DIGEST), _token(details[0].get("imageManifestMediaType")))
+
+    def create_repository(self, repository: str, untagged_expiry_days: int) -> None:
+        """Create `repository` as deployer creates them: immutable tags (a content tag is never
+        pushed twice), scan on push, AES256 encryption, and a lifecycle policy expiring untagged
+        images after `untagged_expiry_days` (tagged ones, what functions run, stay). One that
+        exists already (another function of this apply made it) is fine; its policy is set."""
+        where = f"repository {repository} ({self._region})"
+        try:
+            call(lambda: self._client.create_repository(
+                repositoryName=repository, imageTagMutability="IMMUTABLE",
+                imageScanningConfiguration={"scanOnPush": True}, encryptionConfiguration={"encryptionType": "AES256"},
+            ), "ecr:CreateRepository", where)
+        except AwsError as exc:
+            if exc.code != "RepositoryAlreadyExistsException":
+                raise
+        policy = {"rules": [{"rulePriority": 1, "description": f"expire untagged images after {untagged_expiry_days} days",
+                             "selection": {"tagStatus": "untagged", "countType": "sinceImagePushed", "countUnit": "days",
+                                           "countNumber": untagged_expiry_days},
+                             "action": {"type": "expire"}}]}
+        call(lambda: self._client.put_lifecycle_policy(repositoryName=repository, lifecyclePolicyText=json.dumps(policy)),
+             "ecr:PutLifecyclePolicy", where)
 
     def login(self) -> RegistryLogin:
         response = call(lambda: self._client.get_authorization_token(), "ecr:GetAuthorizationToken", f"ECR in {self._region}")

@@ -203,6 +203,12 @@ def _decide(saved: FunctionPlan, now: FunctionPlan) -> FunctionPlan | Refusal:
             return Refusal(name, f"function {name} changed since plan (the plan found nothing to do, now it needs: "
                                  f"{now.action.value}); run plan again")
         return now
+    if now.create_repository and not saved.create_repository:
+        return Refusal(name, f"repository {now.desired.repository_name} of {name} was deleted since the plan, which did not "
+                             "create it; run plan again")
+    if (saved.action is Action.CREATE) != (now.action is Action.CREATE):
+        return Refusal(name, f"function {name} changed since plan (the plan would {saved.action.value} it, now it needs: "
+                             f"{now.action.value}); run plan again")
     if saved.action is Action.CONFIGURE and now.action is not Action.CONFIGURE:
         # The reviewer approved a configuration change; the code now needs a change too (a tag
         # pushed or deleted since the plan): that digest was never approved.
@@ -211,6 +217,11 @@ def _decide(saved: FunctionPlan, now: FunctionPlan) -> FunctionPlan | Refusal:
     if saved.action is Action.UPDATE and now.desired_digest != saved.desired_digest:
         return Refusal(name, f"ECR tag {saved.desired.content_tag} of {name} now resolves to {short(now.desired_digest)}, "
                              f"the plan deploys {short(saved.desired_digest)}; run plan again")
+    if saved.action is Action.CREATE and now.desired_digest != saved.desired_digest:
+        # A creation runs the image the plan approved: the one ECR had, or the one it builds.
+        approved = short(saved.desired_digest) if saved.desired_digest else "an image it builds"
+        return Refusal(name, f"ECR tag {saved.desired.content_tag} of {name} now holds {short(now.desired_digest)}, the plan "
+                             f"creates the function from {approved}; run plan again")
     if saved.action is Action.BUILD and now.action is not Action.BUILD:
         # An image under the content tag since the plan: a concurrent apply of the same source, or
         # a plan edited from UPDATE to BUILD to skip the digest check above. Either way the plan

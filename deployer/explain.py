@@ -15,14 +15,19 @@ def reason(fp: FunctionPlan) -> str:
     """Why `fp` gets its action, with the values that justify it."""
     d, why = fp.desired, fp.reason
     match why.code:
+        case ReasonCode.FUNCTION_MISSING if fp.action is Action.BLOCKED:
+            return (f"function {d.name} does not exist in {d.region}, and deploy.yaml gives no role to create it with; "
+                    "add `role: <ARN of its execution role>` to the function (or to defaults)")
         case ReasonCode.FUNCTION_MISSING:
-            return (f"function {d.name} does not exist in {d.region}; create it (as an Image package) first: "
-                    "deployer updates code, it does not create functions")
+            source = (f"ECR's image {short(fp.desired_digest)}" if fp.desired_digest
+                      else f"the image of source {short(d.source_digest)}, built first")
+            text = f"function {d.name} does not exist in {d.region}: created from {source}"
         case ReasonCode.NOT_AN_IMAGE_FUNCTION:
             return (f"function {d.name} is a {why.detail} package; only Image functions can run a container image; "
                     "recreate it with PackageType Image")
         case ReasonCode.REPOSITORY_MISSING:
-            return f"ECR repository {d.repository_uri} does not exist; create it (aws ecr create-repository) first"
+            return (f"ECR repository {d.repository_uri} does not exist, and deploy.yaml says not to create it "
+                    "(repository.create: false); create it (aws ecr create-repository) or let deployer")
         case ReasonCode.NOT_SINGLE_PLATFORM:
             return (f"ECR tag {d.content_tag} is a {why.detail or 'unknown media type'}; Lambda accepts only single-platform "
                     "image manifests; delete the tag and push a single-platform image (no provenance/SBOM attestations)")
@@ -40,7 +45,9 @@ def reason(fp: FunctionPlan) -> str:
             text = "architecture change only"
         case ReasonCode.OTHER_IMAGE:
             text = f"runs {short(fp.current_digest)}, ECR has {short(fp.desired_digest)} for the current source"
-    if architecture_changes(fp):
+    if fp.create_repository:
+        text += f"; repository {d.repository_name} does not exist: created first"
+    if architecture_changes(fp) and fp.action is not Action.CREATE:
         text += f"; architectures {','.join(fp.current_architectures) or 'none'} -> {d.architecture}"
     if why.update_in_progress:
         text += "; an update is in progress" + (" (apply retries until it ends)" if fp.changes else "")

@@ -158,6 +158,14 @@ def _environment_changes(desired: Mapping[str, EnvValue], observed: Mapping[str,
     return out
 
 
+def creation_fields(desired: FunctionConfig, key: bytes) -> tuple[FieldChange, ...]:
+    """What a function created from `desired` (resolved) is given: every declared key as an
+    addition, shown as `changes` shows values."""
+    nothing = ObservedConfig(role=None, memory=0, timeout=0, ephemeral_storage=0, description="", environment={})
+    added = changes(desired, nothing, key)
+    return tuple(FieldChange(c.field, None, c.after, c.after_hash) for c in added)
+
+
 def update_request(config: FunctionConfig, changed: tuple[FieldChange, ...]) -> dict[str, object]:
     """The UpdateFunctionConfiguration arguments (without FunctionName and RevisionId) that make
     Lambda hold `config` (resolved) for the keys `changed` names. The environment goes whole:

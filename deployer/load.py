@@ -393,8 +393,12 @@ def _repository(doc: YamlDocument, at: tuple[str, int], entry: dict[str, Any], d
     """Resolve region, account and repository together: a URI carries its own region and account,
     which must agree with any region or account also given."""
     name = entry["name"]
-    repo_at = at + ("repository",) if "repository" in entry else (("defaults", "repository") if "repository" in defaults else at)
-    repository = entry.get("repository", defaults.get("repository"))
+    repo_at: YamlPath = at + ("repository",) if "repository" in entry else (("defaults", "repository") if "repository" in defaults else at)
+    declared = entry.get("repository", defaults.get("repository"))
+    create = bool(declared.get("create", True)) if isinstance(declared, dict) else True
+    repository = declared.get("name") if isinstance(declared, dict) else declared
+    if isinstance(declared, dict):
+        repo_at = repo_at + ("name",)
     if repository is None:
         problems.append(doc.diagnostic(at, f"function '{name}': no ECR repository; set 'repository' on the function or in 'defaults'"))
         return None
@@ -414,12 +418,12 @@ def _repository(doc: YamlDocument, at: tuple[str, int], entry: dict[str, Any], d
             problems.append(doc.diagnostic(repo_at, f"function '{name}': repository {repository}: ECR in {uri['region']} is at "
                                                     f"*.{ecr_domain(uri['region'])}, not *.{uri['domain']}; fix the URI"))
             return None
-        return RepositoryRef(uri["name"], uri["region"], uri["account"])
+        return RepositoryRef(uri["name"], uri["region"], uri["account"], create)
     region = region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or _profile_region()
     if not region:
         problems.append(doc.diagnostic(repo_at, f"function '{name}': no region; set 'region' (on the function or in 'defaults'), AWS_REGION, or a repository URI"))
         return None
-    return RepositoryRef(repository, region, account)
+    return RepositoryRef(repository, region, account, create)
 
 
 def _profile_region() -> str | None:

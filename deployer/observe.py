@@ -37,6 +37,7 @@ def desired_state(fn: FunctionSpec, clients: Clients) -> Desired:
         platform=fn.platform,
         spec_file=str(fn.location.file),
         config=fn.config.resolve(os.environ),  # from_env values: read now, at plan time
+        create_repository=fn.repository.create,
     )
 
 

@@ -12,6 +12,7 @@ class OutcomeStatus(str, enum.Enum):
     UNCHANGED = "unchanged"  # nothing to do, or another apply did it since the plan
     UPDATED = "updated"  # deployed an image that ECR had
     BUILT = "built"  # built, pushed and deployed (or deployed what another function of this apply built)
+    CREATED = "created"  # the function was created (its repository too, when missing)
     FAILED = "failed"
     CANCELLED = "cancelled"  # stopped by Ctrl-C before Lambda was asked to change
 
@@ -41,5 +42,5 @@ class Outcome:
 
     @property
     def changed(self) -> bool:
-        """Lambda was asked to run another image."""
-        return self.status in (OutcomeStatus.BUILT, OutcomeStatus.UPDATED)
+        """Lambda was asked to change (another image, its configuration, a new function)."""
+        return self.status in (OutcomeStatus.BUILT, OutcomeStatus.UPDATED, OutcomeStatus.CREATED)

@@ -12,12 +12,16 @@ from dataclasses import dataclass
 from typing import Iterable, Union, get_args
 
 from deployer.errors import PlanError
-from deployer.function_config import FieldChange, changes
+from deployer.function_config import FieldChange, changes, creation_fields
 from deployer.state import Desired, Observed
 
 # 2: plans record the deploy.yaml files they were made from (`sources`), which apply re-checks.
 # 3: configuration changes per function, and the key of their secrets' hashes.
 FORMAT_VERSION = 3
+
+# The lifecycle policy of a repository deployer creates expires untagged images after this many
+# days. It never expires tagged ones (`src-` content tags): what a function runs stays.
+UNTAGGED_EXPIRY_DAYS = 14
 
 
 class Action(enum.Enum):
@@ -27,11 +31,12 @@ class Action(enum.Enum):
     CONFIGURE = "update configuration"  # the code is up to date, the configuration is not
     UPDATE = "update"
     BUILD = "build, push and update"
+    CREATE = "create"  # the function is missing: created from the image (built first when ECR has none)
     BLOCKED = "blocked"
 
     @property
     def symbol(self) -> str:
-        return {"NOOP": " ", "CONFIGURE": "~", "UPDATE": "~", "BUILD": "+", "BLOCKED": "!"}[self.name]
+        return {"NOOP": " ", "CONFIGURE": "~", "UPDATE": "~", "BUILD": "+", "CREATE": "+", "BLOCKED": "!"}[self.name]
 
 
 class ReasonCode(enum.Enum):
@@ -43,7 +48,7 @@ class ReasonCode(enum.Enum):
     OTHER_IMAGE = "runs_other_image"  # UPDATE: Lambda runs another digest
     ARCHITECTURE_ONLY = "architecture_only"  # UPDATE: the right digest, the wrong architecture
     LAST_UPDATE_FAILED = "last_update_failed"  # UPDATE: Lambda says its last update failed
-    FUNCTION_MISSING = "function_missing"  # BLOCKED
+    FUNCTION_MISSING = "function_missing"  # CREATE, or BLOCKED when deploy.yaml gives no role
     NOT_AN_IMAGE_FUNCTION = "not_an_image_function"  # BLOCKED: a Zip package
     REPOSITORY_MISSING = "repository_missing"  # BLOCKED
     NOT_SINGLE_PLATFORM = "not_single_platform"  # BLOCKED: the tag holds an index / manifest list
@@ -77,6 +82,15 @@ class ImageRef:
 
     def __str__(self) -> str:
         return f"{self.repository_uri}@{self.digest}" if self.digest else f"{self.repository_uri}:{self.tag}"
+
+
+@dataclass(frozen=True)
+class CreateRepository:
+    repository: str  # the URI
+
+    def describe(self) -> str:
+        return (f"create ECR repository {self.repository} (immutable tags, scan on push, AES256, "
+                f"untagged images expire after {UNTAGGED_EXPIRY_DAYS} days)")
 
 
 @dataclass(frozen=True)
@@ -139,6 +153,24 @@ class UpdateFunctionConfiguration:
 
 
 @dataclass(frozen=True)
+class CreateFunction:
+    function: str
+    image: ImageRef  # by digest when known at plan time, else by the content tag (apply pins the pushed digest)
+    architecture: str
+
+    def describe(self) -> str:
+        return f"create function {self.function} from {self.image} ({self.architecture})"
+
+
+@dataclass(frozen=True)
+class WaitForActive:
+    function: str
+
+    def describe(self) -> str:
+        return f"wait until {self.function} is Active"
+
+
+@dataclass(frozen=True)
 class WaitForUpdate:
     function: str
 
@@ -152,8 +184,8 @@ class Cleanup:
         return "remove the temporary build context"
 
 
-Step = Union[EcrLogin, AssembleContext, BuildImage, PushImage, VerifyImage, UpdateFunctionConfiguration, UpdateFunctionCode,
-             WaitForUpdate, Cleanup]
+Step = Union[CreateRepository, EcrLogin, AssembleContext, BuildImage, PushImage, VerifyImage, UpdateFunctionConfiguration,
+             UpdateFunctionCode, WaitForUpdate, CreateFunction, WaitForActive, Cleanup]
 STEP_TYPES: tuple[type, ...] = get_args(Step)
 
 
@@ -171,7 +203,8 @@ class FunctionPlan:
     current_architectures: tuple[str, ...]
     revision_id: str | None
     steps: tuple[Step, ...]
-    configuration: tuple[FieldChange, ...] = ()
+    configuration: tuple[FieldChange, ...] = ()  # for CREATE: every declared key, as additions
+    create_repository: bool = False  # the repository is missing: the steps create it first
 
     @property
     def name(self) -> str:
@@ -179,7 +212,7 @@ class FunctionPlan:
 
     @property
     def changes(self) -> bool:
-        return self.action in (Action.CONFIGURE, Action.UPDATE, Action.BUILD)
+        return self.action in (Action.CONFIGURE, Action.UPDATE, Action.BUILD, Action.CREATE)
 
 
 @dataclass(frozen=True)
@@ -239,23 +272,28 @@ def plan_function(desired: Desired, observed: Observed, hash_key: bytes = b"") -
     in_progress = fn.last_update_status == "InProgress"
     configuration = changes(desired.config, fn.config, hash_key) if fn.exists else ()
 
+    create_repository = not image.repository_exists
+
     def decide(action: Action, code: ReasonCode, detail: str | None = None) -> FunctionPlan:
         config = () if action is Action.BLOCKED else configuration
         if action is Action.NOOP and config:
             action, code = Action.CONFIGURE, ReasonCode.CONFIGURATION_DIFFERS
+        if action is Action.CREATE:
+            config = creation_fields(desired.config, hash_key)
+        creates = create_repository and action is not Action.BLOCKED
         reason = Reason(code, detail, in_progress)
-        steps = steps_for(action, desired, image.digest, config)
+        steps = steps_for(action, desired, image.digest, config, creates)
         return FunctionPlan(desired, action, reason, fn.running_digest, image.digest, fn.architectures, fn.revision_id, steps,
-                            config)
+                            config, creates)
 
-    if not fn.exists:
-        return decide(Action.BLOCKED, ReasonCode.FUNCTION_MISSING)
-    if fn.package_type and fn.package_type != "Image":
-        return decide(Action.BLOCKED, ReasonCode.NOT_AN_IMAGE_FUNCTION, fn.package_type)
-    if not image.repository_exists:
+    if create_repository and not desired.create_repository:
         return decide(Action.BLOCKED, ReasonCode.REPOSITORY_MISSING)
     if image.digest is not None and not image.single_platform:
         return decide(Action.BLOCKED, ReasonCode.NOT_SINGLE_PLATFORM, image.media_type)
+    if not fn.exists:
+        return decide(Action.CREATE if desired.config.role else Action.BLOCKED, ReasonCode.FUNCTION_MISSING)
+    if fn.package_type and fn.package_type != "Image":
+        return decide(Action.BLOCKED, ReasonCode.NOT_AN_IMAGE_FUNCTION, fn.package_type)
     if image.digest is None:
         return decide(Action.BUILD, ReasonCode.NO_IMAGE)
     arch_change = tuple(fn.architectures) != (desired.architecture,)
@@ -269,29 +307,40 @@ def plan_function(desired: Desired, observed: Observed, hash_key: bytes = b"") -
 
 
 def steps_for(action: Action, desired: Desired, desired_digest: str | None,
-              configuration: tuple[FieldChange, ...] = ()) -> tuple[Step, ...]:
+              configuration: tuple[FieldChange, ...] = (), create_repository: bool = False) -> tuple[Step, ...]:
     """The steps of an action: the one place that says what apply does for it (a saved plan
-    is checked against this too). A configuration change comes after the image is in ECR and
-    before the code update, each followed by its wait (Lambda takes one update at a time): a
-    failed build changes nothing."""
+    is checked against this too). A missing repository is created first. A configuration change
+    comes after the image is in ECR and before the code update, each followed by its wait
+    (Lambda takes one update at a time): a failed build changes nothing. A function is created
+    with its whole configuration at once."""
     keys = tuple(dict.fromkeys(change.field.partition(".")[0] for change in configuration))
     configure: tuple[Step, ...] = (UpdateFunctionConfiguration(desired.name, keys), WaitForUpdate(desired.name)) if keys else ()
+    repository: tuple[Step, ...] = (CreateRepository(desired.repository_uri),) if create_repository else ()
     if action is Action.CONFIGURE:
         return configure
     if action is Action.UPDATE:
         pinned = ImageRef(desired.repository_uri, digest=desired_digest)
         return (*configure, UpdateFunctionCode(desired.name, pinned, desired.architecture), WaitForUpdate(desired.name))
+    if action is Action.CREATE and desired_digest is not None:
+        pinned = ImageRef(desired.repository_uri, digest=desired_digest)
+        return (*repository, CreateFunction(desired.name, pinned, desired.architecture), WaitForActive(desired.name))
+    if action is Action.CREATE:
+        tagged = ImageRef(desired.repository_uri, tag=desired.content_tag)
+        return (*repository, *_build_steps(desired, tagged), CreateFunction(desired.name, tagged, desired.architecture),
+                WaitForActive(desired.name), Cleanup())
     if action is Action.BUILD:
         tagged = ImageRef(desired.repository_uri, tag=desired.content_tag)
         return (
-            EcrLogin(desired.registry),
-            AssembleContext(desired.source_digest),
-            BuildImage(desired.platform),
-            PushImage(tagged),
-            VerifyImage(tagged),
+            *repository,
+            *_build_steps(desired, tagged),
             *configure,
             UpdateFunctionCode(desired.name, tagged, desired.architecture),
             WaitForUpdate(desired.name),
             Cleanup(),
         )
     return ()
+
+
+def _build_steps(desired: Desired, tagged: ImageRef) -> tuple[Step, ...]:
+    return (EcrLogin(desired.registry), AssembleContext(desired.source_digest), BuildImage(desired.platform),
+            PushImage(tagged), VerifyImage(tagged))

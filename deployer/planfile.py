@@ -74,6 +74,7 @@ def _function(fp: FunctionPlan) -> dict[str, Any]:
         "current_architectures": list(fp.current_architectures),
         "revision_id": fp.revision_id,
         "configuration": [dataclasses.asdict(change) for change in fp.configuration],
+        "create_repository": fp.create_repository,
         "steps": [{"type": type(step).__name__, "description": step.describe(),
                    **{k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(step).items()}}
                   for step in fp.steps],
@@ -160,7 +161,7 @@ def _function_plan(entry: Any, index: int) -> FunctionPlan:
     at = f"functions[{index}]"
     entry = _typed(entry, dict, at)
     desired_fields = _known_keys(_typed(entry.get("desired"), dict, f"{at}.desired"),
-                                 ["repository_uri", *(f.name for f in dataclasses.fields(Desired) if f.name != "config")],
+                                 ["repository_uri", *(f.name for f in dataclasses.fields(Desired) if f.name not in _NOT_SAVED)],
                                  f"{at}.desired")
     for name, value in desired_fields.items():
         _typed(value, str, f"{at}.desired.{name}")
@@ -186,13 +187,16 @@ def _function_plan(entry: Any, index: int) -> FunctionPlan:
         revision_id=_typed(entry.get("revision_id"), optional, f"{at}.revision_id"),
         steps=tuple(_step(step, f"{at}.steps[{n}]") for n, step in enumerate(_typed(entry.get("steps"), list, f"{at}.steps"))),
         configuration=_configuration(entry.get("configuration"), f"{at}.configuration"),
+        create_repository=_typed(entry.get("create_repository"), bool, f"{at}.create_repository"),
     )
     # Configuration changes only where the planner writes them: on a function it changes, and
     # always on a configuration update.
     if plan.configuration and action in (Action.NOOP, Action.BLOCKED) or action is Action.CONFIGURE and not plan.configuration:
         raise ValueError(f"{at}.configuration does not fit a {action.value} of {desired.name}")
+    if plan.create_repository and action not in (Action.BUILD, Action.CREATE):
+        raise ValueError(f"{at}.create_repository does not fit a {action.value} of {desired.name}")
     # The steps must be the planner's own for this action: an edited step list is never run.
-    if (plan.steps != steps_for(action, desired, plan.desired_digest, plan.configuration)
+    if (plan.steps != steps_for(action, desired, plan.desired_digest, plan.configuration, plan.create_repository)
             or (action is Action.UPDATE and not plan.desired_digest)):
         raise ValueError(f"{at}.steps are not the steps of a {action.value} of {desired.name}")
     return plan
@@ -231,9 +235,15 @@ def _reason(value: Any, at: str) -> Reason:
                   _typed(entry.get("update_in_progress"), bool, f"{at}.update_in_progress"))
 
 
+# What a saved plan does not hold of Desired: apply re-derives them from deploy.yaml (the
+# configuration, secrets included; whether a missing repository may be created), and binding
+# compares what they led to (configuration changes, create_repository).
+_NOT_SAVED = ("config", "create_repository")
+
+
 def _desired(desired: Desired) -> dict[str, str]:
     """Desired as JSON: its repository as the URI people know."""
-    fields = {f.name: getattr(desired, f.name) for f in dataclasses.fields(desired) if f.name not in ("repository", "config")}
+    fields = {f.name: getattr(desired, f.name) for f in dataclasses.fields(desired) if f.name not in ("repository", *_NOT_SAVED)}
     return {"name": fields.pop("name"), "region": fields.pop("region"), "repository_uri": desired.repository_uri, **fields}
 
 

@@ -20,7 +20,8 @@ from deployer import planfile
 from deployer.explain import change_line, reason
 from deployer.plan import Action, FunctionPlan, Plan, short
 
-_STYLE = {Action.NOOP: "dim", Action.CONFIGURE: "yellow", Action.UPDATE: "yellow", Action.BUILD: "green", Action.BLOCKED: "bold red"}
+_STYLE = {Action.NOOP: "dim", Action.CONFIGURE: "yellow", Action.UPDATE: "yellow", Action.BUILD: "green", Action.CREATE: "green",
+          Action.BLOCKED: "bold red"}
 
 
 def render(plan: Plan, fmt: str) -> str:
@@ -33,8 +34,8 @@ def render(plan: Plan, fmt: str) -> str:
 
 def summary(plan: Plan) -> str:
     counts = plan.counts()
-    parts = [f"{counts[a]} {a.value}" for a in (Action.BUILD, Action.UPDATE, Action.CONFIGURE, Action.NOOP, Action.BLOCKED)
-             if counts[a]]
+    parts = [f"{counts[a]} {a.value}" for a in (Action.CREATE, Action.BUILD, Action.UPDATE, Action.CONFIGURE, Action.NOOP,
+                                                 Action.BLOCKED) if counts[a]]
     return f"Plan: {len(plan.functions)} function(s): " + ", ".join(parts or ["nothing to do"])
 
 

@@ -32,9 +32,12 @@ from deployer.images import BuiltImage, ImageMaker, PushedImage
 from deployer.interrupts import Cancelled
 from deployer.outcome import Outcome, OutcomeStatus
 from deployer.plan import (
+    UNTAGGED_EXPIRY_DAYS,
     Action,
     AssembleContext,
     BuildImage,
+    CreateFunction,
+    CreateRepository,
     Cleanup,
     EcrLogin,
     FunctionPlan,
@@ -44,6 +47,7 @@ from deployer.plan import (
     UpdateFunctionCode,
     UpdateFunctionConfiguration,
     VerifyImage,
+    WaitForActive,
     WaitForUpdate,
     short,
 )
@@ -176,6 +180,9 @@ class FunctionRun:
 
     def advance(self, step: Step, stage: Stage) -> Stage:
         match step:
+            case CreateRepository():
+                self.ecr.create_repository(self.desired.repository_name, UNTAGGED_EXPIRY_DAYS)
+                return stage
             case EcrLogin():
                 self.tools.login(self.desired.region, False)
                 return stage
@@ -199,6 +206,11 @@ class FunctionRun:
                 return self.update(image, architecture, stage)
             case WaitForUpdate():
                 self.lam.wait_updated(self.fp.name, self.tools.sleep)
+                return stage
+            case CreateFunction(image=image, architecture=architecture):
+                return self.create(image, architecture, stage)
+            case WaitForActive():
+                self.lam.wait_active(self.fp.name, self.tools.sleep)
                 return stage
             case Cleanup():
                 self.cleanup.close()
@@ -257,6 +269,24 @@ class FunctionRun:
                 delay = min(2 ** attempt, 20)
                 self.log(f"{exc.code}: retry {attempt}/{CONFLICT_ATTEMPTS - 1} in {delay}s")
                 self.tools.sleep(delay)
+
+    def create(self, planned: ImageRef, architecture: str, stage: Stage) -> SentUpdate:
+        """Create the function from the image (planned by digest, or the one this apply made),
+        with every declared configuration key. A function that appeared since the plan is left
+        alone: "changed since plan"."""
+        if self.spec is None:
+            raise PlanError(f"function {self.fp.name} is no longer declared in {self.desired.spec_file}; run plan again")
+        if planned.digest is not None:
+            digest, source = planned.digest, None
+        else:
+            ready = _expect(stage, Ready, "VerifyImage precedes a creation planned by tag")
+            digest, source = ready.image.digest, ready.source
+        if self.lam.get_function(self.fp.name).exists:
+            raise PlanError(f"function {self.fp.name} changed since plan (it was created meanwhile); run plan again")
+        request = update_request(self.desired.config, self.fp.configuration)
+        image = str(ImageRef(self.desired.repository_uri, digest=digest))
+        self.revision = self.lam.create_function(self.fp.name, image, architecture, request)
+        return SentUpdate(digest, source)
 
     def adopt_configured_revision(self, now: FunctionState) -> None:
         """After our configuration update, Lambda moves the RevisionId once more as the update
@@ -352,6 +382,8 @@ class FunctionRun:
         if sent.by_another_apply:
             return Outcome(name, OutcomeStatus.UNCHANGED, f"already runs {short(digest)}: another apply deployed it since the plan",
                            seconds, digest)
+        if self.fp.action is Action.CREATE:
+            return Outcome(name, OutcomeStatus.CREATED, f"created, runs {short(digest)} ({self.configured()})", seconds, digest)
         if sent.source is ImageSource.ANOTHER_APPLY:
             return Outcome(name, OutcomeStatus.UPDATED, f"now runs {short(digest)} (image pushed by another apply since the plan)",
                            seconds, digest)
@@ -368,6 +400,8 @@ class FunctionRun:
         return Outcome(self.fp.name, status, str(error), seconds)
 
     def changed_status(self) -> OutcomeStatus:
+        if self.fp.action is Action.CREATE:
+            return OutcomeStatus.CREATED
         return OutcomeStatus.BUILT if self.fp.action is Action.BUILD else OutcomeStatus.UPDATED
 
     def update_status(self) -> str:

@@ -89,6 +89,7 @@ class RepositoryRef:
     name: str
     region: str
     account: str | None
+    create: bool = True  # a missing repository is created (with secure settings) unless deploy.yaml says not to
 
     def resolved(self, account: str | None = None) -> EcrRepository:
         acct = self.account or account

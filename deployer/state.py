@@ -34,6 +34,7 @@ class Desired:
     # The declared configuration, resolved (secrets included): in memory only, never in a plan
     # file; a saved plan holds its changes (deployer.function_config.FieldChange) instead.
     config: FunctionConfig = field(default_factory=FunctionConfig, compare=False)
+    create_repository: bool = field(default=True, compare=False)  # deploy.yaml allows creating a missing repository
 
     @property
     def repository_uri(self) -> str:

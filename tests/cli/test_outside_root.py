@@ -392,7 +392,7 @@ FN_KEYS = {
     # key under the function (or its build) -> (value, expected start of the message after "expected ")
     "region": ("eu-west-1", "AWS region, such as us-east-1"),
     "account": ("123456789012", "12-digit AWS account ID"),
-    "repository": ("team/fn", "ECR repository: a full URI"),
+    "repository": ("team/fn", "an ECR repository: a full URI"),
     "build.source": ("fn", "a path relative to this file"),
     "build.dockerfile": ("fn/Dockerfile", "a path relative to this file"),
     "build.builder_image": ("golang:1.24-alpine", "a container image reference"),

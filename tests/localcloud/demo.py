@@ -1,7 +1,7 @@
 """`make demo`: the README's main job, end to end against the local cloud.
 
-Brings the cloud up, creates the seed's prerequisites (the ECR repository and the Lambda function,
-running a placeholder image), then runs what a team's CI runs: `deployer plan --out plan.json` (the
+Brings the cloud up, creates what deployer does not manage (the functions' IAM role) and nothing
+else: the plan creates the ECR repositories and the functions. Then it runs what a team's CI runs: `deployer plan --out plan.json` (the
 plan a reviewer approves), `deployer apply plan.json`, and `deployer plan` again, which must report
 no changes. It runs in a copy of the repository's examples in a temporary checkout, so nothing of
 the working tree is written; deploy.example.yaml is used as committed, except that the copy points
@@ -22,10 +22,10 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from tests.localcloud.cloud import LocalCloud, LocalCloudError
-from tests.localcloud.images import push_tiny_image
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "deploy.example.yaml"
+ROLE_NAME = "deployer-demo-lambda"  # deploy.example.yaml's role
 ROLE_POLICY = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}'
 
 
@@ -50,19 +50,11 @@ def standin_checkout(source: Path, dest_dir: Path, env: dict[str, str]) -> Path:
     return target
 
 
-def create_prerequisites(cloud: LocalCloud, spec: Path) -> None:
-    """The seed's prerequisites: each function's ECR repository, and the function itself running
-    a placeholder image (Lambda cannot create an image function without one)."""
-    data: Any = YAML(typ="safe").load(spec.read_text())
-    ecr, lam, iam = cloud.client("ecr"), cloud.client("lambda"), cloud.client("iam")
-    role = iam.create_role(RoleName="deployer-demo-lambda", AssumeRolePolicyDocument=ROLE_POLICY)["Role"]["Arn"]
-    for fn in data["functions"]:
-        platform = fn.get("platform", data["defaults"].get("platform", "linux/arm64"))
-        ecr.create_repository(repositoryName=fn["repository"])
-        placeholder = push_tiny_image(cloud, fn["repository"], "placeholder", "placeholder", platform)
-        lam.create_function(FunctionName=fn["name"], PackageType="Image", Role=role, Code={"ImageUri": placeholder.lambda_uri},
-                            Architectures=["arm64" if platform == "linux/arm64" else "x86_64"])
-        print(f"demo: created repository {fn['repository']} and function {fn['name']} (placeholder {placeholder.digest[:19]})")
+def create_prerequisites(cloud: LocalCloud) -> None:
+    """What deployer does not manage: the functions' execution role (IAM). Everything else (the
+    ECR repositories, the functions) the plan creates, from an empty account."""
+    role = cloud.client("iam").create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument=ROLE_POLICY)["Role"]["Arn"]
+    print(f"demo: created the execution role {role}; no repository, no function")
 
 
 def deployer(env: dict[str, str], checkout: Path, *args: str) -> int:
@@ -75,7 +67,7 @@ def main() -> int:
         with LocalCloud() as cloud, tempfile.TemporaryDirectory(prefix="deployer-demo-") as tmp:
             checkout = Path(tmp)
             spec = standin_checkout(EXAMPLE, checkout, cloud.env)
-            create_prerequisites(cloud, spec)
+            create_prerequisites(cloud)
             env = {**os.environ, **cloud.env}
             steps = [
                 (("plan", "--out", "plan.json"), 0),  # what a pull request shows and a reviewer approves

@@ -58,6 +58,8 @@ class FakeLambda:
     # Real Lambda gives a function another RevisionId once an update completes, after the one the
     # update returned (aws/aws-sdk#377): a chained update must not rely on the returned one.
     revision_moves_when_done: bool = False
+    creations: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
+    fail_activation: str | None = None  # wait_active fails with this StateReason
 
     def get_function(self, name: str) -> FunctionState:
         return self.functions.get(name, FunctionState(exists=False))
@@ -103,15 +105,46 @@ class FakeLambda:
             self.functions[name] = replace(self.functions[name], revision_id=f"{self.functions[name].revision_id}-done")
         self.waiting.set()
 
+    def create_function(self, name: str, image_uri: str, architecture: str, request: Mapping[str, Any]) -> str | None:
+        """As Lambda: a function of that name already there is a conflict; a new one is Pending."""
+        if name in self.functions:
+            raise AwsError(f"lambda:CreateFunction on function {name} failed: ResourceConflictException: Function already "
+                           "exist", "ResourceConflictException")
+        assert self.pushed_first(), "a function was created before its image was pushed"
+        self.creations.append((name, image_uri, architecture, dict(request)))
+        self.calls.append("create")
+        self.functions[name] = FunctionState(exists=True, package_type="Image", code_sha256=image_uri.split("@sha256:")[1],
+                                             architectures=(architecture,), state="Pending", revision_id="rev-created",
+                                             config=configured(ObservedConfig(), request))
+        return "rev-created"
+
+    def wait_active(self, name: str, sleep: Callable[[float], None], timeout_seconds: int = 600) -> None:
+        self.waited.append(name)
+        self.calls.append("wait active")
+        if self.fail_activation:
+            raise AwsError(f"function {name}: creation did not succeed (State Failed): {self.fail_activation}")
+        self.functions[name] = replace(self.functions[name], state="Active")
+        self.waiting.set()
+
 
 @dataclass
 class FakeEcr:
     images: dict[str, ImageState] = field(default_factory=dict)  # by tag
     logins: int = 0
+    repository_exists: bool = True
+    created: list[tuple[str, int]] = field(default_factory=list)  # create_repository calls: (name, untagged expiry days)
 
     def describe_image(self, repository: str, tag: str) -> ImageState:
         assert repository == "fn-repo", "ECR is asked by repository name, not URI"
+        if not self.repository_exists:
+            return ImageState(repository_exists=False)
         return self.images.get(tag, ImageState(repository_exists=True))
+
+    def create_repository(self, repository: str, untagged_expiry_days: int) -> None:
+        """As the gateway: a repository that exists already is no error."""
+        assert repository == "fn-repo", "ECR is asked by repository name, not URI"
+        self.created.append((repository, untagged_expiry_days))
+        self.repository_exists = True
 
     def login(self) -> RegistryLogin:
         self.logins += 1
@@ -150,6 +183,7 @@ class FakeDocker:
              sleep: Any = None, progress: Callable[[int, int], None] | None = None) -> str:
         if self.push_error:
             raise self.push_error
+        assert self.ecr.repository_exists, "a push into a repository that does not exist"
         if progress is not None:  # as the gateway sums a push's layers
             progress(512, 2048)
             progress(2048, 2048)
@@ -188,6 +222,15 @@ class Recorder:
 
     def notice(self, text: str) -> None:
         self._add(f"! {text}")
+
+
+@pytest.fixture(autouse=True)
+def private_tmpdir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's contexts and image locks in a temp dir of its own: under pytest-xdist another
+    worker's apply of the same source would otherwise hold the very image lock a test takes."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path_factory.mktemp("tmpdir")))
 
 
 @pytest.fixture
@@ -928,3 +971,195 @@ def test_an_image_deployed_elsewhere_does_not_skip_the_configuration(function: F
     x, _ = executor(lam, ecr, FakeDocker(ecr))
     [outcome] = x.run(plan, {"fn": function})
     assert outcome.failed or lam.functions["fn"].config.memory == 512, outcome
+
+
+# -- creating missing repositories and functions ---------------------------------------------------
+
+ROLE = "arn:aws:iam::123456789012:role/fn-role"
+
+
+def creatable(desired: Desired, **config: Any) -> Desired:
+    """`desired` with a role declared (what a missing function is created with) and `config`."""
+    return replace(desired, config=FunctionConfig(role=ROLE, **config))
+
+
+def test_a_creation_builds_pushes_then_creates_the_function_on_the_pushed_digest_with_its_configuration(
+        function: FunctionSpec) -> None:
+    environment = MappingProxyType({"API_KEY": EnvValue(SECRET, from_env="CI_API_KEY"), "MODE": EnvValue("live")})
+    desired = creatable(desired_for(function), memory=512, environment=environment)
+    lam, ecr = FakeLambda({}), FakeEcr()
+    docker = FakeDocker(ecr)
+    lam.pushed_first = lambda: bool(docker.pushes)
+    plan = plan_for(desired, lam, ecr)
+    assert plan.functions[0].action is Action.CREATE
+    x, reporter = executor(lam, ecr, docker)
+    [outcome] = x.run(plan, {"fn": function})
+    assert (outcome.status, outcome.digest) == (OutcomeStatus.CREATED, NEW)
+    assert outcome.status.value == "created" and outcome.changed and not outcome.failed
+    assert outcome.detail == "created, runs sha256:cccccccccccc (role, memory, environment.API_KEY, environment.MODE)"
+    assert docker.pushes == [(REPO, desired.content_tag, "token-1")]
+    assert lam.creations == [("fn", f"{REPO}@{NEW}", "arm64", {
+        "Role": ROLE, "MemorySize": 512, "Environment": {"Variables": {"API_KEY": SECRET, "MODE": "live"}}})]
+    assert lam.calls == ["create", "wait active"] and lam.updates == [] and lam.configurations == []
+    assert lam.functions["fn"].state == "Active"
+    assert ecr.created == [], "the repository exists"
+    assert not docker.compiles[0].context_dir.exists(), "temporary context removed"
+    assert [line for line in reporter.lines if line.startswith("fn 6/8")] == [
+        f"fn 6/8 create function fn from {REPO}:{desired.content_tag} (arm64)", "fn 6/8 done"]
+    assert all(SECRET not in line for line in reporter.lines) and SECRET not in outcome.detail
+    assert plan_for(desired, lam, ecr).functions[0].action is Action.NOOP, "a plan after the creation settles"
+
+
+def test_a_creation_from_the_image_in_ecr_builds_nothing(function: FunctionSpec) -> None:
+    desired = creatable(desired_for(function))
+    lam, ecr = FakeLambda({}), FakeEcr({desired_for(function).content_tag: ImageState(True, NEW, V2)})
+    docker = FakeDocker(ecr)
+    x, _ = executor(lam, ecr, docker)
+    [outcome] = x.run(plan_for(desired, lam, ecr), {"fn": function})
+    assert (outcome.status, outcome.digest) == (OutcomeStatus.CREATED, NEW)
+    assert lam.creations == [("fn", f"{REPO}@{NEW}", "arm64", {"Role": ROLE})]
+    assert docker.builds == [] and docker.pushes == [] and ecr.logins == 0
+
+
+def test_a_missing_repository_is_created_first_with_the_untagged_expiry(function: FunctionSpec) -> None:
+    desired = creatable(desired_for(function))
+    lam, ecr = FakeLambda({}), FakeEcr(repository_exists=False)
+    docker = FakeDocker(ecr)  # a push into a missing repository fails the test
+    plan = plan_for(desired, lam, ecr)
+    assert plan.functions[0].create_repository
+    x, reporter = executor(lam, ecr, docker)
+    [outcome] = x.run(plan, {"fn": function})
+    assert outcome.status == OutcomeStatus.CREATED, outcome.detail
+    assert ecr.created == [("fn-repo", 14)]
+    assert reporter.lines[0] == (f"fn 1/9 create ECR repository {REPO} (immutable tags, scan on push, AES256, untagged images "
+                                 "expire after 14 days)")
+    assert [c[1] for c in lam.creations] == [f"{REPO}@{NEW}"]
+
+
+def test_a_build_into_a_missing_repository_creates_it_and_updates_the_function(function: FunctionSpec) -> None:
+    desired = desired_for(function)
+    lam, ecr = FakeLambda({"fn": running(OLD)}), FakeEcr(repository_exists=False)
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan_for(desired, lam, ecr), {"fn": function})
+    assert (outcome.status, outcome.digest) == (OutcomeStatus.BUILT, NEW)
+    assert ecr.created == [("fn-repo", 14)] and lam.creations == []
+    assert lam.updates == [("fn", f"{REPO}@{NEW}", "arm64", None)]
+
+
+def test_functions_sharing_a_new_repository_each_create_it_and_share_one_build(function: FunctionSpec) -> None:
+    desired = creatable(desired_for(function))
+    lam, ecr = FakeLambda({}), FakeEcr(repository_exists=False)
+    docker = FakeDocker(ecr)
+    x, _ = executor(lam, ecr, docker, parallelism=2)
+    plan = sharing_plan(desired, lam, ecr, ("a", "b"))
+    assert [fp.create_repository for fp in plan.functions] == [True, True]
+    outcomes = x.run(plan, {n: replace(function, name=n) for n in ("a", "b")})
+    assert [(o.name, o.status) for o in outcomes] == [("a", OutcomeStatus.CREATED), ("b", OutcomeStatus.CREATED)]
+    assert ecr.created == [("fn-repo", 14), ("fn-repo", 14)], "once per function; the second finds it made (no error)"
+    assert len(docker.builds) == 1 and len(docker.pushes) == 1
+    assert sorted(c[:2] for c in lam.creations) == [("a", f"{REPO}@{NEW}"), ("b", f"{REPO}@{NEW}")]
+
+
+def test_a_function_created_since_the_plan_is_refused_before_anything_is_built(function: FunctionSpec) -> None:
+    desired = creatable(desired_for(function))
+    lam, ecr = FakeLambda({}), FakeEcr()
+    plan = plan_for(desired, lam, ecr)
+    lam.functions["fn"] = running(OLD, revision="rev-outside")  # made by hand, or by another apply
+    docker = FakeDocker(ecr)
+    x, _ = executor(lam, ecr, docker)
+    [outcome] = x.run(plan, {"fn": function})
+    assert outcome.status == OutcomeStatus.FAILED
+    assert outcome.detail.startswith("function fn changed since plan (digest - -> sha256:bbbbbbbbbbbb")
+    assert outcome.detail.endswith("; run plan again")
+    assert lam.creations == [] and docker.builds == []
+
+
+class CreatingDocker(FakeDocker):
+    """While this apply builds, someone creates the function."""
+
+    def __init__(self, ecr: FakeEcr, lam: FakeLambda) -> None:
+        super().__init__(ecr)
+        self.lam = lam
+
+    def build(self, context_dir: str, dockerfile: str, tag: str, build_args: Any, labels: Any, log: Callable[[str], None],
+              cancel: threading.Event | None = None) -> str:
+        self.lam.functions["fn"] = running(OLD, revision="rev-outside")
+        return super().build(context_dir, dockerfile, tag, build_args, labels, log, cancel)
+
+
+def test_a_function_created_during_the_build_is_left_alone(function: FunctionSpec) -> None:
+    desired = creatable(desired_for(function))
+    lam, ecr = FakeLambda({}), FakeEcr()
+    docker = CreatingDocker(ecr, lam)
+    x, _ = executor(lam, ecr, docker)
+    [outcome] = x.run(plan_for(desired, lam, ecr), {"fn": function})
+    assert outcome.status == OutcomeStatus.FAILED
+    assert outcome.detail == "function fn changed since plan (it was created meanwhile); run plan again"
+    assert lam.creations == [] and lam.functions["fn"] == running(OLD, revision="rev-outside")
+    assert not docker.compiles[0].context_dir.exists()
+
+
+def test_a_creation_whose_function_is_no_longer_declared_fails(function: FunctionSpec) -> None:
+    desired = creatable(desired_for(function))
+    lam, ecr = FakeLambda({}), FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan_for(desired, lam, ecr), {})
+    assert outcome.status == OutcomeStatus.FAILED and "no longer declared" in outcome.detail
+    assert lam.creations == []
+
+
+def test_a_function_that_fails_to_become_active_fails_with_lambdas_reason(function: FunctionSpec) -> None:
+    desired = creatable(desired_for(function))
+    lam = FakeLambda({}, fail_activation="The role defined for the function cannot be assumed by Lambda.")
+    ecr = FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan_for(desired, lam, ecr), {"fn": function})
+    assert outcome.status == OutcomeStatus.FAILED
+    assert outcome.detail == ("function fn: creation did not succeed (State Failed): "
+                              "The role defined for the function cannot be assumed by Lambda.")
+
+
+def test_a_missing_function_without_a_role_is_not_applied(function: FunctionSpec) -> None:
+    desired = desired_for(function)
+    lam, ecr = FakeLambda({}), FakeEcr(repository_exists=False)
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    with pytest.raises(PlanError, match="cannot be deployed: fn"):
+        x.run(plan_for(desired, lam, ecr), {"fn": function})
+    assert ecr.created == [] and lam.creations == []
+
+
+def test_a_creation_whose_image_another_apply_pushed_since_the_plan_is_reported_created(function: FunctionSpec) -> None:
+    desired = creatable(desired_for(function))
+    lam, ecr = FakeLambda({}), FakeEcr()
+    plan = plan_for(desired, lam, ecr)
+    ecr.images[desired.content_tag] = ImageState(True, NEW, V2)  # a concurrent apply pushed it
+    docker = FakeDocker(ecr)
+    x, _ = executor(lam, ecr, docker)
+    [outcome] = x.run(plan, {"fn": function})
+    assert docker.builds == [] and [c[1] for c in lam.creations] == [f"{REPO}@{NEW}"]
+    assert (outcome.status, outcome.detail) == (OutcomeStatus.CREATED, "created, runs sha256:cccccccccccc (role)")
+
+
+class SlowActivationLambda(FakeLambda):
+    """Lambda accepts the creation, then keeps the function Pending until the wait is cancelled."""
+
+    def wait_active(self, name: str, sleep: Callable[[float], None], timeout_seconds: int = 600) -> None:
+        self.waited.append(name)
+        self.waiting.set()
+        while True:
+            sleep(0.05)
+
+
+def test_cancel_after_the_creation_went_through_reports_it_created(function: FunctionSpec) -> None:
+    desired = creatable(desired_for(function))
+    lam = SlowActivationLambda({})
+    ecr = FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
+    x = Executor(lambda region: lam, lambda region: ecr, FakeDocker(ecr), ApplyOptions(), Recorder())
+    thread, result = run_in_thread(x, plan_for(desired, lam, ecr), {"fn": function})
+    assert lam.waiting.wait(10)
+    x.cancel.set()
+    thread.join(10)
+    [outcome] = result[0]
+    assert (outcome.status, outcome.digest) == (OutcomeStatus.CREATED, NEW)
+    assert not outcome.failed and outcome.detail.endswith("when interrupted"), outcome.detail
+    assert len(lam.creations) == 1

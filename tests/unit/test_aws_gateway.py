@@ -1,14 +1,17 @@
-"""The Lambda gateway's update wait, against botocore's own Stubber (no network, no patching)."""
+"""The Lambda and ECR gateways against botocore's own Stubber (no network, no patching): the exact
+requests they send, and how they read the answers."""
 
 from __future__ import annotations
 
 from typing import Any, Iterator
 
+import json
+
 import boto3
 import pytest
 from botocore.stub import Stubber
 
-from deployer.aws import Clients, LambdaGateway
+from deployer.aws import Clients, EcrGateway, LambdaGateway
 from deployer.errors import AwsError
 from deployer.function_config import ObservedConfig
 
@@ -109,3 +112,137 @@ def test_a_refused_configuration_update_names_the_operation_and_not_the_values(s
         gateway.update_function_configuration("fn", {"Environment": {"Variables": {"API_KEY": "s3cret"}}}, "rev-1")
     assert failure.value.code == "PreconditionFailedException"
     assert "lambda:UpdateFunctionConfiguration" in str(failure.value) and "s3cret" not in str(failure.value)
+
+
+# -- creating functions -----------------------------------------------------------------------------
+
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/fn-repo@sha256:" + "c" * 64
+ROLE = "arn:aws:iam::123456789012:role/fn-role"
+
+
+def test_create_function_sends_an_image_package_with_its_architecture_and_configuration(
+        stubbed: tuple[LambdaGateway, Stubber]) -> None:
+    gateway, stubber = stubbed
+    request = {"Role": ROLE, "MemorySize": 512, "Environment": {"Variables": {"API_KEY": "s3cret"}}}
+    stubber.add_response("create_function", {"FunctionName": "fn", "RevisionId": "rev-1", "State": "Pending"}, {
+        "FunctionName": "fn", "PackageType": "Image", "Code": {"ImageUri": IMAGE}, "Architectures": ["arm64"],
+        "Publish": False, **request})
+    assert gateway.create_function("fn", IMAGE, "arm64", request) == "rev-1"
+    stubber.assert_no_pending_responses()
+
+
+def test_a_refused_creation_names_the_operation_and_not_the_values(stubbed: tuple[LambdaGateway, Stubber]) -> None:
+    gateway, stubber = stubbed
+    stubber.add_client_error("create_function", "InvalidParameterValueException",
+                             "The role defined for the function cannot be assumed by Lambda.", 400)
+    with pytest.raises(AwsError) as failure:
+        gateway.create_function("fn", IMAGE, "arm64", {"Role": ROLE, "Environment": {"Variables": {"API_KEY": "s3cret"}}})
+    assert failure.value.code == "InvalidParameterValueException"
+    assert "lambda:CreateFunction" in str(failure.value) and "function fn" in str(failure.value)
+    assert "cannot be assumed by Lambda" in str(failure.value) and "s3cret" not in str(failure.value)
+
+
+def state(value: str, reason: str | None = None) -> dict[str, Any]:
+    configuration: dict[str, Any] = {"FunctionName": "fn", "State": value}
+    if reason:
+        configuration["StateReason"] = reason
+    return {"Configuration": configuration}
+
+
+def test_wait_active_polls_while_the_function_is_pending(stubbed: tuple[LambdaGateway, Stubber]) -> None:
+    gateway, stubber = stubbed
+    for value in ("Pending", "Pending", "Active"):
+        stubber.add_response("get_function", state(value), {"FunctionName": "fn"})
+    sleeps: list[float] = []
+    gateway.wait_active("fn", sleeps.append)
+    assert sleeps == [2.0, 2.0]
+    stubber.assert_no_pending_responses()
+
+
+def test_wait_active_fails_fast_on_a_failed_creation_with_its_state_reason(stubbed: tuple[LambdaGateway, Stubber]) -> None:
+    gateway, stubber = stubbed
+    stubber.add_response("get_function", state("Pending"), {"FunctionName": "fn"})
+    stubber.add_response("get_function", state("Failed", "The image manifest or layer media type is not supported."),
+                         {"FunctionName": "fn"})
+    with pytest.raises(AwsError) as failure:
+        gateway.wait_active("fn", lambda seconds: None)
+    assert str(failure.value) == ("function fn: creation did not succeed (State Failed): "
+                                  "The image manifest or layer media type is not supported.")
+    stubber.assert_no_pending_responses()
+
+
+def test_wait_active_gives_up_at_its_deadline(stubbed: tuple[LambdaGateway, Stubber]) -> None:
+    gateway, stubber = stubbed
+    stubber.add_response("get_function", state("Pending"), {"FunctionName": "fn"})
+    with pytest.raises(AwsError, match=r"creation did not succeed \(State Pending\)"):
+        gateway.wait_active("fn", lambda seconds: None, timeout_seconds=0)
+
+
+def test_access_denied_while_waiting_for_active_says_what_it_waited_for(stubbed: tuple[LambdaGateway, Stubber]) -> None:
+    gateway, stubber = stubbed
+    stubber.add_client_error("get_function", "AccessDeniedException", "not allowed", 403, expected_params={"FunctionName": "fn"})
+    with pytest.raises(AwsError) as failure:
+        gateway.wait_active("fn", lambda seconds: None)
+    assert "lambda:GetFunction (waiting for the function to be Active)" in str(failure.value)
+    assert failure.value.code == "AccessDeniedException"
+
+
+# -- creating repositories --------------------------------------------------------------------------
+
+@pytest.fixture
+def ecr_stubbed() -> Iterator[tuple[EcrGateway, Stubber]]:
+    session = boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="y", region_name="us-east-1")
+    gateway = EcrGateway(Clients(session), "us-east-1")
+    with Stubber(gateway._client) as stubber:
+        yield gateway, stubber
+
+
+CREATE_REPOSITORY = {"repositoryName": "fn-repo", "imageTagMutability": "IMMUTABLE",
+                     "imageScanningConfiguration": {"scanOnPush": True}, "encryptionConfiguration": {"encryptionType": "AES256"}}
+# Only untagged images expire: tagged ones (`src-` content tags) are what functions run, and
+# deleting one a function uses puts it in Failed.
+LIFECYCLE_POLICY = {"rules": [{"rulePriority": 1, "description": "expire untagged images after 14 days",
+                               "selection": {"tagStatus": "untagged", "countType": "sinceImagePushed", "countUnit": "days",
+                                             "countNumber": 14},
+                               "action": {"type": "expire"}}]}
+
+
+def expect_policy(stubber: Stubber) -> None:
+    stubber.add_response("put_lifecycle_policy", {"repositoryName": "fn-repo"},
+                         {"repositoryName": "fn-repo", "lifecyclePolicyText": json.dumps(LIFECYCLE_POLICY)})
+
+
+def test_create_repository_makes_it_immutable_scanned_encrypted_and_expiring_untagged_images(
+        ecr_stubbed: tuple[EcrGateway, Stubber]) -> None:
+    gateway, stubber = ecr_stubbed
+    stubber.add_response("create_repository", {"repository": {"repositoryName": "fn-repo"}}, CREATE_REPOSITORY)
+    expect_policy(stubber)
+    gateway.create_repository("fn-repo", 14)
+    stubber.assert_no_pending_responses()
+
+
+def test_a_repository_that_exists_already_is_fine_and_gets_its_policy(ecr_stubbed: tuple[EcrGateway, Stubber]) -> None:
+    gateway, stubber = ecr_stubbed
+    stubber.add_client_error("create_repository", "RepositoryAlreadyExistsException",
+                             "The repository with name 'fn-repo' already exists", 400, expected_params=CREATE_REPOSITORY)
+    expect_policy(stubber)
+    gateway.create_repository("fn-repo", 14)
+    stubber.assert_no_pending_responses()
+
+
+def test_a_refused_repository_creation_is_an_aws_error_naming_it(ecr_stubbed: tuple[EcrGateway, Stubber]) -> None:
+    gateway, stubber = ecr_stubbed
+    stubber.add_client_error("create_repository", "AccessDeniedException", "not allowed", 400, expected_params=CREATE_REPOSITORY)
+    with pytest.raises(AwsError) as failure:
+        gateway.create_repository("fn-repo", 14)
+    assert failure.value.code == "AccessDeniedException"
+    assert "ecr:CreateRepository" in str(failure.value) and "repository fn-repo (us-east-1)" in str(failure.value)
+    stubber.assert_no_pending_responses()  # no policy for a repository that was not made
+
+
+def test_a_refused_lifecycle_policy_is_an_aws_error(ecr_stubbed: tuple[EcrGateway, Stubber]) -> None:
+    gateway, stubber = ecr_stubbed
+    stubber.add_response("create_repository", {"repository": {"repositoryName": "fn-repo"}}, CREATE_REPOSITORY)
+    stubber.add_client_error("put_lifecycle_policy", "AccessDeniedException", "not allowed", 400)
+    with pytest.raises(AwsError, match="ecr:PutLifecyclePolicy"):
+        gateway.create_repository("fn-repo", 14)

@@ -107,6 +107,82 @@ CASES: dict[str, tuple[Plan, Plan, str | None]] = {
 }
 
 
+# -- creating missing repositories and functions ---------------------------------------------------
+
+ROLE = "arn:aws:iam::123456789012:role/fn-role"
+CREATABLE = replace(DESIRED, config=FunctionConfig(role=ROLE))  # deploy.yaml gives a role: a missing function is created
+
+
+def absent(ecr: str | None, repository: bool = True) -> Observed:
+    """No function; ECR holds `ecr` under the content tag (in a repository that exists, or not)."""
+    return Observed(FunctionState(exists=False),
+                    ImageState(repository, f"sha256:{ecr}" if ecr else None, DOCKER_V2 if ecr else None))
+
+
+def without_repository(seen: Observed) -> Observed:
+    return replace(seen, image=ImageState(repository_exists=False))
+
+
+CREATE = plan_of(CREATABLE, absent(NEW))
+CREATE_BUILDING = plan_of(CREATABLE, absent(None))
+CREATE_WITH_REPOSITORY = plan_of(CREATABLE, absent(None, repository=False))
+
+CREATION_CASES: dict[str, tuple[Plan, Plan, str | None]] = {
+    "nothing moved: the creation runs": (CREATE, CREATE, None),
+    "nothing moved: the creation with its repository runs": (CREATE_WITH_REPOSITORY, CREATE_WITH_REPOSITORY, None),
+    "the repository was made since the plan (another apply): the creation runs without making it": (
+        CREATE_WITH_REPOSITORY, CREATE_BUILDING, None),
+    "the repository was deleted since a build plan that did not create it": (
+        plan_of(CREATABLE, observed(OLD, None)), plan_of(CREATABLE, without_repository(observed(OLD, None))),
+        "repository fn-repo of fn was deleted since the plan, which did not create it; run plan again"),
+    "the repository was deleted since an update plan": (
+        plan_of(CREATABLE, observed(OLD, NEW)), plan_of(CREATABLE, without_repository(observed(OLD, NEW))),
+        "repository fn-repo of fn was deleted since the plan, which did not create it; run plan again"),
+    "the repository was deleted since a creation from its image": (
+        CREATE, CREATE_WITH_REPOSITORY,
+        "repository fn-repo of fn was deleted since the plan, which did not create it; run plan again"),
+    "the repository was deleted, and deploy.yaml says not to create it": (
+        plan_of(replace(CREATABLE, create_repository=False), observed(OLD, None)),
+        plan_of(replace(CREATABLE, create_repository=False), without_repository(observed(OLD, None))),
+        f"function fn cannot be deployed now: ECR repository {REPO} does not exist, and deploy.yaml says not to create it "
+        "(repository.create: false); create it (aws ecr create-repository) or let deployer"),
+    "the function was created since the plan (by another apply or by hand)": (
+        CREATE, plan_of(CREATABLE, observed(OLD, NEW)),
+        "function fn changed since plan (digest - -> sha256:bbbbbbbbbbbb; architectures  -> arm64; revision None -> r1); "
+        "run plan again"),
+    "the function reads the same but is missing now: a plan that does not create it": (
+        plan_of(CREATABLE, Observed(FunctionState(exists=True, package_type="Image"), ImageState(True))),
+        CREATE_BUILDING,
+        "function fn changed since plan (the plan would build, push and update it, now it needs: create); run plan again"),
+    "the CI secret changed since a creation plan": (
+        plan_of(replace(CREATABLE, config=FunctionConfig(role=ROLE, environment=MappingProxyType({"K": secret("s3cret-1")}))),
+                absent(NEW)),
+        plan_of(replace(CREATABLE, config=FunctionConfig(role=ROLE, environment=MappingProxyType({"K": secret("s3cret-2")}))),
+                absent(NEW)),
+        "configuration of fn changed since plan (the plan changes role, environment.K, now role, environment.K, or to other "
+        "values); run plan again"),
+}
+CASES.update(CREATION_CASES)
+
+
+# A creation runs the image the plan approved: the digest ECR had, or the one apply builds.
+CREATION_CASES_OF_THE_IMAGE: dict[str, tuple[Plan, Plan, str | None]] = {
+    "the content tag re-pushed since a creation from its image": (
+        CREATE, plan_of(CREATABLE, absent(OTHER)),
+        "ECR tag src-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa of fn now holds sha256:eeeeeeeeeeee, the plan creates the function "
+        "from sha256:cccccccccccc; run plan again"),
+    "the image pushed since a creation that builds it": (
+        CREATE_BUILDING, CREATE,
+        "ECR tag src-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa of fn now holds sha256:cccccccccccc, the plan creates the function "
+        "from an image it builds; run plan again"),
+    "the image deleted since a creation from it": (
+        CREATE, CREATE_BUILDING,
+        "ECR tag src-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa of fn now holds -, the plan creates the function from "
+        "sha256:cccccccccccc; run plan again"),
+}
+CASES.update(CREATION_CASES_OF_THE_IMAGE)
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_saved_plan_against_a_fresh_one(case: str) -> None:
     saved, fresh, refusal = CASES[case]

@@ -214,3 +214,21 @@ def test_a_reserved_name_in_the_defaults_is_reported_once_where_it_is_written(re
                                      "functions:\n  - {name: a, build: {source: fn}, environment: {OK: y}}\n"
                                      "  - {name: b, build: {source: fn}}\n")
     assert len(problems) == 1 and problems[0].startswith("5:")
+
+
+def test_repository_create_defaults_to_true_and_a_mapping_says_otherwise(repo: Path) -> None:
+    text = ("version: 1\ndefaults:\n  region: us-east-1\n  account: '123456789012'\n  repository: {name: shared, create: false}\n"
+            "functions:\n"
+            "  - {name: inherits, build: {source: fn}}\n"
+            "  - {name: plain, repository: fn-repo, build: {source: fn}}\n"
+            "  - {name: mapping, repository: {name: fn-repo}, build: {source: fn}}\n"
+            "  - name: uri\n    repository: {name: 123456789012.dkr.ecr.us-east-1.amazonaws.com/team/fn, create: false}\n"
+            "    build: {source: fn}\n")
+    spec = load([write(repo, text)], env={})
+    refs = {fn.name: fn.repository for fn in spec.functions}
+    assert refs == {
+        "inherits": RepositoryRef("shared", "us-east-1", "123456789012", create=False),
+        "plain": RepositoryRef("fn-repo", "us-east-1", "123456789012", create=True),
+        "mapping": RepositoryRef("fn-repo", "us-east-1", "123456789012", create=True),
+        "uri": RepositoryRef("team/fn", "us-east-1", "123456789012", create=False),
+    }

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from deployer import planfile
+from deployer import explain, planfile
 from deployer.errors import PlanError
 from deployer.function_config import EnvValue, FieldChange, FunctionConfig, ObservedConfig
 from deployer.plan import (
@@ -21,6 +21,8 @@ from deployer.plan import (
     AssembleContext,
     BuildImage,
     Cleanup,
+    CreateFunction,
+    CreateRepository,
     EcrLogin,
     ImageRef,
     PushImage,
@@ -28,6 +30,7 @@ from deployer.plan import (
     UpdateFunctionCode,
     UpdateFunctionConfiguration,
     VerifyImage,
+    WaitForActive,
     WaitForUpdate,
     Plan,
     Reason,
@@ -76,23 +79,34 @@ BUILD_STEPS = (
 # The key of the secrets' hashes in the tests' plans (a real plan draws a new one).
 HASH_KEY = bytes(range(32))
 
+# A creation from the image ECR has: pinned to its digest; without one, built first and created
+# from the content tag (apply pins the digest it pushed).
+CREATE_STEPS = (CreateFunction("fn", ImageRef(REPO, digest=f"sha256:{NEW}"), "arm64"), WaitForActive("fn"))
+CREATE_BUILDING_STEPS = (*BUILD_STEPS[:5], CreateFunction("fn", ImageRef(REPO, tag=TAG), "arm64"), WaitForActive("fn"), Cleanup())
+
 # Planner cases as data: one file per case in plan_cases/, run by test_planner_case. Adding a
 # case is adding a file: `function` and `image` are what AWS reports (FunctionState and
 # ImageState fields; `function.config`: ObservedConfig fields), `config` the configuration
 # deploy.yaml declares (an environment value is a literal or {"from_env": NAME}, read from the
-# case's `env`), `action`, `reason` and `configuration` (the FieldChanges, hashes under
-# HASH_KEY) what the planner must decide; the steps follow from the action and the changed keys
-# (expected_steps).
+# case's `env`), `repository_create` deploy.yaml's `repository.create` (default true);
+# `action`, `reason`, `configuration` (the FieldChanges, hashes under HASH_KEY) and
+# `create_repository` (default false) what the planner must decide; the steps follow from the
+# action, the changed keys and whether ECR has the image (expected_steps).
 CASE_DIR = Path(__file__).parent / "plan_cases"
 CASE_FILES = sorted(CASE_DIR.glob("*.json"))
 STEPS_OF = {Action.UPDATE: UPDATE_STEPS, Action.BUILD: BUILD_STEPS, Action.CONFIGURE: (), Action.NOOP: (), Action.BLOCKED: ()}
 
 
-def expected_steps(action: Action, configuration: tuple[FieldChange, ...]) -> tuple[Step, ...]:
+def expected_steps(action: Action, configuration: tuple[FieldChange, ...], create_repository: bool = False,
+                   in_ecr: bool = False) -> tuple[Step, ...]:
     """The action's steps, with the configuration update (and its wait) before the code update:
-    after the image is verified, so that a failed build changes nothing."""
+    after the image is verified, so that a failed build changes nothing. A creation takes its
+    whole configuration at once (no configuration step); a missing repository is created first."""
+    repository: tuple[Step, ...] = (CreateRepository(REPO),) if create_repository else ()
+    if action is Action.CREATE:
+        return (*repository, *(CREATE_STEPS if in_ecr else CREATE_BUILDING_STEPS))
     keys = tuple(dict.fromkeys(change.field.split(".")[0] for change in configuration))
-    steps = STEPS_OF[action]
+    steps = (*repository, *STEPS_OF[action])
     if not keys or action is Action.BLOCKED:
         return steps
     configure = (UpdateFunctionConfiguration("fn", keys), WaitForUpdate("fn"))
@@ -106,6 +120,7 @@ class Case(NamedTuple):
     action: Action
     reason: Reason
     configuration: tuple[FieldChange, ...]
+    create_repository: bool
 
 
 def declared(data: dict[str, Any], env: dict[str, str]) -> FunctionConfig:
@@ -122,18 +137,21 @@ def load_case(path: Path) -> Case:
     observed_config = ObservedConfig(**function.pop("config", {}))
     state = FunctionState(**{**function, "architectures": tuple(function.get("architectures", ())), "config": observed_config})
     reason = case["reason"]
-    return Case(replace(DESIRED, config=declared(dict(case.get("config", {})), case.get("env", {}))),
-                Observed(state, ImageState(**case["image"])), Action[case["action"].upper()],
+    desired = replace(DESIRED, config=declared(dict(case.get("config", {})), case.get("env", {})),
+                      create_repository=case.get("repository_create", True))
+    return Case(desired, Observed(state, ImageState(**case["image"])), Action[case["action"].upper()],
                 Reason(ReasonCode(reason["code"]), reason["detail"], reason["update_in_progress"]),
-                tuple(FieldChange(**change) for change in case.get("configuration", [])))
+                tuple(FieldChange(**change) for change in case.get("configuration", [])), case.get("create_repository", False))
 
 
 @pytest.mark.parametrize("path", CASE_FILES, ids=[p.stem for p in CASE_FILES])
 def test_planner_case(path: Path) -> None:
     case = load_case(path)
     result = plan_function(case.desired, case.observed, HASH_KEY)
-    assert (result.action, result.reason, result.configuration) == (case.action, case.reason, case.configuration)
-    assert result.steps == expected_steps(case.action, case.configuration)
+    assert (result.action, result.reason, result.configuration, result.create_repository) == (
+        case.action, case.reason, case.configuration, case.create_repository)
+    assert result.steps == expected_steps(case.action, case.configuration, case.create_repository,
+                                          case.observed.image.digest is not None)
     assert result.current_digest == case.observed.function.running_digest
     assert result.desired_digest == case.observed.image.digest
     assert result.current_architectures == case.observed.function.architectures
@@ -142,7 +160,7 @@ def test_planner_case(path: Path) -> None:
 def test_planner_cases_cover_configuration_with_every_changing_action() -> None:
     cases = [load_case(path) for path in CASE_FILES]
     with_configuration = {case.action for case in cases if case.configuration}
-    assert with_configuration == {Action.CONFIGURE, Action.UPDATE, Action.BUILD}
+    assert with_configuration == {Action.CONFIGURE, Action.UPDATE, Action.BUILD, Action.CREATE}
     assert any(case.action is Action.BLOCKED and case.desired.config.declared for case in cases)
     assert any(case.action is Action.NOOP and case.desired.config.declared for case in cases)
 
@@ -393,3 +411,129 @@ def test_json_render_has_format_version() -> None:
     assert out["format_version"] == 3
     assert out["functions"][0]["action"] == "noop"
     assert out["summary"]["changes"] is False
+
+
+# -- creating missing repositories and functions ---------------------------------------------------
+
+def case_plan(*names: str) -> Plan:
+    """The plan of the named cases, each function named after its case, saved with its sources."""
+    cases = [(name, load_case(CASE_DIR / f"{name}.json")) for name in names]
+    return saved(make_plan([(replace(case.desired, name="fn" if len(names) == 1 else name), case.observed)
+                            for name, case in cases], HASH_KEY))
+
+
+def test_a_missing_function_without_a_role_says_to_add_one() -> None:
+    plan = case_plan("blocked-function-missing")
+    [fp] = plan.functions
+    assert (fp.action, fp.steps, fp.create_repository) == (Action.BLOCKED, (), False)
+    assert explain.reason(fp) == ("function fn does not exist in us-east-1, and deploy.yaml gives no role to create it with; "
+                                  "add `role: <ARN of its execution role>` to the function (or to defaults)")
+    assert plan.blocked
+
+
+def test_a_repository_deploy_yaml_says_not_to_create_blocks_with_its_message() -> None:
+    [fp] = case_plan("blocked-repository-missing").functions
+    assert (fp.action, fp.create_repository) == (Action.BLOCKED, False)
+    assert explain.reason(fp).startswith(f"ECR repository {REPO} does not exist, and deploy.yaml says not to create it "
+                                         "(repository.create: false)")
+
+
+def test_create_renders_its_symbol_repository_and_function_steps_and_the_declared_configuration() -> None:
+    plan = case_plan("create-with-a-missing-repository")
+    out = render(plan, "text")
+    assert "[green]+ fn: create[/green]" in out
+    assert f"    1. create ECR repository {REPO} (immutable tags, scan on push, AES256, untagged images expire after 14 days)" in out
+    assert f"    7. create function fn from {REPO}:{TAG} (arm64)" in out
+    assert "    8. wait until fn is Active" in out
+    assert "      + role: arn:aws:iam::123456789012:role/fn-role" in out
+    assert out.rstrip().endswith("Plan: 1 function(s): 1 create")
+    assert plan.has_changes and not plan.blocked
+
+
+def test_a_saved_creation_round_trips_with_its_repository_and_configuration() -> None:
+    plan = case_plan("create-from-the-image-in-ecr", "create-with-a-missing-repository", "build-with-a-missing-repository")
+    data = as_saved(plan)
+    assert [(fp["action"], fp["create_repository"]) for fp in data["functions"]] == [
+        ("build", True), ("create", False), ("create", True)]
+    by_name = {fp["name"]: fp for fp in data["functions"]}
+    assert [s["type"] for s in by_name["create-from-the-image-in-ecr"]["steps"]] == ["CreateFunction", "WaitForActive"]
+    assert by_name["create-from-the-image-in-ecr"]["steps"][0] == {
+        "type": "CreateFunction", "function": "create-from-the-image-in-ecr", "architecture": "arm64",
+        "description": f"create function create-from-the-image-in-ecr from {REPO}@sha256:{NEW} (arm64)",
+        "image": {"repository_uri": REPO, "digest": f"sha256:{NEW}", "tag": None}}
+    assert by_name["create-with-a-missing-repository"]["steps"][0]["repository"] == REPO
+    assert "s3cret-from-ci" not in planfile.to_json(plan)
+    loaded = planfile.from_dict(data)
+    assert loaded == plan
+    assert [fp.create_repository for fp in loaded.functions] == [True, False, True]
+
+
+def test_deploy_yaml_s_repository_create_is_not_saved_in_a_plan() -> None:
+    data = as_saved(case_plan("blocked-repository-missing"))
+    assert "create_repository" not in data["functions"][0]["desired"]
+    data["functions"][0]["desired"]["create_repository"] = False
+    with pytest.raises(PlanError, match=r"desired has a key deployer does not know: 'create_repository'"):
+        planfile.from_dict(data, "plan.json")
+
+
+def _damage_creation(fp: dict[str, Any], change: str) -> None:
+    if change == "create_repository missing":
+        del fp["create_repository"]
+    elif change == "create_repository not a boolean":
+        fp["create_repository"] = "yes"
+    elif change == "the repository's creation removed":
+        fp["create_repository"] = False
+    elif change == "the CreateRepository step removed":
+        del fp["steps"][0]
+    elif change == "the CreateRepository step pointed at another repository":
+        fp["steps"][0]["repository"] = REPO.replace("fn-repo", "other")
+    elif change == "the creation pointed at another digest":
+        fp["steps"][-3]["image"] = {"repository_uri": REPO, "digest": "sha256:" + "f" * 64, "tag": None}
+    elif change == "the function created under another name":
+        fp["steps"][-3]["function"] = "victim"
+    elif change == "the wait for Active removed":
+        del fp["steps"][-2]
+    elif change == "a creation edited into a build":
+        fp["action"] = "build"
+    elif change == "a creation edited into an update by digest":
+        fp["action"], fp["create_repository"] = "update", False
+        fp["desired_digest"] = "sha256:" + "c" * 64
+
+
+CREATION_DAMAGE = {
+    "create_repository missing": "functions[0].create_repository is NoneType, not bool",
+    "create_repository not a boolean": "functions[0].create_repository is str, not bool",
+    "the repository's creation removed": "functions[0].steps are not the steps of a create of fn",
+    "the CreateRepository step removed": "functions[0].steps are not the steps of a create of fn",
+    "the CreateRepository step pointed at another repository": "functions[0].steps are not the steps of a create of fn",
+    "the creation pointed at another digest": "functions[0].steps are not the steps of a create of fn",
+    "the function created under another name": "functions[0].steps are not the steps of a create of fn",
+    "the wait for Active removed": "functions[0].steps are not the steps of a create of fn",
+    "a creation edited into a build": "functions[0].steps are not the steps of a build, push and update of fn",
+    "a creation edited into an update by digest": "functions[0].steps are not the steps of a update of fn",
+}
+
+
+@pytest.mark.parametrize("change", CREATION_DAMAGE)
+def test_a_damaged_creation_in_a_saved_plan_is_refused_with_what_is_wrong(change: str) -> None:
+    data = as_saved(case_plan("create-with-a-missing-repository"))
+    planfile.from_dict(copy.deepcopy(data))
+    _damage_creation(data["functions"][0], change)
+    with pytest.raises(PlanError) as caught:
+        planfile.from_dict(data, "plan.json")
+    assert str(caught.value).startswith(f"plan.json: damaged plan ({CREATION_DAMAGE[change]}")
+
+
+@pytest.mark.parametrize(("case", "action"), [("noop-lambda-runs-the-content-image", "no change"),
+                                              ("update-lambda-runs-another-digest", "update"),
+                                              ("configure-memory-differs-on-the-right-image", "update configuration"),
+                                              ("blocked-repository-missing", "blocked")])
+def test_create_repository_on_an_action_that_never_creates_one_is_refused(case: str, action: str) -> None:
+    data = as_saved(case_plan(case))
+    fp = data["functions"][0]
+    fp["create_repository"] = True
+    fp["steps"].insert(0, {"type": "CreateRepository", "repository": REPO})  # consistently: the steps agree
+    with pytest.raises(PlanError) as caught:
+        planfile.from_dict(data, "plan.json")
+    assert str(caught.value) == (f"plan.json: damaged plan (functions[0].create_repository does not fit a {action} of fn); "
+                                 "run plan again")

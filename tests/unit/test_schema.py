@@ -134,7 +134,7 @@ def test_path_values_are_bounded_and_free_of_control_characters(path: str, valid
 PATTERN_SAMPLES = {
     "/$defs/region": "us-east-1",
     "/$defs/account": "123456789012",
-    "/$defs/repository": "team/fn",
+    "/$defs/repositoryName": "team/fn",
     "/$defs/path": "functions/fn",
     "/$defs/imageReference": "golang:1.24-alpine",
     "/$defs/goEnvValue": "https://proxy.example/,direct",
