@@ -340,25 +340,30 @@ class EcrGateway:
             return ImageState(repository_exists=True)
         return ImageState(True, _matching(details[0].get("imageDigest"), _DIGEST), _token(details[0].get("imageManifestMediaType")))
 
-    def create_repository(self, repository: str, untagged_expiry_days: int) -> None:
+    def create_repository(self, repository: str, untagged_expiry_days: int, account: str | None = None) -> None:
         """Create `repository` as deployer creates them: immutable tags (a content tag is never
         pushed twice), scan on push, AES256 encryption, and a lifecycle policy expiring untagged
         images after `untagged_expiry_days` (tagged ones, what functions run, stay). One that
-        exists already (another function of this apply made it) is fine; its policy is set."""
+        exists already (another function of this apply made it, or someone since the plan) is
+        fine, and left as it is: its policy is not ours to set. `account`: the registry to
+        create it in, which AWS refuses when it is not the caller's (never another account's
+        name in the caller's registry)."""
         where = f"repository {repository} ({self._region})"
+        registry = {"registryId": account} if account else {}
         try:
             call(lambda: self._client.create_repository(
-                repositoryName=repository, imageTagMutability="IMMUTABLE",
+                repositoryName=repository, imageTagMutability="IMMUTABLE", **registry,
                 imageScanningConfiguration={"scanOnPush": True}, encryptionConfiguration={"encryptionType": "AES256"},
             ), "ecr:CreateRepository", where)
         except AwsError as exc:
             if exc.code != "RepositoryAlreadyExistsException":
                 raise
+            return
         policy = {"rules": [{"rulePriority": 1, "description": f"expire untagged images after {untagged_expiry_days} days",
                              "selection": {"tagStatus": "untagged", "countType": "sinceImagePushed", "countUnit": "days",
                                            "countNumber": untagged_expiry_days},
                              "action": {"type": "expire"}}]}
-        call(lambda: self._client.put_lifecycle_policy(repositoryName=repository, lifecyclePolicyText=json.dumps(policy)),
+        call(lambda: self._client.put_lifecycle_policy(repositoryName=repository, lifecyclePolicyText=json.dumps(policy), **registry),
              "ecr:PutLifecyclePolicy", where)
 
     def login(self) -> RegistryLogin:

@@ -27,7 +27,7 @@ def reason(fp: FunctionPlan) -> str:
                     "recreate it with PackageType Image")
         case ReasonCode.REPOSITORY_MISSING:
             return (f"ECR repository {d.repository_uri} does not exist, and deploy.yaml says not to create it "
-                    "(repository.create: false); create it (aws ecr create-repository) or let deployer")
+                    "(repository.create: false); create it, or remove `create: false` to let deployer create it")
         case ReasonCode.NOT_SINGLE_PLATFORM:
             return (f"ECR tag {d.content_tag} is a {why.detail or 'unknown media type'}; Lambda accepts only single-platform "
                     "image manifests; delete the tag and push a single-platform image (no provenance/SBOM attestations)")

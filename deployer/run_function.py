@@ -181,7 +181,7 @@ class FunctionRun:
     def advance(self, step: Step, stage: Stage) -> Stage:
         match step:
             case CreateRepository():
-                self.ecr.create_repository(self.desired.repository_name, UNTAGGED_EXPIRY_DAYS)
+                self.ecr.create_repository(self.desired.repository_name, UNTAGGED_EXPIRY_DAYS, self.desired.repository.account)
                 return stage
             case EcrLogin():
                 self.tools.login(self.desired.region, False)

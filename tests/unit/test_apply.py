@@ -140,7 +140,7 @@ class FakeEcr:
             return ImageState(repository_exists=False)
         return self.images.get(tag, ImageState(repository_exists=True))
 
-    def create_repository(self, repository: str, untagged_expiry_days: int) -> None:
+    def create_repository(self, repository: str, untagged_expiry_days: int, account: str | None = None) -> None:
         """As the gateway: a repository that exists already is no error."""
         assert repository == "fn-repo", "ECR is asked by repository name, not URI"
         self.created.append((repository, untagged_expiry_days))

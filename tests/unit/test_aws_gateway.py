@@ -221,12 +221,21 @@ def test_create_repository_makes_it_immutable_scanned_encrypted_and_expiring_unt
     stubber.assert_no_pending_responses()
 
 
-def test_a_repository_that_exists_already_is_fine_and_gets_its_policy(ecr_stubbed: tuple[EcrGateway, Stubber]) -> None:
+def test_a_repository_that_exists_already_is_fine_and_left_as_it_is(ecr_stubbed: tuple[EcrGateway, Stubber]) -> None:
     gateway, stubber = ecr_stubbed
     stubber.add_client_error("create_repository", "RepositoryAlreadyExistsException",
                              "The repository with name 'fn-repo' already exists", 400, expected_params=CREATE_REPOSITORY)
-    expect_policy(stubber)
     gateway.create_repository("fn-repo", 14)
+    stubber.assert_no_pending_responses()  # no policy put: another function of this apply, or someone else, made it
+
+
+def test_a_repository_is_created_in_the_registry_of_its_account(ecr_stubbed: tuple[EcrGateway, Stubber]) -> None:
+    gateway, stubber = ecr_stubbed
+    stubber.add_response("create_repository", {"repository": {"repositoryName": "fn-repo"}},
+                         {**CREATE_REPOSITORY, "registryId": "210987654321"})
+    stubber.add_response("put_lifecycle_policy", {"repositoryName": "fn-repo"},
+                         {"repositoryName": "fn-repo", "lifecyclePolicyText": json.dumps(LIFECYCLE_POLICY), "registryId": "210987654321"})
+    gateway.create_repository("fn-repo", 14, "210987654321")
     stubber.assert_no_pending_responses()
 
 

@@ -145,7 +145,7 @@ CREATION_CASES: dict[str, tuple[Plan, Plan, str | None]] = {
         plan_of(replace(CREATABLE, create_repository=False), observed(OLD, None)),
         plan_of(replace(CREATABLE, create_repository=False), without_repository(observed(OLD, None))),
         f"function fn cannot be deployed now: ECR repository {REPO} does not exist, and deploy.yaml says not to create it "
-        "(repository.create: false); create it (aws ecr create-repository) or let deployer"),
+        "(repository.create: false); create it, or remove `create: false` to let deployer create it"),
     "the function was created since the plan (by another apply or by hand)": (
         CREATE, plan_of(CREATABLE, observed(OLD, NEW)),
         "function fn changed since plan (digest - -> sha256:bbbbbbbbbbbb; architectures  -> arm64; revision None -> r1); "
