@@ -2,9 +2,13 @@
 
 No emulator is needed: the image runs its own entrypoint (the AWS base images' /lambda-entrypoint.sh
 execs /var/runtime/bootstrap when AWS_LAMBDA_RUNTIME_API is set), and `RuntimeApi`
-(deployer.runtime_api) serves the Runtime API of one invocation on 127.0.0.1 of this machine. The
-container shares the host's network to reach it, so the engine must run on this machine
-(DOCKER_HOST on another host cannot).
+(deployer.runtime_api) serves the Runtime API of one invocation. The container runs on the
+engine's default bridge network and reaches the API on the bridge's gateway address, which this
+machine serves on: the function gets no access to this machine's loopback services (a Docker
+engine on TCP, a database) nor to its network namespace. Only where this machine cannot serve on
+that address (an engine in a VM, Docker Desktop) does the container share the host's network and
+the API listen on 127.0.0.1. Either way the engine must run on this machine (DOCKER_HOST on
+another host cannot reach the API).
 
 The run ends on the first of: the function's answer (response, function error, init error), its
 timeout (counted from the first `next`, as Lambda's; before it, the init phase has Lambda's 10 s),
@@ -18,9 +22,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import ipaddress
 import re
 import secrets
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -158,12 +164,13 @@ def invoke_local(client: docker.DockerClient, image: str, event: bytes, *, funct
     def cancelled() -> bool:
         return bool(ctrl_c.presses) or (cancel is not None and cancel.is_set())
 
-    with ctrl_c.counting(), RuntimeApi(event, function_name=function_name, region=region,
-                                       timeout_seconds=timeout_seconds) as api:
+    gateway = bridge_gateway(client)
+    with ctrl_c.counting(), RuntimeApi(event, function_name=function_name, region=region, timeout_seconds=timeout_seconds,
+                                       host=gateway or "127.0.0.1") as api:
         environment = lambda_environment(api.address, function_name=function_name, memory_mb=memory_mb, region=region, env=env)
         run = _Container(client, log, api.wake)
         try:
-            run.start(image, environment, function_name, memory_mb)
+            run.start(image, environment, function_name, memory_mb, "bridge" if gateway else "host")
             result = _watch(api, run, timeout_seconds, cancelled)
         except BaseException:
             run.remove(quiet=True)  # what is under way (an error, a cancel) is what the caller must see
@@ -173,6 +180,30 @@ def invoke_local(client: docker.DockerClient, image: str, event: bytes, *, funct
         return replace(result, error_message=f"{result.error_message} (the image is {platform} and the Docker "
                                    f"engine runs {engine}: it runs the image only with emulation, QEMU binfmt)")
     return result
+
+
+def bridge_gateway(client: docker.DockerClient) -> str | None:
+    """The gateway address of the engine's default bridge network when this machine can serve on
+    it (the engine runs here, natively), else None."""
+    try:
+        configs = (client.api.inspect_network("bridge").get("IPAM") or {}).get("Config") or []
+    except (docker.errors.DockerException, requests.exceptions.RequestException):
+        return None
+    for config in configs:
+        gateway = str((config or {}).get("Gateway") or "")
+        try:
+            address = ipaddress.ip_address(gateway)
+        except ValueError:
+            continue
+        if address.version != 4:
+            continue
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                probe.bind((gateway, 0))  # an address of this machine's: the API can listen there
+        except OSError:
+            continue
+        return gateway
+    return None
 
 
 def _watch(api: RuntimeApi, run: _Container, timeout_seconds: float, cancelled: Callable[[], bool]) -> InvokeResult:
@@ -231,11 +262,12 @@ class _Container:
         self.started_at = time.monotonic()
         self._created = False
 
-    def start(self, image: str, environment: Mapping[str, str], function_name: str, memory_mb: int) -> None:
+    def start(self, image: str, environment: Mapping[str, str], function_name: str, memory_mb: int,
+              network: str = "bridge") -> None:
         api = self.client.api
         with _engine(f"creating a container of image {image}"):
             host_config = api.create_host_config(
-                network_mode="host", mem_limit=f"{memory_mb}m", memswap_limit=f"{memory_mb}m", pids_limit=1024,
+                network_mode=network, mem_limit=f"{memory_mb}m", memswap_limit=f"{memory_mb}m", pids_limit=1024,
                 ulimits=[docker.types.Ulimit(name="nofile", soft=1024, hard=1024)], read_only=True,
                 tmpfs={"/tmp": "rw,size=512m"}, cap_drop=["ALL"], security_opt=["no-new-privileges"],
                 log_config={"type": "json-file", "config": {"max-size": "10m", "max-file": "2"}})

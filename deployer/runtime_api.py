@@ -75,7 +75,7 @@ class Reported:
 # -- the Runtime API of one invocation ---------------------------------------------------------
 
 class RuntimeApi:
-    """An HTTP server on 127.0.0.1 (a free port) serving one invocation of `event`.
+    """An HTTP server on `host` (a free port; loopback by default) serving one invocation of `event`.
 
     The first `next` hands the event out (`invoked_at` is set); a later one waits until `stop`,
     as the process would stay frozen in Lambda (`parked` is set while one waits). The first
@@ -83,8 +83,9 @@ class RuntimeApi:
     (a caller may share it with other sources)."""
 
     def __init__(self, event: bytes, *, function_name: str, region: str, timeout_seconds: float,
-                 wake: threading.Event | None = None) -> None:
+                 wake: threading.Event | None = None, host: str = "127.0.0.1") -> None:
         self.event = event
+        self.host = host  # the address served on: loopback, or the engine's bridge gateway
         self.function_name = function_name
         self.region = region
         self.timeout_seconds = timeout_seconds
@@ -106,10 +107,10 @@ class RuntimeApi:
     def address(self) -> str:
         """host:port, the value of AWS_LAMBDA_RUNTIME_API."""
         assert self._server is not None, "RuntimeApi not started"
-        return f"127.0.0.1:{self._server.server_address[1]}"
+        return f"{self.host}:{self._server.server_address[1]}"
 
     def start(self) -> RuntimeApi:
-        self._server = _Server(("127.0.0.1", 0), type("Handler", (_Handler,), {"api": self}))
+        self._server = _Server((self.host, 0), type("Handler", (_Handler,), {"api": self}))
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": WAIT_SLICE_SECONDS},
                          name="deployer-runtime-api", daemon=True).start()
         return self

@@ -20,7 +20,7 @@ import pytest
 
 from deployer.errors import DockerError
 from deployer.interrupts import Cancelled
-from deployer.local_invoke import FUNCTION_LABEL, LABEL, InvokeResult, describe, engine_platform, invoke_local
+from deployer.local_invoke import FUNCTION_LABEL, LABEL, InvokeResult, bridge_gateway, describe, engine_platform, invoke_local
 from deployer.runtime_api import InvokeStatus
 from tests.conftest import unique_name
 from tests.localcloud.cloud import LocalCloud
@@ -120,7 +120,9 @@ def test_a_response_comes_back_with_lambdas_environment_and_the_output(engine: d
     assert answer["headers"]["Lambda-Runtime-Aws-Request-Id"] == result.request_id
     assert answer["headers"]["Lambda-Runtime-Invoked-Function-Arn"] == f"arn:aws:lambda:eu-west-1:000000000000:function:{name}"
     env = answer["env"]
-    assert env["AWS_LAMBDA_RUNTIME_API"].startswith("127.0.0.1:")
+    # On the engine's bridge, through its gateway: not this machine's loopback (bridge_gateway).
+    gateway = bridge_gateway(engine)
+    assert gateway is not None and env["AWS_LAMBDA_RUNTIME_API"].startswith(f"{gateway}:")
     assert (env["AWS_LAMBDA_FUNCTION_NAME"], env["AWS_LAMBDA_FUNCTION_VERSION"], env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"]) == \
         (name, "$LATEST", "256")
     assert (env["AWS_REGION"], env["AWS_DEFAULT_REGION"], env["TZ"], env["LAMBDA_TASK_ROOT"]) == \
@@ -226,3 +228,17 @@ def test_an_image_of_another_platform_says_why_it_exits(engine: docker.DockerCli
                                          "it runs the image only with emulation, QEMU binfmt)")
     assert any("exec format error" in line for line in lines.lines), lines.lines
     assert containers_of(engine, name) == []
+
+
+def test_the_function_cannot_reach_this_machines_loopback(engine: docker.DockerClient, fixture_image: str) -> None:
+    """A service listening on 127.0.0.1 here (a Docker engine on TCP, a database) is not the
+    function's to reach: it runs on the bridge network, not in this machine's network namespace."""
+    import socket as socket_module
+
+    with socket_module.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        result = invoke(engine, fixture_image, {"mode": "dial", "address": f"127.0.0.1:{port}"}, name=unique_name("invoke-dial"))
+    assert result.status is InvokeStatus.SUCCEEDED, describe(result)
+    assert json.loads(result.payload)["dialed"] is False

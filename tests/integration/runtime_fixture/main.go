@@ -7,6 +7,7 @@
 //	hang            never answers (the timeout must end it)
 //	exit            exits with status 3 without answering
 //	oom             allocates memory until the memory limit kills it
+//	dial            tries a TCP connection to the event's "address"; responds {"dialed": true|false}
 //
 // With FIXTURE_INIT_ERROR set it reports an init error and exits before asking for an event.
 // Every mode first writes "fixture: mode=<mode>" to stderr and "fixture: stdout" to stdout.
@@ -17,6 +18,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -41,7 +43,7 @@ func main() {
 		if err != nil || resp.StatusCode != http.StatusOK {
 			fail("next: status %d, %v", resp.StatusCode, err)
 		}
-		var request struct{ Mode, Name string }
+		var request struct{ Mode, Name, Address string }
 		_ = json.Unmarshal(event, &request)
 		fmt.Fprintf(os.Stderr, "fixture: mode=%s\n", request.Mode)
 		fmt.Println("fixture: stdout")
@@ -56,6 +58,12 @@ func main() {
 			}
 		case "exit":
 			os.Exit(3)
+		case "dial":
+			conn, err := net.DialTimeout("tcp", request.Address, 2*time.Second)
+			if err == nil {
+				conn.Close()
+			}
+			post("/invocation/"+id+"/response", "", fmt.Sprintf(`{"dialed":%t}`, err == nil))
 		case "oom":
 			var hoard [][]byte
 			for {
