@@ -243,11 +243,11 @@ class GoCompiler:
     """Runs compiles on one engine (`api`: the docker SDK's low-level client, with a long read
     timeout) and keeps its cache volume, restoring it once per process from `cache` if given."""
 
-    def __init__(self, api: Any, cache: CacheDir | None = None, volume: str = CACHE_VOLUME, notice: Log = print) -> None:
+    def __init__(self, api: Any, cache: CacheDir | None = None, volume: str = CACHE_VOLUME, notice: Log | None = None) -> None:
         self.api = api
         self.cache = cache
         self.volume = volume
-        self.notice = notice  # what the cache dir's restore says: shown whatever the verbosity
+        self.notice: Log = notice or (lambda _: None)  # what the cache dir's restore says: shown whatever the verbosity
         self._ready = threading.Lock()
         self._volume_ready = False
         self.compiled = False  # whether anything was compiled: the cache is then worth saving
