@@ -143,6 +143,7 @@ def _no_answer(exc: botocore.exceptions.BotoCoreError) -> str:
 # here, at the edge. An identifier must be one short printable line; a digest must be one.
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_FUNCTION_ARN = re.compile(r"arn:aws[a-z-]{0,16}:lambda:[a-z0-9-]{1,32}:[0-9]{12}:function:[A-Za-z0-9_-]{1,64}")
 MAX_TOKEN = 256
 MAX_TEXT = 4096
 
@@ -166,10 +167,11 @@ def _int(value: Any, default: int) -> int:
     return value if type(value) is int and 0 < value <= 1 << 20 else default
 
 
-def _observed_config(config: Mapping[str, Any]) -> ObservedConfig:
-    """The managed keys of GetFunction's Configuration, Lambda's defaults filled where it says
-    nothing. Environment values are kept as Lambda has them (compared, never shown); a name or
-    value that is no string is dropped, values bounded."""
+def _observed_config(config: Mapping[str, Any], concurrency: Any = None, tags: Any = None) -> ObservedConfig:
+    """The managed keys of GetFunction's Configuration (and of its Concurrency and Tags), Lambda's defaults
+    filled where it says nothing. Environment values are kept as Lambda has them (compared, never
+    shown); a name or value that is no string is dropped, values bounded. A reserved concurrency
+    that is no integer of 0 to MAX_CONCURRENCY counts as none."""
     variables = (config.get("Environment") or {}).get("Variables") or {}
     environment = {k: v[:MAX_TEXT] for k, v in variables.items() if isinstance(k, str) and isinstance(v, str)} \
         if isinstance(variables, dict) else {}
@@ -180,7 +182,29 @@ def _observed_config(config: Mapping[str, Any]) -> ObservedConfig:
         ephemeral_storage=_int((config.get("EphemeralStorage") or {}).get("Size"), DEFAULT_EPHEMERAL_STORAGE),
         description=_text(config.get("Description")) or "",
         environment=environment,
+        reserved_concurrency=_count((concurrency or {}).get("ReservedConcurrentExecutions") if isinstance(concurrency, dict) else None),
+        tags=_tags(tags),
     )
+
+
+# AWS's bounds on a tag (a hostile endpoint's longer strings are cut, never shown whole).
+MAX_TAG_KEY = 128
+MAX_TAG_VALUE = 256
+
+
+def _tags(tags: Any) -> dict[str, str]:
+    """GetFunction's Tags: string keys and values only, bounded; anything else is dropped."""
+    if not isinstance(tags, dict):
+        return {}
+    return {k[:MAX_TAG_KEY]: v[:MAX_TAG_VALUE] for k, v in tags.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+# Above any account's concurrency quota: a larger number is not one Lambda reports.
+MAX_CONCURRENCY = 1 << 20
+
+
+def _count(value: Any) -> int | None:
+    return value if type(value) is int and 0 <= value <= MAX_CONCURRENCY else None
 
 
 def _extended(error: AwsError, more: str) -> Diagnostic:
@@ -228,7 +252,8 @@ class LambdaGateway:
             last_update_status=_token(config.get("LastUpdateStatus")),
             last_update_reason=_text(config.get("LastUpdateStatusReason")),
             revision_id=_token(config.get("RevisionId")),
-            config=_observed_config(config),
+            config=_observed_config(config, response.get("Concurrency"), response.get("Tags")),
+            arn=_matching(config.get("FunctionArn"), _FUNCTION_ARN),
         )
 
     def update_function_configuration(self, name: str, request: Mapping[str, Any], revision_id: str | None) -> str | None:
@@ -243,6 +268,18 @@ class LambdaGateway:
                         f"function {name}")
         revision: str | None = _token(response.get("RevisionId"))
         return revision
+
+    def put_function_concurrency(self, name: str, reserved: int) -> None:
+        """Reserve `reserved` concurrent executions for the function (PutFunctionConcurrency: not
+        part of UpdateFunctionConfiguration, takes no RevisionId, and setting it twice is
+        harmless, so a lost answer is safely retried)."""
+        call(lambda: self._client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=reserved),
+             "lambda:PutFunctionConcurrency", f"function {name}")
+
+    def tag_resource(self, arn: str, tags: Mapping[str, str]) -> None:
+        """Add or replace `tags` on the function `arn` (TagResource leaves its other tags; setting
+        the same tags twice is harmless, so a lost answer is safely retried)."""
+        call(lambda: self._client.tag_resource(Resource=arn, Tags=dict(tags)), "lambda:TagResource", f"function {arn}")
 
     def update_function_code(self, name: str, image_uri: str, architecture: str, revision_id: str | None) -> str | None:
         """Point the function at `image_uri` (repo@sha256:...). Returns the new RevisionId."""

@@ -7,6 +7,10 @@ console. Lambda's own defaults are filled on the observed side (`ObservedConfig`
 `memory: 128` against a function that reports nothing is no change, and an apply followed by a
 plan always settles.
 
+Keys outside UpdateFunctionConfiguration (SEPARATE_KEYS) have requests of their own:
+`reserved_concurrency` (PutFunctionConcurrency) and `tags` (TagResource; CreateFunction takes them).
+`tags` manages only the tag keys declared: a tag set outside under another key is left alone.
+
 Secrets: an environment value that is not a literal of deploy.yaml (one `from_env`, and every
 value Lambda reports) is never shown: `changes` gives it a masked token, equal values sharing a
 token within a function as lambroll's --mask does, and a keyed hash (HMAC-SHA256 with the plan's
@@ -30,7 +34,9 @@ DEFAULT_TIMEOUT = 3
 DEFAULT_EPHEMERAL_STORAGE = 512
 
 # The managed keys, in the order plans list them; each is a FunctionConfig field.
-KEYS = ("role", "memory", "timeout", "ephemeral_storage", "description", "environment")
+KEYS = ("role", "memory", "timeout", "ephemeral_storage", "description", "environment", "reserved_concurrency", "tags")
+# The keys UpdateFunctionConfiguration does not set: each has its own call (run_function.configure).
+SEPARATE_KEYS = ("reserved_concurrency", "tags")
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,8 @@ class FunctionConfig:
     ephemeral_storage: int | None = None
     description: str | None = None
     environment: Mapping[str, EnvValue] | None = None
+    reserved_concurrency: int | None = None
+    tags: Mapping[str, str] | None = None  # only these tag keys are managed: others on the function are left alone
 
     @property
     def declared(self) -> tuple[str, ...]:
@@ -93,6 +101,8 @@ class ObservedConfig:
     ephemeral_storage: int = DEFAULT_EPHEMERAL_STORAGE
     description: str = ""
     environment: Mapping[str, str] = field(default_factory=dict)
+    reserved_concurrency: int | None = None  # Lambda's default: none reserved (the account's unreserved pool)
+    tags: Mapping[str, str] = field(default_factory=dict)  # every tag of the function, whoever set it
 
 
 @dataclass(frozen=True)
@@ -134,6 +144,9 @@ def changes(desired: FunctionConfig, observed: ObservedConfig, key: bytes) -> tu
         if name == "environment":
             out.extend(_environment_changes(desired.environment or {}, observed.environment, key))
             continue
+        if name == "tags":
+            out.extend(_tag_changes(desired.tags or {}, observed.tags))
+            continue
         want, have = getattr(desired, name), getattr(observed, name)
         if want != have:
             out.append(FieldChange(name, None if have is None else str(have), str(want)))
@@ -158,10 +171,18 @@ def _environment_changes(desired: Mapping[str, EnvValue], observed: Mapping[str,
     return out
 
 
+def _tag_changes(desired: Mapping[str, str], observed: Mapping[str, str]) -> list[FieldChange]:
+    """The declared tags Lambda does not have, by key; a tag not declared is not managed (never
+    removed). Tag values are not secrets: both sides are shown."""
+    return [FieldChange(f"tags.{name}", observed.get(name), value)
+            for name, value in sorted(desired.items()) if observed.get(name) != value]
+
+
 def creation_fields(desired: FunctionConfig, key: bytes) -> tuple[FieldChange, ...]:
     """What a function created from `desired` (resolved) is given: every declared key as an
     addition, shown as `changes` shows values."""
-    nothing = ObservedConfig(role=None, memory=0, timeout=0, ephemeral_storage=0, description="", environment={})
+    nothing = ObservedConfig(role=None, memory=0, timeout=0, ephemeral_storage=0, description="", environment={},
+                             reserved_concurrency=None, tags={})
     added = changes(desired, nothing, key)
     return tuple(FieldChange(c.field, None, c.after, c.after_hash) for c in added)
 
@@ -169,8 +190,9 @@ def creation_fields(desired: FunctionConfig, key: bytes) -> tuple[FieldChange, .
 def update_request(config: FunctionConfig, changed: tuple[FieldChange, ...]) -> dict[str, object]:
     """The UpdateFunctionConfiguration arguments (without FunctionName and RevisionId) that make
     Lambda hold `config` (resolved) for the keys `changed` names. The environment goes whole:
-    Lambda replaces its variables as a set."""
-    keys = {change.field.partition(".")[0] for change in changed}
+    Lambda replaces its variables as a set. The SEPARATE_KEYS are not in it (changed_keys and
+    their own calls)."""
+    keys = changed_keys(changed)
     request: dict[str, object] = {}
     if "role" in keys:
         request["Role"] = config.role
@@ -186,3 +208,32 @@ def update_request(config: FunctionConfig, changed: tuple[FieldChange, ...]) -> 
         request["Environment"] = {"Variables": {k: v.value for k, v in (config.environment or {}).items()}}
     return request
 
+
+
+def changed_keys(changed: tuple[FieldChange, ...]) -> tuple[str, ...]:
+    """The keys of deploy.yaml that `changed` touches (`environment` for environment.X), in order."""
+    return tuple(dict.fromkeys(change.field.partition(".")[0] for change in changed))
+
+
+def creation_request(config: FunctionConfig, changed: tuple[FieldChange, ...]) -> dict[str, object]:
+    """The CreateFunction arguments (without the name, code and architecture) for the keys
+    `changed` names: what update_request sends, and the declared tags. Reserved concurrency is
+    not one of them: CreateFunction has no such parameter (PutFunctionConcurrency follows it)."""
+    request = update_request(config, changed)
+    tags = tag_request(config, changed)
+    if tags:
+        request["Tags"] = tags
+    return request
+
+
+def concurrency_request(config: FunctionConfig, changed: tuple[FieldChange, ...]) -> int | None:
+    """The ReservedConcurrentExecutions to put (PutFunctionConcurrency), or None: not changed."""
+    return config.reserved_concurrency if "reserved_concurrency" in changed_keys(changed) else None
+
+
+def tag_request(config: FunctionConfig, changed: tuple[FieldChange, ...]) -> dict[str, str] | None:
+    """The tags to set (TagResource) for the `tags.X` fields `changed` names, or None: no tag
+    changed. Only those: TagResource adds and replaces, and leaves the function's other tags."""
+    names = [change.field.partition(".")[2] for change in changed if change.field.startswith("tags.")]
+    declared = config.tags or {}
+    return {name: declared[name] for name in names if name in declared} or None

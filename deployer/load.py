@@ -267,6 +267,8 @@ RESERVED_ENVIRONMENT = frozenset({
 })
 # Lambda's limit on a function's environment: 4 KB of names and values (UTF-8).
 MAX_ENVIRONMENT_BYTES = 4096
+# AWS's limit on the tags of a resource (the schema bounds each mapping; merged, they may exceed it).
+MAX_TAGS = 50
 
 
 def _config(doc: YamlDocument, at: tuple[str, int], entry: dict[str, Any], defaults: dict[str, Any],
@@ -275,7 +277,8 @@ def _config(doc: YamlDocument, at: tuple[str, int], entry: dict[str, Any], defau
     merged (the function's value wins). A problem of a default is reported once, where it is
     written, whatever the number of functions sharing it."""
     name = entry["name"]
-    values = {key: entry.get(key, defaults.get(key)) for key in ("role", "memory", "timeout", "ephemeral_storage", "description")}
+    values = {key: entry.get(key, defaults.get(key))
+              for key in ("role", "memory", "timeout", "ephemeral_storage", "description", "reserved_concurrency")}
     environment = None
     if "environment" in entry or "environment" in defaults:
         own, shared = entry.get("environment", {}), defaults.get("environment", {})
@@ -289,7 +292,16 @@ def _config(doc: YamlDocument, at: tuple[str, int], entry: dict[str, Any], defau
         if size > MAX_ENVIRONMENT_BYTES:
             problems.append(doc.diagnostic(at + ("environment",) if own else ("defaults", "environment"), f"function '{name}': environment holds {size} bytes of names and values; "
                                                   f"Lambda allows {MAX_ENVIRONMENT_BYTES}: move large values elsewhere (S3, SSM)"))
-    return FunctionConfig(environment=MappingProxyType(environment) if environment is not None else None, **values)
+    tags = None
+    if "tags" in entry or "tags" in defaults:
+        own_tags, shared_tags = entry.get("tags", {}), defaults.get("tags", {})
+        tags = {str(key): str(value) for key, value in sorted({**shared_tags, **own_tags}.items())}
+        if len(tags) > MAX_TAGS:
+            problems.append(doc.diagnostic(at + ("tags",) if own_tags else ("defaults", "tags"),
+                                           f"function '{name}': {len(tags)} tags with defaults.tags merged; Lambda allows "
+                                           f"{MAX_TAGS} on a function: remove some"))
+    return FunctionConfig(environment=MappingProxyType(environment) if environment is not None else None,
+                          tags=MappingProxyType(tags) if tags is not None else None, **values)
 
 
 def _once(problems: list[Diagnostic], problem: Diagnostic) -> None:

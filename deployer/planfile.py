@@ -202,8 +202,11 @@ def _function_plan(entry: Any, index: int) -> FunctionPlan:
     return plan
 
 
-# A configuration change's field: a key of deploy.yaml, or environment.<variable name>.
+# A configuration change's field: a key of deploy.yaml, environment.<variable name>, or
+# tags.<tag key> (1 to 128 characters: a printable one, as every field is).
 _CONFIG_FIELD = re.compile(r"(?:[a-z_]{1,64})(?:\.[A-Za-z][A-Za-z0-9_]{0,255})?")
+_TAG_FIELD = re.compile(r"tags\.[^\x00-\x1f\x7f]{1,128}")
+_KEYS_WITH_SUBKEYS = ("environment", "tags")
 
 
 def _configuration(value: Any, at: str) -> tuple[FieldChange, ...]:
@@ -215,7 +218,8 @@ def _configuration(value: Any, at: str) -> tuple[FieldChange, ...]:
         entry = _known_keys(_typed(entry, dict, where), ("field", "before", "after", "after_hash"), where)
         name = _typed(entry.get("field"), str, f"{where}.field")
         key, dot, _ = name.partition(".")
-        if not _CONFIG_FIELD.fullmatch(name) or key not in CONFIG_KEYS or bool(dot) != (key == "environment"):
+        if (key not in CONFIG_KEYS or bool(dot) != (key in _KEYS_WITH_SUBKEYS)
+                or not (_TAG_FIELD if key == "tags" else _CONFIG_FIELD).fullmatch(name)):
             raise ValueError(f"{where}.field {shown(name)} is not a configuration key deployer manages")
         after_hash = _typed(entry.get("after_hash"), (str, type(None)), f"{where}.after_hash")
         if after_hash is not None and not _SHA256_HEX.fullmatch(after_hash):

@@ -5,7 +5,8 @@ returned (its `Stage`) and returning the next:
     BuildImage         -> Claimed(BuiltImage)    or Ready: another apply pushed it meanwhile
     PushImage          -> Claimed(PushedImage)
     VerifyImage        -> Ready(PushedImage)     the claim publishes it to the functions waiting
-    UpdateFunctionConfiguration -> (unchanged)   the declared keys that differ, RevisionId guarded
+    UpdateFunctionConfiguration -> (unchanged)   the declared keys that differ, RevisionId guarded;
+                                                 reserved concurrency and tags through their own calls
     UpdateFunctionCode -> SentUpdate(digest)     what Lambda was asked, which the outcome tells
 
 An update plan has only UpdateFunctionCode and WaitForUpdate (after any configuration update): its
@@ -25,8 +26,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Generic, Mapping, NoReturn, TypeVar, Union
 
 from deployer.context import BuildContext, temporary_context
-from deployer.function_config import changes, update_request
-from deployer.errors import AwsError, DeployerError, PlanError
+from deployer.function_config import changes, concurrency_request, creation_request, tag_request, update_request
+from deployer.errors import AwsError, DeployerError, Diagnostic, PlanError
 from deployer.go_build import Netrc
 from deployer.images import BuiltImage, ImageMaker, PushedImage
 from deployer.interrupts import Cancelled
@@ -58,6 +59,7 @@ from deployer.spec import FunctionSpec
 from deployer.state import FunctionState
 
 V = TypeVar("V", BuildContext, BuiltImage, PushedImage)
+T = TypeVar("T")
 
 # Lambda refuses an update while another is in progress.
 CONFLICT_ATTEMPTS = 6
@@ -141,6 +143,7 @@ class FunctionRun:
         self.cleanup = contextlib.ExitStack()
         self.revision = fp.revision_id  # what Lambda's RevisionId is expected to be: moved by our own updates
         self.configured_revision: str | None = None  # what our configuration update answered
+        self.separately_configured = False  # a key outside UpdateFunctionConfiguration was set (its RevisionId may move)
         self.maker = ImageMaker(fp.desired, tools.docker, ecr, self.cleanup, registry_endpoint=tools.registry_endpoint,
                                 login=lambda fresh: tools.login(fp.desired.region, fresh), cancel=tools.cancel,
                                 sleep=tools.sleep, log=self.log, verbose=tools.verbose)
@@ -211,6 +214,9 @@ class FunctionRun:
                 return self.create(image, architecture, stage)
             case WaitForActive():
                 self.lam.wait_active(self.fp.name, self.tools.sleep)
+                # What CreateFunction has no parameter for, set once the function is Active
+                # (Lambda refuses changes to a Pending function).
+                self.put_concurrency()
                 return stage
             case Cleanup():
                 self.cleanup.close()
@@ -252,23 +258,48 @@ class FunctionRun:
     def configure(self) -> None:
         """Set the declared keys that differ, as deploy.yaml says them now (re-read at apply;
         a saved plan's changes were checked against them), refused by Lambda if the function
-        changed since the plan (RevisionId)."""
+        changed since the plan (RevisionId). The keys UpdateFunctionConfiguration does not set
+        follow it, each with its own call (which takes no RevisionId: the function was read and
+        compared with the plan just before)."""
         if self.spec is None:
             raise PlanError(f"function {self.fp.name} is no longer declared in {self.desired.spec_file}; run plan again")
         now = self.lam.get_function(self.fp.name)
         self.check_unchanged(now)
         request = update_request(self.desired.config, self.fp.configuration)
+        if request:
+            self.revision = self.configured_revision = self.retried(
+                lambda: self.lam.update_function_configuration(self.fp.name, request, self.revision))
+        self.put_concurrency()
+        tags = tag_request(self.desired.config, self.fp.configuration)
+        if tags:
+            if now.arn is None:
+                raise AwsError(Diagnostic("the answer holds no usable FunctionArn, which TagResource needs; check the endpoint "
+                                          "(AWS_ENDPOINT_URL_LAMBDA)", operation="lambda:GetFunction", resource=f"function {self.fp.name}"))
+            arn = now.arn
+            self.retried(lambda: self.lam.tag_resource(arn, tags))
+            self.separately_configured = True
+
+    def put_concurrency(self) -> None:
+        """PutFunctionConcurrency, when reserved_concurrency changed (no call of UpdateFunctionConfiguration
+        nor CreateFunction sets it)."""
+        reserved = concurrency_request(self.desired.config, self.fp.configuration)
+        if reserved is not None:
+            self.retried(lambda: self.lam.put_function_concurrency(self.fp.name, reserved))
+            self.separately_configured = True
+
+    def retried(self, send: Callable[[], T]) -> T:
+        """`send`, again after a pause while Lambda answers that it is busy (an update in
+        progress, throttling), at most CONFLICT_ATTEMPTS times."""
         for attempt in range(1, CONFLICT_ATTEMPTS + 1):
             try:
-                self.revision = self.configured_revision = self.lam.update_function_configuration(self.fp.name, request,
-                                                                                                  self.revision)
-                return
+                return send()
             except AwsError as exc:
                 if exc.code not in RETRYABLE_LAMBDA_CODES or attempt == CONFLICT_ATTEMPTS:
                     raise
                 delay = min(2 ** attempt, 20)
                 self.log(f"{exc.code}: retry {attempt}/{CONFLICT_ATTEMPTS - 1} in {delay}s")
                 self.tools.sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def create(self, planned: ImageRef, architecture: str, stage: Stage) -> SentUpdate:
         """Create the function from the image (planned by digest, or the one this apply made),
@@ -283,7 +314,7 @@ class FunctionRun:
             digest, source = ready.image.digest, ready.source
         if self.lam.get_function(self.fp.name).exists:
             raise PlanError(f"function {self.fp.name} changed since plan (it was created meanwhile); run plan again")
-        request = update_request(self.desired.config, self.fp.configuration)
+        request = creation_request(self.desired.config, self.fp.configuration)
         image = str(ImageRef(self.desired.repository_uri, digest=digest))
         self.revision = self.lam.create_function(self.fp.name, image, architecture, request)
         return SentUpdate(digest, source)
@@ -293,7 +324,7 @@ class FunctionRun:
         completes (the id UpdateFunctionConfiguration answered is not the last one): the
         function's RevisionId now is taken as ours when it holds what was set and still runs
         what the plan saw."""
-        if (self.configured_revision is not None and now.revision_id != self.revision
+        if ((self.configured_revision is not None or self.separately_configured) and now.revision_id != self.revision
                 and not changes(self.desired.config, now.config, b"")
                 and now.running_digest == self.fp.current_digest and now.architectures == self.fp.current_architectures):
             self.revision = now.revision_id

@@ -126,7 +126,12 @@ def _diagnostics(doc: YamlDocument, error: ValidationError) -> Iterator[Diagnost
     if "propertyNames" in error.absolute_schema_path:
         # The error is about a key (error.instance); its path is the mapping's.
         bad = error.instance
-        if error.validator == "not":
+        if path and path[-1] == "tags":
+            problem = ("the aws: prefix is reserved for AWS's own tags; choose another key"
+                       if isinstance(bad, str) and bad[:4].lower() == "aws:" and error.validator == "pattern"
+                       else "expected 1 to 128 characters without control characters")
+            yield doc.diagnostic(path + (bad,), f"{where}: invalid tag key {_show(bad)}: {problem}", key=True)
+        elif error.validator == "not":
             yield doc.diagnostic(path + (bad,), f"{yaml_path(path + (bad,))}: {bad} is set by deployer; remove it "
                                  "(use builder_image, runtime_image, platform and go_build_flags instead)", key=True)
         else:

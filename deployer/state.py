@@ -66,6 +66,7 @@ class FunctionState:
     last_update_reason: str | None = None
     revision_id: str | None = None
     config: ObservedConfig = field(default_factory=ObservedConfig)
+    arn: str | None = None  # Configuration.FunctionArn: what TagResource names; None when absent or malformed
 
     @property
     def running_digest(self) -> str | None:

@@ -16,6 +16,7 @@ from ruamel.yaml import YAML
 from tests.conftest import ImageFunction
 from tests.integration.conftest import Monorepo
 from tests.integration.test_apply_cli import EXAMPLE_SOURCE, Cli, lambda_config, outcomes, output
+from tests.integration.test_create_cli import outcomes as creation_outcomes
 
 pytestmark = pytest.mark.integration
 
@@ -126,3 +127,68 @@ def test_a_secret_from_the_environment_is_in_no_output_and_no_plan_file_and_a_ch
     assert cli("plan", "--detailed-exitcode", env=env).returncode == 0
     missing = cli("plan")
     assert missing.returncode == 1 and "FINALIZE_API_KEY, which is not set" in missing.stderr, output(missing)
+
+
+def test_reserved_concurrency_is_put_shown_when_changed_outside_and_set_back(
+        cli: Cli, monorepo: Monorepo, deployed: ImageFunction, lambda_client: Any) -> None:
+    write_spec(monorepo, deployed, reserved_concurrency=5)
+    fp = json_plan(cli)
+    assert fp["configuration"] == [{"field": "reserved_concurrency", "before": None, "after": "5", "after_hash": None}]
+
+    applied = cli("apply", "--yes")
+
+    assert applied.returncode == 0, output(applied)
+    assert "configuration updated (reserved_concurrency)" in applied.stdout, output(applied)
+    assert lambda_client.get_function(FunctionName=deployed.name)["Concurrency"] == {"ReservedConcurrentExecutions": 5}
+    again = cli("plan", "--detailed-exitcode")
+    assert again.returncode == 0, output(again)
+
+    lambda_client.put_function_concurrency(FunctionName=deployed.name, ReservedConcurrentExecutions=40)
+    drifted = cli("plan")
+    assert "~ reserved_concurrency: 40 -> 5" in drifted.stdout, output(drifted)
+    fixed = cli("apply", "--yes")
+    assert fixed.returncode == 0, output(fixed)
+    assert lambda_client.get_function(FunctionName=deployed.name)["Concurrency"] == {"ReservedConcurrentExecutions": 5}
+    assert cli("plan", "--detailed-exitcode").returncode == 0
+
+
+def test_declared_tags_are_set_shown_when_changed_outside_and_set_back_and_other_tags_are_left_alone(
+        cli: Cli, monorepo: Monorepo, deployed: ImageFunction, lambda_client: Any) -> None:
+    arn = lambda_config(lambda_client, deployed.name)["FunctionArn"]
+    lambda_client.tag_resource(Resource=arn, Tags={"owner": "terraform"})
+    write_spec(monorepo, deployed, tags={"team": "payments", "cost center": "4:2"})
+    fp = json_plan(cli)
+    assert [(c["field"], c["before"], c["after"]) for c in fp["configuration"]] == [
+        ("tags.cost center", None, "4:2"), ("tags.team", None, "payments")]
+
+    applied = cli("apply", "--yes")
+
+    assert applied.returncode == 0, output(applied)
+    assert "configuration updated (tags.cost center, tags.team)" in applied.stdout, output(applied)
+    tags = lambda_client.list_tags(Resource=arn)["Tags"]
+    assert tags == {"team": "payments", "cost center": "4:2", "owner": "terraform"}
+    again = cli("plan", "--detailed-exitcode")
+    assert again.returncode == 0, output(again)
+
+    lambda_client.tag_resource(Resource=arn, Tags={"team": "ops", "owner": "console"})
+    drifted = cli("plan")
+    assert "~ tags.team: ops -> payments" in drifted.stdout and "owner" not in drifted.stdout, output(drifted)
+    fixed = cli("apply", "--yes")
+    assert fixed.returncode == 0, output(fixed)
+    assert lambda_client.list_tags(Resource=arn)["Tags"] == {"team": "payments", "cost center": "4:2", "owner": "console"}
+    assert cli("plan", "--detailed-exitcode").returncode == 0
+
+
+def test_a_function_is_created_with_its_tags_and_reserved_concurrency(
+        cli: Cli, monorepo: Monorepo, make_image_function: Setup, lambda_client: Any, lambda_role_arn: str) -> None:
+    fn = make_image_function("arm64")  # its repository and image; the function itself is deleted
+    lambda_client.delete_function(FunctionName=fn.name)
+    write_spec(monorepo, fn, role=lambda_role_arn, tags={"team": "payments"}, reserved_concurrency=3)
+
+    applied = cli("apply", "--yes")
+
+    assert applied.returncode == 0, output(applied)
+    assert creation_outcomes(applied) == {fn.name: "created"}
+    function = lambda_client.get_function(FunctionName=fn.name)
+    assert (function["Tags"], function["Concurrency"]) == ({"team": "payments"}, {"ReservedConcurrentExecutions": 3})
+    assert cli("plan", "--detailed-exitcode").returncode == 0

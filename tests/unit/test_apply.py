@@ -39,8 +39,13 @@ def configured(config: ObservedConfig, request: Mapping[str, Any]) -> ObservedCo
     fields: dict[str, Any] = {"role": request.get("Role"), "memory": request.get("MemorySize"), "timeout": request.get("Timeout"),
                               "ephemeral_storage": request.get("EphemeralStorage", {}).get("Size"),
                               "description": request.get("Description"),
-                              "environment": request.get("Environment", {}).get("Variables")}
+                              "environment": request.get("Environment", {}).get("Variables"),
+                              "tags": {**config.tags, **request["Tags"]} if "Tags" in request else None}  # CreateFunction's
     return replace(config, **{key: value for key, value in fields.items() if value is not None})
+
+
+def arn_of(name: str) -> str:
+    return f"arn:aws:lambda:us-east-1:123456789012:function:{name}"
 
 
 @dataclass
@@ -60,9 +65,16 @@ class FakeLambda:
     revision_moves_when_done: bool = False
     creations: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
     fail_activation: str | None = None  # wait_active fails with this StateReason
+    concurrencies: list[tuple[str, int]] = field(default_factory=list)  # put_function_concurrency calls
+    # Whether a call outside UpdateFunctionConfiguration (PutFunctionConcurrency...) gives the
+    # function a new RevisionId: AWS does not document it, so the executor must not rely on either.
+    separate_calls_move_revision: bool = False
+    taggings: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # tag_resource calls
+    reports_arn: bool = True  # GetFunction's Configuration.FunctionArn
 
     def get_function(self, name: str) -> FunctionState:
-        return self.functions.get(name, FunctionState(exists=False))
+        fn = self.functions.get(name, FunctionState(exists=False))
+        return replace(fn, arn=arn_of(name)) if fn.exists and self.reports_arn else fn
 
     def update_function_configuration(self, name: str, request: Mapping[str, Any], revision_id: str | None) -> str | None:
         if self.conflicts:
@@ -117,6 +129,26 @@ class FakeLambda:
                                              architectures=(architecture,), state="Pending", revision_id="rev-created",
                                              config=configured(ObservedConfig(), request))
         return "rev-created"
+
+    def put_function_concurrency(self, name: str, reserved: int) -> None:
+        if self.conflicts:
+            self.conflicts -= 1
+            raise AwsError("update in progress", "ResourceConflictException")
+        self.concurrencies.append((name, reserved))
+        self.calls.append("concurrency")
+        self._changed_separately(name, replace(self.functions[name].config, reserved_concurrency=reserved))
+
+    def tag_resource(self, arn: str, tags: Mapping[str, str]) -> None:
+        """As Lambda: adds and replaces the tags given, leaves the others."""
+        name = next(name for name in self.functions if arn_of(name) == arn)
+        self.taggings.append((arn, dict(tags)))
+        self.calls.append("tag")
+        self._changed_separately(name, replace(self.functions[name].config, tags={**self.functions[name].config.tags, **tags}))
+
+    def _changed_separately(self, name: str, config: ObservedConfig) -> None:
+        fn = self.functions[name]
+        revision = f"{fn.revision_id}-separate" if self.separate_calls_move_revision else fn.revision_id
+        self.functions[name] = replace(fn, config=config, revision_id=revision)
 
     def wait_active(self, name: str, sleep: Callable[[float], None], timeout_seconds: int = 600) -> None:
         self.waited.append(name)
@@ -973,6 +1005,92 @@ def test_an_image_deployed_elsewhere_does_not_skip_the_configuration(function: F
     assert outcome.failed or lam.functions["fn"].config.memory == 512, outcome
 
 
+def test_reserved_concurrency_alone_is_put_without_a_configuration_update(function: FunctionSpec) -> None:
+    desired = declaring(desired_for(function), reserved_concurrency=5)
+    lam = FakeLambda({"fn": running(NEW, revision="rev-1")})
+    ecr = FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
+    plan = plan_for(desired, lam, ecr)
+    assert plan.functions[0].action is Action.CONFIGURE
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan, {"fn": function})
+    assert (outcome.status, outcome.detail) == (OutcomeStatus.UPDATED, "configuration updated (reserved_concurrency)")
+    assert lam.concurrencies == [("fn", 5)] and lam.configurations == []
+    assert lam.calls == ["concurrency", "wait"]
+    assert plan_for(desired, lam, ecr).functions[0].action is Action.NOOP, "a plan after the apply settles"
+
+
+def test_reserved_concurrency_is_put_after_the_configuration_update(function: FunctionSpec) -> None:
+    desired = declaring(desired_for(function), memory=512, reserved_concurrency=0)
+    lam = FakeLambda({"fn": running(NEW, revision="rev-1")})
+    ecr = FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan_for(desired, lam, ecr), {"fn": function})
+    assert outcome.detail == "configuration updated (memory, reserved_concurrency)", outcome
+    assert lam.calls == ["configuration", "concurrency", "wait"]
+    assert lam.configurations == [("fn", {"MemorySize": 512}, "rev-1")], "no concurrency in UpdateFunctionConfiguration"
+    assert lam.concurrencies == [("fn", 0)]
+    assert plan_for(desired, lam, ecr).functions[0].action is Action.NOOP
+
+
+def test_a_reserved_concurrency_put_in_conflict_is_retried(function: FunctionSpec) -> None:
+    desired = declaring(desired_for(function), reserved_concurrency=5)
+    lam = FakeLambda({"fn": running(NEW, revision="rev-1")}, conflicts=1)
+    ecr = FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
+    x, reporter = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan_for(desired, lam, ecr), {"fn": function})
+    assert outcome.status == "updated" and lam.concurrencies == [("fn", 5)]
+    assert "fn | ResourceConflictException: retry 1/5 in 2s" in reporter.lines
+
+
+@pytest.mark.parametrize("moves", [False, True], ids=["revision-kept", "revision-moved"])
+def test_a_code_update_follows_a_concurrency_put_whether_or_not_it_moved_the_revision(function: FunctionSpec, moves: bool) -> None:
+    desired = declaring(desired_for(function), reserved_concurrency=5)
+    lam = FakeLambda({"fn": running(OLD, revision="rev-1")}, separate_calls_move_revision=moves)
+    ecr = FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan_for(desired, lam, ecr), {"fn": function})
+    assert outcome.status == "updated", outcome.detail
+    assert lam.calls == ["concurrency", "wait", "code", "wait"]
+    assert lam.updates == [("fn", f"{REPO}@{NEW}", "arm64", "rev-1-separate" if moves else "rev-1")]
+
+
+def test_declared_tags_that_differ_are_tagged_and_the_others_left_alone(function: FunctionSpec) -> None:
+    desired = declaring(desired_for(function), memory=512, reserved_concurrency=3,
+                        tags=MappingProxyType({"team": "payments", "cost-center": "42", "same": "x"}))
+    lam = FakeLambda({"fn": replace(running(NEW, revision="rev-1"),
+                                    config=ObservedConfig(tags={"team": "ops", "same": "x", "outside": "kept"}))})
+    ecr = FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan_for(desired, lam, ecr), {"fn": function})
+    assert outcome.detail == "configuration updated (memory, reserved_concurrency, tags.cost-center, tags.team)", outcome
+    assert lam.calls == ["configuration", "concurrency", "tag", "wait"]
+    assert lam.configurations == [("fn", {"MemorySize": 512}, "rev-1")], "tags are not UpdateFunctionConfiguration's"
+    assert lam.taggings == [(arn_of("fn"), {"cost-center": "42", "team": "payments"})], "only the changed tags"
+    assert lam.functions["fn"].config.tags == {"team": "payments", "cost-center": "42", "same": "x", "outside": "kept"}
+    assert plan_for(desired, lam, ecr).functions[0].action is Action.NOOP
+
+
+def test_tags_need_the_function_arn_getfunction_reports(function: FunctionSpec) -> None:
+    desired = declaring(desired_for(function), tags=MappingProxyType({"team": "payments"}))
+    lam = FakeLambda({"fn": running(NEW, revision="rev-1")}, reports_arn=False)
+    ecr = FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan_for(desired, lam, ecr), {"fn": function})
+    assert outcome.status == "failed" and "no usable FunctionArn" in outcome.detail, outcome
+    assert lam.taggings == []
+
+
+@pytest.mark.parametrize("moves", [False, True], ids=["revision-kept", "revision-moved"])
+def test_a_code_update_follows_tagging_whether_or_not_it_moved_the_revision(function: FunctionSpec, moves: bool) -> None:
+    desired = declaring(desired_for(function), tags=MappingProxyType({"team": "payments"}))
+    lam = FakeLambda({"fn": running(OLD, revision="rev-1")}, separate_calls_move_revision=moves)
+    ecr = FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan_for(desired, lam, ecr), {"fn": function})
+    assert outcome.status == "updated", outcome.detail
+    assert lam.calls == ["tag", "wait", "code", "wait"]
+
+
 # -- creating missing repositories and functions ---------------------------------------------------
 
 ROLE = "arn:aws:iam::123456789012:role/fn-role"
@@ -1019,6 +1137,29 @@ def test_a_creation_from_the_image_in_ecr_builds_nothing(function: FunctionSpec)
     assert (outcome.status, outcome.digest) == (OutcomeStatus.CREATED, NEW)
     assert lam.creations == [("fn", f"{REPO}@{NEW}", "arm64", {"Role": ROLE})]
     assert docker.builds == [] and docker.pushes == [] and ecr.logins == 0
+
+
+def test_a_created_function_gets_its_reserved_concurrency_once_active(function: FunctionSpec) -> None:
+    desired = creatable(desired_for(function), reserved_concurrency=7)
+    lam, ecr = FakeLambda({}), FakeEcr({desired_for(function).content_tag: ImageState(True, NEW, V2)})
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan_for(desired, lam, ecr), {"fn": function})
+    assert outcome.status == OutcomeStatus.CREATED, outcome.detail
+    assert outcome.detail == "created, runs sha256:cccccccccccc (role, reserved_concurrency)"
+    assert lam.creations == [("fn", f"{REPO}@{NEW}", "arm64", {"Role": ROLE})], "CreateFunction has no concurrency parameter"
+    assert lam.calls == ["create", "wait active", "concurrency"] and lam.concurrencies == [("fn", 7)]
+    assert plan_for(desired, lam, ecr).functions[0].action is Action.NOOP, "a plan after the creation settles"
+
+
+def test_a_function_is_created_with_its_tags(function: FunctionSpec) -> None:
+    desired = creatable(desired_for(function), tags=MappingProxyType({"team": "payments"}))
+    lam, ecr = FakeLambda({}), FakeEcr({desired_for(function).content_tag: ImageState(True, NEW, V2)})
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan_for(desired, lam, ecr), {"fn": function})
+    assert outcome.detail == "created, runs sha256:cccccccccccc (role, tags.team)", outcome
+    assert lam.creations == [("fn", f"{REPO}@{NEW}", "arm64", {"Role": ROLE, "Tags": {"team": "payments"}})]
+    assert lam.calls == ["create", "wait active"] and lam.taggings == []
+    assert plan_for(desired, lam, ecr).functions[0].action is Action.NOOP
 
 
 def test_a_missing_repository_is_created_first_with_the_untagged_expiry(function: FunctionSpec) -> None:
@@ -1142,6 +1283,26 @@ def test_a_creation_whose_image_another_apply_pushed_since_the_plan_is_reported_
 
 class SlowActivationLambda(FakeLambda):
     """Lambda accepts the creation, then keeps the function Pending until the wait is cancelled."""
+
+    def put_function_concurrency(self, name: str, reserved: int) -> None:
+        if self.conflicts:
+            self.conflicts -= 1
+            raise AwsError("update in progress", "ResourceConflictException")
+        self.concurrencies.append((name, reserved))
+        self.calls.append("concurrency")
+        self._changed_separately(name, replace(self.functions[name].config, reserved_concurrency=reserved))
+
+    def tag_resource(self, arn: str, tags: Mapping[str, str]) -> None:
+        """As Lambda: adds and replaces the tags given, leaves the others."""
+        name = next(name for name in self.functions if arn_of(name) == arn)
+        self.taggings.append((arn, dict(tags)))
+        self.calls.append("tag")
+        self._changed_separately(name, replace(self.functions[name].config, tags={**self.functions[name].config.tags, **tags}))
+
+    def _changed_separately(self, name: str, config: ObservedConfig) -> None:
+        fn = self.functions[name]
+        revision = f"{fn.revision_id}-separate" if self.separate_calls_move_revision else fn.revision_id
+        self.functions[name] = replace(fn, config=config, revision_id=revision)
 
     def wait_active(self, name: str, sleep: Callable[[float], None], timeout_seconds: int = 600) -> None:
         self.waited.append(name)

@@ -11,7 +11,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from deployer.aws import Clients, EcrGateway, LambdaGateway
+from deployer.aws import Clients, EcrGateway, LambdaGateway, _observed_config
 from deployer.errors import AwsError
 from deployer.function_config import ObservedConfig
 
@@ -86,11 +86,78 @@ def test_configuration_is_read_with_lambdas_defaults_where_it_says_nothing(stubb
     stubber.add_response("get_function", {"Configuration": {
         "FunctionName": "fn", "Role": "arn:aws:iam::123456789012:role/r", "MemorySize": 1024, "Timeout": 30,
         "EphemeralStorage": {"Size": 2048}, "Description": "finalizes", "Environment": {"Variables": {"MODE": "live"}},
-    }}, {"FunctionName": "fn"})
+    }, "Concurrency": {"ReservedConcurrentExecutions": 25}, "Tags": {"team": "payments"}}, {"FunctionName": "fn"})
     assert gateway.get_function("fn").config == ObservedConfig()
     assert gateway.get_function("fn").config == ObservedConfig(role="arn:aws:iam::123456789012:role/r", memory=1024, timeout=30,
                                                                ephemeral_storage=2048, description="finalizes",
-                                                               environment={"MODE": "live"})
+                                                               environment={"MODE": "live"}, reserved_concurrency=25,
+                                                               tags={"team": "payments"})
+
+
+@pytest.mark.parametrize(("concurrency", "reserved"), [
+    ({"ReservedConcurrentExecutions": 0}, 0),  # 0 is a reservation, not none
+    ({}, None),
+])
+def test_reserved_concurrency_is_read_from_getfunctions_concurrency(
+        stubbed: tuple[LambdaGateway, Stubber], concurrency: dict[str, Any], reserved: int | None) -> None:
+    gateway, stubber = stubbed
+    stubber.add_response("get_function", {"Configuration": {"FunctionName": "fn"}, "Concurrency": concurrency},
+                         {"FunctionName": "fn"})
+    assert gateway.get_function("fn").config.reserved_concurrency == reserved
+
+
+@pytest.mark.parametrize("hostile", [-1, True, "5", 1 << 40, {"n": 1}])
+def test_a_reserved_concurrency_that_is_no_count_lambda_reports_is_read_as_none(hostile: Any) -> None:
+    # What botocore's own validation lets through is not checked here: a broken endpoint's answer.
+    assert _observed_config({}, {"ReservedConcurrentExecutions": hostile}).reserved_concurrency is None
+    assert _observed_config({}, ["not", "a", "mapping"]).reserved_concurrency is None
+
+
+ARN = "arn:aws:lambda:us-east-1:123456789012:function:fn"
+
+
+@pytest.mark.parametrize(("arn", "read"), [
+    (ARN, ARN),
+    ("arn:aws-cn:lambda:cn-north-1:123456789012:function:fn_2", "arn:aws-cn:lambda:cn-north-1:123456789012:function:fn_2"),
+    (ARN + ":$LATEST", None),  # qualified: not what TagResource takes
+    ("arn:aws:lambda:us-east-1:123456789012:function:fn\n::error::x", None),
+    ("not an arn", None),
+])
+def test_the_function_arn_is_read_only_when_it_is_one(stubbed: tuple[LambdaGateway, Stubber], arn: str, read: str | None) -> None:
+    gateway, stubber = stubbed
+    stubber.add_response("get_function", {"Configuration": {"FunctionName": "fn", "FunctionArn": arn}}, {"FunctionName": "fn"})
+    assert gateway.get_function("fn").arn == read
+
+
+def test_tags_lambda_reports_are_kept_bounded_and_only_as_strings() -> None:
+    hostile: dict[Any, Any] = {"team": "ops", "k" * 200: "v" * 300, 7: "x", "n": 7}
+    assert _observed_config({}, None, hostile).tags == {"team": "ops", "k" * 128: "v" * 256}
+    assert _observed_config({}, None, ["team"]).tags == {}
+
+
+def test_tag_resource_sends_the_arn_and_the_tags(stubbed: tuple[LambdaGateway, Stubber]) -> None:
+    gateway, stubber = stubbed
+    stubber.add_response("tag_resource", {}, {"Resource": ARN, "Tags": {"team": "payments"}})
+    stubber.add_client_error("tag_resource", "InvalidParameterValueException", "Tag keys with the aws: prefix are reserved", 400)
+    gateway.tag_resource(ARN, {"team": "payments"})
+    with pytest.raises(AwsError, match="lambda:TagResource") as refused:
+        gateway.tag_resource(ARN, {"aws:x": "y"})
+    assert refused.value.code == "InvalidParameterValueException"
+    stubber.assert_no_pending_responses()
+
+
+def test_put_function_concurrency_sends_the_number(stubbed: tuple[LambdaGateway, Stubber]) -> None:
+    gateway, stubber = stubbed
+    stubber.add_response("put_function_concurrency", {"ReservedConcurrentExecutions": 5},
+                         {"FunctionName": "fn", "ReservedConcurrentExecutions": 5})
+    stubber.add_client_error("put_function_concurrency", "InvalidParameterValueException",
+                             "Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution "
+                             "below its minimum value of [100].", 400)
+    gateway.put_function_concurrency("fn", 5)
+    with pytest.raises(AwsError, match="lambda:PutFunctionConcurrency") as refused:
+        gateway.put_function_concurrency("fn", 900)
+    assert refused.value.code == "InvalidParameterValueException"
+    stubber.assert_no_pending_responses()
 
 
 def test_update_function_configuration_sends_the_request_and_the_revision(stubbed: tuple[LambdaGateway, Stubber]) -> None:

@@ -23,7 +23,11 @@ from deployer.function_config import (
     FunctionConfig,
     ObservedConfig,
     changes,
+    concurrency_request,
+    creation_fields,
+    creation_request,
     secret_hash,
+    tag_request,
     update_request,
 )
 from deployer.spec import EcrRepository
@@ -47,7 +51,8 @@ def env(**values: str | tuple[str, str]) -> MappingProxyType[str, EnvValue]:
 
 # What Lambda holds when every key was set outside deploy.yaml (the console, Terraform).
 SET_OUTSIDE = ObservedConfig(role=OTHER_ROLE, memory=1024, timeout=60, ephemeral_storage=2048, description="from the console",
-                             environment={"OUTSIDE": "aws-value-outside"})
+                             environment={"OUTSIDE": "aws-value-outside"}, reserved_concurrency=50,
+                             tags={"team": "ops", "set-outside": "by terraform"})
 
 # name: (desired, what Lambda reports, the changes)
 CASES: dict[str, tuple[FunctionConfig, ObservedConfig, tuple[FieldChange, ...]]] = {
@@ -59,6 +64,25 @@ CASES: dict[str, tuple[FunctionConfig, ObservedConfig, tuple[FieldChange, ...]]]
     "an empty environment is Lambda's default": (FunctionConfig(environment=env()), ObservedConfig(), ()),
     "every default declared at once": (
         FunctionConfig(memory=128, timeout=3, ephemeral_storage=512, description="", environment=env()), ObservedConfig(), ()),
+    # Reserved concurrency: Lambda's default is none reserved, which deploy.yaml cannot declare
+    # (only a number is managed); 0 is a reservation (of nothing: the function is throttled).
+    "reserved concurrency reserved": (FunctionConfig(reserved_concurrency=10), ObservedConfig(),
+                                      (FieldChange("reserved_concurrency", None, "10"),)),
+    "reserved concurrency changed": (FunctionConfig(reserved_concurrency=10), SET_OUTSIDE,
+                                     (FieldChange("reserved_concurrency", "50", "10"),)),
+    "reserved concurrency equal": (FunctionConfig(reserved_concurrency=50), SET_OUTSIDE, ()),
+    "reserved concurrency 0 is not none reserved": (FunctionConfig(reserved_concurrency=0), ObservedConfig(),
+                                                    (FieldChange("reserved_concurrency", None, "0"),)),
+    "reserved concurrency 0 equal": (FunctionConfig(reserved_concurrency=0), ObservedConfig(reserved_concurrency=0), ()),
+    # Tags: only the keys declared are managed; values are not secrets (both sides shown).
+    "tag added": (FunctionConfig(tags={"cost-center": "42"}), SET_OUTSIDE, (FieldChange("tags.cost-center", None, "42"),)),
+    "tag changed, the tag set outside left alone": (FunctionConfig(tags={"team": "payments"}), SET_OUTSIDE,
+                                                    (FieldChange("tags.team", "ops", "payments"),)),
+    "tag equal": (FunctionConfig(tags={"team": "ops"}), SET_OUTSIDE, ()),
+    "no tags declared: none managed, none removed": (FunctionConfig(tags={}), SET_OUTSIDE, ()),
+    "tag changes sorted by key": (FunctionConfig(tags={"z": "1", "a b:c": "2"}), ObservedConfig(),
+                                  (FieldChange("tags.a b:c", None, "2"), FieldChange("tags.z", None, "1"))),
+    "an empty tag value is a value": (FunctionConfig(tags={"team": ""}), SET_OUTSIDE, (FieldChange("tags.team", "ops", ""),)),
     # Keys left out of deploy.yaml are not managed, whatever Lambda holds.
     "nothing declared, everything set outside": (FunctionConfig(), SET_OUTSIDE, ()),
     "only memory declared, equal": (FunctionConfig(memory=1024), SET_OUTSIDE, ()),
@@ -151,7 +175,8 @@ def test_changes_needs_a_resolved_configuration() -> None:
 def test_declared_lists_the_keys_written_in_key_order() -> None:
     assert FunctionConfig().declared == ()
     assert FunctionConfig(environment=env(), timeout=3, role=ROLE).declared == ("role", "timeout", "environment")
-    every = FunctionConfig(role=ROLE, memory=128, timeout=3, ephemeral_storage=512, description="", environment=env())
+    every = FunctionConfig(role=ROLE, memory=128, timeout=3, ephemeral_storage=512, description="", environment=env(),
+                           reserved_concurrency=0, tags={})
     assert every.declared == KEYS
 
 
@@ -203,7 +228,8 @@ def test_the_repr_of_a_resolved_secret_does_not_hold_its_value() -> None:
 # -- update_request: what UpdateFunctionConfiguration is sent -------------------------------------
 
 FULL = FunctionConfig(role=ROLE, memory=512, timeout=30, ephemeral_storage=1024, description="d",
-                      environment=env(API_KEY=("CI_API_KEY", "key-123"), MODE="live"))
+                      environment=env(API_KEY=("CI_API_KEY", "key-123"), MODE="live"), reserved_concurrency=20,
+                      tags=MappingProxyType({"team": "payments", "cost-center": "42"}))
 
 
 @pytest.mark.parametrize(("fields", "request_"), [
@@ -213,6 +239,8 @@ FULL = FunctionConfig(role=ROLE, memory=512, timeout=30, ephemeral_storage=1024,
     (("timeout",), {"Timeout": 30}),
     (("ephemeral_storage",), {"EphemeralStorage": {"Size": 1024}}),
     (("description",), {"Description": "d"}),
+    (("reserved_concurrency",), {}),  # PutFunctionConcurrency's (concurrency_request)
+    (("tags.team",), {}),  # TagResource's (tag_request)
     # Lambda replaces its variables as a set: one changed variable sends them all.
     (("environment.MODE",), {"Environment": {"Variables": {"API_KEY": "key-123", "MODE": "live"}}}),
     (("environment.API_KEY", "environment.OUTSIDE"), {"Environment": {"Variables": {"API_KEY": "key-123", "MODE": "live"}}}),
@@ -235,12 +263,45 @@ def test_update_request_of_an_emptied_environment_sends_no_variables() -> None:
 
 def test_the_request_from_the_changes_makes_lambda_hold_the_declared_values() -> None:
     """Applying the request to what Lambda has leaves no change: an apply followed by a plan settles."""
-    observed = ObservedConfig(role=OTHER_ROLE, environment={"OUTSIDE": "x", "MODE": "test"})
+    observed = ObservedConfig(role=OTHER_ROLE, environment={"OUTSIDE": "x", "MODE": "test"}, tags={"team": "ops", "kept": "k"})
     request: Any = update_request(FULL, changes(FULL, observed, KEY))
     after = ObservedConfig(role=request["Role"], memory=request["MemorySize"], timeout=request["Timeout"],
                            ephemeral_storage=request["EphemeralStorage"]["Size"], description=request["Description"],
-                           environment=request["Environment"]["Variables"])
+                           environment=request["Environment"]["Variables"],
+                           reserved_concurrency=concurrency_request(FULL, changes(FULL, observed, KEY)),
+                           tags={**observed.tags, **(tag_request(FULL, changes(FULL, observed, KEY)) or {})})
     assert changes(FULL, after, KEY) == ()
+
+
+@pytest.mark.parametrize(("fields", "expected"), [
+    ((), None),
+    (("memory", "reserved_concurrency"), None),
+    (("tags.team",), {"team": "payments"}),  # only the changed tags: TagResource leaves the others
+    (("tags.team", "tags.cost-center"), {"team": "payments", "cost-center": "42"}),
+])
+def test_tag_request_holds_the_changed_tags(fields: tuple[str, ...], expected: dict[str, str] | None) -> None:
+    assert tag_request(FULL, tuple(FieldChange(name, None, "after") for name in fields)) == expected
+
+
+def test_a_creation_request_carries_the_declared_tags() -> None:
+    config = FunctionConfig(role=ROLE, memory=256, tags={"team": "payments"})
+    assert creation_request(config, creation_fields(config, KEY)) == {"Role": ROLE, "MemorySize": 256,
+                                                                       "Tags": {"team": "payments"}}
+
+
+@pytest.mark.parametrize(("config", "fields", "expected"), [
+    (FULL, ("reserved_concurrency",), 20),
+    (FULL, ("memory", "environment.MODE"), None),  # not changed: no PutFunctionConcurrency
+    (FunctionConfig(reserved_concurrency=0), ("reserved_concurrency",), 0),
+])
+def test_concurrency_request_is_the_declared_number_when_it_changed(
+        config: FunctionConfig, fields: tuple[str, ...], expected: int | None) -> None:
+    assert concurrency_request(config, tuple(FieldChange(name, None, "after") for name in fields)) == expected
+
+
+def test_a_creation_request_has_no_concurrency_parameter() -> None:
+    assert creation_request(FunctionConfig(role=ROLE, reserved_concurrency=3),
+                            creation_fields(FunctionConfig(role=ROLE, reserved_concurrency=3), KEY)) == {"Role": ROLE}
 
 
 def test_the_secrets_key_is_the_plans_salt_keyed_by_deployer_plan_key_when_set() -> None:

@@ -374,7 +374,8 @@ def test_damaged_configuration_of_a_saved_plan_is_refused_with_what_is_wrong(cha
 
 
 @pytest.mark.parametrize("change", ["blocked with changes", "no change with changes", "configuration update of nothing",
-                                    "a sub-key of memory"])
+                                    "a sub-key of memory", "tags without a key", "a tag key of 129 characters",
+                                    "a sub-key of reserved_concurrency"])
 def test_planfile_refuses_configuration_the_planner_never_writes(change: str) -> None:
     case = load_case(CASE_DIR / "update-with-configuration-and-a-secret.json")
     data = as_saved(saved(make_plan([(case.desired, case.observed)], HASH_KEY)))
@@ -387,6 +388,12 @@ def test_planfile_refuses_configuration_the_planner_never_writes(change: str) ->
         fp["action"], fp["steps"], fp["configuration"] = "configure", [], []
     elif change == "a sub-key of memory":
         fp["configuration"][0]["field"] = "ephemeral_storage.Size"
+    elif change == "tags without a key":
+        fp["configuration"][0]["field"] = "tags"
+    elif change == "a tag key of 129 characters":
+        fp["configuration"][0]["field"] = "tags." + "k" * 129
+    elif change == "a sub-key of reserved_concurrency":
+        fp["configuration"][0]["field"] = "reserved_concurrency.Value"
     with pytest.raises(PlanError, match="damaged plan"):
         planfile.from_dict(data, "plan.json")
 

@@ -145,6 +145,8 @@ PATTERN_SAMPLES = {
     "/$defs/role": "arn:aws:iam::123456789012:role/service-role/fn-role",
     "/$defs/description": "Finalizes jobs that ended in an error (v2)",
     "/$defs/environment/propertyNames": "LOG_LEVEL",
+    "/$defs/tags/propertyNames": "cost center",
+    "/$defs/tags/additionalProperties": "4:2 / +=@_.",
     "/$defs/environmentValue/oneOf/1/properties/from_env": "CI_API_KEY",
 }
 
