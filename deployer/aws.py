@@ -25,7 +25,7 @@ import botocore.config
 import botocore.exceptions
 
 from deployer.errors import AwsError, Diagnostic
-from deployer.function_config import DEFAULT_EPHEMERAL_STORAGE, DEFAULT_MEMORY, DEFAULT_TIMEOUT, ObservedConfig
+from deployer.function_config import DEFAULT_EPHEMERAL_STORAGE, DEFAULT_MEMORY, DEFAULT_TIMEOUT, DEFAULT_TRACING, TRACING_MODES, ObservedConfig
 from deployer.registry import RegistryLogin
 from deployer.state import FunctionState, ImageState
 
@@ -167,6 +167,12 @@ def _int(value: Any, default: int) -> int:
     return value if type(value) is int and 0 < value <= 1 << 20 else default
 
 
+def _tracing(value: Any) -> str:
+    """The tracing mode Lambda reports: one of TRACING_MODES, its default when it says none, and
+    for anything else a marker that differs from every declared mode (a plan then sets it)."""
+    return value if value in TRACING_MODES else (DEFAULT_TRACING if value is None else "(unknown)")
+
+
 def _observed_config(config: Mapping[str, Any], concurrency: Any = None, tags: Any = None) -> ObservedConfig:
     """The managed keys of GetFunction's Configuration (and of its Concurrency and Tags), Lambda's defaults
     filled where it says nothing. Environment values are kept as Lambda has them (compared, never
@@ -180,6 +186,7 @@ def _observed_config(config: Mapping[str, Any], concurrency: Any = None, tags: A
         memory=_int(config.get("MemorySize"), DEFAULT_MEMORY),
         timeout=_int(config.get("Timeout"), DEFAULT_TIMEOUT),
         ephemeral_storage=_int((config.get("EphemeralStorage") or {}).get("Size"), DEFAULT_EPHEMERAL_STORAGE),
+        tracing=_tracing((config.get("TracingConfig") or {}).get("Mode")),
         description=_text(config.get("Description")) or "",
         environment=environment,
         reserved_concurrency=_count((concurrency or {}).get("ReservedConcurrentExecutions") if isinstance(concurrency, dict) else None),

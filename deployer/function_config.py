@@ -32,9 +32,11 @@ from deployer.errors import DeployerError
 DEFAULT_MEMORY = 128
 DEFAULT_TIMEOUT = 3
 DEFAULT_EPHEMERAL_STORAGE = 512
+DEFAULT_TRACING = "PassThrough"
+TRACING_MODES = ("Active", "PassThrough")
 
 # The managed keys, in the order plans list them; each is a FunctionConfig field.
-KEYS = ("role", "memory", "timeout", "ephemeral_storage", "description", "environment", "reserved_concurrency", "tags")
+KEYS = ("role", "memory", "timeout", "ephemeral_storage", "description", "tracing", "environment", "reserved_concurrency", "tags")
 # The keys UpdateFunctionConfiguration does not set: each has its own call (run_function.configure).
 SEPARATE_KEYS = ("reserved_concurrency", "tags")
 
@@ -64,6 +66,7 @@ class FunctionConfig:
     memory: int | None = None
     timeout: int | None = None
     ephemeral_storage: int | None = None
+    tracing: str | None = None  # X-Ray tracing mode: Active or PassThrough
     description: str | None = None
     environment: Mapping[str, EnvValue] | None = None
     reserved_concurrency: int | None = None
@@ -99,6 +102,7 @@ class ObservedConfig:
     memory: int = DEFAULT_MEMORY
     timeout: int = DEFAULT_TIMEOUT
     ephemeral_storage: int = DEFAULT_EPHEMERAL_STORAGE
+    tracing: str = DEFAULT_TRACING
     description: str = ""
     environment: Mapping[str, str] = field(default_factory=dict)
     reserved_concurrency: int | None = None  # Lambda's default: none reserved (the account's unreserved pool)
@@ -181,7 +185,7 @@ def _tag_changes(desired: Mapping[str, str], observed: Mapping[str, str]) -> lis
 def creation_fields(desired: FunctionConfig, key: bytes) -> tuple[FieldChange, ...]:
     """What a function created from `desired` (resolved) is given: every declared key as an
     addition, shown as `changes` shows values."""
-    nothing = ObservedConfig(role=None, memory=0, timeout=0, ephemeral_storage=0, description="", environment={},
+    nothing = ObservedConfig(role=None, memory=0, timeout=0, ephemeral_storage=0, description="", tracing="", environment={},
                              reserved_concurrency=None, tags={})
     added = changes(desired, nothing, key)
     return tuple(FieldChange(c.field, None, c.after, c.after_hash) for c in added)
@@ -204,6 +208,8 @@ def update_request(config: FunctionConfig, changed: tuple[FieldChange, ...]) -> 
         request["EphemeralStorage"] = {"Size": config.ephemeral_storage}
     if "description" in keys:
         request["Description"] = config.description
+    if "tracing" in keys:
+        request["TracingConfig"] = {"Mode": config.tracing}
     if "environment" in keys:
         request["Environment"] = {"Variables": {k: v.value for k, v in (config.environment or {}).items()}}
     return request

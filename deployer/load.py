@@ -278,7 +278,7 @@ def _config(doc: YamlDocument, at: tuple[str, int], entry: dict[str, Any], defau
     written, whatever the number of functions sharing it."""
     name = entry["name"]
     values = {key: entry.get(key, defaults.get(key))
-              for key in ("role", "memory", "timeout", "ephemeral_storage", "description", "reserved_concurrency")}
+              for key in ("role", "memory", "timeout", "ephemeral_storage", "description", "tracing", "reserved_concurrency")}
     environment = None
     if "environment" in entry or "environment" in defaults:
         own, shared = entry.get("environment", {}), defaults.get("environment", {})

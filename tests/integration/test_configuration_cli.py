@@ -192,3 +192,17 @@ def test_a_function_is_created_with_its_tags_and_reserved_concurrency(
     function = lambda_client.get_function(FunctionName=fn.name)
     assert (function["Tags"], function["Concurrency"]) == ({"team": "payments"}, {"ReservedConcurrentExecutions": 3})
     assert cli("plan", "--detailed-exitcode").returncode == 0
+
+
+def test_tracing_is_set_and_its_drift_fixed(cli: Cli, monorepo: Monorepo, deployed: ImageFunction, lambda_client: Any) -> None:
+    write_spec(monorepo, deployed, tracing="Active")
+    assert json_plan(cli)["configuration"] == [{"field": "tracing", "before": "PassThrough", "after": "Active", "after_hash": None}]
+    applied = cli("apply", "--yes")
+    assert applied.returncode == 0, output(applied)
+    assert lambda_config(lambda_client, deployed.name)["TracingConfig"] == {"Mode": "Active"}
+    assert cli("plan", "--detailed-exitcode").returncode == 0
+    lambda_client.update_function_configuration(FunctionName=deployed.name, TracingConfig={"Mode": "PassThrough"})
+    drift = cli("plan")
+    assert "~ tracing: PassThrough -> Active" in drift.stdout, output(drift)
+    assert cli("apply", "--yes").returncode == 0
+    assert lambda_config(lambda_client, deployed.name)["TracingConfig"] == {"Mode": "Active"}

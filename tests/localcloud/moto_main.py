@@ -18,8 +18,9 @@ as a script, in its own process, with MOTO_LAMBDA_STUB_ECR=false in its environm
    its own); an alias update gives the alias a new one; and the four calls check their
    preconditions and change the function under one lock, so that check and change are atomic as
    in Lambda.
-4. Moto's UpdateFunctionConfiguration ignores `EphemeralStorage`; real Lambda applies it (the
-   product manages /tmp's size), so it is applied, validated by moto's own setter.
+4. Moto's UpdateFunctionConfiguration ignores `EphemeralStorage` and `TracingConfig`; real Lambda
+   applies both (the product manages /tmp's size and X-Ray tracing), so they are applied, the size
+   validated by moto's own setter.
 Nothing else is changed.
 """
 
@@ -86,6 +87,9 @@ def _apply_ephemeral_storage(method: Callable[..., Any]) -> Callable[..., Any]:
         size = (config.get("EphemeralStorage") or {}).get("Size")
         if size is not None:
             self.ephemeral_storage = size  # moto's setter refuses what Lambda refuses (over 10240)
+        mode = (config.get("TracingConfig") or {}).get("Mode")
+        if mode is not None:
+            self.tracing_config = {"Mode": mode}
         return method(self, config, *args, **kwargs)
 
     return wrapper

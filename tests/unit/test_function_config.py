@@ -60,6 +60,9 @@ CASES: dict[str, tuple[FunctionConfig, ObservedConfig, tuple[FieldChange, ...]]]
     "memory 128 is Lambda's default": (FunctionConfig(memory=128), ObservedConfig(), ()),
     "timeout 3 is Lambda's default": (FunctionConfig(timeout=3), ObservedConfig(), ()),
     "ephemeral storage 512 is Lambda's default": (FunctionConfig(ephemeral_storage=512), ObservedConfig(), ()),
+    "tracing PassThrough is Lambda's default": (FunctionConfig(tracing="PassThrough"), ObservedConfig(), ()),
+    "tracing": (FunctionConfig(tracing="Active"), ObservedConfig(), (FieldChange("tracing", "PassThrough", "Active"),)),
+    "tracing set outside, not declared": (FunctionConfig(memory=128), ObservedConfig(tracing="Active"), ()),
     "an empty description is Lambda's default": (FunctionConfig(description=""), ObservedConfig(), ()),
     "an empty environment is Lambda's default": (FunctionConfig(environment=env()), ObservedConfig(), ()),
     "every default declared at once": (
@@ -175,8 +178,8 @@ def test_changes_needs_a_resolved_configuration() -> None:
 def test_declared_lists_the_keys_written_in_key_order() -> None:
     assert FunctionConfig().declared == ()
     assert FunctionConfig(environment=env(), timeout=3, role=ROLE).declared == ("role", "timeout", "environment")
-    every = FunctionConfig(role=ROLE, memory=128, timeout=3, ephemeral_storage=512, description="", environment=env(),
-                           reserved_concurrency=0, tags={})
+    every = FunctionConfig(role=ROLE, memory=128, timeout=3, ephemeral_storage=512, description="", tracing="PassThrough",
+                           environment=env(), reserved_concurrency=0, tags={})
     assert every.declared == KEYS
 
 
@@ -227,7 +230,7 @@ def test_the_repr_of_a_resolved_secret_does_not_hold_its_value() -> None:
 
 # -- update_request: what UpdateFunctionConfiguration is sent -------------------------------------
 
-FULL = FunctionConfig(role=ROLE, memory=512, timeout=30, ephemeral_storage=1024, description="d",
+FULL = FunctionConfig(role=ROLE, memory=512, timeout=30, ephemeral_storage=1024, description="d", tracing="Active",
                       environment=env(API_KEY=("CI_API_KEY", "key-123"), MODE="live"), reserved_concurrency=20,
                       tags=MappingProxyType({"team": "payments", "cost-center": "42"}))
 
@@ -238,6 +241,7 @@ FULL = FunctionConfig(role=ROLE, memory=512, timeout=30, ephemeral_storage=1024,
     (("role",), {"Role": ROLE}),
     (("timeout",), {"Timeout": 30}),
     (("ephemeral_storage",), {"EphemeralStorage": {"Size": 1024}}),
+    (("tracing",), {"TracingConfig": {"Mode": "Active"}}),
     (("description",), {"Description": "d"}),
     (("reserved_concurrency",), {}),  # PutFunctionConcurrency's (concurrency_request)
     (("tags.team",), {}),  # TagResource's (tag_request)
@@ -267,7 +271,7 @@ def test_the_request_from_the_changes_makes_lambda_hold_the_declared_values() ->
     request: Any = update_request(FULL, changes(FULL, observed, KEY))
     after = ObservedConfig(role=request["Role"], memory=request["MemorySize"], timeout=request["Timeout"],
                            ephemeral_storage=request["EphemeralStorage"]["Size"], description=request["Description"],
-                           environment=request["Environment"]["Variables"],
+                           tracing=request["TracingConfig"]["Mode"], environment=request["Environment"]["Variables"],
                            reserved_concurrency=concurrency_request(FULL, changes(FULL, observed, KEY)),
                            tags={**observed.tags, **(tag_request(FULL, changes(FULL, observed, KEY)) or {})})
     assert changes(FULL, after, KEY) == ()
