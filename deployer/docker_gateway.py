@@ -24,7 +24,7 @@ import requests.exceptions
 import urllib3.exceptions
 
 from deployer.errors import DockerError
-from deployer.go_build import CACHE_VOLUME, CacheDir, CompileJob, GoCompiler
+from deployer.go_build import ANSI_ESCAPE, CACHE_VOLUME, CacheDir, CompileJob, GoCompiler, engine_said
 from deployer.ports import ImmutableTagRefused, PushStalled, RegistryAuthRefused
 from deployer.redact import build_arg_secrets, credential_secrets, redact
 from deployer.registry import RegistryLogin
@@ -37,9 +37,6 @@ BUILD_READ_TIMEOUT_SECONDS = 600
 # Everything else waits at most this long for the engine to say something. A push streams
 # progress while bytes move, so a push silent this long means the registry stopped answering.
 ENGINE_READ_TIMEOUT_SECONDS = 30
-# The classic builder colours a RUN step's stderr red with ANSI escapes; they would reach logs
-# and error messages as stray "[91m" text.
-ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 Log = Callable[[str], None]
 
@@ -89,7 +86,7 @@ class DockerGateway:
         except docker.errors.ImageNotFound:
             return None
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            raise DockerError(f"cannot inspect image {reference} on the engine: {_explain(exc)}") from None
+            raise DockerError(f"cannot inspect image {reference} on the engine: {engine_said(exc)}") from None
 
     def save_go_cache(self, helper_image: str, log: Log = _quiet) -> None:
         """Save the engine's Go caches to the cache dir, when one is given and a compile ran."""
@@ -144,7 +141,7 @@ class DockerGateway:
         try:
             platform = self.engine_platform()
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            raise DockerError(f"docker build failed: the engine did not say its platform: {_explain(exc)}") from None
+            raise DockerError(f"docker build failed: the engine did not say its platform: {engine_said(exc)}") from None
         args = {"BUILDPLATFORM": platform, **build_args}
         try:
             return self._build_once(context_dir, dockerfile, tag, args, build_args, labels, log, cancel)
@@ -177,7 +174,7 @@ class DockerGateway:
                             log(line)
         except (docker.errors.APIError, docker.errors.BuildError, requests.exceptions.RequestException) as exc:
             # from None: the SDK's error holds the request URL, and that URL every build arg.
-            raise _build_failure(f"docker build failed: {_explain(exc)}", tail, build_args) from None
+            raise _build_failure(f"docker build failed: {engine_said(exc)}", tail, build_args) from None
         if image_id is None:
             raise _build_failure("docker build finished without an image ID", tail, build_args)
         return str(image_id)
@@ -194,7 +191,7 @@ class DockerGateway:
         try:
             self.short.tag(image_id, repository, tag)
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            raise DockerError(f"cannot tag image {image_id} as {repository}:{tag}: {_explain(exc)}") from None
+            raise DockerError(f"cannot tag image {image_id} as {repository}:{tag}: {engine_said(exc)}") from None
         refreshed = False
         registry = repository.split("/", 1)[0]
         for attempt in range(1, PUSH_ATTEMPTS + 1):
@@ -230,7 +227,7 @@ class DockerGateway:
                 digest = chunk.get("aux", {}).get("Digest", digest)
                 tally.add(chunk)
         except docker.errors.APIError as exc:
-            explanation = _explain(exc, secrets)
+            explanation = engine_said(exc, secrets)
             raise _refusal(explanation)(f"push of {repository}:{tag} failed: {explanation}") from None
         except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:
             # The SDK reads a decoded stream from the raw response: urllib3's errors come through.
@@ -238,7 +235,7 @@ class DockerGateway:
                 raise PushStalled(f"push of {repository}:{tag} made no progress for {ENGINE_READ_TIMEOUT_SECONDS}s: the "
                                   f"registry {repository.split('/', 1)[0]} stopped answering; check that it is reachable, "
                                   "then run apply again") from None
-            raise DockerError(f"push of {repository}:{tag} failed: connection to the Docker engine: {_explain(exc, secrets)}") from None
+            raise DockerError(f"push of {repository}:{tag} failed: connection to the Docker engine: {engine_said(exc, secrets)}") from None
         tally.flush()
         if not digest:
             raise DockerError(f"push of {repository}:{tag} reported no manifest digest")
@@ -391,25 +388,6 @@ def _build_failure(headline: str, tail: collections.deque[str], build_args: Mapp
     """The error of a failed build: headline and last output lines, with no build-arg value."""
     message = f"{headline}\n--- last build output ---\n" + "\n".join(tail)
     return DockerError(redact(message, build_arg_secrets(build_args)))
-
-
-# A request URL's query: the build endpoint's holds every build arg.
-_URL_QUERY = re.compile(r"(/[^\s?'\"]*)\?[^\s'\")]*")
-
-
-def _explain(exc: Exception, secrets: tuple[str, ...] = ()) -> str:
-    """What the engine said, without the request: an APIError's explanation (its str() starts
-    with the request URL); otherwise the error's text with every URL query cut off."""
-    explanation = getattr(exc, "explanation", None) or getattr(exc, "msg", None)
-    if explanation:
-        text = str(explanation)
-    else:
-        response = getattr(exc, "response", None)
-        if response is not None:  # the status line only ("HTTP 502 Bad Gateway": retries look for it)
-            text = f"HTTP {response.status_code} {response.reason}"
-        else:
-            text = _URL_QUERY.sub(r"\1?...", str(exc))
-    return redact(ANSI_ESCAPE.sub("", text).strip(), secrets)
 
 
 def _is_read_timeout(exc: Exception) -> bool:

@@ -7,7 +7,7 @@ for its medium (deployer.render).
 
 from __future__ import annotations
 
-from deployer.function_config import FieldChange
+from deployer.function_config import FieldChange, changed_keys
 from deployer.plan import Action, FunctionPlan, ReasonCode, short
 
 
@@ -56,7 +56,7 @@ def reason(fp: FunctionPlan) -> str:
 
 def configuration_keys(fp: FunctionPlan) -> str:
     """The keys a plan changes, environment variables as one key."""
-    return ", ".join(dict.fromkeys(change.field.partition(".")[0] for change in fp.configuration))
+    return ", ".join(changed_keys(fp.configuration))
 
 
 def change_line(change: FieldChange) -> str:

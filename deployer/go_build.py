@@ -283,7 +283,7 @@ class GoCompiler:
             self.compiled = True
             return _binary_from(chunks, job.function)
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            raise DockerError(redact(f"go build of {job.function} failed: {_said(exc)}", secrets)) from None
+            raise DockerError(redact(f"go build of {job.function} failed: {engine_said(exc)}", secrets)) from None
         finally:
             if container is not None:
                 with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
@@ -429,7 +429,7 @@ class CacheDir:
                 api.put_archive(container, "/", data)
         except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
             # A broken cache costs time, not correctness: the go command fills the caches again.
-            log(f"cache dir {self.path}: could not restore the Go caches ({_said(exc)}); going on without them")
+            log(f"cache dir {self.path}: could not restore the Go caches ({engine_said(exc)}); going on without them")
             return False
         log(f"restored the Go caches from {self.archive} in {time.monotonic() - started:.1f}s")
         return True
@@ -452,7 +452,7 @@ class CacheDir:
                     raise
             os.replace(partial, self.archive)  # a reader never sees half an archive
         except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
-            raise DeployerError(f"cannot save the Go caches to {self.path}: {_said(exc)}; "
+            raise DeployerError(f"cannot save the Go caches to {self.path}: {engine_said(exc)}; "
                                 "check the directory, or leave out --cache-dir") from None
         log(f"saved the Go caches to {self.archive} ({self.archive.stat().st_size >> 20} MiB) in "
             f"{time.monotonic() - started:.1f}s")
@@ -479,10 +479,25 @@ def _alive(pid: int) -> bool:
 # What the go command says when a module host or proxy wants credentials it was not given.
 _REFUSED = re.compile(r"\b(401|403) (Unauthorized|Forbidden)\b|terminal prompts disabled|could not read Username")
 
+# A request URL's query: the build endpoint's holds every build arg.
 _URL_QUERY = re.compile(r"(/[^\s?'\"]*)\?[^\s'\")]*")
+# The classic builder colours a RUN step's stderr red with ANSI escapes; they would reach logs
+# and error messages as stray "[91m" text.
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
-def _said(exc: BaseException) -> str:
-    """What the engine said, without the request URL the SDK's messages start with."""
-    text = getattr(exc, "explanation", None) or getattr(exc, "strerror", None) or str(exc)
-    return _URL_QUERY.sub(r"\1?...", str(text)).strip()
+def engine_said(exc: BaseException, secrets: tuple[str, ...] = ()) -> str:
+    """What the engine (or the file system) said, without the request: an APIError's
+    explanation (its str() starts with the request URL), an OSError's reason, an HTTP status line
+    ("HTTP 502 Bad Gateway": retries look for it); otherwise the error's text with every URL
+    query cut off. Secrets masked."""
+    explanation = getattr(exc, "explanation", None) or getattr(exc, "msg", None) or getattr(exc, "strerror", None)
+    if explanation:
+        text = str(explanation)
+    else:
+        response = getattr(exc, "response", None)
+        if response is not None:
+            text = f"HTTP {response.status_code} {response.reason}"
+        else:
+            text = _URL_QUERY.sub(r"\1?...", str(exc))
+    return redact(ANSI_ESCAPE.sub("", text).strip(), secrets)

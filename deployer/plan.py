@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Iterable, Union, get_args
 
 from deployer.errors import PlanError
-from deployer.function_config import FieldChange, changes, creation_fields
+from deployer.function_config import FieldChange, changed_keys, changes, creation_fields
 from deployer.state import Desired, Observed
 
 # 2: plans record the deploy.yaml files they were made from (`sources`), which apply re-checks.
@@ -313,7 +313,7 @@ def steps_for(action: Action, desired: Desired, desired_digest: str | None,
     comes after the image is in ECR and before the code update, each followed by its wait
     (Lambda takes one update at a time): a failed build changes nothing. A function is created
     with its whole configuration at once."""
-    keys = tuple(dict.fromkeys(change.field.partition(".")[0] for change in configuration))
+    keys = changed_keys(configuration)
     configure: tuple[Step, ...] = (UpdateFunctionConfiguration(desired.name, keys), WaitForUpdate(desired.name)) if keys else ()
     repository: tuple[Step, ...] = (CreateRepository(desired.repository_uri),) if create_repository else ()
     if action is Action.CONFIGURE:

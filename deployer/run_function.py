@@ -287,13 +287,16 @@ class FunctionRun:
             self.retried(lambda: self.lam.put_function_concurrency(self.fp.name, reserved))
             self.separately_configured = True
 
-    def retried(self, send: Callable[[], T]) -> T:
+    def retried(self, send: Callable[[], T], landed: Callable[[AwsError, int], bool] | None = None) -> T | None:
         """`send`, again after a pause while Lambda answers that it is busy (an update in
-        progress, throttling), at most CONFLICT_ATTEMPTS times."""
+        progress, throttling), at most CONFLICT_ATTEMPTS times. `landed(error, attempt)` says
+        when a refusal means an earlier attempt went through: None is returned then."""
         for attempt in range(1, CONFLICT_ATTEMPTS + 1):
             try:
                 return send()
             except AwsError as exc:
+                if landed is not None and landed(exc, attempt):
+                    return None
                 if exc.code not in RETRYABLE_LAMBDA_CODES or attempt == CONFLICT_ATTEMPTS:
                     raise
                 delay = min(2 ** attempt, 20)
@@ -384,21 +387,14 @@ class FunctionRun:
         self.adopt_configured_revision(now)
         self.check_unchanged(now)
         image = str(planned if planned.digest else ImageRef(self.desired.repository_uri, digest=digest))
-        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
-            try:
-                self.lam.update_function_code(self.fp.name, image, architecture, self.revision)
-                return SentUpdate(digest, source)
-            except AwsError as exc:
-                if exc.code == "PreconditionFailedException" and attempt > 1 and self.ours(digest, architecture):
-                    # An earlier attempt landed (its answer was lost, or the conflict was our own
-                    # update in progress): the RevisionId moved because of us, not of someone else.
-                    return SentUpdate(digest, source)
-                if exc.code not in RETRYABLE_LAMBDA_CODES or attempt == CONFLICT_ATTEMPTS:
-                    raise
-                delay = min(2 ** attempt, 20)
-                self.log(f"{exc.code}: retry {attempt}/{CONFLICT_ATTEMPTS - 1} in {delay}s")
-                self.tools.sleep(delay)
-        raise AssertionError("unreachable: the last attempt returns or raises")
+
+        def landed(exc: AwsError, attempt: int) -> bool:
+            # An earlier attempt landed (its answer was lost, or the conflict was our own update
+            # in progress): the RevisionId moved because of us, not of someone else.
+            return exc.code == "PreconditionFailedException" and attempt > 1 and self.ours(digest, architecture)
+
+        self.retried(lambda: self.lam.update_function_code(self.fp.name, image, architecture, self.revision), landed)
+        return SentUpdate(digest, source)
 
     def ours(self, digest: str, architecture: str) -> bool:
         """Whether Lambda runs `digest` with `architecture` now (asked after a refused retry)."""

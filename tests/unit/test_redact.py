@@ -11,7 +11,8 @@ import docker.errors
 import pytest
 import requests
 
-from deployer.docker_gateway import _build_failure, _explain
+from deployer.docker_gateway import _build_failure
+from deployer.go_build import engine_said as _explain
 from deployer.redact import MASK, build_arg_secrets, credential_secrets, redact
 
 CANARY = "CANARY-7f3e9a"
