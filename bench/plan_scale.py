@@ -8,6 +8,9 @@ straight into moto's ECR: nothing is pushed or built), generates a Go monorepo w
 functions sharing the example's modules and one deploy.yaml, then runs `deployer plan --format json`
 as a subprocess and reports wall time (median of --repeat runs) and the child's peak RSS.
 
+Every function declares configuration keys and repository settings that differ from what moto
+holds, so the plan reads and diffs them all (issue 11: the targets hold with configuration diffs).
+
 Targets (issue 5 section 6): plan(200) / plan(20) <= 3, peak RSS at 200 <= 200 MB.
 `--profile N` also runs plan for size N under cProfile and prints the top entries.
 """
@@ -47,7 +50,7 @@ PLACEHOLDER_MANIFEST = json.dumps({
 PLACEHOLDER_DIGEST = "sha256:" + hashlib.sha256(PLACEHOLDER_MANIFEST.encode()).hexdigest()
 
 
-def make_monorepo(root: Path, count: int) -> Path:
+def make_monorepo(root: Path, count: int, repository_settings: bool = True) -> Path:
     """root/{shared/*, functions/fn-NNN/{go.mod,main.go}, deploy.yaml, .git/}; returns deploy.yaml."""
     (root / ".git").mkdir(parents=True)
     shutil.copytree(REPO / "examples" / "shared", root / "shared")
@@ -62,7 +65,15 @@ def make_monorepo(root: Path, count: int) -> Path:
         (src / "go.mod").write_text(f"module example.com/functions/{name}\n\ngo 1.22\n\nrequire (\n{requires}\n)\n\n{replaces}\n")
         imports = "\n".join(f'\t_ "example.com/shared/{m}"' for m in uses)
         (src / "main.go").write_text(f'package main\n\nimport (\n\t"fmt"\n{imports}\n)\n\nfunc main() {{ fmt.Println("{name}") }}\n')
-        functions.append({"name": name, "repository": name, "build": {"source": f"functions/{name}"}})
+        # Configuration and repository settings declared, differing from what the function and
+        # its repository have: plan reads and diffs them all (GetFunction, and per repository
+        # DescribeRepositories, GetLifecyclePolicy, ListTagsForResource).
+        repository: Any = ({"name": name, "scan_on_push": True, "untagged_expiry_days": 14, "tags": {"team": "bench"}}
+                           if repository_settings else name)
+        functions.append({"name": name, "build": {"source": f"functions/{name}"}, "repository": repository,
+                          "memory": 256 + index, "timeout": 30, "description": f"bench function {index}",
+                          "environment": {"LOG_LEVEL": "info", "SECRET": {"from_env": "BENCH_SECRET"}},
+                          "tags": {"team": "bench"}, "reserved_concurrency": 1})
     spec = {"version": 1,
             "defaults": {"region": "us-east-1", "platform": "linux/arm64",
                          "build": {"builder_image": "deployer-standin/go:bench", "go_env": {"GOPROXY": "off"}}},
@@ -101,8 +112,8 @@ def run_plan(root: Path, env: dict[str, str], extra: list[str] | None = None) ->
     return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, out
 
 
-def bench(cloud: LocalCloud, sizes: list[int], repeat: int, profile: int | None) -> int:
-    env = {**os.environ, **cloud.env, "NO_COLOR": "1"}
+def bench(cloud: LocalCloud, sizes: list[int], repeat: int, profile: int | None, repository_settings: bool) -> int:
+    env = {**os.environ, **cloud.env, "NO_COLOR": "1", "BENCH_SECRET": "not-a-real-secret"}
     env.pop("AWS_PROFILE", None)
     iam = cloud.client("iam")
     role = iam.create_role(RoleName="deployer-bench-lambda", AssumeRolePolicyDocument=ROLE_POLICY)["Role"]["Arn"]
@@ -115,7 +126,7 @@ def bench(cloud: LocalCloud, sizes: list[int], repeat: int, profile: int | None)
             create_functions(cloud, [n for n in names if n not in created], role)
             created.update(names)
             root = Path(tmp, f"repo-{size}")
-            make_monorepo(root, size)
+            make_monorepo(root, size, repository_settings)
             setup = time.perf_counter() - started
             times, cpus, rss = [], [], 0
             for _ in range(repeat):
@@ -123,6 +134,8 @@ def bench(cloud: LocalCloud, sizes: list[int], repeat: int, profile: int | None)
                 plan = json.loads(out)
                 actions = {f["action"] for f in plan["functions"]}
                 assert len(plan["functions"]) == size and actions == {"build"}, (len(plan["functions"]), actions)
+                assert all(f["configuration"] and (f["repository_changes"] or not repository_settings)
+                           for f in plan["functions"]), "diffs included"
                 times.append(elapsed)
                 cpus.append(cpu)
                 rss = max(rss, maxrss)
@@ -157,11 +170,13 @@ def main() -> int:
     parser.add_argument("--sizes", default="1,20,200", help="comma-separated function counts (default 1,20,200)")
     parser.add_argument("--repeat", type=int, default=3, help="plan runs per size; the median is reported")
     parser.add_argument("--profile", type=int, default=None, help="also profile plan at this size with cProfile")
+    parser.add_argument("--without-repository-settings", action="store_true",
+                        help="declare function configuration only (no repository settings: no ECR reads beyond DescribeImages)")
     args = parser.parse_args()
     sizes = sorted({int(s) for s in args.sizes.split(",")})
     try:
         with LocalCloud(build_standins=False) as cloud:
-            return bench(cloud, sizes, args.repeat, args.profile)
+            return bench(cloud, sizes, args.repeat, args.profile, not args.without_repository_settings)
     except LocalCloudError as exc:
         print(exc, file=sys.stderr)
         return 1

@@ -11,10 +11,12 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import stat
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from deployer import binding, planfile
 from deployer.errors import BuildContextError, DeployerError, Diagnostic, PlanError
@@ -22,7 +24,7 @@ from deployer.layout import GoBuild, inputs, lay_out, reading_errors
 from deployer.module_graph import unresolved_requires
 from deployer.load import find_spec_files, load
 from deployer.outcome import Outcome
-from deployer.paths import display, inside
+from deployer.paths import display, inside, shown
 from deployer.plan import Plan, make_plan
 from deployer.spec import SPEC_FILE_NAMES, FunctionSpec, Spec
 
@@ -364,3 +366,118 @@ def invoke_local(paths: Sequence[Path], function: str, event: bytes, timeout: fl
                            timeout_seconds=timeout or DEFAULT_TIMEOUT_SECONDS, log=log))
     finally:
         client.close()
+
+
+# Lambda's function names (an ARN or a partial one is not taken: the name is what deploy.yaml holds).
+_FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+@dataclass(frozen=True)
+class Imported:
+    """The deploy.yaml `import` wrote (`out`), or printed (None), and its text."""
+
+    text: str
+    out: Path | None
+
+
+def import_functions(names: Sequence[str], clients: Clients, region: str, source: str, out: Path | None) -> Imported:
+    """Read the named functions and their repositories, and write a deploy.yaml for them that a
+    plan right after finds equal (deployer.adopt). It is checked as `validate` would check it
+    before anything is written (its sources must exist: `source` says where, {name} standing for
+    each function's name). `out` must not exist: nothing the user owns is replaced."""
+    from deployer import adopt
+    from deployer.aws import EcrGateway, LambdaGateway
+    from deployer.errors import AwsError
+    from deployer.repository_config import RepositoryConfig
+
+    bad = [name for name in names if not _FUNCTION_NAME.fullmatch(name)]
+    if bad:
+        raise DeployerError(f"{shown(bad[0])} is not a Lambda function name (letters, digits, - and _, at most 64); "
+                            "give the names of the functions to import")
+    target = _new_file(out) if out is not None else Path.cwd() / "deploy.yaml"
+    lam, ecr = LambdaGateway(clients, region), EcrGateway(clients, region)
+    every_setting = RepositoryConfig(scan_on_push=True, tag_mutability="IMMUTABLE", encryption="AES256", untagged_expiry_days=1,
+                                     lambda_pull_accounts=(), tags={})  # declared only to be read, all of them
+    adopted, problems = [], []
+    for name in dict.fromkeys(names):
+        state = lam.get_function(name)
+        repository = adopt.image_repository(state.image_uri)
+        if not state.exists:
+            problems.append(f"function {name} does not exist in {region}")
+        elif state.package_type != "Image":
+            problems.append(f"function {name} is a {state.package_type or 'unknown'} package; deployer deploys Image functions only")
+        elif repository is None:
+            problems.append(f"function {name} runs an image that is not in an ECR repository ({shown(state.image_uri or 'none')})")
+        else:
+            try:
+                settings: Any = ecr.observe_repository(repository, every_setting)
+            except AwsError as exc:
+                if exc.code not in ("RepositoryNotFoundException", "AccessDeniedException"):
+                    raise
+                settings = None  # written by name only: its settings stay unmanaged
+            adopted.append(adopt.Adopted(name, state, repository, settings))
+    if problems:
+        raise DeployerError("cannot import:\n  " + "\n  ".join(problems))
+    text = _yaml_text(adopt.document(adopted, region, clients.account(region), source))
+    _check_imported(text, target, source)
+    if out is not None:
+        _write_new(target, text)
+    return Imported(text, out)
+
+
+def _yaml_text(doc: Any) -> str:
+    import io
+
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    yaml.width = 4096  # one value per line: a long role ARN or description is not folded
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    buffer = io.StringIO()
+    yaml.dump(doc, buffer)
+    return buffer.getvalue()
+
+
+def _new_file(out: Path) -> Path:
+    target = Path(os.path.abspath(out))
+    if os.path.lexists(target):
+        raise DeployerError(f"--out {out}: exists; import writes a new file only: choose another path, or move the file away")
+    if not target.parent.is_dir():
+        raise DeployerError(f"--out {out}: directory {display(target.parent)} does not exist; create it or choose another path")
+    if target.name not in SPEC_FILE_NAMES:
+        raise DeployerError(f"--out {out}: name it {' or '.join(SPEC_FILE_NAMES)}, so that plan and apply find it")
+    return target
+
+
+def _check_imported(text: str, target: Path, source: str) -> None:
+    """Load `text` as it would be at `target` (from a temporary file beside it, removed after):
+    DeployerError with every problem when it would not validate."""
+    from deployer.errors import InvalidSpecError
+
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.import.", suffix=".yaml")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        load([Path(tmp)])
+    except InvalidSpecError as exc:
+        found = "\n  ".join(str(d).replace(display(Path(tmp)), display(target)) for d in exc.diagnostics)
+        raise DeployerError(f"the deploy.yaml written for these functions would not be valid at {display(target)}:\n  {found}\n"
+                            f"each function's source is {shown(source)} ({{name}}: the function's name) relative to it; "
+                            "pass --source with where the sources are") from exc
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _write_new(target: Path, text: str) -> None:
+    """Write `text` to `target`, which must not exist (a file made there meanwhile is not replaced)."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.link(tmp, target)  # fails if the name exists: nothing is replaced
+    except FileExistsError:
+        raise DeployerError(f"{display(target)}: appeared while importing; nothing was written: move it away and run again") from None
+    except OSError as exc:
+        raise DeployerError(f"{display(target)}: cannot write: {exc.strerror}") from exc
+    finally:
+        Path(tmp).unlink(missing_ok=True)

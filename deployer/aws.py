@@ -25,8 +25,37 @@ import botocore.config
 import botocore.exceptions
 
 from deployer.errors import AwsError, Diagnostic
-from deployer.function_config import DEFAULT_EPHEMERAL_STORAGE, DEFAULT_MEMORY, DEFAULT_TIMEOUT, DEFAULT_TRACING, TRACING_MODES, ObservedConfig
+from deployer.function_config import (
+    APPLICATION_LOG_LEVELS,
+    DEFAULT_EPHEMERAL_STORAGE,
+    DEFAULT_LOG_FORMAT,
+    DEFAULT_LOG_LEVEL,
+    DEFAULT_MEMORY,
+    DEFAULT_TIMEOUT,
+    DEFAULT_TRACING,
+    LOG_FORMATS,
+    NO_IMAGE_CONFIG,
+    NO_VPC,
+    SYSTEM_LOG_LEVELS,
+    TRACING_MODES,
+    ImageConfig,
+    LoggingConfig,
+    ObservedConfig,
+    VpcConfig,
+    default_log_group,
+)
 from deployer.registry import RegistryLogin
+from deployer.repository_config import (
+    DEFAULT_ENCRYPTION,
+    DEFAULT_UNTAGGED_EXPIRY_DAYS,
+    ObservedRepository,
+    RepositoryConfig,
+    lifecycle_days,
+    lifecycle_policy,
+    policy_with_pulls,
+    pulling_accounts,
+)
+from deployer.spec import EcrRepository
 from deployer.state import FunctionState, ImageState
 
 T = TypeVar("T")
@@ -95,6 +124,14 @@ class Clients:
             return self._account
 
 
+def default_region() -> str | None:
+    """The region boto3 would use without one given: AWS_REGION, AWS_DEFAULT_REGION, the profile's."""
+    import os
+
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or call(
+        lambda: boto3.session.Session().region_name, "reading the AWS configuration", "AWS_PROFILE / ~/.aws/config")
+
+
 def call(fn: Callable[[], T], operation: str, resource: str) -> T:
     """Run one AWS call; map what can go wrong to an AwsError saying what, where and what to do."""
     try:
@@ -144,7 +181,9 @@ def _no_answer(exc: botocore.exceptions.BotoCoreError) -> str:
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _FUNCTION_ARN = re.compile(r"arn:aws[a-z-]{0,16}:lambda:[a-z0-9-]{1,32}:[0-9]{12}:function:[A-Za-z0-9_-]{1,64}")
+_REPOSITORY_ARN = re.compile(r"arn:aws[a-z-]{0,16}:ecr:[a-z0-9-]{1,32}:[0-9]{12}:repository/[a-z0-9._/-]{2,256}")
 MAX_TOKEN = 256
+MAX_POLICY = 1 << 16  # above ECR's own bounds on a lifecycle or repository policy
 MAX_TEXT = 4096
 
 
@@ -173,11 +212,11 @@ def _tracing(value: Any) -> str:
     return value if value in TRACING_MODES else (DEFAULT_TRACING if value is None else "(unknown)")
 
 
-def _observed_config(config: Mapping[str, Any], concurrency: Any = None, tags: Any = None) -> ObservedConfig:
+def _observed_config(config: Mapping[str, Any], concurrency: Any = None, tags: Any = None, name: str | None = None) -> ObservedConfig:
     """The managed keys of GetFunction's Configuration (and of its Concurrency and Tags), Lambda's defaults
-    filled where it says nothing. Environment values are kept as Lambda has them (compared, never
-    shown); a name or value that is no string is dropped, values bounded. A reserved concurrency
-    that is no integer of 0 to MAX_CONCURRENCY counts as none."""
+    filled where it says nothing (the default log group is the function `name`'s). Environment values are
+    kept as Lambda has them (compared, never shown); a name or value that is no string is dropped, values
+    bounded. A reserved concurrency that is no integer of 0 to MAX_CONCURRENCY counts as none."""
     variables = (config.get("Environment") or {}).get("Variables") or {}
     environment = {k: v[:MAX_TEXT] for k, v in variables.items() if isinstance(k, str) and isinstance(v, str)} \
         if isinstance(variables, dict) else {}
@@ -188,15 +227,114 @@ def _observed_config(config: Mapping[str, Any], concurrency: Any = None, tags: A
         ephemeral_storage=_int((config.get("EphemeralStorage") or {}).get("Size"), DEFAULT_EPHEMERAL_STORAGE),
         tracing=_tracing((config.get("TracingConfig") or {}).get("Mode")),
         description=_text(config.get("Description")) or "",
+        image_config=_image_config(config.get("ImageConfigResponse")),
+        logging=_logging(config.get("LoggingConfig"), name),
+        vpc=_vpc(config.get("VpcConfig")),
         environment=environment,
         reserved_concurrency=_count((concurrency or {}).get("ReservedConcurrentExecutions") if isinstance(concurrency, dict) else None),
         tags=_tags(tags),
     )
 
 
+# AWS's bounds and forms of ImageConfig, LoggingConfig and VpcConfig values: anything else Lambda
+# reports makes the whole object unreadable (None), which equals no declared value.
+MAX_IMAGE_ARGUMENTS = 1500
+MAX_WORKING_DIRECTORY = 1000
+MAX_SUBNETS = 16
+MAX_SECURITY_GROUPS = 5
+_LOG_GROUP = re.compile(r"[.\-_/#A-Za-z0-9]{1,512}")
+_SUBNET_ID = re.compile(r"subnet-[0-9a-f]{8}(?:[0-9a-f]{9})?")
+_SECURITY_GROUP_ID = re.compile(r"sg-[0-9a-f]{8}(?:[0-9a-f]{9})?")
+
+
+def _strings(value: Any, most: int, pattern: re.Pattern[str] | None = None) -> tuple[str, ...] | None:
+    """A list of at most `most` bounded strings (each matching `pattern`), () when absent, else None."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > most:
+        return None
+    if not all(isinstance(v, str) and len(v) <= MAX_TEXT and (pattern is None or pattern.fullmatch(v)) for v in value):
+        return None
+    return tuple(value)
+
+
+def _or(value: Any, default: T) -> Any:
+    """`value`, or `default` where Lambda says nothing (no value, or an empty string); a value of
+    another type stays, for the caller to refuse."""
+    return default if value is None or value == "" else value
+
+
+def _image_config(response: Any) -> ImageConfig | None:
+    """ImageConfigResponse.ImageConfig: the image's own (empty) for what it leaves out; None when it is
+    malformed, or when Lambda reports only an Error (it could not say what the function has)."""
+    if response is None:
+        return NO_IMAGE_CONFIG
+    if not isinstance(response, dict):
+        return None
+    config = response.get("ImageConfig")
+    if config is None:
+        return None if response.get("Error") else NO_IMAGE_CONFIG
+    if not isinstance(config, dict):
+        return None
+    entry_point = _strings(config.get("EntryPoint"), MAX_IMAGE_ARGUMENTS)
+    command = _strings(config.get("Command"), MAX_IMAGE_ARGUMENTS)
+    directory = _or(config.get("WorkingDirectory"), "")
+    if entry_point is None or command is None or not isinstance(directory, str) or len(directory) > MAX_WORKING_DIRECTORY:
+        return None
+    return ImageConfig(entry_point, command, directory)
+
+
+def _logging(config: Any, name: str | None) -> LoggingConfig | None:
+    """LoggingConfig with Lambda's defaults: Text, the function's default log group, and under JSON
+    both levels INFO; under Text no level applies, whatever is reported (None)."""
+    if config is None:
+        config = {}
+    if not isinstance(config, dict):
+        return None
+    log_format = _or(config.get("LogFormat"), DEFAULT_LOG_FORMAT)
+    group = _or(config.get("LogGroup"), default_log_group(name) if name else None)
+    if log_format not in LOG_FORMATS or not (group is None or _matching(group, _LOG_GROUP)):
+        return None
+    if log_format != "JSON":
+        return LoggingConfig(log_format, group)
+    application = _or(config.get("ApplicationLogLevel"), DEFAULT_LOG_LEVEL)
+    system = _or(config.get("SystemLogLevel"), DEFAULT_LOG_LEVEL)
+    if application not in APPLICATION_LOG_LEVELS or system not in SYSTEM_LOG_LEVELS:
+        return None
+    return LoggingConfig(log_format, group, application, system)
+
+
+def _vpc(config: Any) -> VpcConfig | None:
+    """VpcConfig; no VPC (NO_VPC) when Lambda reports none."""
+    if config is None:
+        return NO_VPC
+    if not isinstance(config, dict):
+        return None
+    subnets = _strings(config.get("SubnetIds"), MAX_SUBNETS, _SUBNET_ID)
+    groups = _strings(config.get("SecurityGroupIds"), MAX_SECURITY_GROUPS, _SECURITY_GROUP_ID)
+    ipv6 = config.get("Ipv6AllowedForDualStack")
+    if subnets is None or groups is None or not (ipv6 is None or type(ipv6) is bool):
+        return None
+    return VpcConfig(subnets, groups, bool(ipv6))
+
+
 # AWS's bounds on a tag (a hostile endpoint's longer strings are cut, never shown whole).
 MAX_TAG_KEY = 128
 MAX_TAG_VALUE = 256
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _json(text: Any) -> Any:
+    """A policy document ECR returned, parsed; None when it is no bounded JSON text."""
+    if not isinstance(text, str) or len(text) > MAX_POLICY:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def _tags(tags: Any) -> dict[str, str]:
@@ -259,8 +397,9 @@ class LambdaGateway:
             last_update_status=_token(config.get("LastUpdateStatus")),
             last_update_reason=_text(config.get("LastUpdateStatusReason")),
             revision_id=_token(config.get("RevisionId")),
-            config=_observed_config(config, response.get("Concurrency"), response.get("Tags")),
+            config=_observed_config(config, response.get("Concurrency"), response.get("Tags"), name),
             arn=_matching(config.get("FunctionArn"), _FUNCTION_ARN),
+            image_uri=_token((response.get("Code") or {}).get("ImageUri") if isinstance(response.get("Code"), dict) else None),
         )
 
     def update_function_configuration(self, name: str, request: Mapping[str, Any], revision_id: str | None) -> str | None:
@@ -365,14 +504,21 @@ class LambdaGateway:
 
 
 class EcrGateway:
+    """ECR, every call naming the repository's registry (its account): without registryId ECR
+    would look in the caller's own registry, not in the one the repository URI names."""
+
     def __init__(self, clients: Clients, region: str) -> None:
         self._client = clients.client("ecr", region)
         self._region = region
 
-    def describe_image(self, repository: str, tag: str) -> ImageState:
-        where = f"repository {repository} ({self._region})"
+    def _where(self, repository: EcrRepository) -> str:
+        return f"repository {repository.name} ({repository.account}, {self._region})"
+
+    def describe_image(self, repository: EcrRepository, tag: str) -> ImageState:
         try:
-            response = call(lambda: self._client.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}]), "ecr:DescribeImages", where)
+            response = call(lambda: self._client.describe_images(registryId=repository.account, repositoryName=repository.name,
+                                                                 imageIds=[{"imageTag": tag}]),
+                            "ecr:DescribeImages", self._where(repository))
         except AwsError as exc:
             if exc.code == "RepositoryNotFoundException":
                 return ImageState(repository_exists=False)
@@ -384,31 +530,129 @@ class EcrGateway:
             return ImageState(repository_exists=True)
         return ImageState(True, _matching(details[0].get("imageDigest"), _DIGEST), _token(details[0].get("imageManifestMediaType")))
 
-    def create_repository(self, repository: str, untagged_expiry_days: int, account: str | None = None) -> None:
-        """Create `repository` as deployer creates them: immutable tags (a content tag is never
-        pushed twice), scan on push, AES256 encryption, and a lifecycle policy expiring untagged
-        images after `untagged_expiry_days` (tagged ones, what functions run, stay). One that
-        exists already (another function of this apply made it, or someone since the plan) is
-        fine, and left as it is: its policy is not ours to set. `account`: the registry to
-        create it in, which AWS refuses when it is not the caller's (never another account's
-        name in the caller's registry)."""
-        where = f"repository {repository} ({self._region})"
-        registry = {"registryId": account} if account else {}
+    def create_repository(self, repository: EcrRepository, config: RepositoryConfig) -> None:
+        """Create `repository` with `config` (deploy.yaml's settings, the secure defaults filling
+        the rest: RepositoryConfig.for_creation). One that exists already (another function of
+        this apply made it, or someone since the plan) is fine and left as it is: what a plan
+        then finds different, the next plan shows. ECR refuses to create one in another
+        account's registry (never another account's name in the caller's registry)."""
+        settings = config.for_creation()
+        encryption: dict[str, str] = {"encryptionType": settings.encryption or DEFAULT_ENCRYPTION}
+        if settings.kms_key:
+            encryption["kmsKey"] = settings.kms_key
+        extra: dict[str, Any] = {"tags": [{"Key": k, "Value": v} for k, v in sorted(settings.tags.items())]} if settings.tags else {}
         try:
             call(lambda: self._client.create_repository(
-                repositoryName=repository, imageTagMutability="IMMUTABLE", **registry,
-                imageScanningConfiguration={"scanOnPush": True}, encryptionConfiguration={"encryptionType": "AES256"},
-            ), "ecr:CreateRepository", where)
+                registryId=repository.account, repositoryName=repository.name, imageTagMutability=settings.tag_mutability,
+                imageScanningConfiguration={"scanOnPush": settings.scan_on_push}, encryptionConfiguration=encryption, **extra,
+            ), "ecr:CreateRepository", self._where(repository))
         except AwsError as exc:
             if exc.code != "RepositoryAlreadyExistsException":
                 raise
             return
-        policy = {"rules": [{"rulePriority": 1, "description": f"expire untagged images after {untagged_expiry_days} days",
-                             "selection": {"tagStatus": "untagged", "countType": "sinceImagePushed", "countUnit": "days",
-                                           "countNumber": untagged_expiry_days},
-                             "action": {"type": "expire"}}]}
-        call(lambda: self._client.put_lifecycle_policy(repositoryName=repository, lifecyclePolicyText=json.dumps(policy), **registry),
-             "ecr:PutLifecyclePolicy", where)
+        self.put_lifecycle_policy(repository, settings.untagged_expiry_days or DEFAULT_UNTAGGED_EXPIRY_DAYS)
+        accounts = settings.pull_accounts(())
+        if accounts:
+            self.set_pull_accounts(repository, accounts, self._policy(repository))
+
+    def observe_repository(self, repository: EcrRepository, config: RepositoryConfig) -> ObservedRepository:
+        """ECR's settings of `repository`, read only as far as `config` manages them (a lifecycle
+        policy, the tags and the policy each take a call of their own)."""
+        where = self._where(repository)
+        response = call(lambda: self._client.describe_repositories(registryId=repository.account, repositoryNames=[repository.name]),
+                        "ecr:DescribeRepositories", where)
+        found = [r for r in response.get("repositories") or () if isinstance(r, dict) and r.get("repositoryName") == repository.name]
+        if not found:
+            raise AwsError(Diagnostic("ECR did not describe the repository it was asked about; check the endpoint (AWS_ENDPOINT_URL_ECR)",
+                                      operation="ecr:DescribeRepositories", resource=where))
+        described = found[0]
+        encryption, scanning = _mapping(described.get("encryptionConfiguration")), _mapping(described.get("imageScanningConfiguration"))
+        arn = _matching(described.get("repositoryArn"), _REPOSITORY_ARN)
+        wanted = set(config.declared) | ({"lambda_pull_accounts"} if config.required_pull_accounts else set())
+        days, other = (self._lifecycle(repository) if "untagged_expiry_days" in wanted else (None, False))
+        return ObservedRepository(
+            arn=arn,
+            scan_on_push=scanning.get("scanOnPush") is True,
+            tag_mutability=_token(described.get("imageTagMutability")) or "(unknown)",
+            encryption=_token(encryption.get("encryptionType")) or DEFAULT_ENCRYPTION,
+            kms_key=_text(encryption.get("kmsKey")),
+            untagged_expiry_days=days,
+            other_lifecycle=other,
+            lambda_pull_accounts=(pulling_accounts(self._policy(repository), self._region)
+                                  if "lambda_pull_accounts" in wanted else ()),
+            tags=self._tags(repository, arn) if "tags" in wanted else {},
+        )
+
+    def _lifecycle(self, repository: EcrRepository) -> tuple[int | None, bool]:
+        """(deployer's days, False), or (None, whether the repository has another policy)."""
+        try:
+            response = call(lambda: self._client.get_lifecycle_policy(registryId=repository.account, repositoryName=repository.name),
+                            "ecr:GetLifecyclePolicy", self._where(repository))
+        except AwsError as exc:
+            if exc.code == "LifecyclePolicyNotFoundException":
+                return None, False
+            raise
+        days = lifecycle_days(_json(response.get("lifecyclePolicyText")))
+        return days, days is None
+
+    def _policy(self, repository: EcrRepository) -> Any:
+        """The repository policy, parsed (None: it has none, or it is no JSON)."""
+        try:
+            response = call(lambda: self._client.get_repository_policy(registryId=repository.account, repositoryName=repository.name),
+                            "ecr:GetRepositoryPolicy", self._where(repository))
+        except AwsError as exc:
+            if exc.code == "RepositoryPolicyNotFoundException":
+                return None
+            raise
+        return _json(response.get("policyText"))
+
+    def _tags(self, repository: EcrRepository, arn: str | None) -> dict[str, str]:
+        response = call(lambda: self._client.list_tags_for_resource(resourceArn=self._arn(repository, arn)),
+                        "ecr:ListTagsForResource", self._where(repository))
+        tags = response.get("tags") if isinstance(response.get("tags"), list) else []
+        return _tags({t.get("Key"): t.get("Value") for t in tags if isinstance(t, dict)})
+
+    def _arn(self, repository: EcrRepository, arn: str | None) -> str:
+        if arn is None:
+            raise AwsError(Diagnostic("the answer holds no usable repositoryArn, which the tag calls need; check the endpoint "
+                                      "(AWS_ENDPOINT_URL_ECR)", operation="ecr:DescribeRepositories", resource=self._where(repository)))
+        return arn
+
+    def configure_repository(self, repository: EcrRepository, config: RepositoryConfig, keys: tuple[str, ...]) -> None:
+        """Make ECR hold `config` for the settings `keys` names (never an encryption key: ECR
+        cannot change those). Each call sets a value, so a lost answer is safely sent again; the
+        policy is read again first, so that statements others wrote since the plan are kept."""
+        where = self._where(repository)
+        registry = {"registryId": repository.account, "repositoryName": repository.name}
+        if "scan_on_push" in keys:
+            call(lambda: self._client.put_image_scanning_configuration(
+                **registry, imageScanningConfiguration={"scanOnPush": bool(config.scan_on_push)}),
+                "ecr:PutImageScanningConfiguration", where)
+        if "tag_mutability" in keys:
+            call(lambda: self._client.put_image_tag_mutability(**registry, imageTagMutability=config.tag_mutability),
+                 "ecr:PutImageTagMutability", where)
+        if "untagged_expiry_days" in keys and config.untagged_expiry_days is not None:
+            self.put_lifecycle_policy(repository, config.untagged_expiry_days)
+        if "lambda_pull_accounts" in keys:
+            current = self._policy(repository)
+            self.set_pull_accounts(repository, config.pull_accounts(pulling_accounts(current, self._region)), current)
+        if "tags" in keys and config.tags:
+            tags = [{"Key": k, "Value": v} for k, v in sorted(config.tags.items())]
+            target = self._arn(repository, self.observe_repository(repository, RepositoryConfig()).arn)
+            call(lambda: self._client.tag_resource(resourceArn=target, tags=tags), "ecr:TagResource", where)
+
+    def put_lifecycle_policy(self, repository: EcrRepository, days: int) -> None:
+        call(lambda: self._client.put_lifecycle_policy(registryId=repository.account, repositoryName=repository.name,
+                                                        lifecyclePolicyText=lifecycle_policy(days)),
+             "ecr:PutLifecyclePolicy", self._where(repository))
+
+    def set_pull_accounts(self, repository: EcrRepository, accounts: tuple[str, ...], current: Any) -> None:
+        """Write the repository policy with deployer's statements for exactly `accounts`, every
+        other statement of `current` (the policy read just before) kept."""
+        policy = policy_with_pulls(current, accounts, self._region)
+        call(lambda: self._client.set_repository_policy(registryId=repository.account, repositoryName=repository.name,
+                                                         policyText=policy),
+             "ecr:SetRepositoryPolicy", self._where(repository))
 
     def login(self) -> RegistryLogin:
         response = call(lambda: self._client.get_authorization_token(), "ecr:GetAuthorizationToken", f"ECR in {self._region}")

@@ -206,6 +206,9 @@ def _decide(saved: FunctionPlan, now: FunctionPlan) -> FunctionPlan | Refusal:
     if now.create_repository and not saved.create_repository:
         return Refusal(name, f"repository {now.desired.repository_name} of {name} was deleted since the plan, which did not "
                              "create it; run plan again")
+    if not _approved_settings(saved, now):
+        return Refusal(name, f"repository settings of {name} changed since plan (the plan changes {_keys(saved, True)}, now "
+                             f"{_keys(now, True)}, or to other values); run plan again")
     if (saved.action is Action.CREATE) != (now.action is Action.CREATE):
         return Refusal(name, f"function {name} changed since plan (the plan would {saved.action.value} it, now it needs: "
                              f"{now.action.value}); run plan again")
@@ -231,8 +234,17 @@ def _decide(saved: FunctionPlan, now: FunctionPlan) -> FunctionPlan | Refusal:
     return now
 
 
-def _keys(fp: FunctionPlan) -> str:
-    return ", ".join(change.field for change in fp.configuration) or "nothing"
+def _approved_settings(saved: FunctionPlan, now: FunctionPlan) -> bool:
+    """Whether the repository settings apply would set now are the ones the plan approved. A plan
+    that creates the repository approved all of its settings' values: when another apply made it
+    since (from the same deploy.yaml), what is left to set is among them."""
+    if saved.create_repository and not now.create_repository:
+        return {(c.field, c.after) for c in now.repository_changes} <= {(c.field, c.after) for c in saved.repository_changes}
+    return now.repository_changes == saved.repository_changes
+
+
+def _keys(fp: FunctionPlan, repository: bool = False) -> str:
+    return ", ".join(change.field for change in (fp.repository_changes if repository else fp.configuration)) or "nothing"
 
 
 def _state_changes(saved: FunctionPlan, now: FunctionPlan) -> list[str]:

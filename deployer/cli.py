@@ -260,6 +260,28 @@ def invoke(
     return 0
 
 
+@app.command("import")
+def import_(
+    names: List[str] = typer.Argument(..., help="Names of the Lambda functions to import.", show_default=False),
+    region: Optional[str] = typer.Option(None, "--region", help="Their region. Default: AWS_REGION, AWS_DEFAULT_REGION or the profile's.", show_default=False),
+    source: str = typer.Option("{name}", "--source", help="Each function's Go source directory, relative to the deploy.yaml; {name} is the function's name."),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="Write a new deploy.yaml there (never replaced) instead of printing it.", show_default=False),
+) -> int:
+    """Write deploy.yaml entries for functions that exist (and their ECR repositories): what a plan right after finds equal. Environment values are never copied: each becomes a from_env reference."""
+    from deployer import app as use_cases
+    from deployer.aws import Clients, default_region
+
+    where = region or default_region()
+    if not where:
+        raise DeployerError("no region; pass --region, or set AWS_REGION")
+    imported = use_cases.import_functions(names, Clients(), where, source, out_file)
+    if imported.out is None:
+        sys.stdout.write(imported.text)
+    else:
+        say(f"wrote {imported.out} ({len(set(names))} function(s)); review it, set the variables its comments name, then run: deployer plan")
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args

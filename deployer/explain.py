@@ -7,6 +7,7 @@ for its medium (deployer.render).
 
 from __future__ import annotations
 
+from deployer import repository_config
 from deployer.function_config import FieldChange, changed_keys
 from deployer.plan import Action, FunctionPlan, ReasonCode, short
 
@@ -28,6 +29,10 @@ def reason(fp: FunctionPlan) -> str:
         case ReasonCode.REPOSITORY_MISSING:
             return (f"ECR repository {d.repository_uri} does not exist, and deploy.yaml says not to create it "
                     "(repository.create: false); create it, or remove `create: false` to let deployer create it")
+        case ReasonCode.REPOSITORY_ENCRYPTION_DIFFERS:
+            return (f"ECR repository {d.repository_uri} is encrypted otherwise than deploy.yaml says ({why.detail}), and ECR "
+                    "cannot change a repository's encryption; declare what it has, or recreate the repository (a new "
+                    "name, or delete it: its images go with it)")
         case ReasonCode.NOT_SINGLE_PLATFORM:
             return (f"ECR tag {d.content_tag} is a {why.detail or 'unknown media type'}; Lambda accepts only single-platform "
                     "image manifests; delete the tag and push a single-platform image (no provenance/SBOM attestations)")
@@ -36,8 +41,9 @@ def reason(fp: FunctionPlan) -> str:
         case ReasonCode.UP_TO_DATE:
             text = f"runs {short(fp.current_digest)}, the image of source {short(d.source_digest)}"
         case ReasonCode.CONFIGURATION_DIFFERS:
-            text = (f"runs {short(fp.current_digest)}, the image of source {short(d.source_digest)}; "
-                    f"configuration differs: {configuration_keys(fp)}")
+            text = f"runs {short(fp.current_digest)}, the image of source {short(d.source_digest)}"
+            if fp.configuration:
+                text += f"; configuration differs: {configuration_keys(fp)}"
         case ReasonCode.LAST_UPDATE_FAILED:
             text = (f"the function's last update failed ({why.detail or 'no reason given'}); "
                     f"updating it again to {short(fp.desired_digest)}")
@@ -47,6 +53,8 @@ def reason(fp: FunctionPlan) -> str:
             text = f"runs {short(fp.current_digest)}, ECR has {short(fp.desired_digest)} for the current source"
     if fp.create_repository:
         text += f"; repository {d.repository_name} does not exist: created first"
+    elif fp.repository_changes:
+        text += f"; repository settings differ: {', '.join(repository_config.changed_keys(fp.repository_changes))}"
     if architecture_changes(fp) and fp.action is not Action.CREATE:
         text += f"; architectures {','.join(fp.current_architectures) or 'none'} -> {d.architecture}"
     if why.update_in_progress:

@@ -7,6 +7,11 @@ console. Lambda's own defaults are filled on the observed side (`ObservedConfig`
 `memory: 128` against a function that reports nothing is no change, and an apply followed by a
 plan always settles.
 
+`image_config`, `logging` and `vpc` are mappings managed sub-key by sub-key (SETTINGS): only the
+sub-keys written are compared, each its own change (`logging.format`). Lambda replaces each of
+these objects whole, so an update sends the sub-keys not written as Lambda holds them now (read
+again at apply, under the plan's RevisionId): a sub-key left out is kept, never reset.
+
 Keys outside UpdateFunctionConfiguration (SEPARATE_KEYS) have requests of their own:
 `reserved_concurrency` (PutFunctionConcurrency) and `tags` (TagResource; CreateFunction takes them).
 `tags` manages only the tag keys declared: a tag set outside under another key is left alone.
@@ -22,9 +27,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass, field, replace
+import json
+from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
-from typing import Mapping
+from typing import Mapping, TypeVar, Union
 
 from deployer.errors import DeployerError
 
@@ -34,9 +40,17 @@ DEFAULT_TIMEOUT = 3
 DEFAULT_EPHEMERAL_STORAGE = 512
 DEFAULT_TRACING = "PassThrough"
 TRACING_MODES = ("Active", "PassThrough")
+DEFAULT_LOG_FORMAT = "Text"
+LOG_FORMATS = ("Text", "JSON")
+APPLICATION_LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+SYSTEM_LOG_LEVELS = ("DEBUG", "INFO", "WARN")
+DEFAULT_LOG_LEVEL = "INFO"  # both levels', under the JSON format; under Text no level applies
+# How a value Lambda reported and deployer could not read is shown: it equals no declared value.
+UNKNOWN = "(unknown)"
 
 # The managed keys, in the order plans list them; each is a FunctionConfig field.
-KEYS = ("role", "memory", "timeout", "ephemeral_storage", "description", "tracing", "environment", "reserved_concurrency", "tags")
+KEYS = ("role", "memory", "timeout", "ephemeral_storage", "description", "tracing", "image_config", "logging", "vpc",
+        "environment", "reserved_concurrency", "tags")
 # The keys UpdateFunctionConfiguration does not set: each has its own call (run_function.configure).
 SEPARATE_KEYS = ("reserved_concurrency", "tags")
 
@@ -58,6 +72,62 @@ class EnvValue:
         return f"EnvValue(from_env={self.from_env!r})" if self.secret else f"EnvValue({self.value!r})"
 
 
+def default_log_group(function: str) -> str:
+    """The log group Lambda sends a function's logs to unless told otherwise."""
+    return f"/aws/lambda/{function}"
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """Lambda's ImageConfig: what replaces the image's ENTRYPOINT, CMD and WORKDIR; empty (`()`,
+    `""`) is the image's own. Declared, None is a sub-key not written: not managed. Observed,
+    every sub-key is filled (Lambda's defaults where it says nothing)."""
+
+    entry_point: tuple[str, ...] | None = None
+    command: tuple[str, ...] | None = None
+    working_directory: str | None = None
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """Lambda's LoggingConfig. Declared, None is a sub-key not written; a level is written only with
+    `format: JSON` (deployer.load refuses it otherwise, as Lambda refuses a level under Text).
+    Observed, the format and log group are filled (Text, default_log_group), and so are the levels
+    under JSON (DEFAULT_LOG_LEVEL); under Text they are None: no level applies."""
+
+    format: str | None = None
+    log_group: str | None = None
+    application_log_level: str | None = None
+    system_log_level: str | None = None
+
+
+@dataclass(frozen=True)
+class VpcConfig:
+    """Lambda's VpcConfig, the ids sorted and each once whatever order they come in: they are sets
+    (Lambda keeps no order), compared and shown in one order. Declared, None is a sub-key not
+    written (the ids always are: the schema requires both). Observed, filled: no VPC is two empty
+    tuples, and dual-stack IPv6 is off unless Lambda says otherwise."""
+
+    subnet_ids: tuple[str, ...] | None = None
+    security_group_ids: tuple[str, ...] | None = None
+    ipv6_allowed_for_dual_stack: bool | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("subnet_ids", "security_group_ids"):
+            ids = getattr(self, name)
+            if ids is not None:
+                object.__setattr__(self, name, tuple(sorted(set(ids))))
+
+
+Settings = Union[ImageConfig, LoggingConfig, VpcConfig]
+S = TypeVar("S", ImageConfig, LoggingConfig, VpcConfig)
+# The keys managed sub-key by sub-key, and their sub-keys in the order plans list them.
+SETTINGS: dict[str, tuple[str, ...]] = {key: tuple(f.name for f in fields(kind)) for key, kind in
+                                        (("image_config", ImageConfig), ("logging", LoggingConfig), ("vpc", VpcConfig))}
+NO_IMAGE_CONFIG = ImageConfig(entry_point=(), command=(), working_directory="")
+NO_VPC = VpcConfig(subnet_ids=(), security_group_ids=(), ipv6_allowed_for_dual_stack=False)
+
+
 @dataclass(frozen=True)
 class FunctionConfig:
     """The configuration keys deploy.yaml declares for a function; None: not declared, not managed."""
@@ -68,6 +138,9 @@ class FunctionConfig:
     ephemeral_storage: int | None = None
     tracing: str | None = None  # X-Ray tracing mode: Active or PassThrough
     description: str | None = None
+    image_config: ImageConfig | None = None
+    logging: LoggingConfig | None = None
+    vpc: VpcConfig | None = None
     environment: Mapping[str, EnvValue] | None = None
     reserved_concurrency: int | None = None
     tags: Mapping[str, str] | None = None  # only these tag keys are managed: others on the function are left alone
@@ -96,7 +169,9 @@ class FunctionConfig:
 @dataclass(frozen=True)
 class ObservedConfig:
     """What Lambda reports of a function's configuration, its defaults filled where it reports
-    nothing. Environment values are Lambda's: secrets, never shown."""
+    nothing. Environment values are Lambda's: secrets, never shown. A SETTINGS key is None when
+    what Lambda reports of it could not be read (deployer.aws): it then equals no declared value.
+    The log group is filled by the gateway, which knows the function's name (None without it)."""
 
     role: str | None = None
     memory: int = DEFAULT_MEMORY
@@ -104,6 +179,9 @@ class ObservedConfig:
     ephemeral_storage: int = DEFAULT_EPHEMERAL_STORAGE
     tracing: str = DEFAULT_TRACING
     description: str = ""
+    image_config: ImageConfig | None = NO_IMAGE_CONFIG
+    logging: LoggingConfig | None = LoggingConfig(format=DEFAULT_LOG_FORMAT)
+    vpc: VpcConfig | None = NO_VPC
     environment: Mapping[str, str] = field(default_factory=dict)
     reserved_concurrency: int | None = None  # Lambda's default: none reserved (the account's unreserved pool)
     tags: Mapping[str, str] = field(default_factory=dict)  # every tag of the function, whoever set it
@@ -139,8 +217,9 @@ class _Tokens:
 
 def changes(desired: FunctionConfig, observed: ObservedConfig, key: bytes) -> tuple[FieldChange, ...]:
     """The declared keys whose value Lambda does not have, in KEYS order (environment keys
-    sorted). `desired` must be resolved. Numbers are shown as written, role and description as
-    text; environment values as described in the module docstring."""
+    sorted, SETTINGS sub-keys in their order). `desired` must be resolved. Numbers are shown as
+    written, role and description as text; environment values as described in the module
+    docstring; sub-keys as _shown says."""
     if not desired.resolved:
         raise ValueError("changes() needs a resolved configuration")
     out: list[FieldChange] = []
@@ -150,6 +229,9 @@ def changes(desired: FunctionConfig, observed: ObservedConfig, key: bytes) -> tu
             continue
         if name == "tags":
             out.extend(_tag_changes(desired.tags or {}, observed.tags))
+            continue
+        if name in SETTINGS:
+            out.extend(_settings_changes(name, getattr(desired, name), getattr(observed, name)))
             continue
         want, have = getattr(desired, name), getattr(observed, name)
         if want != have:
@@ -182,20 +264,49 @@ def _tag_changes(desired: Mapping[str, str], observed: Mapping[str, str]) -> lis
             for name, value in sorted(desired.items()) if observed.get(name) != value]
 
 
+def _settings_changes(key: str, desired: Settings, observed: Settings | None) -> list[FieldChange]:
+    """The declared sub-keys of `key` whose value Lambda does not have; every declared one when
+    what Lambda reports of the key could not be read (`observed` None, shown as UNKNOWN)."""
+    out = []
+    for name in SETTINGS[key]:
+        want = getattr(desired, name)
+        if want is None:
+            continue
+        have = None if observed is None else getattr(observed, name)
+        if observed is None or have != want:
+            out.append(FieldChange(f"{key}.{name}", UNKNOWN if observed is None else _shown(have), _shown(want)))
+    return out
+
+
+def _shown(value: str | bool | tuple[str, ...] | None) -> str | None:
+    """A sub-key's value as plans show it: lists as JSON (`["a", "b"]`, `[]`), booleans as YAML
+    writes them, an empty string as `""`; None (a level under the Text format) as absent."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return json.dumps(list(value), ensure_ascii=False)
+    return value or '""'
+
+
 def creation_fields(desired: FunctionConfig, key: bytes) -> tuple[FieldChange, ...]:
     """What a function created from `desired` (resolved) is given: every declared key as an
     addition, shown as `changes` shows values."""
-    nothing = ObservedConfig(role=None, memory=0, timeout=0, ephemeral_storage=0, description="", tracing="", environment={},
-                             reserved_concurrency=None, tags={})
+    nothing = ObservedConfig(role=None, memory=0, timeout=0, ephemeral_storage=0, description="", tracing="",
+                             image_config=None, logging=None, vpc=None, environment={}, reserved_concurrency=None, tags={})
     added = changes(desired, nothing, key)
     return tuple(FieldChange(c.field, None, c.after, c.after_hash) for c in added)
 
 
-def update_request(config: FunctionConfig, changed: tuple[FieldChange, ...]) -> dict[str, object]:
+def update_request(config: FunctionConfig, changed: tuple[FieldChange, ...],
+                   observed: ObservedConfig | None = None) -> dict[str, object]:
     """The UpdateFunctionConfiguration arguments (without FunctionName and RevisionId) that make
     Lambda hold `config` (resolved) for the keys `changed` names. The environment goes whole:
-    Lambda replaces its variables as a set. The SEPARATE_KEYS are not in it (changed_keys and
-    their own calls)."""
+    Lambda replaces its variables as a set. So do the SETTINGS objects, the sub-keys not declared
+    taken from `observed` (what Lambda holds now; None for a function being created, which gets
+    Lambda's defaults for them). The SEPARATE_KEYS are not in it (changed_keys and their own
+    calls)."""
     keys = changed_keys(changed)
     request: dict[str, object] = {}
     if "role" in keys:
@@ -210,10 +321,67 @@ def update_request(config: FunctionConfig, changed: tuple[FieldChange, ...]) -> 
         request["Description"] = config.description
     if "tracing" in keys:
         request["TracingConfig"] = {"Mode": config.tracing}
+    if "image_config" in keys and config.image_config is not None:
+        request["ImageConfig"] = _image_config_request(_kept("image_config", config.image_config, observed))
+    if "logging" in keys and config.logging is not None:
+        request["LoggingConfig"] = _logging_request(_kept("logging", config.logging, observed))
+    if "vpc" in keys and config.vpc is not None:
+        request["VpcConfig"] = _vpc_request(_kept("vpc", config.vpc, observed))
     if "environment" in keys:
         request["Environment"] = {"Variables": {k: v.value for k, v in (config.environment or {}).items()}}
     return request
 
+
+def _kept(key: str, declared: S, observed: ObservedConfig | None) -> S:
+    """`declared` with the sub-keys it leaves out as Lambda holds them. One Lambda reported in a
+    form deployer could not read cannot be kept: rather than reset it, the update is refused."""
+    if observed is None:
+        return declared
+    held: S | None = getattr(observed, key)
+    left_out = [name for name in SETTINGS[key] if getattr(declared, name) is None]
+    if held is None and left_out:
+        raise DeployerError(f"what Lambda reports of {key} could not be read, so its sub-keys not declared "
+                            f"({', '.join(left_out)}) cannot be kept as they are; declare them in deploy.yaml, "
+                            "or check the endpoint (AWS_ENDPOINT_URL_LAMBDA)")
+    return replace(declared, **{name: getattr(held, name) for name in left_out})
+
+
+def _image_config_request(config: ImageConfig) -> dict[str, object]:
+    """ImageConfig, an empty sub-key left out: Lambda then uses the image's own."""
+    request: dict[str, object] = {}
+    if config.entry_point:
+        request["EntryPoint"] = list(config.entry_point)
+    if config.command:
+        request["Command"] = list(config.command)
+    if config.working_directory:
+        request["WorkingDirectory"] = config.working_directory
+    return request
+
+
+def _logging_request(config: LoggingConfig) -> dict[str, object]:
+    """LoggingConfig; the levels only under JSON (Lambda refuses one under Text, which a missing
+    format means)."""
+    request: dict[str, object] = {}
+    if config.format:
+        request["LogFormat"] = config.format
+    if config.log_group:
+        request["LogGroup"] = config.log_group
+    if config.format == "JSON":
+        if config.application_log_level:
+            request["ApplicationLogLevel"] = config.application_log_level
+        if config.system_log_level:
+            request["SystemLogLevel"] = config.system_log_level
+    return request
+
+
+def _vpc_request(config: VpcConfig) -> dict[str, object]:
+    """VpcConfig; two empty lists take the function out of any VPC, where dual-stack IPv6 has no
+    meaning (and is not sent)."""
+    request: dict[str, object] = {"SubnetIds": list(config.subnet_ids or ()),
+                                  "SecurityGroupIds": list(config.security_group_ids or ())}
+    if config.subnet_ids and config.ipv6_allowed_for_dual_stack is not None:
+        request["Ipv6AllowedForDualStack"] = config.ipv6_allowed_for_dual_stack
+    return request
 
 
 def changed_keys(changed: tuple[FieldChange, ...]) -> tuple[str, ...]:

@@ -110,7 +110,7 @@ class ImageMaker:
 
     def in_ecr(self) -> PushedImage | None:
         """The image ECR holds under the content tag now (pushed since the plan by another apply)."""
-        existing = self.ecr.describe_image(self.desired.repository_name, self.tag)
+        existing = self.ecr.describe_image(self.desired.repository, self.tag)
         if existing.digest is None:
             return None
         if not existing.single_platform:
@@ -136,7 +136,7 @@ class ImageMaker:
         except ImmutableTagRefused:
             # The tag names the image's inputs: if someone pushed it since the plan, that image
             # is the one to deploy.
-            existing = self.ecr.describe_image(self.desired.repository_name, self.tag)
+            existing = self.ecr.describe_image(self.desired.repository, self.tag)
             if existing.digest is None:
                 raise
             self.log(f"ECR already holds {self.tag} (immutable tag); deploying its digest {short(existing.digest)}")
@@ -148,7 +148,7 @@ class ImageMaker:
         """ECR must list the tag at the pushed digest with a single-platform media type."""
         seen = None
         for attempt in range(1, VERIFY_ATTEMPTS + 1):
-            seen = self.ecr.describe_image(self.desired.repository_name, self.tag)
+            seen = self.ecr.describe_image(self.desired.repository, self.tag)
             if seen.digest == pushed.digest:
                 if not seen.single_platform:
                     raise DeployerError(f"pushed image is a {seen.media_type}; Lambda accepts only single-platform manifests "

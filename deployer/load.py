@@ -25,6 +25,8 @@ from deployer import schema
 from deployer.errors import DeployerError, Diagnostic, InvalidSpecError
 from deployer.paths import clip, display, git_root, inside, kind, resolve, shown
 from deployer.function_config import EnvValue, FunctionConfig
+from deployer.function_settings import declared_settings
+from deployer.repository_config import RepositoryConfig
 from deployer.spec import (
     REPOSITORY_URI,
     SPEC_FILE_NAMES,
@@ -118,6 +120,7 @@ def load(paths: Iterable[str | Path], env: dict[str, str] | None = None) -> Spec
             names.extend((entry["name"], Location(parsed.file, *parsed.position(("functions", index))))
                          for index, entry in enumerate(parsed.data["functions"]))
     problems.extend(_duplicate_names(names))
+    problems.extend(_repository_conflicts(functions))
     if problems:
         raise InvalidSpecError(problems)
     return Spec(tuple(sorted(functions, key=lambda f: f.name)), tuple(files))
@@ -300,8 +303,10 @@ def _config(doc: YamlDocument, at: tuple[str, int], entry: dict[str, Any], defau
             problems.append(doc.diagnostic(at + ("tags",) if own_tags else ("defaults", "tags"),
                                            f"function '{name}': {len(tags)} tags with defaults.tags merged; Lambda allows "
                                            f"{MAX_TAGS} on a function: remove some"))
+    image_config, logs, vpc = declared_settings(doc, at, entry, defaults, problems)
     return FunctionConfig(environment=MappingProxyType(environment) if environment is not None else None,
-                          tags=MappingProxyType(tags) if tags is not None else None, **values)
+                          tags=MappingProxyType(tags) if tags is not None else None,
+                          image_config=image_config, logging=logs, vpc=vpc, **values)
 
 
 def _once(problems: list[Diagnostic], problem: Diagnostic) -> None:
@@ -430,12 +435,59 @@ def _repository(doc: YamlDocument, at: tuple[str, int], entry: dict[str, Any], d
             problems.append(doc.diagnostic(repo_at, f"function '{name}': repository {repository}: ECR in {uri['region']} is at "
                                                     f"*.{ecr_domain(uri['region'])}, not *.{uri['domain']}; fix the URI"))
             return None
-        return RepositoryRef(uri["name"], uri["region"], uri["account"], create)
+        settings = _repository_config(doc, repo_at[:-1], name, declared, uri["region"], problems)
+        return RepositoryRef(uri["name"], uri["region"], uri["account"], create, settings) if settings else None
     region = region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or _profile_region()
     if not region:
         problems.append(doc.diagnostic(repo_at, f"function '{name}': no region; set 'region' (on the function or in 'defaults'), AWS_REGION, or a repository URI"))
         return None
-    return RepositoryRef(repository, region, account, create)
+    settings = _repository_config(doc, repo_at[:-1], name, declared, region, problems)
+    return RepositoryRef(repository, region, account, create, settings) if settings else None
+
+
+def _repository_config(doc: YamlDocument, at: YamlPath, name: str, declared: Any, region: str,
+                       problems: list[Diagnostic]) -> RepositoryConfig | None:
+    """The settings of a repository mapping (the schema checked each value's form), or None
+    after a problem. A KMS key must be in the repository's region: ECR refuses any other."""
+    if not isinstance(declared, dict):
+        return RepositoryConfig()
+    key = declared.get("kms_key")
+    if key is not None and declared.get("encryption") != "KMS":
+        problems.append(doc.diagnostic(at + ("kms_key",), f"function '{name}': repository kms_key is given without "
+                                                          "`encryption: KMS`; add it, or remove the key"))
+        return None
+    if key is not None and key.split(":")[3] != region:
+        problems.append(doc.diagnostic(at + ("kms_key",), f"function '{name}': repository kms_key is in {key.split(':')[3]}, the "
+                                                          f"repository in {region}; ECR encrypts only with a key of its own region"))
+        return None
+    accounts = declared.get("lambda_pull_accounts")
+    tags = declared.get("tags")
+    return RepositoryConfig(
+        scan_on_push=declared.get("scan_on_push"),
+        tag_mutability=declared.get("tag_mutability"),
+        encryption=declared.get("encryption"),
+        kms_key=key,
+        untagged_expiry_days=declared.get("untagged_expiry_days"),
+        lambda_pull_accounts=None if accounts is None else tuple(sorted(str(a) for a in accounts)),
+        tags=None if tags is None else MappingProxyType({str(k): str(v) for k, v in tags.items()}),
+    )
+
+
+def _repository_conflicts(functions: list[FunctionSpec]) -> list[Diagnostic]:
+    """Functions sharing a repository must declare the same settings for it: apply would
+    otherwise set each one's in turn, and every plan would show a change."""
+    first: dict[tuple[str | None, str, str], FunctionSpec] = {}
+    problems = []
+    for fn in functions:
+        repo = fn.repository
+        seen = first.setdefault((repo.account, repo.region, repo.name), fn)
+        if seen is not fn and seen.repository.config != repo.config:
+            loc = fn.location
+            problems.append(Diagnostic.at(loc.file, loc.line, loc.column, (
+                f"function '{fn.name}': repository {repo.name} is declared with other settings by function '{seen.name}' "
+                f"at {seen.location}; functions sharing a repository must declare the same settings (put them in "
+                "defaults.repository, or repeat them)")))
+    return problems
 
 
 def _profile_region() -> str | None:

@@ -2,22 +2,26 @@
 
 For each function: compute the source digest from the build context's layout (files are hashed
 where they are; nothing is copied) to learn the content tag, then ask Lambda what runs and ECR
-whether that tag exists. Functions are observed in parallel in a bounded pool; the per-region
-boto3 clients are shared.
+whether that tag exists, and, when deploy.yaml manages any of its repository's settings, what ECR
+has of them (read once per repository). Functions are observed in parallel in a bounded pool; the
+per-region boto3 clients are shared.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Sequence
 
 from deployer.aws import Clients, EcrGateway, LambdaGateway
 from deployer.digest import content_tag
 from deployer.errors import AwsError, DeployerError
 from deployer.layout import source_digest_of
-from deployer.spec import FunctionSpec, Spec
-from deployer.state import Desired, Observed
+from deployer.repository_config import ObservedRepository, RepositoryConfig
+from deployer.spec import EcrRepository, FunctionSpec, Spec
+from deployer.state import Desired, FunctionState, Observed
 
 MAX_WORKERS = 16  # enough to hide AWS latency; small enough to stay under API rate limits
 
@@ -38,14 +42,50 @@ def desired_state(fn: FunctionSpec, clients: Clients) -> Desired:
         spec_file=str(fn.location.file),
         config=fn.config.resolve(os.environ),  # from_env values: read now, at plan time
         create_repository=fn.repository.create,
+        repository_config=fn.repository.config,
     )
 
 
-def observe_function(fn: FunctionSpec, clients: Clients) -> tuple[Desired, Observed]:
+class RepositoryReads:
+    """What ECR has of each repository's managed settings, read once however many functions of
+    the plan use it (they declare the same settings: deployer.load refuses otherwise)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reads: dict[object, Future[ObservedRepository]] = {}
+
+    def read(self, ecr: EcrGateway, repository: EcrRepository, config: RepositoryConfig) -> ObservedRepository:
+        key = (repository, config.declared, bool(config.required_pull_accounts))
+        with self._lock:
+            future = self._reads.get(key)
+            mine = future is None
+            if future is None:
+                future = self._reads[key] = Future()
+        if mine:
+            try:
+                future.set_result(ecr.observe_repository(repository, config))
+            except BaseException as exc:
+                future.set_exception(exc)
+        return future.result()
+
+
+def observe_function(fn: FunctionSpec, clients: Clients, repositories: RepositoryReads | None = None) -> tuple[Desired, Observed]:
     desired = desired_state(fn, clients)
     function = LambdaGateway(clients, fn.region).get_function(fn.name)
-    image = EcrGateway(clients, fn.region).describe_image(fn.repository.name, desired.content_tag)
-    return desired, Observed(function, image)
+    account = _account_of(function) or clients.account(fn.region)
+    if account != desired.repository.account:  # Lambda in another account pulls: the repository policy must let it
+        desired = dataclasses.replace(desired, repository_config=desired.repository_config.pulled_from(account))
+    ecr = EcrGateway(clients, fn.region)
+    image = ecr.describe_image(desired.repository, desired.content_tag)
+    repository = None
+    if image.repository_exists and desired.repository_config.managed:
+        repository = (repositories or RepositoryReads()).read(ecr, desired.repository, desired.repository_config)
+    return desired, Observed(function, image, repository)
+
+
+def _account_of(function: FunctionState) -> str | None:
+    """The account in the function's ARN (arn:PARTITION:lambda:REGION:ACCOUNT:function:NAME)."""
+    return function.arn.split(":")[4] if function.arn else None
 
 
 def observe(spec: Spec, clients: Clients, workers: int = MAX_WORKERS) -> list[tuple[Desired, Observed]]:
@@ -55,7 +95,8 @@ def observe(spec: Spec, clients: Clients, workers: int = MAX_WORKERS) -> list[tu
         return []
     pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(functions))))
     try:
-        futures = [(fn, pool.submit(observe_function, fn, clients)) for fn in functions]
+        repositories = RepositoryReads()
+        futures = [(fn, pool.submit(observe_function, fn, clients, repositories)) for fn in functions]
         results: list[tuple[Desired, Observed]] = []
         failures: list[tuple[str, DeployerError]] = []
         for fn, future in futures:

@@ -12,16 +12,14 @@ from dataclasses import dataclass
 from typing import Iterable, Union, get_args
 
 from deployer.errors import PlanError
+from deployer import repository_config
 from deployer.function_config import FieldChange, changed_keys, changes, creation_fields
 from deployer.state import Desired, Observed
 
 # 2: plans record the deploy.yaml files they were made from (`sources`), which apply re-checks.
 # 3: configuration changes per function, and the key of their secrets' hashes.
-FORMAT_VERSION = 3
-
-# The lifecycle policy of a repository deployer creates expires untagged images after this many
-# days. It never expires tagged ones (`src-` content tags): what a function runs stays.
-UNTAGGED_EXPIRY_DAYS = 14
+# 4: repository settings changes per function.
+FORMAT_VERSION = 4
 
 
 class Action(enum.Enum):
@@ -51,6 +49,7 @@ class ReasonCode(enum.Enum):
     FUNCTION_MISSING = "function_missing"  # CREATE, or BLOCKED when deploy.yaml gives no role
     NOT_AN_IMAGE_FUNCTION = "not_an_image_function"  # BLOCKED: a Zip package
     REPOSITORY_MISSING = "repository_missing"  # BLOCKED
+    REPOSITORY_ENCRYPTION_DIFFERS = "repository_encryption_differs"  # BLOCKED: ECR cannot change it
     NOT_SINGLE_PLATFORM = "not_single_platform"  # BLOCKED: the tag holds an index / manifest list
 
 
@@ -87,10 +86,19 @@ class ImageRef:
 @dataclass(frozen=True)
 class CreateRepository:
     repository: str  # the URI
+    settings: tuple[str, ...]  # `setting: value`, every one (the defaults fill what deploy.yaml does not declare)
 
     def describe(self) -> str:
-        return (f"create ECR repository {self.repository} (immutable tags, scan on push, AES256, "
-                f"untagged images expire after {UNTAGGED_EXPIRY_DAYS} days)")
+        return f"create ECR repository {self.repository} ({', '.join(self.settings)})"
+
+
+@dataclass(frozen=True)
+class ConfigureRepository:
+    repository: str  # the URI
+    keys: tuple[str, ...]  # the changed settings, deploy.yaml's names
+
+    def describe(self) -> str:
+        return f"update the settings of ECR repository {self.repository} ({', '.join(self.keys)})"
 
 
 @dataclass(frozen=True)
@@ -184,7 +192,7 @@ class Cleanup:
         return "remove the temporary build context"
 
 
-Step = Union[CreateRepository, EcrLogin, AssembleContext, BuildImage, PushImage, VerifyImage, UpdateFunctionConfiguration,
+Step = Union[CreateRepository, ConfigureRepository, EcrLogin, AssembleContext, BuildImage, PushImage, VerifyImage, UpdateFunctionConfiguration,
              UpdateFunctionCode, WaitForUpdate, CreateFunction, WaitForActive, Cleanup]
 STEP_TYPES: tuple[type, ...] = get_args(Step)
 
@@ -193,7 +201,8 @@ STEP_TYPES: tuple[type, ...] = get_args(Step)
 class FunctionPlan:
     """The decision for one function. `current_*` is what AWS reports now (apply re-reads and
     compares them to refuse a stale plan); `desired_digest` is None when the image is yet to be
-    built; `configuration` lists the declared keys Lambda does not have (any action but BLOCKED)."""
+    built; `configuration` lists the declared keys Lambda does not have, `repository_changes` the
+    repository's declared settings ECR does not have (both for any action but BLOCKED)."""
 
     desired: Desired
     action: Action
@@ -205,6 +214,7 @@ class FunctionPlan:
     steps: tuple[Step, ...]
     configuration: tuple[FieldChange, ...] = ()  # for CREATE: every declared key, as additions
     create_repository: bool = False  # the repository is missing: the steps create it first
+    repository_changes: tuple[FieldChange, ...] = ()  # for a repository created: every setting, as additions
 
     @property
     def name(self) -> str:
@@ -271,23 +281,34 @@ def plan_function(desired: Desired, observed: Observed, hash_key: bytes = b"") -
     fn, image = observed.function, observed.image
     in_progress = fn.last_update_status == "InProgress"
     configuration = changes(desired.config, fn.config, hash_key) if fn.exists else ()
-
     create_repository = not image.repository_exists
+    if create_repository:
+        settings = repository_config.creation_fields(desired.repository_config)
+    elif observed.repository is not None:
+        settings = repository_config.changes(desired.repository_config, observed.repository)
+    else:
+        settings = ()
 
     def decide(action: Action, code: ReasonCode, detail: str | None = None) -> FunctionPlan:
-        config = () if action is Action.BLOCKED else configuration
-        if action is Action.NOOP and config:
+        blocked = action is Action.BLOCKED
+        config, repository = ((), ()) if blocked else (configuration, settings)
+        if action is Action.NOOP and (config or repository):
             action, code = Action.CONFIGURE, ReasonCode.CONFIGURATION_DIFFERS
         if action is Action.CREATE:
             config = creation_fields(desired.config, hash_key)
-        creates = create_repository and action is not Action.BLOCKED
+        creates = create_repository and not blocked
         reason = Reason(code, detail, in_progress)
-        steps = steps_for(action, desired, image.digest, config, creates)
+        steps = steps_for(action, desired, image.digest, config, creates, repository)
         return FunctionPlan(desired, action, reason, fn.running_digest, image.digest, fn.architectures, fn.revision_id, steps,
-                            config, creates)
+                            config, creates, repository)
 
     if create_repository and not desired.create_repository:
         return decide(Action.BLOCKED, ReasonCode.REPOSITORY_MISSING)
+    fixed = repository_config.fixed_at_creation(settings)
+    if fixed and not create_repository:
+        return decide(Action.BLOCKED, ReasonCode.REPOSITORY_ENCRYPTION_DIFFERS,
+                      "; ".join(f"{c.field.removeprefix(repository_config.FIELD_PREFIX)} {c.before or '(none)'} -> {c.after or '(none)'}"
+                                for c in fixed))
     if image.digest is not None and not image.single_platform:
         return decide(Action.BLOCKED, ReasonCode.NOT_SINGLE_PLATFORM, image.media_type)
     if not fn.exists:
@@ -307,20 +328,26 @@ def plan_function(desired: Desired, observed: Observed, hash_key: bytes = b"") -
 
 
 def steps_for(action: Action, desired: Desired, desired_digest: str | None,
-              configuration: tuple[FieldChange, ...] = (), create_repository: bool = False) -> tuple[Step, ...]:
+              configuration: tuple[FieldChange, ...] = (), create_repository: bool = False,
+              repository_changes: tuple[FieldChange, ...] = ()) -> tuple[Step, ...]:
     """The steps of an action: the one place that says what apply does for it (a saved plan
-    is checked against this too). A missing repository is created first. A configuration change
+    is checked against this too). A missing repository is created first, and the settings of one
+    that exists are set first (before anything is pushed to it). A configuration change
     comes after the image is in ECR and before the code update, each followed by its wait
     (Lambda takes one update at a time): a failed build changes nothing. A function is created
     with its whole configuration at once."""
     keys = changed_keys(configuration)
     configure: tuple[Step, ...] = (UpdateFunctionConfiguration(desired.name, keys), WaitForUpdate(desired.name)) if keys else ()
-    repository: tuple[Step, ...] = (CreateRepository(desired.repository_uri),) if create_repository else ()
+    repository: tuple[Step, ...] = (
+        (CreateRepository(desired.repository_uri, tuple(f"{c.field.removeprefix(repository_config.FIELD_PREFIX)}: {c.after}"
+                                                         for c in repository_changes)),) if create_repository
+        else (ConfigureRepository(desired.repository_uri, repository_config.changed_keys(repository_changes)),)
+        if repository_changes else ())
     if action is Action.CONFIGURE:
-        return configure
+        return (*repository, *configure)
     if action is Action.UPDATE:
         pinned = ImageRef(desired.repository_uri, digest=desired_digest)
-        return (*configure, UpdateFunctionCode(desired.name, pinned, desired.architecture), WaitForUpdate(desired.name))
+        return (*repository, *configure, UpdateFunctionCode(desired.name, pinned, desired.architecture), WaitForUpdate(desired.name))
     if action is Action.CREATE and desired_digest is not None:
         pinned = ImageRef(desired.repository_uri, digest=desired_digest)
         return (*repository, CreateFunction(desired.name, pinned, desired.architecture), WaitForActive(desired.name))

@@ -16,14 +16,17 @@ import re
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from deployer import explain
 from deployer.digest import content_tag
 from deployer.errors import PlanError
 from deployer.function_config import KEYS as CONFIG_KEYS
+from deployer.function_config import SETTINGS as CONFIG_SETTINGS
 from deployer.function_config import FieldChange
 from deployer.paths import shown
+from deployer.repository_config import FIELD_PREFIX as REPOSITORY_FIELD_PREFIX
+from deployer.repository_config import KEYS as REPOSITORY_KEYS
 from deployer.plan import (
     FORMAT_VERSION,
     STEP_TYPES,
@@ -75,6 +78,7 @@ def _function(fp: FunctionPlan) -> dict[str, Any]:
         "revision_id": fp.revision_id,
         "configuration": [dataclasses.asdict(change) for change in fp.configuration],
         "create_repository": fp.create_repository,
+        "repository_changes": [dataclasses.asdict(change) for change in fp.repository_changes],
         "steps": [{"type": type(step).__name__, "description": step.describe(),
                    **{k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(step).items()}}
                   for step in fp.steps],
@@ -188,39 +192,63 @@ def _function_plan(entry: Any, index: int) -> FunctionPlan:
         steps=tuple(_step(step, f"{at}.steps[{n}]") for n, step in enumerate(_typed(entry.get("steps"), list, f"{at}.steps"))),
         configuration=_configuration(entry.get("configuration"), f"{at}.configuration"),
         create_repository=_typed(entry.get("create_repository"), bool, f"{at}.create_repository"),
+        repository_changes=_changes(entry.get("repository_changes"), f"{at}.repository_changes", _repository_field),
     )
     # Configuration changes only where the planner writes them: on a function it changes, and
     # always on a configuration update.
-    if plan.configuration and action in (Action.NOOP, Action.BLOCKED) or action is Action.CONFIGURE and not plan.configuration:
+    if plan.configuration and action in (Action.NOOP, Action.BLOCKED) or action is Action.CONFIGURE and not (
+            plan.configuration or plan.repository_changes):
         raise ValueError(f"{at}.configuration does not fit a {action.value} of {desired.name}")
+    if plan.repository_changes and action in (Action.NOOP, Action.BLOCKED):
+        raise ValueError(f"{at}.repository_changes do not fit a {action.value} of {desired.name}")
     if plan.create_repository and action not in (Action.BUILD, Action.CREATE):
         raise ValueError(f"{at}.create_repository does not fit a {action.value} of {desired.name}")
     # The steps must be the planner's own for this action: an edited step list is never run.
-    if (plan.steps != steps_for(action, desired, plan.desired_digest, plan.configuration, plan.create_repository)
+    if (plan.steps != steps_for(action, desired, plan.desired_digest, plan.configuration, plan.create_repository,
+                                plan.repository_changes)
             or (action is Action.UPDATE and not plan.desired_digest)):
         raise ValueError(f"{at}.steps are not the steps of a {action.value} of {desired.name}")
     return plan
 
 
-# A configuration change's field: a key of deploy.yaml, environment.<variable name>, or
-# tags.<tag key> (1 to 128 characters: a printable one, as every field is).
+# A configuration change's field: a key of deploy.yaml, environment.<variable name>,
+# tags.<tag key> (1 to 128 characters: a printable one, as every field is), or a sub-key of
+# image_config, logging or vpc.
 _CONFIG_FIELD = re.compile(r"(?:[a-z_]{1,64})(?:\.[A-Za-z][A-Za-z0-9_]{0,255})?")
 _TAG_FIELD = re.compile(r"tags\.[^\x00-\x1f\x7f]{1,128}")
 _KEYS_WITH_SUBKEYS = ("environment", "tags")
 
 
 def _configuration(value: Any, at: str) -> tuple[FieldChange, ...]:
-    """Configuration changes, every value typed and bounded (literals of deploy.yaml: shown inert)."""
+    return _changes(value, at, _config_field)
+
+
+def _config_field(name: str) -> bool:
+    key, dot, sub = name.partition(".")
+    if key in CONFIG_SETTINGS:  # image_config.command, logging.format...: one of its sub-keys
+        return sub in CONFIG_SETTINGS[key]
+    return (key in CONFIG_KEYS and bool(dot) == (key in _KEYS_WITH_SUBKEYS)
+            and bool((_TAG_FIELD if key == "tags" else _CONFIG_FIELD).fullmatch(name)))
+
+
+def _repository_field(name: str) -> bool:
+    """repository.<setting>, or repository.tags.<tag key>."""
+    setting = name.removeprefix(REPOSITORY_FIELD_PREFIX)
+    if setting == name:
+        return False
+    return bool(_TAG_FIELD.fullmatch(setting)) if setting.startswith("tags.") else setting in REPOSITORY_KEYS and setting != "tags"
+
+
+def _changes(value: Any, at: str, valid_field: Callable[[str], bool]) -> tuple[FieldChange, ...]:
+    """Field changes, every value typed and bounded (literals of deploy.yaml: shown inert)."""
     entries = _typed(value, list, at)
     changes = []
     for index, entry in enumerate(entries):
         where = f"{at}[{index}]"
         entry = _known_keys(_typed(entry, dict, where), ("field", "before", "after", "after_hash"), where)
         name = _typed(entry.get("field"), str, f"{where}.field")
-        key, dot, _ = name.partition(".")
-        if (key not in CONFIG_KEYS or bool(dot) != (key in _KEYS_WITH_SUBKEYS)
-                or not (_TAG_FIELD if key == "tags" else _CONFIG_FIELD).fullmatch(name)):
-            raise ValueError(f"{where}.field {shown(name)} is not a configuration key deployer manages")
+        if not valid_field(name):
+            raise ValueError(f"{where}.field {shown(name)} is not a setting deployer manages")
         after_hash = _typed(entry.get("after_hash"), (str, type(None)), f"{where}.after_hash")
         if after_hash is not None and not _SHA256_HEX.fullmatch(after_hash):
             raise ValueError(f"{where}.after_hash is not 64 lowercase hex digits")
@@ -240,9 +268,9 @@ def _reason(value: Any, at: str) -> Reason:
 
 
 # What a saved plan does not hold of Desired: apply re-derives them from deploy.yaml (the
-# configuration, secrets included; whether a missing repository may be created), and binding
-# compares what they led to (configuration changes, create_repository).
-_NOT_SAVED = ("config", "create_repository")
+# configuration, secrets included; whether a missing repository may be created; its settings),
+# and binding compares what they led to (configuration and repository changes, create_repository).
+_NOT_SAVED = ("config", "create_repository", "repository_config")
 
 
 def _desired(desired: Desired) -> dict[str, str]:
@@ -267,8 +295,9 @@ def _step(entry: Any, where: str) -> Step:
         raise ValueError(f"{where}.type {kind!r} is not a step deployer knows")
     fields = {k: v for k, v in entry.items() if k not in ("type", "description")}
     _known_keys(fields, (f.name for f in dataclasses.fields(_STEPS_BY_NAME[kind])), where)
-    if "keys" in fields:  # the configuration keys a step updates: a list in JSON
-        fields["keys"] = tuple(_typed(key, str, f"{where}.keys") for key in _typed(fields["keys"], list, f"{where}.keys"))
+    for name in ("keys", "settings"):  # what a step sets: a list in JSON
+        if name in fields:
+            fields[name] = tuple(_typed(key, str, f"{where}.{name}", text=True) for key in _typed(fields[name], list, f"{where}.{name}"))
     if "image" in fields:  # the one nested value of a step
         image = _known_keys(_typed(fields["image"], dict, f"{where}.image"), ("repository_uri", "digest", "tag"), f"{where}.image")
         fields["image"] = ImageRef(**{k: _typed(v, (str, type(None)), f"{where}.image.{k}") for k, v in image.items()})

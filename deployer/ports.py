@@ -13,6 +13,8 @@ from typing import Any, Callable, Mapping, Protocol
 from deployer.errors import DockerError
 from deployer.go_build import CompileJob
 from deployer.registry import RegistryLogin
+from deployer.repository_config import RepositoryConfig
+from deployer.spec import EcrRepository
 from deployer.state import FunctionState, ImageState
 
 
@@ -57,8 +59,9 @@ class LambdaApi(Protocol):
 
 
 class EcrApi(Protocol):
-    def describe_image(self, repository: str, tag: str) -> ImageState: ...
-    def create_repository(self, repository: str, untagged_expiry_days: int, account: str | None = None) -> None: ...
+    def describe_image(self, repository: EcrRepository, tag: str) -> ImageState: ...
+    def create_repository(self, repository: EcrRepository, config: RepositoryConfig) -> None: ...
+    def configure_repository(self, repository: EcrRepository, config: RepositoryConfig, keys: tuple[str, ...]) -> None: ...
     def login(self) -> RegistryLogin: ...
 
 

@@ -32,11 +32,19 @@ def render(plan: Plan, fmt: str) -> str:
     return text(plan)
 
 
+# The summary's words for each action, in its order, Terraform-style ("2 to create, 40 unchanged").
+_COUNTED = ((Action.CREATE, "to create"), (Action.BUILD, "to build"), (Action.UPDATE, "to update"),
+            (Action.CONFIGURE, "to configure"), (Action.NOOP, "unchanged"), (Action.BLOCKED, "blocked"))
+
+
 def summary(plan: Plan) -> str:
+    """One line counting functions by action: `Plan: 1 to create, 2 to build, 40 unchanged`. The
+    unchanged are always counted; the other actions when there are any."""
+    if not plan.functions:
+        return "Plan: no functions"
     counts = plan.counts()
-    parts = [f"{counts[a]} {a.value}" for a in (Action.CREATE, Action.BUILD, Action.UPDATE, Action.CONFIGURE, Action.NOOP,
-                                                 Action.BLOCKED) if counts[a]]
-    return f"Plan: {len(plan.functions)} function(s): " + ", ".join(parts or ["nothing to do"])
+    return "Plan: " + ", ".join(f"{counts[action]} {words}" for action, words in _COUNTED
+                                if counts[action] or action is Action.NOOP)
 
 
 def text(plan: Plan) -> str:
@@ -50,6 +58,9 @@ def text(plan: Plan) -> str:
             lines.append(f"    image:   {rich_text(fp.desired.repository_uri)}:{rich_text(fp.desired.content_tag)}")
             lines.append(f"    digest:  {rich_text(_digest_change(fp))}")
             lines.append(f"    arch:    {rich_text(_arch_change(fp))}")
+        if fp.repository_changes:
+            lines.append("    repository:")
+            lines += [f"      {rich_text(change_line(change))}" for change in fp.repository_changes]
         if fp.configuration:
             lines.append("    config:")
             lines += [f"      {rich_text(change_line(change))}" for change in fp.configuration]
@@ -77,7 +88,7 @@ def _arch_change(fp: FunctionPlan) -> str:
 def markdown(plan: Plan) -> str:
     """GitHub-flavoured markdown: a table, then one collapsed section per function. Values from
     outside go through md_text (prose) or md_code (identifiers); the rest is written here."""
-    lines = ["### deployer plan", "", summary(plan), "",
+    lines = [f"### {summary(plan)}", "",
              "| | Function | Current digest | Desired digest | Action | Reason |",
              "|---|---|---|---|---|---|"]
     for fp in plan.functions:
@@ -95,6 +106,8 @@ def markdown(plan: Plan) -> str:
                   f"- current digest: {md_code(fp.current_digest or '-')}",
                   f"- architectures: {md_text(_arch_change(fp))}",
                   f"- declared in: {md_code(fp.desired.spec_file)}"]
+        if fp.repository_changes:
+            lines += ["- repository:", *(f"  - {md_code(change_line(change))}" for change in fp.repository_changes)]
         if fp.configuration:
             lines += ["- configuration:", *(f"  - {md_code(change_line(change))}" for change in fp.configuration)]
         if fp.steps:

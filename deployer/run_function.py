@@ -33,11 +33,11 @@ from deployer.images import BuiltImage, ImageMaker, PushedImage
 from deployer.interrupts import Cancelled
 from deployer.outcome import Outcome, OutcomeStatus
 from deployer.plan import (
-    UNTAGGED_EXPIRY_DAYS,
     Action,
     AssembleContext,
     BuildImage,
     CreateFunction,
+    ConfigureRepository,
     CreateRepository,
     Cleanup,
     EcrLogin,
@@ -169,7 +169,9 @@ class FunctionRun:
         return self.finished(_expect(stage, SentUpdate, "the plan's steps end in an update"), time.monotonic() - started)
 
     def configured(self) -> str:
-        return ", ".join(change.field for change in self.fp.configuration)
+        """The keys this function's apply sets; the settings of a repository it creates go unsaid."""
+        settings = () if self.fp.create_repository else self.fp.repository_changes
+        return ", ".join(change.field for change in (*settings, *self.fp.configuration))
 
     def step(self, number: int, step: Step, stage: Stage) -> Stage:
         if self.tools.cancel.is_set():
@@ -184,7 +186,10 @@ class FunctionRun:
     def advance(self, step: Step, stage: Stage) -> Stage:
         match step:
             case CreateRepository():
-                self.ecr.create_repository(self.desired.repository_name, UNTAGGED_EXPIRY_DAYS, self.desired.repository.account)
+                self.ecr.create_repository(self.desired.repository, self.desired.repository_config)
+                return stage
+            case ConfigureRepository(keys=keys):
+                self.configure_repository(keys)
                 return stage
             case EcrLogin():
                 self.tools.login(self.desired.region, False)
@@ -258,14 +263,16 @@ class FunctionRun:
     def configure(self) -> None:
         """Set the declared keys that differ, as deploy.yaml says them now (re-read at apply;
         a saved plan's changes were checked against them), refused by Lambda if the function
-        changed since the plan (RevisionId). The keys UpdateFunctionConfiguration does not set
-        follow it, each with its own call (which takes no RevisionId: the function was read and
-        compared with the plan just before)."""
+        changed since the plan (RevisionId). The sub-keys of image_config, logging and vpc not
+        declared are sent as Lambda holds them now (read here, and unchanged since the plan as the
+        RevisionId guards), so that replacing the object keeps them. The keys
+        UpdateFunctionConfiguration does not set follow it, each with its own call (which takes
+        no RevisionId: the function was read and compared with the plan just before)."""
         if self.spec is None:
             raise PlanError(f"function {self.fp.name} is no longer declared in {self.desired.spec_file}; run plan again")
         now = self.lam.get_function(self.fp.name)
         self.check_unchanged(now)
-        request = update_request(self.desired.config, self.fp.configuration)
+        request = update_request(self.desired.config, self.fp.configuration, now.config)
         if request:
             self.revision = self.configured_revision = self.retried(
                 lambda: self.lam.update_function_configuration(self.fp.name, request, self.revision))
@@ -278,6 +285,14 @@ class FunctionRun:
             arn = now.arn
             self.retried(lambda: self.lam.tag_resource(arn, tags))
             self.separately_configured = True
+
+    def configure_repository(self, keys: tuple[str, ...]) -> None:
+        """Set the repository's settings the plan changes, as deploy.yaml says them now (a saved
+        plan's changes were checked against them). Each is a put of a value: a retry, or another
+        function of this apply sharing the repository, sets the same."""
+        if self.spec is None:
+            raise PlanError(f"function {self.fp.name} is no longer declared in {self.desired.spec_file}; run plan again")
+        self.ecr.configure_repository(self.desired.repository, self.desired.repository_config, keys)
 
     def put_concurrency(self) -> None:
         """PutFunctionConcurrency, when reserved_concurrency changed (no call of UpdateFunctionConfiguration
@@ -342,7 +357,7 @@ class FunctionRun:
         exactly what this one would; refuse if anything else changed."""
         now = self.lam.get_function(self.fp.name)
         if self.changed(now):
-            wanted = self.fp.desired_digest or self.ecr.describe_image(self.desired.repository_name, self.desired.content_tag).digest
+            wanted = self.fp.desired_digest or self.ecr.describe_image(self.desired.repository, self.desired.content_tag).digest
             # With a configuration change to make, the image alone does not settle it: the
             # revision check below stops this function cleanly instead.
             if wanted and not self.fp.configuration and self.deployed_meanwhile(now, wanted):
@@ -414,7 +429,7 @@ class FunctionRun:
         if sent.source is ImageSource.ANOTHER_APPLY:
             return Outcome(name, OutcomeStatus.UPDATED, f"now runs {short(digest)} (image pushed by another apply since the plan)",
                            seconds, digest)
-        configured = f"; configuration updated ({self.configured()})" if self.fp.configuration else ""
+        configured = f"; configuration updated ({self.configured()})" if self.configured() else ""
         return Outcome(name, self.changed_status(), f"now runs {short(digest)}{configured}", seconds, digest)
 
     def stopped(self, error: DeployerError, stage: Stage, seconds: float) -> Outcome:

@@ -146,6 +146,8 @@ def _diagnostics(doc: YamlDocument, error: ValidationError) -> Iterator[Diagnost
             return
     # A build arg's value may be a credential (a GOPROXY URL with a token): say only what it is.
     shown_found = _kind_of(found) if len(path) >= 2 and path[-2] == "build_args" else _show(found)
+    if error.validator == "maxItems":  # how many: what there is to remove
+        shown_found = f"{len(found)} items"
     yield doc.diagnostic(path, f"{where}: {_expected(error)}; found {shown_found}")
 
 
@@ -188,6 +190,8 @@ def _expected(error: ValidationError) -> str:
             return f"expected at most {rule} characters"
         case "minItems":
             return f"expected at least {rule} item(s)"
+        case "maxItems":
+            return f"expected at most {rule} items"
         case "uniqueItems":
             return "expected each item only once"
         case "oneOf" | "anyOf":

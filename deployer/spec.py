@@ -13,6 +13,7 @@ from typing import Mapping
 
 from deployer.errors import DeployerError
 from deployer.function_config import EnvValue, FunctionConfig
+from deployer.repository_config import RepositoryConfig
 
 SUPPORTED_PLATFORMS = ("linux/arm64", "linux/amd64")
 
@@ -90,6 +91,7 @@ class RepositoryRef:
     region: str
     account: str | None
     create: bool = True  # a missing repository is created (with secure settings) unless deploy.yaml says not to
+    config: RepositoryConfig = RepositoryConfig()  # the declared settings
 
     def resolved(self, account: str | None = None) -> EcrRepository:
         acct = self.account or account

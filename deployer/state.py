@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from deployer.function_config import FunctionConfig, ObservedConfig
+from deployer.repository_config import ObservedRepository, RepositoryConfig
 from deployer.spec import EcrRepository
 
 # Lambda accepts only single-platform manifests; an index / manifest list is rejected.
@@ -35,6 +36,9 @@ class Desired:
     # file; a saved plan holds its changes (deployer.function_config.FieldChange) instead.
     config: FunctionConfig = field(default_factory=FunctionConfig, compare=False)
     create_repository: bool = field(default=True, compare=False)  # deploy.yaml allows creating a missing repository
+    # The repository's declared settings, with the accounts that must be able to pull from it
+    # (not saved either: a saved plan holds their changes).
+    repository_config: RepositoryConfig = field(default_factory=RepositoryConfig, compare=False)
 
     @property
     def repository_uri(self) -> str:
@@ -67,6 +71,7 @@ class FunctionState:
     revision_id: str | None = None
     config: ObservedConfig = field(default_factory=ObservedConfig)
     arn: str | None = None  # Configuration.FunctionArn: what TagResource names; None when absent or malformed
+    image_uri: str | None = None  # Code.ImageUri: the image as the function was given it (repository@digest or :tag)
 
     @property
     def running_digest(self) -> str | None:
@@ -90,3 +95,4 @@ class ImageState:
 class Observed:
     function: FunctionState
     image: ImageState
+    repository: ObservedRepository | None = None  # None: not read (nothing of it managed, or it does not exist)

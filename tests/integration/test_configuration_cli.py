@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+import botocore.exceptions
 import pytest
 from ruamel.yaml import YAML
 
@@ -206,3 +207,129 @@ def test_tracing_is_set_and_its_drift_fixed(cli: Cli, monorepo: Monorepo, deploy
     assert "~ tracing: PassThrough -> Active" in drift.stdout, output(drift)
     assert cli("apply", "--yes").returncode == 0
     assert lambda_config(lambda_client, deployed.name)["TracingConfig"] == {"Mode": "Active"}
+
+
+SUBNETS = ["subnet-0bbbbbbbbbbbbbbbb", "subnet-aaaaaaaa"]  # as Lambda sorts them: plans show sets in one order
+GROUP, OTHER_GROUP = "sg-0123abcd", "sg-99999999"
+
+
+def shown_list(values: list[str]) -> str:
+    return json.dumps(values)
+
+
+def test_image_config_logging_and_vpc_are_set_settle_and_their_drift_is_fixed_keeping_what_is_not_declared(
+        cli: Cli, monorepo: Monorepo, deployed: ImageFunction, lambda_client: Any) -> None:
+    write_spec(monorepo, deployed, image_config={"command": ["serve", "--port=8080"]},
+               logging={"format": "JSON", "application_log_level": "DEBUG"},
+               vpc={"subnet_ids": list(reversed(SUBNETS)), "security_group_ids": [GROUP]})
+    fp = json_plan(cli)
+    assert [(c["field"], c["before"], c["after"]) for c in fp["configuration"]] == [
+        ("image_config.command", "[]", '["serve", "--port=8080"]'),
+        ("logging.format", "Text", "JSON"),
+        ("logging.application_log_level", None, "DEBUG"),  # no level applies under Text
+        ("vpc.subnet_ids", "[]", shown_list(SUBNETS)),
+        ("vpc.security_group_ids", "[]", shown_list([GROUP]))]
+    assert [s["type"] for s in fp["steps"]] == ["UpdateFunctionConfiguration", "WaitForUpdate"]
+
+    applied = cli("apply", "--yes")
+
+    assert applied.returncode == 0, output(applied)
+    config = lambda_config(lambda_client, deployed.name)
+    assert config["ImageConfigResponse"]["ImageConfig"] == {"Command": ["serve", "--port=8080"], "EntryPoint": []}
+    assert config["LoggingConfig"] == {"LogFormat": "JSON", "LogGroup": f"/aws/lambda/{deployed.name}",
+                                       "ApplicationLogLevel": "DEBUG", "SystemLogLevel": "INFO"}  # Lambda's defaults filled
+    assert (sorted(config["VpcConfig"]["SubnetIds"]), config["VpcConfig"]["SecurityGroupIds"]) == (SUBNETS, [GROUP])
+    settled = cli("plan", "--detailed-exitcode")
+    assert settled.returncode == 0, output(settled)
+
+    # Sub-keys deploy.yaml does not declare, changed outside: not managed, no change.
+    lambda_client.update_function_configuration(
+        FunctionName=deployed.name, ImageConfig={"Command": ["serve", "--port=8080"], "WorkingDirectory": "/srv"},
+        LoggingConfig={"LogFormat": "JSON", "LogGroup": "/shared/functions", "ApplicationLogLevel": "DEBUG", "SystemLogLevel": "WARN"},
+        VpcConfig={"SubnetIds": SUBNETS, "SecurityGroupIds": [GROUP], "Ipv6AllowedForDualStack": True})
+    untouched = cli("plan", "--detailed-exitcode")
+    assert untouched.returncode == 0, output(untouched)
+
+    # Declared sub-keys changed outside: drift, shown and set back; the others are kept as they are.
+    lambda_client.update_function_configuration(
+        FunctionName=deployed.name, ImageConfig={"Command": ["serve"], "WorkingDirectory": "/srv"},
+        LoggingConfig={"LogFormat": "Text", "LogGroup": "/shared/functions"},
+        VpcConfig={"SubnetIds": SUBNETS[:1], "SecurityGroupIds": [OTHER_GROUP], "Ipv6AllowedForDualStack": True})
+    drift = cli("plan", "--out", "plan.json")
+    assert drift.returncode == 0, output(drift)
+    for line in ('~ image_config.command: ["serve"] -> ["serve", "--port=8080"]', "~ logging.format: Text -> JSON",
+                 "+ logging.application_log_level: DEBUG", f"~ vpc.subnet_ids: {shown_list(SUBNETS[:1])} -> {shown_list(SUBNETS)}",
+                 f"~ vpc.security_group_ids: {shown_list([OTHER_GROUP])} -> {shown_list([GROUP])}"):
+        assert line in drift.stdout, output(drift)
+    assert "working_directory" not in drift.stdout and "log_group" not in drift.stdout and "ipv6" not in drift.stdout
+
+    fixed = cli("apply", "plan.json")
+
+    assert fixed.returncode == 0, output(fixed)
+    config = lambda_config(lambda_client, deployed.name)
+    assert config["ImageConfigResponse"]["ImageConfig"] == {"Command": ["serve", "--port=8080"], "EntryPoint": [],
+                                                            "WorkingDirectory": "/srv"}
+    assert config["LoggingConfig"] == {"LogFormat": "JSON", "LogGroup": "/shared/functions",
+                                       "ApplicationLogLevel": "DEBUG", "SystemLogLevel": "INFO"}
+    assert (sorted(config["VpcConfig"]["SubnetIds"]), config["VpcConfig"]["SecurityGroupIds"]) == (SUBNETS, [GROUP])
+    assert config["VpcConfig"]["Ipv6AllowedForDualStack"] is True
+    again = cli("plan", "--detailed-exitcode")
+    assert again.returncode == 0, output(again)
+
+
+def test_image_config_logging_and_vpc_declared_at_lambdas_defaults_need_no_change(
+        cli: Cli, monorepo: Monorepo, deployed: ImageFunction) -> None:
+    write_spec(monorepo, deployed, image_config={"entry_point": [], "command": [], "working_directory": ""},
+               logging={"format": "Text", "log_group": f"/aws/lambda/{deployed.name}"},
+               vpc={"subnet_ids": [], "security_group_ids": [], "ipv6_allowed_for_dual_stack": False})
+    result = cli("plan", "--detailed-exitcode")
+    assert result.returncode == 0, output(result)
+
+
+def test_leaving_json_logs_and_the_vpc_sets_lambdas_defaults_back(
+        cli: Cli, monorepo: Monorepo, deployed: ImageFunction, lambda_client: Any) -> None:
+    lambda_client.update_function_configuration(
+        FunctionName=deployed.name, LoggingConfig={"LogFormat": "JSON", "ApplicationLogLevel": "ERROR"},
+        VpcConfig={"SubnetIds": SUBNETS, "SecurityGroupIds": [GROUP]}, ImageConfig={"EntryPoint": ["/bootstrap"]})
+    write_spec(monorepo, deployed, image_config={"entry_point": []}, logging={"format": "Text"},
+               vpc={"subnet_ids": [], "security_group_ids": []})
+
+    applied = cli("apply", "--yes")
+
+    assert applied.returncode == 0, output(applied)
+    config = lambda_config(lambda_client, deployed.name)
+    assert config["LoggingConfig"] == {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{deployed.name}"}
+    assert (config["VpcConfig"]["SubnetIds"], config["VpcConfig"]["SecurityGroupIds"]) == ([], [])
+    assert config["ImageConfigResponse"]["ImageConfig"] == {"Command": [], "EntryPoint": []}
+    assert cli("plan", "--detailed-exitcode").returncode == 0
+
+
+def test_a_function_is_created_with_its_image_config_logging_and_vpc(
+        cli: Cli, monorepo: Monorepo, make_image_function: Setup, lambda_client: Any, lambda_role_arn: str) -> None:
+    fn = make_image_function("arm64")
+    lambda_client.delete_function(FunctionName=fn.name)
+    write_spec(monorepo, fn, role=lambda_role_arn, image_config={"command": ["serve"]},
+               logging={"format": "JSON", "system_log_level": "WARN", "log_group": "/team/functions"},
+               vpc={"subnet_ids": SUBNETS, "security_group_ids": [GROUP]})
+
+    applied = cli("apply", "--yes")
+
+    assert applied.returncode == 0, output(applied)
+    assert creation_outcomes(applied) == {fn.name: "created"}
+    config = lambda_config(lambda_client, fn.name)
+    assert config["ImageConfigResponse"]["ImageConfig"]["Command"] == ["serve"]
+    assert config["LoggingConfig"] == {"LogFormat": "JSON", "LogGroup": "/team/functions",
+                                       "ApplicationLogLevel": "INFO", "SystemLogLevel": "WARN"}
+    assert (sorted(config["VpcConfig"]["SubnetIds"]), config["VpcConfig"]["SecurityGroupIds"]) == (SUBNETS, [GROUP])
+    assert cli("plan", "--detailed-exitcode").returncode == 0
+
+
+def test_the_local_clouds_lambda_refuses_a_log_level_under_text_and_changes_nothing(
+        deployed: ImageFunction, lambda_client: Any) -> None:
+    # As real Lambda does (tests/localcloud/moto_main.py, point 5): what deployer's validate refuses first.
+    for logging in ({"LogFormat": "Text", "ApplicationLogLevel": "DEBUG"}, {"SystemLogLevel": "WARN"}):
+        with pytest.raises(botocore.exceptions.ClientError) as caught:
+            lambda_client.update_function_configuration(FunctionName=deployed.name, LoggingConfig=logging, Description="x")
+        assert caught.value.response["Error"]["Code"] == "InvalidParameterValueException"
+    config = lambda_config(lambda_client, deployed.name)
+    assert (config["LoggingConfig"], config["Description"]) == ({"LogFormat": "Text", "LogGroup": f"/aws/lambda/{deployed.name}"}, "")

@@ -109,11 +109,11 @@ def test_from_an_empty_account_plan_shows_and_apply_creates_the_repository_and_t
 
     assert planned.returncode == 0, output(planned)
     assert f"+ {name}: create" in planned.stdout, output(planned)
-    assert (f"create ECR repository {REGISTRY}/{repository} (immutable tags, scan on push, AES256, untagged images expire "
-            "after 14 days)") in planned.stdout
+    assert (f"create ECR repository {REGISTRY}/{repository} (scan_on_push: true, tag_mutability: IMMUTABLE, encryption: AES256, "
+            "untagged_expiry_days: 14)") in planned.stdout
     assert f"create function {name} from {REGISTRY}/{repository}:src-" in planned.stdout
     assert f"+ role: {role_arn}" in planned.stdout and "+ memory: 512" in planned.stdout
-    assert "Plan: 1 function(s): 1 create" in planned.stdout
+    assert "Plan: 1 to create, 0 unchanged" in planned.stdout
     assert repository_missing(ecr_client, repository) and function_missing(lambda_client, name), "plan changes nothing"
 
     applied = cli("apply", "--yes")

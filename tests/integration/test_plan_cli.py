@@ -113,7 +113,7 @@ def test_plan_reports_no_change_after_apply_and_detailed_exitcode_is_0(
     assert result.returncode == 0, result.stdout + result.stderr
     assert_clean(result)
     assert f"  {function.name}: no change\n" in result.stdout
-    assert result.stdout.rstrip().endswith("Plan: 1 function(s): 1 no change")
+    assert result.stdout.rstrip().endswith("Plan: 1 unchanged")
 
     entry = only_function(monorepo)
     digest = ecr_digest(function.repository, entry["desired"]["content_tag"])
@@ -157,7 +157,7 @@ def test_plan_builds_when_no_image_has_the_content_tag_and_detailed_exitcode_is_
     assert f"+ {function.name}: {BUILD}\n" in result.stdout
     assert f"    digest:  {short(function.image.digest)} -> (digest known after build)\n" in result.stdout
     assert "    arch:    arm64 (unchanged)\n" in result.stdout
-    assert result.stdout.rstrip().endswith(f"Plan: 1 function(s): 1 {BUILD}")
+    assert result.stdout.rstrip().endswith("Plan: 1 to build, 0 unchanged")
 
     entry = only_function(monorepo)
     desired = entry["desired"]
@@ -294,14 +294,14 @@ def test_plan_text_markdown_and_json_describe_the_same_plan(
     markdown = monorepo.deployer("plan", "--format", "markdown")
     assert markdown.returncode == 0, markdown.stderr
     lines = markdown.stdout.splitlines()
-    assert lines[:6] == ["### deployer plan", "", f"Plan: 1 function(s): 1 {BUILD}", "",
+    assert lines[:4] == ["### Plan: 1 to build, 0 unchanged", "",
                          "| | Function | Current digest | Desired digest | Action | Reason |", "|---|---|---|---|---|---|"]
-    assert lines[6] == f"| `+` | `{function.name}` | `{short(function.image.digest)}` | _after build_ | {BUILD} | {reason} |"
+    assert lines[4] == f"| `+` | `{function.name}` | `{short(function.image.digest)}` | _after build_ | {BUILD} | {reason} |"
     assert f"<summary><code>{function.name}</code>: {BUILD}</summary>" in lines
 
     result, data = plan_json(monorepo)
     assert result.returncode == 0 and result.stderr == ""
-    assert data["format_version"] == 3
+    assert data["format_version"] == 4
     assert data["summary"] == {"changes": True, "noop": 0, "configure": 0, "update": 0, "build": 1, "create": 0, "blocked": 0}
     assert [f["name"] for f in data["functions"]] == [function.name]
     assert data["functions"][0]["reason"]["description"] == reason
@@ -315,7 +315,7 @@ def test_plan_out_writes_a_plan_file_that_parses(
     assert result.returncode == 0, result.stderr
     assert result.stderr == "plan saved to plan.json; apply it with: deployer apply plan.json\n"
     saved = json.loads((monorepo.root / "plan.json").read_text())
-    assert saved["format_version"] == 3
+    assert saved["format_version"] == 4
     assert [(f["name"], f["action"]) for f in saved["functions"]] == [(function.name, "build")]
     assert not list(monorepo.root.glob(".plan.json*"))  # the temporary file was renamed
 

@@ -21,6 +21,14 @@ as a script, in its own process, with MOTO_LAMBDA_STUB_ECR=false in its environm
 4. Moto's UpdateFunctionConfiguration ignores `EphemeralStorage` and `TracingConfig`; real Lambda
    applies both (the product manages /tmp's size and X-Ray tracing), so they are applied, the size
    validated by moto's own setter.
+5. Moto's UpdateFunctionConfiguration ignores `ImageConfig`, and moto neither keeps nor reports a
+   `LoggingConfig`. Real Lambda replaces the function's ImageConfig with the one an update gives;
+   it keeps the LoggingConfig given to CreateFunction or UpdateFunctionConfiguration (the object
+   given replaces the one held) and reports it in every configuration with its defaults filled:
+   LogFormat Text, LogGroup /aws/lambda/<name>, and under JSON both levels INFO; it refuses a level
+   under Text (a missing LogFormat is Text) with InvalidParameterValueException, changing nothing.
+   The product manages all three, so they are kept and reported so (the log group is also where
+   moto's invocations log). Moto's VpcConfig is already stored, replaced and reported as given.
 Nothing else is changed.
 """
 
@@ -37,7 +45,7 @@ import urllib.request
 from typing import Any, Callable
 
 from moto.awslambda.exceptions import InvalidParameterValueException, PreconditionFailedException
-from moto.awslambda.models import LambdaAlias, LambdaFunction, LambdaStorage
+from moto.awslambda.models import ImageConfig, LambdaAlias, LambdaFunction, LambdaStorage
 from moto.awslambda.responses import LambdaResponse
 from moto.ecr.models import ECRBackend
 from moto.server import main as moto_main
@@ -48,6 +56,8 @@ REVISION_MISMATCH = ("The Revision Id provided does not match the latest Revisio
                      "Call the GetFunction/GetAlias API to retrieve the latest Revision Id")
 # Preconditions are checked and the change is made under this lock (the server is threaded).
 _PRECONDITIONS = threading.Lock()
+LEVEL_UNDER_TEXT = ('LogLevel is not supported when LogFormat is set to "Text". Remove LogLevel from your request or '
+                    'change the LogFormat to "Json" and try again.')
 
 
 def _sync_repository(repository: str) -> None:
@@ -81,15 +91,60 @@ def _apply_architectures(method: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _apply_ephemeral_storage(method: Callable[..., Any]) -> Callable[..., Any]:
+def _logging_config(given: Any, function_name: str) -> dict[str, str]:
+    """What Lambda holds for the LoggingConfig `given` whole: its defaults filled; a level under
+    Text refused."""
+    given = given if isinstance(given, dict) else {}
+    log_format = given.get("LogFormat") or "Text"
+    if log_format != "JSON" and (given.get("ApplicationLogLevel") or given.get("SystemLogLevel")):
+        raise InvalidParameterValueException(LEVEL_UNDER_TEXT)
+    held = {"LogFormat": log_format, "LogGroup": given.get("LogGroup") or f"/aws/lambda/{function_name}"}
+    if log_format == "JSON":
+        held["ApplicationLogLevel"] = given.get("ApplicationLogLevel") or "INFO"
+        held["SystemLogLevel"] = given.get("SystemLogLevel") or "INFO"
+    return held
+
+
+def _keep_logging(function: LambdaFunction, held: dict[str, str]) -> None:
+    setattr(function, "logging_config", held)
+    function.logs_group_name = held["LogGroup"]
+
+
+def _logging_on_create(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def wrapper(self: LambdaFunction, account_id: str, spec: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        held = _logging_config(spec.get("LoggingConfig"), spec.get("FunctionName", ""))  # refused before anything is made
+        method(self, account_id, spec, *args, **kwargs)
+        _keep_logging(self, held)
+
+    return wrapper
+
+
+def _logging_in_configuration(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def wrapper(self: LambdaFunction, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        config: dict[str, Any] = method(self, *args, **kwargs)
+        config["LoggingConfig"] = dict(getattr(self, "logging_config", None) or _logging_config(None, self.function_name))
+        return config
+
+    return wrapper
+
+
+def _apply_configuration(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     def wrapper(self: LambdaFunction, config: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        # What may be refused comes first (the logging, then the size): a refused update changes nothing.
+        logging = _logging_config(config["LoggingConfig"], self.function_name) if "LoggingConfig" in config else None
         size = (config.get("EphemeralStorage") or {}).get("Size")
         if size is not None:
             self.ephemeral_storage = size  # moto's setter refuses what Lambda refuses (over 10240)
         mode = (config.get("TracingConfig") or {}).get("Mode")
         if mode is not None:
             self.tracing_config = {"Mode": mode}
+        if logging is not None:
+            _keep_logging(self, logging)
+        if "ImageConfig" in config:
+            self.image_config = ImageConfig(config["ImageConfig"] or {})
         return method(self, config, *args, **kwargs)
 
     return wrapper
@@ -218,9 +273,10 @@ def patch_moto() -> None:
         setattr(ECRBackend, name, _synced_read(getattr(ECRBackend, name)))
     LambdaFunction.update_function_code = _revision_on_change(_apply_architectures(LambdaFunction.update_function_code))  # type: ignore[method-assign]
     # RevisionId (point 3 of the docstring).
-    LambdaFunction.__init__ = _revision_on_create(LambdaFunction.__init__)  # type: ignore[method-assign]
-    LambdaFunction.get_configuration = _revision_in_configuration(LambdaFunction.get_configuration)  # type: ignore[method-assign]
-    LambdaFunction.update_configuration = _revision_on_change(_apply_ephemeral_storage(LambdaFunction.update_configuration))  # type: ignore[method-assign]
+    LambdaFunction.__init__ = _revision_on_create(_logging_on_create(LambdaFunction.__init__))  # type: ignore[method-assign]
+    LambdaFunction.get_configuration = _revision_in_configuration(_logging_in_configuration(LambdaFunction.get_configuration))  # type: ignore[method-assign]
+    # Configuration moto ignores (points 4 and 5), then a new RevisionId (point 3).
+    LambdaFunction.update_configuration = _revision_on_change(_apply_configuration(LambdaFunction.update_configuration))  # type: ignore[method-assign]
     LambdaAlias.update = _revision_on_change(LambdaAlias.update)  # type: ignore[method-assign]
     LambdaStorage.publish_version = _revision_on_publish(LambdaStorage.publish_version)  # type: ignore[method-assign]
     precondition = _function_precondition(_name_before_last)

@@ -20,11 +20,12 @@ from deployer.apply import ApplyOptions, Executor
 from deployer.context import temporary_context
 from deployer.go_build import CompileJob
 from deployer.errors import AwsError, DockerError, PlanError
-from deployer.function_config import EnvValue, FunctionConfig, ObservedConfig
+from deployer.function_config import EnvValue, FunctionConfig, ImageConfig, ObservedConfig
 from deployer.outcome import OutcomeStatus
 from deployer.plan import Action, Plan, make_plan
 from deployer.ports import ImmutableTagRefused
 from deployer.registry import RegistryLogin
+from deployer.repository_config import ObservedRepository, RepositoryConfig
 from deployer.spec import BuildSettings, EcrRepository, FunctionSpec, Location, RepositoryRef
 from deployer.state import Desired, FunctionState, ImageState, Observed
 
@@ -32,6 +33,7 @@ REPO = "123456789012.dkr.ecr.us-east-1.amazonaws.com/fn-repo"
 V2 = "application/vnd.docker.distribution.manifest.v2+json"
 OLD = "sha256:" + "b" * 64
 NEW = "sha256:" + "c" * 64
+REPOSITORY = EcrRepository("123456789012", "us-east-1", "fn-repo")
 
 
 def configured(config: ObservedConfig, request: Mapping[str, Any]) -> ObservedConfig:
@@ -165,18 +167,23 @@ class FakeEcr:
     logins: int = 0
     repository_exists: bool = True
     created: list[tuple[str, int]] = field(default_factory=list)  # create_repository calls: (name, untagged expiry days)
+    configured: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # configure_repository calls: (name, keys)
 
-    def describe_image(self, repository: str, tag: str) -> ImageState:
-        assert repository == "fn-repo", "ECR is asked by repository name, not URI"
+    def describe_image(self, repository: EcrRepository, tag: str) -> ImageState:
+        assert repository.name == "fn-repo"
         if not self.repository_exists:
             return ImageState(repository_exists=False)
         return self.images.get(tag, ImageState(repository_exists=True))
 
-    def create_repository(self, repository: str, untagged_expiry_days: int, account: str | None = None) -> None:
+    def create_repository(self, repository: EcrRepository, config: RepositoryConfig) -> None:
         """As the gateway: a repository that exists already is no error."""
-        assert repository == "fn-repo", "ECR is asked by repository name, not URI"
-        self.created.append((repository, untagged_expiry_days))
+        assert repository.name == "fn-repo"
+        self.created.append((repository.name, config.for_creation().untagged_expiry_days or 0))
         self.repository_exists = True
+
+    def configure_repository(self, repository: EcrRepository, config: RepositoryConfig, keys: tuple[str, ...]) -> None:
+        assert self.repository_exists
+        self.configured.append((repository.name, keys))
 
     def login(self) -> RegistryLogin:
         self.logins += 1
@@ -279,7 +286,7 @@ def function(tmp_path: Path) -> FunctionSpec:
 
 def desired_for(fn: FunctionSpec) -> Desired:
     with temporary_context(fn) as ctx:
-        return Desired(fn.name, fn.region, EcrRepository("123456789012", fn.region, "fn-repo"), ctx.content_tag, ctx.digest, fn.architecture, fn.platform, "deploy.yaml")
+        return Desired(fn.name, fn.region, REPOSITORY, ctx.content_tag, ctx.digest, fn.architecture, fn.platform, "deploy.yaml")
 
 
 def running(digest: str, arch: str = "arm64", revision: str | None = None) -> FunctionState:
@@ -295,7 +302,7 @@ def executor(lam: FakeLambda, ecr: FakeEcr, docker: FakeDocker, **options: Any) 
 
 
 def plan_for(desired: Desired, lam: FakeLambda, ecr: FakeEcr) -> Plan:
-    return make_plan([(desired, Observed(lam.get_function(desired.name), ecr.describe_image("fn-repo", desired.content_tag)))])
+    return make_plan([(desired, Observed(lam.get_function(desired.name), ecr.describe_image(REPOSITORY, desired.content_tag)))])
 
 
 def test_build_plan_builds_pushes_verifies_and_updates_to_the_pushed_digest(function: FunctionSpec) -> None:
@@ -428,7 +435,7 @@ def test_one_failure_does_not_stop_the_others(function: FunctionSpec) -> None:
     other = replace(desired, name="other")
     lam = FakeLambda({"fn": running(OLD), "other": running(OLD)})
     ecr = FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
-    plan = make_plan([(d, Observed(lam.get_function(d.name), ecr.describe_image("fn-repo", d.content_tag))) for d in (desired, other)])
+    plan = make_plan([(d, Observed(lam.get_function(d.name), ecr.describe_image(REPOSITORY, d.content_tag))) for d in (desired, other)])
     del lam.functions["fn"]  # deleted after the plan: this one fails, "other" still deploys
     x, _ = executor(lam, ecr, FakeDocker(ecr))
     outcomes = {o.name: o for o in x.run(plan, {})}
@@ -514,7 +521,7 @@ def test_index_pushed_is_refused_before_lambda_is_touched(function: FunctionSpec
 def test_functions_sharing_inputs_and_repository_share_one_build(function: FunctionSpec) -> None:
     desired = desired_for(function)
     lam, ecr = FakeLambda({"fn": running(OLD), "fn-prod": running(OLD)}), FakeEcr()
-    pairs = [(d, Observed(lam.get_function(d.name), ecr.describe_image("fn-repo", d.content_tag)))
+    pairs = [(d, Observed(lam.get_function(d.name), ecr.describe_image(REPOSITORY, d.content_tag)))
              for d in (desired, replace(desired, name="fn-prod"))]
     docker = FakeDocker(ecr)
     x, reporter = executor(lam, ecr, docker, parallelism=2)
@@ -546,7 +553,7 @@ def test_an_unexpected_error_fails_only_its_function_and_the_summary_says_so(fun
     desired = desired_for(function)
     lam = CrashingLambda({"fn": running(OLD), "other": running(OLD)})
     ecr = FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
-    pairs = [(d, Observed(lam.get_function(d.name), ecr.describe_image("fn-repo", d.content_tag)))
+    pairs = [(d, Observed(lam.get_function(d.name), ecr.describe_image(REPOSITORY, d.content_tag)))
              for d in (desired, replace(desired, name="other"))]
     x, _ = executor(lam, ecr, FakeDocker(ecr))
     outcomes = {o.name: o for o in x.run(make_plan(pairs), {})}
@@ -606,7 +613,7 @@ class GatedDocker(FakeDocker):
 
 
 def sharing_plan(desired: Desired, lam: FakeLambda, ecr: FakeEcr, names: tuple[str, ...]) -> Plan:
-    return make_plan([(replace(desired, name=n), Observed(lam.get_function(n), ecr.describe_image("fn-repo", desired.content_tag)))
+    return make_plan([(replace(desired, name=n), Observed(lam.get_function(n), ecr.describe_image(REPOSITORY, desired.content_tag)))
                       for n in names])
 
 
@@ -959,6 +966,20 @@ def test_a_failed_build_leaves_the_configuration_alone(function: FunctionSpec) -
     assert lam.configurations == [] and lam.updates == []
 
 
+def test_an_image_config_update_sends_back_the_sub_keys_not_declared_as_lambda_holds_them(function: FunctionSpec) -> None:
+    # Lambda replaces the whole ImageConfig: the entry point and working directory set outside
+    # must go with the declared command, read again at apply (under the plan's RevisionId).
+    desired = declaring(desired_for(function), image_config=ImageConfig(command=("serve", "--debug")))
+    held = ObservedConfig(image_config=ImageConfig(("/entry",), ("serve",), "/app"))
+    lam = FakeLambda({"fn": replace(running(NEW, revision="rev-1"), config=held)})
+    ecr = FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan_for(desired, lam, ecr), {"fn": function})
+    assert outcome.detail == "configuration updated (image_config.command)"
+    assert lam.configurations == [
+        ("fn", {"ImageConfig": {"EntryPoint": ["/entry"], "Command": ["serve", "--debug"], "WorkingDirectory": "/app"}}, "rev-1")]
+
+
 def test_a_configuration_plan_on_a_function_changed_since_is_refused(function: FunctionSpec) -> None:
     desired = declaring(desired_for(function), memory=512)
     lam = FakeLambda({"fn": running(NEW, revision="rev-1")})
@@ -1172,8 +1193,8 @@ def test_a_missing_repository_is_created_first_with_the_untagged_expiry(function
     [outcome] = x.run(plan, {"fn": function})
     assert outcome.status == OutcomeStatus.CREATED, outcome.detail
     assert ecr.created == [("fn-repo", 14)]
-    assert reporter.lines[0] == (f"fn 1/9 create ECR repository {REPO} (immutable tags, scan on push, AES256, untagged images "
-                                 "expire after 14 days)")
+    assert reporter.lines[0] == (f"fn 1/9 create ECR repository {REPO} (scan_on_push: true, tag_mutability: IMMUTABLE, "
+                                 "encryption: AES256, untagged_expiry_days: 14)")
     assert [c[1] for c in lam.creations] == [f"{REPO}@{NEW}"]
 
 
@@ -1324,3 +1345,31 @@ def test_cancel_after_the_creation_went_through_reports_it_created(function: Fun
     assert (outcome.status, outcome.digest) == (OutcomeStatus.CREATED, NEW)
     assert not outcome.failed and outcome.detail.endswith("when interrupted"), outcome.detail
     assert len(lam.creations) == 1
+
+
+def test_repository_settings_are_set_before_anything_is_pushed(function: FunctionSpec) -> None:
+    desired = replace(desired_for(function), repository_config=RepositoryConfig(scan_on_push=True, tags={"team": "b"}))
+    lam, ecr = FakeLambda({"fn": running(OLD)}), FakeEcr()
+    docker = FakeDocker(ecr)
+    seen = ObservedRepository(scan_on_push=False, tags={"team": "a"})
+    plan = make_plan([(desired, Observed(lam.get_function("fn"), ecr.describe_image(REPOSITORY, desired.content_tag), seen))])
+    assert plan.functions[0].action is Action.BUILD
+    x, reporter = executor(lam, ecr, docker)
+    [outcome] = x.run(plan, {"fn": function})
+    assert outcome.status == OutcomeStatus.BUILT, outcome.detail
+    assert ecr.configured == [("fn-repo", ("scan_on_push", "tags"))]
+    assert reporter.lines[0] == f"fn 1/9 update the settings of ECR repository {REPO} (scan_on_push, tags)"
+
+
+def test_a_settings_only_plan_builds_nothing_and_leaves_lambda_alone(function: FunctionSpec) -> None:
+    desired = replace(desired_for(function), repository_config=RepositoryConfig(untagged_expiry_days=30))
+    lam, ecr = FakeLambda({"fn": running(NEW)}), FakeEcr({desired_for(function).content_tag: ImageState(True, NEW, V2)})
+    docker = FakeDocker(ecr)
+    seen = ObservedRepository(untagged_expiry_days=14)
+    plan = make_plan([(desired, Observed(lam.get_function("fn"), ecr.describe_image(REPOSITORY, desired.content_tag), seen))])
+    assert plan.functions[0].action is Action.CONFIGURE
+    x, _ = executor(lam, ecr, docker)
+    [outcome] = x.run(plan, {"fn": function})
+    assert outcome.status == OutcomeStatus.UPDATED and outcome.detail == "configuration updated (repository.untagged_expiry_days)"
+    assert ecr.configured == [("fn-repo", ("untagged_expiry_days",))]
+    assert docker.builds == [] and docker.pushes == [] and lam.updates == [] and lam.calls == []

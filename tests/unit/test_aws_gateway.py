@@ -13,7 +13,9 @@ from botocore.stub import Stubber
 
 from deployer.aws import Clients, EcrGateway, LambdaGateway, _observed_config
 from deployer.errors import AwsError
-from deployer.function_config import ObservedConfig
+from deployer.function_config import ImageConfig, LoggingConfig, ObservedConfig, VpcConfig
+from deployer.repository_config import RepositoryConfig, lifecycle_policy, policy_with_pulls, pulling_accounts
+from deployer.spec import EcrRepository
 
 
 @pytest.fixture
@@ -87,9 +89,11 @@ def test_configuration_is_read_with_lambdas_defaults_where_it_says_nothing(stubb
         "FunctionName": "fn", "Role": "arn:aws:iam::123456789012:role/r", "MemorySize": 1024, "Timeout": 30,
         "EphemeralStorage": {"Size": 2048}, "Description": "finalizes", "Environment": {"Variables": {"MODE": "live"}},
     }, "Concurrency": {"ReservedConcurrentExecutions": 25}, "Tags": {"team": "payments"}}, {"FunctionName": "fn"})
-    assert gateway.get_function("fn").config == ObservedConfig()
+    default_logging = LoggingConfig(format="Text", log_group="/aws/lambda/fn")  # the function's own group
+    assert gateway.get_function("fn").config == ObservedConfig(logging=default_logging)
     assert gateway.get_function("fn").config == ObservedConfig(role="arn:aws:iam::123456789012:role/r", memory=1024, timeout=30,
                                                                ephemeral_storage=2048, description="finalizes",
+                                                               logging=default_logging,
                                                                environment={"MODE": "live"}, reserved_concurrency=25,
                                                                tags={"team": "payments"})
 
@@ -264,7 +268,11 @@ def ecr_stubbed() -> Iterator[tuple[EcrGateway, Stubber]]:
         yield gateway, stubber
 
 
-CREATE_REPOSITORY = {"repositoryName": "fn-repo", "imageTagMutability": "IMMUTABLE",
+ACCOUNT = "123456789012"
+REPO = EcrRepository(ACCOUNT, "us-east-1", "fn-repo")
+REPO_ARN = f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/fn-repo"
+NAMED = {"registryId": ACCOUNT, "repositoryName": "fn-repo"}
+CREATE_REPOSITORY = {**NAMED, "imageTagMutability": "IMMUTABLE",
                      "imageScanningConfiguration": {"scanOnPush": True}, "encryptionConfiguration": {"encryptionType": "AES256"}}
 # Only untagged images expire: tagged ones (`src-` content tags) are what functions run, and
 # deleting one a function uses puts it in Failed.
@@ -274,9 +282,13 @@ LIFECYCLE_POLICY = {"rules": [{"rulePriority": 1, "description": "expire untagge
                                "action": {"type": "expire"}}]}
 
 
-def expect_policy(stubber: Stubber) -> None:
+def expect_policy(stubber: Stubber, days: int = 14, account: str = ACCOUNT) -> None:
     stubber.add_response("put_lifecycle_policy", {"repositoryName": "fn-repo"},
-                         {"repositoryName": "fn-repo", "lifecyclePolicyText": json.dumps(LIFECYCLE_POLICY)})
+                         {"registryId": account, "repositoryName": "fn-repo", "lifecyclePolicyText": lifecycle_policy(days)})
+
+
+def test_the_lifecycle_policy_expires_only_untagged_images() -> None:
+    assert json.loads(lifecycle_policy(14)) == LIFECYCLE_POLICY
 
 
 def test_create_repository_makes_it_immutable_scanned_encrypted_and_expiring_untagged_images(
@@ -284,7 +296,22 @@ def test_create_repository_makes_it_immutable_scanned_encrypted_and_expiring_unt
     gateway, stubber = ecr_stubbed
     stubber.add_response("create_repository", {"repository": {"repositoryName": "fn-repo"}}, CREATE_REPOSITORY)
     expect_policy(stubber)
-    gateway.create_repository("fn-repo", 14)
+    gateway.create_repository(REPO, RepositoryConfig())
+    stubber.assert_no_pending_responses()
+
+
+def test_create_repository_with_declared_settings(ecr_stubbed: tuple[EcrGateway, Stubber]) -> None:
+    gateway, stubber = ecr_stubbed
+    key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    declared = RepositoryConfig(scan_on_push=False, tag_mutability="MUTABLE", encryption="KMS", kms_key=key, untagged_expiry_days=3,
+                                lambda_pull_accounts=("210987654321",), tags={"team": "payments"})
+    stubber.add_response("create_repository", {"repository": {"repositoryName": "fn-repo"}}, {
+        **NAMED, "imageTagMutability": "MUTABLE", "imageScanningConfiguration": {"scanOnPush": False},
+        "encryptionConfiguration": {"encryptionType": "KMS", "kmsKey": key}, "tags": [{"Key": "team", "Value": "payments"}]})
+    expect_policy(stubber, 3)
+    stubber.add_client_error("get_repository_policy", "RepositoryPolicyNotFoundException", "none", 400, expected_params=NAMED)
+    stubber.add_response("set_repository_policy", {}, {**NAMED, "policyText": policy_with_pulls(None, ("210987654321",), "us-east-1")})
+    gateway.create_repository(REPO, declared)
     stubber.assert_no_pending_responses()
 
 
@@ -292,17 +319,19 @@ def test_a_repository_that_exists_already_is_fine_and_left_as_it_is(ecr_stubbed:
     gateway, stubber = ecr_stubbed
     stubber.add_client_error("create_repository", "RepositoryAlreadyExistsException",
                              "The repository with name 'fn-repo' already exists", 400, expected_params=CREATE_REPOSITORY)
-    gateway.create_repository("fn-repo", 14)
+    gateway.create_repository(REPO, RepositoryConfig())
     stubber.assert_no_pending_responses()  # no policy put: another function of this apply, or someone else, made it
 
 
-def test_a_repository_is_created_in_the_registry_of_its_account(ecr_stubbed: tuple[EcrGateway, Stubber]) -> None:
+def test_every_call_names_the_registry_of_the_repositorys_account(ecr_stubbed: tuple[EcrGateway, Stubber]) -> None:
     gateway, stubber = ecr_stubbed
-    stubber.add_response("create_repository", {"repository": {"repositoryName": "fn-repo"}},
-                         {**CREATE_REPOSITORY, "registryId": "210987654321"})
-    stubber.add_response("put_lifecycle_policy", {"repositoryName": "fn-repo"},
-                         {"repositoryName": "fn-repo", "lifecyclePolicyText": json.dumps(LIFECYCLE_POLICY), "registryId": "210987654321"})
-    gateway.create_repository("fn-repo", 14, "210987654321")
+    other = EcrRepository("210987654321", "us-east-1", "fn-repo")
+    stubber.add_response("create_repository", {"repository": {"repositoryName": "fn-repo"}}, {**CREATE_REPOSITORY, "registryId": "210987654321"})
+    expect_policy(stubber, account="210987654321")
+    stubber.add_response("describe_images", {"imageDetails": []},
+                         {"registryId": "210987654321", "repositoryName": "fn-repo", "imageIds": [{"imageTag": "src-x"}]})
+    gateway.create_repository(other, RepositoryConfig())
+    gateway.describe_image(other, "src-x")
     stubber.assert_no_pending_responses()
 
 
@@ -310,9 +339,9 @@ def test_a_refused_repository_creation_is_an_aws_error_naming_it(ecr_stubbed: tu
     gateway, stubber = ecr_stubbed
     stubber.add_client_error("create_repository", "AccessDeniedException", "not allowed", 400, expected_params=CREATE_REPOSITORY)
     with pytest.raises(AwsError) as failure:
-        gateway.create_repository("fn-repo", 14)
+        gateway.create_repository(REPO, RepositoryConfig())
     assert failure.value.code == "AccessDeniedException"
-    assert "ecr:CreateRepository" in str(failure.value) and "repository fn-repo (us-east-1)" in str(failure.value)
+    assert "ecr:CreateRepository" in str(failure.value) and "repository fn-repo (123456789012, us-east-1)" in str(failure.value)
     stubber.assert_no_pending_responses()  # no policy for a repository that was not made
 
 
@@ -321,4 +350,121 @@ def test_a_refused_lifecycle_policy_is_an_aws_error(ecr_stubbed: tuple[EcrGatewa
     stubber.add_response("create_repository", {"repository": {"repositoryName": "fn-repo"}}, CREATE_REPOSITORY)
     stubber.add_client_error("put_lifecycle_policy", "AccessDeniedException", "not allowed", 400)
     with pytest.raises(AwsError, match="ecr:PutLifecyclePolicy"):
-        gateway.create_repository("fn-repo", 14)
+        gateway.create_repository(REPO, RepositoryConfig())
+
+
+def described(**repository: Any) -> dict[str, Any]:
+    return {"repositories": [{"repositoryName": "fn-repo", "repositoryArn": REPO_ARN, **repository}]}
+
+
+def test_observing_reads_only_what_is_managed(ecr_stubbed: tuple[EcrGateway, Stubber]) -> None:
+    gateway, stubber = ecr_stubbed
+    stubber.add_response("describe_repositories", described(imageTagMutability="MUTABLE", imageScanningConfiguration={"scanOnPush": True},
+                                                            encryptionConfiguration={"encryptionType": "AES256"}),
+                         {"registryId": ACCOUNT, "repositoryNames": ["fn-repo"]})
+    seen = gateway.observe_repository(REPO, RepositoryConfig(scan_on_push=True, tag_mutability="IMMUTABLE"))
+    stubber.assert_no_pending_responses()  # no lifecycle, policy or tag read: none of them is declared
+    assert (seen.scan_on_push, seen.tag_mutability, seen.encryption, seen.arn) == (True, "MUTABLE", "AES256", REPO_ARN)
+
+
+def test_observing_lifecycle_policy_and_tags(ecr_stubbed: tuple[EcrGateway, Stubber]) -> None:
+    gateway, stubber = ecr_stubbed
+    others = {"Sid": "TheirPull", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::333333333333:root"}, "Action": "ecr:BatchGetImage"}
+    policy = json.loads(policy_with_pulls({"Version": "2012-10-17", "Statement": [others]}, ("210987654321",), "us-east-1"))
+    stubber.add_response("describe_repositories", described(), {"registryId": ACCOUNT, "repositoryNames": ["fn-repo"]})
+    stubber.add_response("get_lifecycle_policy", {"lifecyclePolicyText": lifecycle_policy(30)}, NAMED)
+    stubber.add_response("get_repository_policy", {"policyText": json.dumps(policy)}, NAMED)
+    stubber.add_response("list_tags_for_resource", {"tags": [{"Key": "team", "Value": "a"}]}, {"resourceArn": REPO_ARN})
+    seen = gateway.observe_repository(REPO, RepositoryConfig(untagged_expiry_days=14, lambda_pull_accounts=(), tags={"team": "b"}))
+    stubber.assert_no_pending_responses()
+    assert (seen.untagged_expiry_days, seen.other_lifecycle, seen.lambda_pull_accounts, dict(seen.tags)) == (
+        30, False, ("210987654321",), {"team": "a"})
+    assert not seen.scan_on_push and seen.tag_mutability == "(unknown)"  # ECR said nothing of them
+
+
+def test_another_lifecycle_policy_is_seen_as_such(ecr_stubbed: tuple[EcrGateway, Stubber]) -> None:
+    gateway, stubber = ecr_stubbed
+    theirs = {"rules": [{"rulePriority": 1, "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 2},
+                         "action": {"type": "expire"}}]}
+    stubber.add_response("describe_repositories", described(), {"registryId": ACCOUNT, "repositoryNames": ["fn-repo"]})
+    stubber.add_response("get_lifecycle_policy", {"lifecyclePolicyText": json.dumps(theirs)}, NAMED)
+    seen = gateway.observe_repository(REPO, RepositoryConfig(untagged_expiry_days=14))
+    assert (seen.untagged_expiry_days, seen.other_lifecycle) == (None, True)
+
+
+def test_configuring_keeps_the_policy_statements_of_others(ecr_stubbed: tuple[EcrGateway, Stubber]) -> None:
+    gateway, stubber = ecr_stubbed
+    others = {"Sid": "TheirPull", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::333333333333:root"}, "Action": "ecr:BatchGetImage"}
+    current = {"Version": "2012-10-17", "Statement": [others]}
+    stubber.add_response("put_image_scanning_configuration", {}, {**NAMED, "imageScanningConfiguration": {"scanOnPush": True}})
+    stubber.add_response("put_image_tag_mutability", {}, {**NAMED, "imageTagMutability": "IMMUTABLE"})
+    expect_policy(stubber, 7)
+    stubber.add_response("get_repository_policy", {"policyText": json.dumps(current)}, NAMED)
+    stubber.add_response("set_repository_policy", {}, {**NAMED, "policyText": policy_with_pulls(current, ("210987654321",), "us-east-1")})
+    stubber.add_response("describe_repositories", described(), {"registryId": ACCOUNT, "repositoryNames": ["fn-repo"]})
+    stubber.add_response("tag_resource", {}, {"resourceArn": REPO_ARN, "tags": [{"Key": "team", "Value": "b"}]})
+    config = RepositoryConfig(scan_on_push=True, tag_mutability="IMMUTABLE", untagged_expiry_days=7,
+                              lambda_pull_accounts=("210987654321",), tags={"team": "b"})
+    gateway.configure_repository(REPO, config, ("scan_on_push", "tag_mutability", "untagged_expiry_days", "lambda_pull_accounts", "tags"))
+    stubber.assert_no_pending_responses()
+    written = json.loads(policy_with_pulls(current, ("210987654321",), "us-east-1"))
+    assert written["Statement"][0] == others and pulling_accounts(written, "us-east-1") == ("210987654321",)
+
+
+# -- image_config, logging and vpc as Lambda reports them ------------------------------------------
+
+def test_image_config_logging_and_vpc_are_read_with_lambdas_defaults_filled(stubbed: tuple[LambdaGateway, Stubber]) -> None:
+    gateway, stubber = stubbed
+    stubber.add_response("get_function", {"Configuration": {
+        "FunctionName": "fn",
+        "ImageConfigResponse": {"ImageConfig": {"Command": ["serve", "--port=80"], "WorkingDirectory": "/app"}},
+        "LoggingConfig": {"LogFormat": "JSON", "LogGroup": "/custom/fn"},
+        "VpcConfig": {"SubnetIds": ["subnet-0bbbbbbbbbbbbbbbb", "subnet-aaaaaaaa"], "SecurityGroupIds": ["sg-12345678"],
+                      "VpcId": "vpc-12345678"},
+    }}, {"FunctionName": "fn"})
+    config = gateway.get_function("fn").config
+    assert config.image_config == ImageConfig(entry_point=(), command=("serve", "--port=80"), working_directory="/app")
+    assert config.logging == LoggingConfig("JSON", "/custom/fn", "INFO", "INFO")  # Lambda's levels under JSON
+    assert config.vpc == VpcConfig(("subnet-0bbbbbbbbbbbbbbbb", "subnet-aaaaaaaa"), ("sg-12345678",), False)
+
+
+@pytest.mark.parametrize(("reported", "read"), [
+    ({}, LoggingConfig("Text", "/aws/lambda/fn")),
+    ({"LogFormat": "", "LogGroup": ""}, LoggingConfig("Text", "/aws/lambda/fn")),  # empty: says nothing
+    ({"LogFormat": "Text", "ApplicationLogLevel": "DEBUG", "SystemLogLevel": "WARN"}, LoggingConfig("Text", "/aws/lambda/fn")),
+    ({"LogFormat": "JSON", "ApplicationLogLevel": "ERROR"}, LoggingConfig("JSON", "/aws/lambda/fn", "ERROR", "INFO")),
+])
+def test_logging_levels_are_read_under_json_only(reported: dict[str, Any], read: LoggingConfig) -> None:
+    assert _observed_config({"LoggingConfig": reported}, name="fn").logging == read
+
+
+def test_a_vpc_lambda_reports_empty_is_no_vpc() -> None:
+    assert _observed_config({"VpcConfig": {"SubnetIds": [], "SecurityGroupIds": [], "VpcId": ""}}).vpc == VpcConfig((), (), False)
+    assert _observed_config({}).vpc == VpcConfig((), (), False)
+    assert _observed_config({}).image_config == ImageConfig((), (), "")
+
+
+@pytest.mark.parametrize(("key", "reported"), [
+    ("ImageConfigResponse", {"Error": {"ErrorCode": "ImageConfigError", "Message": "could not read the image"}}),
+    ("ImageConfigResponse", {"ImageConfig": {"Command": "serve"}}),
+    ("ImageConfigResponse", {"ImageConfig": {"EntryPoint": ["/bootstrap", 7]}}),
+    ("ImageConfigResponse", {"ImageConfig": {"Command": ["x"] * 1501}}),
+    ("ImageConfigResponse", {"ImageConfig": {"WorkingDirectory": "d" * 1001}}),
+    ("ImageConfigResponse", ["not", "a", "mapping"]),
+    ("LoggingConfig", {"LogFormat": "XML"}),
+    ("LoggingConfig", {"LogGroup": "/aws/lambda/fn\n::error::forged"}),
+    ("LoggingConfig", {"LogFormat": "JSON", "ApplicationLogLevel": "LOUD"}),
+    ("LoggingConfig", {"LogFormat": ["JSON"]}),
+    ("LoggingConfig", "Text"),
+    ("VpcConfig", {"SubnetIds": ["subnet-zz"], "SecurityGroupIds": ["sg-12345678"]}),
+    ("VpcConfig", {"SubnetIds": [f"subnet-{i:08x}" for i in range(17)], "SecurityGroupIds": ["sg-12345678"]}),
+    ("VpcConfig", {"SubnetIds": ["subnet-aaaaaaaa"], "SecurityGroupIds": [f"sg-{i:08x}" for i in range(6)]}),
+    ("VpcConfig", {"SubnetIds": [], "SecurityGroupIds": [], "Ipv6AllowedForDualStack": "yes"}),
+])
+def test_a_setting_lambda_reports_malformed_is_unreadable_and_the_others_are_still_read(key: str, reported: Any) -> None:
+    # None: equal to no declared value (a plan sets what is declared), never sent back by an update.
+    attribute = {"ImageConfigResponse": "image_config", "LoggingConfig": "logging", "VpcConfig": "vpc"}[key]
+    observed = _observed_config({key: reported, "MemorySize": 256}, name="fn")
+    assert getattr(observed, attribute) is None
+    assert observed.memory == 256
+    assert all(getattr(observed, other) is not None for other in ("image_config", "logging", "vpc") if other != attribute)

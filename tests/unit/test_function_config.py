@@ -10,18 +10,24 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
 import pytest
 
+from deployer.aws import _observed_config
 from deployer.errors import DeployerError
 from deployer.function_config import (
     KEYS,
+    SETTINGS,
     EnvValue,
     FieldChange,
     FunctionConfig,
+    ImageConfig,
+    LoggingConfig,
     ObservedConfig,
+    VpcConfig,
     changes,
     concurrency_request,
     creation_fields,
@@ -49,8 +55,17 @@ def env(**values: str | tuple[str, str]) -> MappingProxyType[str, EnvValue]:
                              for name, v in values.items()})
 
 
+SUBNET_A, SUBNET_B = "subnet-0aaaaaaaaaaaaaaaa", "subnet-bbbbbbbb"
+SG_1, SG_2 = "sg-11111111", "sg-0222222222222222f"
+DEFAULT_GROUP = "/aws/lambda/fn"
+# What Lambda reports of a function created without image config, logging or VPC (the gateway fills these).
+PLAIN = ObservedConfig(logging=LoggingConfig("Text", DEFAULT_GROUP))
+
 # What Lambda holds when every key was set outside deploy.yaml (the console, Terraform).
 SET_OUTSIDE = ObservedConfig(role=OTHER_ROLE, memory=1024, timeout=60, ephemeral_storage=2048, description="from the console",
+                             image_config=ImageConfig(("/entry",), ("serve",), "/app"),
+                             logging=LoggingConfig("JSON", "/shared/logs", "DEBUG", "WARN"),
+                             vpc=VpcConfig((SUBNET_A,), (SG_1,), True),
                              environment={"OUTSIDE": "aws-value-outside"}, reserved_concurrency=50,
                              tags={"team": "ops", "set-outside": "by terraform"})
 
@@ -86,6 +101,55 @@ CASES: dict[str, tuple[FunctionConfig, ObservedConfig, tuple[FieldChange, ...]]]
     "tag changes sorted by key": (FunctionConfig(tags={"z": "1", "a b:c": "2"}), ObservedConfig(),
                                   (FieldChange("tags.a b:c", None, "2"), FieldChange("tags.z", None, "1"))),
     "an empty tag value is a value": (FunctionConfig(tags={"team": ""}), SET_OUTSIDE, (FieldChange("tags.team", "ops", ""),)),
+    # image_config, logging, vpc: Lambda's defaults filled on both sides; each declared sub-key compared on its own.
+    "image config: the image's own, declared": (FunctionConfig(image_config=ImageConfig((), (), "")), PLAIN, ()),
+    "logging: Text and the function's own group, declared": (
+        FunctionConfig(logging=LoggingConfig("Text", DEFAULT_GROUP)), PLAIN, ()),
+    "logging: INFO levels under JSON are Lambda's default": (
+        FunctionConfig(logging=LoggingConfig("JSON", None, "INFO", "INFO")),
+        replace(PLAIN, logging=LoggingConfig("JSON", DEFAULT_GROUP, "INFO", "INFO")), ()),
+    "vpc: two empty lists are no VPC": (FunctionConfig(vpc=VpcConfig((), ())), PLAIN, ()),
+    "vpc: no dual-stack IPv6 is Lambda's default": (FunctionConfig(vpc=VpcConfig((), (), False)), PLAIN, ()),
+    "image config command set": (FunctionConfig(image_config=ImageConfig(command=("serve", "--port=8080"))), PLAIN,
+                                 (FieldChange("image_config.command", "[]", '["serve", "--port=8080"]'),)),
+    "image config working directory set": (FunctionConfig(image_config=ImageConfig(working_directory="/app")), PLAIN,
+                                           (FieldChange("image_config.working_directory", '""', "/app"),)),
+    "image config back to the image's own": (
+        FunctionConfig(image_config=ImageConfig(entry_point=(), working_directory="")), SET_OUTSIDE,
+        (FieldChange("image_config.entry_point", '["/entry"]', "[]"), FieldChange("image_config.working_directory", "/app", '""'))),
+    "image config sub-keys not declared are left alone": (FunctionConfig(image_config=ImageConfig(command=("serve",))), SET_OUTSIDE, ()),
+    "logging format": (FunctionConfig(logging=LoggingConfig(format="JSON")), PLAIN, (FieldChange("logging.format", "Text", "JSON"),)),
+    "logging: a level where Text had none": (
+        FunctionConfig(logging=LoggingConfig(format="JSON", application_log_level="DEBUG")), PLAIN,
+        (FieldChange("logging.format", "Text", "JSON"), FieldChange("logging.application_log_level", None, "DEBUG"))),
+    "logging: back to Text, the levels set outside not declared": (
+        FunctionConfig(logging=LoggingConfig(format="Text")), SET_OUTSIDE, (FieldChange("logging.format", "JSON", "Text"),)),
+    "logging: the log group": (FunctionConfig(logging=LoggingConfig(log_group="/shared/logs")), PLAIN,
+                               (FieldChange("logging.log_group", DEFAULT_GROUP, "/shared/logs"),)),
+    "logging: levels changed, the group set outside left alone": (
+        FunctionConfig(logging=LoggingConfig("JSON", None, "INFO", "WARN")), SET_OUTSIDE,
+        (FieldChange("logging.application_log_level", "DEBUG", "INFO"),)),
+    "vpc set": (FunctionConfig(vpc=VpcConfig((SUBNET_A, SUBNET_B), (SG_2, SG_1))), PLAIN,
+                (FieldChange("vpc.subnet_ids", "[]", f'["{SUBNET_A}", "{SUBNET_B}"]'),
+                 FieldChange("vpc.security_group_ids", "[]", f'["{SG_2}", "{SG_1}"]'))),
+    "vpc equal": (FunctionConfig(vpc=VpcConfig((SUBNET_A,), (SG_1,))), SET_OUTSIDE, ()),
+    "vpc: a subnet added": (FunctionConfig(vpc=VpcConfig((SUBNET_A, SUBNET_B), (SG_1,))), SET_OUTSIDE,
+                            (FieldChange("vpc.subnet_ids", f'["{SUBNET_A}"]', f'["{SUBNET_A}", "{SUBNET_B}"]'),)),
+    "vpc left": (FunctionConfig(vpc=VpcConfig((), ())), SET_OUTSIDE,
+                 (FieldChange("vpc.subnet_ids", f'["{SUBNET_A}"]', "[]"), FieldChange("vpc.security_group_ids", f'["{SG_1}"]', "[]"))),
+    "vpc dual-stack IPv6 declared": (FunctionConfig(vpc=VpcConfig((SUBNET_A,), (SG_1,), False)), SET_OUTSIDE,
+                                     (FieldChange("vpc.ipv6_allowed_for_dual_stack", "true", "false"),)),
+    "what Lambda reports unreadably equals no declared value": (
+        FunctionConfig(image_config=ImageConfig(command=()), logging=LoggingConfig(format="Text"), vpc=VpcConfig((), ())),
+        ObservedConfig(image_config=None, logging=None, vpc=None),
+        (FieldChange("image_config.command", "(unknown)", "[]"), FieldChange("logging.format", "(unknown)", "Text"),
+         FieldChange("vpc.subnet_ids", "(unknown)", "[]"), FieldChange("vpc.security_group_ids", "(unknown)", "[]"))),
+    "settings after tracing and before the environment": (
+        FunctionConfig(environment=env(A="a"), vpc=VpcConfig((SUBNET_B,), (SG_1,)), tracing="Active",
+                       logging=LoggingConfig(format="JSON"), image_config=ImageConfig(command=("x",))), PLAIN,
+        (FieldChange("tracing", "PassThrough", "Active"), FieldChange("image_config.command", "[]", '["x"]'),
+         FieldChange("logging.format", "Text", "JSON"), FieldChange("vpc.subnet_ids", "[]", f'["{SUBNET_B}"]'),
+         FieldChange("vpc.security_group_ids", "[]", f'["{SG_1}"]'), FieldChange("environment.A", None, "a"))),
     # Keys left out of deploy.yaml are not managed, whatever Lambda holds.
     "nothing declared, everything set outside": (FunctionConfig(), SET_OUTSIDE, ()),
     "only memory declared, equal": (FunctionConfig(memory=1024), SET_OUTSIDE, ()),
@@ -179,6 +243,7 @@ def test_declared_lists_the_keys_written_in_key_order() -> None:
     assert FunctionConfig().declared == ()
     assert FunctionConfig(environment=env(), timeout=3, role=ROLE).declared == ("role", "timeout", "environment")
     every = FunctionConfig(role=ROLE, memory=128, timeout=3, ephemeral_storage=512, description="", tracing="PassThrough",
+                           image_config=ImageConfig(), logging=LoggingConfig(), vpc=VpcConfig((), ()),
                            environment=env(), reserved_concurrency=0, tags={})
     assert every.declared == KEYS
 
@@ -316,3 +381,99 @@ def test_the_secrets_key_is_the_plans_salt_keyed_by_deployer_plan_key_when_set()
     keyed = secrets_key(salt, {"DEPLOYER_PLAN_KEY": "ci-secret"})
     assert keyed != salt and keyed == secrets_key(salt, {"DEPLOYER_PLAN_KEY": "ci-secret"})
     assert keyed != secrets_key(salt, {"DEPLOYER_PLAN_KEY": "another"})
+
+
+# -- image_config, logging, vpc: Lambda replaces each object, so the sub-keys not declared go back as it holds them --
+
+def changed(*fields: str) -> tuple[FieldChange, ...]:
+    return tuple(FieldChange(name, "before", "after") for name in fields)
+
+
+@pytest.mark.parametrize(("config", "observed", "request_"), [
+    # the entry point and working directory set outside are sent back with the declared command
+    (FunctionConfig(image_config=ImageConfig(command=("serve", "--debug"))), SET_OUTSIDE,
+     {"ImageConfig": {"EntryPoint": ["/entry"], "Command": ["serve", "--debug"], "WorkingDirectory": "/app"}}),
+    # an empty sub-key is the image's own: left out of the object that replaces Lambda's
+    (FunctionConfig(image_config=ImageConfig(entry_point=(), command=(), working_directory="")), SET_OUTSIDE, {"ImageConfig": {}}),
+    # back to Text: the levels set outside are not sent (Lambda refuses a level under Text), the group is kept
+    (FunctionConfig(logging=LoggingConfig(format="Text")), SET_OUTSIDE, {"LoggingConfig": {"LogFormat": "Text", "LogGroup": "/shared/logs"}}),
+    # to JSON with one level: the other is left to Lambda's default (under Text none applied)
+    (FunctionConfig(logging=LoggingConfig("JSON", None, "DEBUG")), PLAIN,
+     {"LoggingConfig": {"LogFormat": "JSON", "LogGroup": DEFAULT_GROUP, "ApplicationLogLevel": "DEBUG"}}),
+    (FunctionConfig(logging=LoggingConfig(log_group="/new/group")), SET_OUTSIDE,
+     {"LoggingConfig": {"LogFormat": "JSON", "LogGroup": "/new/group", "ApplicationLogLevel": "DEBUG", "SystemLogLevel": "WARN"}}),
+    # dual-stack IPv6 set outside is kept with the declared ids; leaving the VPC takes it away
+    (FunctionConfig(vpc=VpcConfig((SUBNET_A, SUBNET_B), (SG_1,))), SET_OUTSIDE,
+     {"VpcConfig": {"SubnetIds": [SUBNET_A, SUBNET_B], "SecurityGroupIds": [SG_1], "Ipv6AllowedForDualStack": True}}),
+    (FunctionConfig(vpc=VpcConfig((), ())), SET_OUTSIDE, {"VpcConfig": {"SubnetIds": [], "SecurityGroupIds": []}}),
+    (FunctionConfig(vpc=VpcConfig((SUBNET_A,), (SG_1,), False)), SET_OUTSIDE,
+     {"VpcConfig": {"SubnetIds": [SUBNET_A], "SecurityGroupIds": [SG_1], "Ipv6AllowedForDualStack": False}}),
+])
+def test_update_request_sends_the_declared_sub_keys_and_the_others_as_lambda_holds_them(
+        config: FunctionConfig, observed: ObservedConfig, request_: dict[str, object]) -> None:
+    assert update_request(config, changes(config, observed, KEY), observed) == request_
+
+
+@pytest.mark.parametrize("config", [
+    FunctionConfig(image_config=ImageConfig(command=("serve",), working_directory="/srv")),
+    FunctionConfig(image_config=ImageConfig(entry_point=(), command=(), working_directory="")),
+    FunctionConfig(logging=LoggingConfig(format="Text")),
+    FunctionConfig(logging=LoggingConfig("JSON", "/team/logs", "ERROR")),
+    FunctionConfig(logging=LoggingConfig(log_group="/team/logs")),
+    FunctionConfig(vpc=VpcConfig((SUBNET_B, SUBNET_A), (SG_2,))),
+    FunctionConfig(vpc=VpcConfig((), ())),
+    FunctionConfig(vpc=VpcConfig((SUBNET_A,), (SG_1,), False)),
+])
+@pytest.mark.parametrize("before", [PLAIN, SET_OUTSIDE], ids=["plain", "set outside"])
+def test_after_the_update_lambda_holds_the_declared_values_and_keeps_the_rest(config: FunctionConfig, before: ObservedConfig) -> None:
+    """Lambda replaces each object with the one sent, filling its defaults (what the gateway reads):
+    a plan that follows shows no change, and every sub-key not declared is what it was."""
+    request: Any = update_request(config, changes(config, before, KEY), before)
+    reported = {"ImageConfigResponse": {"ImageConfig": request["ImageConfig"]}} if "ImageConfig" in request else {}
+    reported |= {key: request[key] for key in ("LoggingConfig", "VpcConfig") if key in request}
+    now = _observed_config(reported, name="fn")
+    after = replace(before, **{key: getattr(now, key) for key in ("image_config", "logging", "vpc")
+                               if getattr(config, key) is not None})
+    assert changes(config, after, KEY) == ()
+    for key, names in SETTINGS.items():
+        declared, held, was = getattr(config, key), getattr(after, key), getattr(before, key)
+        for name in names:
+            if declared is not None and getattr(declared, name) is not None:
+                continue
+            expected = getattr(was, name)
+            if key == "logging" and name.endswith("_level"):  # none under Text; under JSON, Lambda's default if none was
+                expected = None if held.format == "Text" else expected or "INFO"
+            if name == "ipv6_allowed_for_dual_stack" and not held.subnet_ids:  # it leaves with the VPC
+                expected = False
+            assert getattr(held, name) == expected, (key, name)
+
+
+def test_a_function_created_gets_only_the_declared_sub_keys() -> None:
+    config = FunctionConfig(role=ROLE, image_config=ImageConfig(command=("serve",), working_directory=""),
+                            logging=LoggingConfig(format="JSON", system_log_level="WARN"), vpc=VpcConfig((SUBNET_A,), (SG_1,)))
+    fields = creation_fields(config, KEY)
+    assert fields == (FieldChange("role", None, ROLE), FieldChange("image_config.command", None, '["serve"]'),
+                      FieldChange("image_config.working_directory", None, '""'), FieldChange("logging.format", None, "JSON"),
+                      FieldChange("logging.system_log_level", None, "WARN"), FieldChange("vpc.subnet_ids", None, f'["{SUBNET_A}"]'),
+                      FieldChange("vpc.security_group_ids", None, f'["{SG_1}"]'))
+    assert creation_request(config, fields) == {
+        "Role": ROLE, "ImageConfig": {"Command": ["serve"]}, "LoggingConfig": {"LogFormat": "JSON", "SystemLogLevel": "WARN"},
+        "VpcConfig": {"SubnetIds": [SUBNET_A], "SecurityGroupIds": [SG_1]}}
+
+
+def test_a_setting_not_changed_is_not_sent() -> None:
+    config = FunctionConfig(memory=256, image_config=ImageConfig(command=("serve",)), logging=LoggingConfig(format="JSON"),
+                            vpc=VpcConfig((SUBNET_A,), (SG_1,)))
+    assert update_request(config, changed("memory"), SET_OUTSIDE) == {"MemorySize": 256}
+
+
+def test_sub_keys_lambda_reported_unreadably_are_never_reset_silently() -> None:
+    unreadable = ObservedConfig(image_config=None, logging=None, vpc=None)
+    partial = FunctionConfig(logging=LoggingConfig(format="JSON"))
+    with pytest.raises(DeployerError, match=r"what Lambda reports of logging could not be read, so its sub-keys not declared "
+                                            r"\(log_group, application_log_level, system_log_level\) cannot be kept"):
+        update_request(partial, changes(partial, unreadable, KEY), unreadable)
+    whole = FunctionConfig(image_config=ImageConfig((), ("serve",), ""), vpc=VpcConfig((SUBNET_A,), (SG_1,), False))
+    assert update_request(whole, changes(whole, unreadable, KEY), unreadable) == {
+        "ImageConfig": {"Command": ["serve"]},
+        "VpcConfig": {"SubnetIds": [SUBNET_A], "SecurityGroupIds": [SG_1], "Ipv6AllowedForDualStack": False}}

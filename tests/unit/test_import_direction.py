@@ -15,13 +15,13 @@ ORDER = [
     # utilities every stage may use
     "__init__", "errors", "paths", "locks",
     # spec: deploy.yaml files -> Spec
-    "function_config", "spec", "yamldoc", "schema", "load",
+    "function_config", "repository_config", "spec", "yamldoc", "schema", "function_settings", "load",
     # build inputs: go.mod files, shared modules, the build context and its digest
     "gomod", "workspace", "module_graph", "digest", "dockerignore", "layout", "redact", "context",
     # cloud: what AWS reports, through its gateways
     "state", "registry", "aws", "observe",
     # plan: pure decisions, their words, their files
-    "plan", "explain", "planfile", "binding", "render",
+    "plan", "explain", "planfile", "binding", "render", "adopt",
     # apply: the only stage that changes anything
     "outcome", "go_build", "ports", "interrupts", "docker_gateway", "images", "sharing", "runtime_api", "local_invoke", "run_function", "progress", "apply", "local_build",
     # the use cases and the command line

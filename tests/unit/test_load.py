@@ -9,7 +9,7 @@ import pytest
 from ruamel.yaml.comments import CommentedSeq
 
 from deployer.errors import Diagnostic, InvalidSpecError
-from deployer.function_config import EnvValue, FunctionConfig
+from deployer.function_config import EnvValue, FunctionConfig, ImageConfig, LoggingConfig, VpcConfig
 from deployer.load import load
 from deployer.paths import display, inside
 from deployer.spec import EcrRepository, RepositoryRef, ecr_domain
@@ -207,6 +207,27 @@ def test_names_lambda_does_not_reserve_are_accepted(repo: Path, name: str) -> No
 def test_a_one_letter_variable_name_is_refused(repo: Path) -> None:
     with pytest.raises(InvalidSpecError):
         load([write(repo, CONFIG_HEAD + "functions:\n  - {name: a, build: {source: fn}, environment: {A: x}}\n")], env={})
+
+
+def test_image_config_logging_and_vpc_come_from_the_function_else_the_defaults_as_a_whole(repo: Path) -> None:
+    found = configs(repo, "  logging: {format: JSON, system_log_level: WARN}\n"
+                          "  vpc: {subnet_ids: [subnet-bbbbbbbb, subnet-aaaaaaaa], security_group_ids: [sg-0123abcd]}\n"
+                          "functions:\n  - {name: a, build: {source: fn}, logging: {log_group: /shared}, image_config: {command: [serve]}}\n"
+                          "  - {name: b, build: {source: fn}, image_config: {working_directory: ''}}\n")
+    assert found["a"].logging == LoggingConfig(log_group="/shared"), "the default's sub-keys are not merged in"
+    assert found["a"].image_config == ImageConfig(command=("serve",))
+    assert found["b"].logging == LoggingConfig(format="JSON", system_log_level="WARN")
+    assert found["b"].image_config == ImageConfig(working_directory="")
+    assert found["a"].vpc == found["b"].vpc == VpcConfig(("subnet-aaaaaaaa", "subnet-bbbbbbbb"), ("sg-0123abcd",))
+    assert configs(repo, "functions:\n  - {name: a, build: {source: fn}}\n")["a"].declared == ()
+
+
+def test_a_log_level_of_the_defaults_without_json_is_reported_once_where_it_is_written(repo: Path) -> None:
+    problems = config_problems(repo, "  logging: {system_log_level: WARN}\n"
+                                     "functions:\n  - {name: a, build: {source: fn}}\n  - {name: b, build: {source: fn}}\n"
+                                     "  - {name: c, build: {source: fn}, logging: {format: JSON, system_log_level: WARN}}\n")
+    assert problems == ["5:31: defaults.logging.system_log_level: a log level applies to the JSON log format only, and Lambda "
+                        "takes a missing format for Text; add format: JSON, or remove the level"]
 
 
 def test_a_reserved_name_in_the_defaults_is_reported_once_where_it_is_written(repo: Path) -> None:

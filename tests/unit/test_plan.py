@@ -15,13 +15,14 @@ import pytest
 
 from deployer import explain, planfile
 from deployer.errors import PlanError
-from deployer.function_config import EnvValue, FieldChange, FunctionConfig, ObservedConfig
+from deployer.function_config import EnvValue, FieldChange, FunctionConfig, ImageConfig, LoggingConfig, ObservedConfig, VpcConfig
 from deployer.plan import (
     Action,
     AssembleContext,
     BuildImage,
     Cleanup,
     CreateFunction,
+    ConfigureRepository,
     CreateRepository,
     EcrLogin,
     ImageRef,
@@ -40,6 +41,8 @@ from deployer.plan import (
     plan_function,
 )
 from deployer.render import render
+from deployer.render import summary as render_summary
+from deployer.repository_config import ObservedRepository, RepositoryConfig
 from deployer.spec import EcrRepository
 from deployer.state import Desired, FunctionState, ImageState, Observed
 
@@ -94,15 +97,19 @@ CREATE_BUILDING_STEPS = (*BUILD_STEPS[:5], CreateFunction("fn", ImageRef(REPO, t
 # action, the changed keys and whether ECR has the image (expected_steps).
 CASE_DIR = Path(__file__).parent / "plan_cases"
 CASE_FILES = sorted(CASE_DIR.glob("*.json"))
+# A repository deployer creates gets every setting (the defaults fill what deploy.yaml does not declare).
+CREATED_WITH = ("scan_on_push: true", "tag_mutability: IMMUTABLE", "encryption: AES256", "untagged_expiry_days: 14")
 STEPS_OF = {Action.UPDATE: UPDATE_STEPS, Action.BUILD: BUILD_STEPS, Action.CONFIGURE: (), Action.NOOP: (), Action.BLOCKED: ()}
 
 
 def expected_steps(action: Action, configuration: tuple[FieldChange, ...], create_repository: bool = False,
-                   in_ecr: bool = False) -> tuple[Step, ...]:
+                   in_ecr: bool = False, repository_keys: tuple[str, ...] = ()) -> tuple[Step, ...]:
     """The action's steps, with the configuration update (and its wait) before the code update:
     after the image is verified, so that a failed build changes nothing. A creation takes its
-    whole configuration at once (no configuration step); a missing repository is created first."""
-    repository: tuple[Step, ...] = (CreateRepository(REPO),) if create_repository else ()
+    whole configuration at once (no configuration step); a missing repository is created first,
+    the changed settings of one that exists set first."""
+    repository: tuple[Step, ...] = ((CreateRepository(REPO, CREATED_WITH),) if create_repository
+                                    else (ConfigureRepository(REPO, repository_keys),) if repository_keys else ())
     if action is Action.CREATE:
         return (*repository, *(CREATE_STEPS if in_ecr else CREATE_BUILDING_STEPS))
     keys = tuple(dict.fromkeys(change.field.split(".")[0] for change in configuration))
@@ -121,6 +128,7 @@ class Case(NamedTuple):
     reason: Reason
     configuration: tuple[FieldChange, ...]
     create_repository: bool
+    repository_changes: tuple[FieldChange, ...]
 
 
 def declared(data: dict[str, Any], env: dict[str, str]) -> FunctionConfig:
@@ -128,30 +136,47 @@ def declared(data: dict[str, Any], env: dict[str, str]) -> FunctionConfig:
     environment = data.pop("environment", None)
     values = None if environment is None else MappingProxyType({
         name: EnvValue(from_env=v["from_env"]) if isinstance(v, dict) else EnvValue(value=v) for name, v in environment.items()})
-    return FunctionConfig(**data, environment=values).resolve(env)
+    return FunctionConfig(**config_settings(data), environment=values).resolve(env)
+
+
+def config_settings(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` with its image_config, logging and vpc (mappings of their sub-keys, lists for tuples;
+    null: unreadable) as function_config values."""
+    kinds = {"image_config": ImageConfig, "logging": LoggingConfig, "vpc": VpcConfig}
+    return {**data, **{key: kinds[key](**{k: tuple(v) if isinstance(v, list) else v for k, v in data[key].items()})
+                       for key in kinds if isinstance(data.get(key), dict)}}
 
 
 def load_case(path: Path) -> Case:
     case = json.loads(path.read_text())
     function = dict(case["function"])
-    observed_config = ObservedConfig(**function.pop("config", {}))
+    observed_config = ObservedConfig(**config_settings(function.pop("config", {})))
     state = FunctionState(**{**function, "architectures": tuple(function.get("architectures", ())), "config": observed_config})
     reason = case["reason"]
+    settings = dict(case.get("repository_config", {}))
+    if "lambda_pull_accounts" in settings:
+        settings["lambda_pull_accounts"] = tuple(settings["lambda_pull_accounts"])
     desired = replace(DESIRED, config=declared(dict(case.get("config", {})), case.get("env", {})),
-                      create_repository=case.get("repository_create", True))
-    return Case(desired, Observed(state, ImageState(**case["image"])), Action[case["action"].upper()],
+                      create_repository=case.get("repository_create", True), repository_config=RepositoryConfig(**settings))
+    seen = dict(case["repository"]) if "repository" in case else None
+    if seen is not None and "lambda_pull_accounts" in seen:
+        seen["lambda_pull_accounts"] = tuple(seen["lambda_pull_accounts"])
+    return Case(desired, Observed(state, ImageState(**case["image"]), None if seen is None else ObservedRepository(**seen)),
+                Action[case["action"].upper()],
                 Reason(ReasonCode(reason["code"]), reason["detail"], reason["update_in_progress"]),
-                tuple(FieldChange(**change) for change in case.get("configuration", [])), case.get("create_repository", False))
+                tuple(FieldChange(**change) for change in case.get("configuration", [])), case.get("create_repository", False),
+                tuple(FieldChange(**change) for change in case.get("repository_changes", [])))
 
 
 @pytest.mark.parametrize("path", CASE_FILES, ids=[p.stem for p in CASE_FILES])
 def test_planner_case(path: Path) -> None:
     case = load_case(path)
     result = plan_function(case.desired, case.observed, HASH_KEY)
-    assert (result.action, result.reason, result.configuration, result.create_repository) == (
-        case.action, case.reason, case.configuration, case.create_repository)
+    assert (result.action, result.reason, result.configuration, result.create_repository, result.repository_changes) == (
+        case.action, case.reason, case.configuration, case.create_repository, case.repository_changes)
+    settings = tuple(dict.fromkeys(c.field.split(".")[1] for c in case.repository_changes))
     assert result.steps == expected_steps(case.action, case.configuration, case.create_repository,
-                                          case.observed.image.digest is not None)
+                                          case.observed.image.digest is not None, settings)
     assert result.current_digest == case.observed.function.running_digest
     assert result.desired_digest == case.observed.image.digest
     assert result.current_architectures == case.observed.function.architectures
@@ -346,8 +371,8 @@ CONFIGURATION_DAMAGE = {
     "entry not a mapping": "functions[0].configuration[0] is str, not dict",
     "hash not hex": "functions[0].configuration[1].after_hash is not 64 lowercase hex digits",
     "hash of the wrong length": "functions[0].configuration[1].after_hash is not 64 lowercase hex digits",
-    "unknown key": "functions[0].configuration[0].field 'runtime' is not a configuration key deployer manages",
-    "unknown key under environment": "functions[0].configuration[0].field 'layers.X' is not a configuration key deployer manages",
+    "unknown key": "functions[0].configuration[0].field 'runtime' is not a setting deployer manages",
+    "unknown key under environment": "functions[0].configuration[0].field 'layers.X' is not a setting deployer manages",
     "environment variable name with a control character":
         "functions[0].configuration[1].field is not a printable value of at most 1024 characters",
     "value not a string": "functions[0].configuration[0].after is int, not ",  # then the types it may be
@@ -375,7 +400,8 @@ def test_damaged_configuration_of_a_saved_plan_is_refused_with_what_is_wrong(cha
 
 @pytest.mark.parametrize("change", ["blocked with changes", "no change with changes", "configuration update of nothing",
                                     "a sub-key of memory", "tags without a key", "a tag key of 129 characters",
-                                    "a sub-key of reserved_concurrency"])
+                                    "a sub-key of reserved_concurrency", "logging without a sub-key", "a sub-key vpc has not",
+                                    "a sub-key of image_config in Lambda's spelling"])
 def test_planfile_refuses_configuration_the_planner_never_writes(change: str) -> None:
     case = load_case(CASE_DIR / "update-with-configuration-and-a-secret.json")
     data = as_saved(saved(make_plan([(case.desired, case.observed)], HASH_KEY)))
@@ -394,8 +420,24 @@ def test_planfile_refuses_configuration_the_planner_never_writes(change: str) ->
         fp["configuration"][0]["field"] = "tags." + "k" * 129
     elif change == "a sub-key of reserved_concurrency":
         fp["configuration"][0]["field"] = "reserved_concurrency.Value"
+    elif change == "logging without a sub-key":
+        fp["configuration"][0]["field"] = "logging"
+    elif change == "a sub-key vpc has not":
+        fp["configuration"][0]["field"] = "vpc.vpc_id"
+    elif change == "a sub-key of image_config in Lambda's spelling":
+        fp["configuration"][0]["field"] = "image_config.Command"
     with pytest.raises(PlanError, match="damaged plan"):
         planfile.from_dict(data, "plan.json")
+
+
+def test_a_saved_plan_of_image_config_logging_and_vpc_changes_round_trips() -> None:
+    case = load_case(CASE_DIR / "configure-image-config-logging-and-vpc-declared-sub-keys-only.json")
+    plan = saved(make_plan([(case.desired, case.observed)], HASH_KEY))
+    assert planfile.from_dict(as_saved(plan)) == plan
+    assert plan.functions[0].steps[0] == UpdateFunctionConfiguration("fn", ("image_config", "logging", "vpc"))
+    out = render(plan, "text")
+    assert '~ image_config.command: ["serve"] -> ["serve", "--port=8080"]' in out
+    assert '~ vpc.security_group_ids: ["sg-99999999"] -> ["sg-0123abcd"]' in out
 
 
 def test_text_render_shows_steps_and_summary() -> None:
@@ -403,7 +445,7 @@ def test_text_render_shows_steps_and_summary() -> None:
     out = render(plan, "text")
     assert "+ fn: build, push and update" in out
     assert "    3. build image for linux/arm64" in out
-    assert out.rstrip().endswith("Plan: 1 function(s): 1 build, push and update")
+    assert out.rstrip().endswith("Plan: 1 to build, 0 unchanged")
 
 
 def test_markdown_render_has_a_summary_table_and_collapsed_details() -> None:
@@ -415,7 +457,7 @@ def test_markdown_render_has_a_summary_table_and_collapsed_details() -> None:
 
 def test_json_render_has_format_version() -> None:
     out = json.loads(render(make_plan([(DESIRED, Observed(running(NEW), image(NEW)))]), "json"))
-    assert out["format_version"] == 3
+    assert out["format_version"] == 4
     assert out["functions"][0]["action"] == "noop"
     assert out["summary"]["changes"] is False
 
@@ -449,11 +491,11 @@ def test_create_renders_its_symbol_repository_and_function_steps_and_the_declare
     plan = case_plan("create-with-a-missing-repository")
     out = render(plan, "text")
     assert "[green]+ fn: create[/green]" in out
-    assert f"    1. create ECR repository {REPO} (immutable tags, scan on push, AES256, untagged images expire after 14 days)" in out
+    assert f"    1. create ECR repository {REPO} (scan_on_push: true, tag_mutability: IMMUTABLE, encryption: AES256, untagged_expiry_days: 14)" in out
     assert f"    7. create function fn from {REPO}:{TAG} (arm64)" in out
     assert "    8. wait until fn is Active" in out
     assert "      + role: arn:aws:iam::123456789012:role/fn-role" in out
-    assert out.rstrip().endswith("Plan: 1 function(s): 1 create")
+    assert out.rstrip().endswith("Plan: 1 to create, 0 unchanged")
     assert plan.has_changes and not plan.blocked
 
 
@@ -539,8 +581,21 @@ def test_create_repository_on_an_action_that_never_creates_one_is_refused(case: 
     data = as_saved(case_plan(case))
     fp = data["functions"][0]
     fp["create_repository"] = True
-    fp["steps"].insert(0, {"type": "CreateRepository", "repository": REPO})  # consistently: the steps agree
+    fp["steps"].insert(0, {"type": "CreateRepository", "repository": REPO, "settings": list(CREATED_WITH)})  # consistently: the steps agree
     with pytest.raises(PlanError) as caught:
         planfile.from_dict(data, "plan.json")
     assert str(caught.value) == (f"plan.json: damaged plan (functions[0].create_repository does not fit a {action} of fn); "
                                  "run plan again")
+
+
+def test_the_summary_counts_functions_terraform_style_unchanged_always() -> None:
+    plan = every_case()
+    counts = plan.counts()
+    assert render_summary(plan) == (
+        f"Plan: {counts[Action.CREATE]} to create, {counts[Action.BUILD]} to build, {counts[Action.UPDATE]} to update, "
+        f"{counts[Action.CONFIGURE]} to configure, {counts[Action.NOOP]} unchanged, {counts[Action.BLOCKED]} blocked")
+    assert all(counts[action] for action in Action), "every action is among the cases"
+    nothing = make_plan([(DESIRED, Observed(running(NEW), image(NEW)))])
+    assert render_summary(nothing) == "Plan: 1 unchanged"
+    assert render_summary(make_plan([])) == "Plan: no functions"
+    assert render(nothing, "markdown").splitlines()[0] == "### Plan: 1 unchanged"

@@ -148,6 +148,15 @@ PATTERN_SAMPLES = {
     "/$defs/tags/propertyNames": "cost center",
     "/$defs/tags/additionalProperties": "4:2 / +=@_.",
     "/$defs/environmentValue/oneOf/1/properties/from_env": "CI_API_KEY",
+    "/$defs/imageArguments/items": "--port=8080",
+    "/$defs/imageConfig/properties/working_directory": "/var/task",
+    "/$defs/logging/properties/log_group": "/aws/lambda/finalize-with-error",
+    "/$defs/vpc/properties/subnet_ids/items": "subnet-0123456789abcdef0",
+    "/$defs/vpc/properties/security_group_ids/items": "sg-0123abcd",
+    "/$defs/repository/oneOf/1/properties/kms_key": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    "/$defs/repository/oneOf/1/properties/lambda_pull_accounts/items": "210987654321",
+    "/$defs/repositoryTags/propertyNames": "cost center",
+    "/$defs/repositoryTags/additionalProperties": "4:2 / +=@_.",
 }
 
 
