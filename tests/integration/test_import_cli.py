@@ -28,6 +28,9 @@ def test_an_import_followed_by_a_plan_shows_no_changes(cli: Cli, monorepo: Monor
         "name": name, "role": role_arn, "memory": 1024, "timeout": 20, "description": "imported: 'quotes' and # hashes",
         "tracing": "Active", "environment": {"API_KEY": {"from_env": "CI_API_KEY"}, "MODE": "live"},
         "reserved_concurrency": 3, "tags": {"team": "payments", "cost center": "42"},
+        "image_config": {"command": ["serve", "--port=8080"], "working_directory": "/var/task"},
+        "logging": {"format": "JSON", "application_log_level": "DEBUG"},
+        "vpc": {"subnet_ids": ["subnet-aaaaaaaa"], "security_group_ids": ["sg-12345678"]},
         "repository": {"name": repository, "scan_on_push": False, "untagged_expiry_days": 30, "tags": {"team": "payments"}},
     }])
     original = YAML().load(path.read_text())
@@ -52,7 +55,10 @@ def test_an_import_followed_by_a_plan_shows_no_changes(cli: Cli, monorepo: Monor
     assert (entry["memory"], entry["timeout"], entry["tracing"], entry["reserved_concurrency"]) == (1024, 20, "Active", 3)
     assert dict(entry["repository"]) == {"name": repository, "scan_on_push": False, "untagged_expiry_days": 30,
                                          "tags": {"team": "payments"}}
-    assert "ephemeral_storage" not in entry and "logging" not in entry, "Lambda's defaults are left out"
+    assert entry["image_config"] == {"command": ["serve", "--port=8080"], "working_directory": "/var/task"}
+    assert entry["logging"] == {"format": "JSON", "application_log_level": "DEBUG"}, "the log group and system level: defaults"
+    assert entry["vpc"] == {"subnet_ids": ["subnet-aaaaaaaa"], "security_group_ids": ["sg-12345678"]}
+    assert "ephemeral_storage" not in entry and "description" in entry, "Lambda's defaults are left out"
     again = cli("import", name, "--region", "us-east-1", "--source", EXAMPLE_SOURCE, "--out", "deploy.yaml")
     assert again.returncode == 1 and "exists" in again.stderr and path.read_text() == text, "nothing is replaced"
 
