@@ -109,3 +109,27 @@ def test_a_repository_encrypted_otherwise_blocks_with_what_to_do(
     assert planned.returncode == 1, output(planned)
     assert f"! {name}: blocked" in planned.stdout
     assert f"encryption AES256 -> KMS; kms_key (none) -> {key}), and ECR cannot change a repository's encryption" in planned.stdout
+
+
+def test_a_repository_of_another_account_lets_the_functions_account_pull(
+        cli: Cli, monorepo: Monorepo, role_arn: str, ecr_client: Any, lambda_client: Any) -> None:
+    """The repository belongs to another account (the registry of its URI); the function is the
+    caller's. The plan adds the caller's account to the repository policy, without any key for it."""
+    owner, repository, name = "210987654321", unique_name("deployer-xacct"), unique_name("deployer-xacct-fn")
+    ecr_client.create_repository(registryId=owner, repositoryName=repository, imageTagMutability="IMMUTABLE")
+    uri = f"{owner}.dkr.ecr.us-east-1.amazonaws.com/{repository}"
+    write_spec(monorepo, [{"name": name, "repository": {"name": uri, "create": False}, "role": role_arn}])
+
+    planned = cli("plan")
+    assert planned.returncode == 0, output(planned)
+    assert "~ repository.lambda_pull_accounts: (none) -> 123456789012" in planned.stdout, output(planned)
+    assert f"update the settings of ECR repository {uri} (lambda_pull_accounts)" in planned.stdout
+
+    applied = cli("apply", "--yes")
+    assert applied.returncode == 0, output(applied)
+    policy = json.loads(ecr_client.get_repository_policy(registryId=owner, repositoryName=repository)["policyText"])
+    assert sorted(s["Sid"] for s in policy["Statement"]) == ["DeployerLambdaPull123456789012", "DeployerLambdaPullService123456789012"]
+    [service] = [s for s in policy["Statement"] if s["Principal"] == {"Service": "lambda.amazonaws.com"}]
+    assert service["Condition"] == {"StringLike": {"aws:sourceARN": "arn:aws:lambda:us-east-1:123456789012:function:*"}}
+    assert lambda_client.get_function(FunctionName=name)["Code"]["ImageUri"].startswith(f"{uri}@sha256:")
+    assert cli("plan", "--detailed-exitcode").returncode == 0
