@@ -10,7 +10,10 @@ deployer's one rule, a tag mutability ECR added since) is left out, and said in 
 unmanaged, as every key not written.
 
 Every value is foreign (it came from an account): the YAML writer quotes what needs quoting, and
-comments hold only words of deployer's own and names that were checked.
+comments hold only words of deployer's own and names that were checked. A text that is not
+printable (controls, bidirectional overrides a reviewer would not see) is not written: its key is
+left unmanaged, and said so in a comment. Tags under `aws:` are AWS's own (CloudFormation's):
+deploy.yaml cannot set them, so they are left out.
 """
 
 from __future__ import annotations
@@ -88,7 +91,37 @@ def document(adopted: Sequence[Adopted], region: str, caller_account: str, sourc
     return doc
 
 
+def _printable(value: object) -> bool:
+    """A value a reviewer sees as it is: no control, format or separator character in any string of it."""
+    if isinstance(value, str):
+        return value.isprintable()
+    if isinstance(value, (list, tuple)):
+        return all(map(_printable, value))
+    if isinstance(value, dict):
+        return all(_printable(k) and _printable(v) for k, v in value.items())
+    return True
+
+
+def _tags(tags: Any) -> CommentedMap:
+    """The tags deploy.yaml can set: not AWS's own (aws:), printable."""
+    return CommentedMap(sorted((k, v) for k, v in tags.items() if not k.lower().startswith("aws:") and _printable((k, v))))
+
+
+def _unmanaged(entry: CommentedMap, keys: list[str], why: str) -> None:
+    if keys:
+        entry.yaml_add_eol_comment(f"{', '.join(keys)}: {why}: left unmanaged", "name")
+
+
 def function_entry(one: Adopted, region: str, caller_account: str, source: str) -> CommentedMap:
+    entry = _function_entry(one, region, caller_account, source)
+    unprintable = [key for key, value in entry.items() if key != "name" and not _printable(value)]
+    for key in unprintable:
+        del entry[key]
+    _unmanaged(entry, unprintable, "holds characters a reviewer would not see")
+    return entry
+
+
+def _function_entry(one: Adopted, region: str, caller_account: str, source: str) -> CommentedMap:
     fn, config = one.function, one.function.config
     entry = CommentedMap()
     entry["name"] = one.name
@@ -138,8 +171,8 @@ def function_entry(one: Adopted, region: str, caller_account: str, source: str) 
         entry["environment"] = environment
     if config.reserved_concurrency is not None:
         entry["reserved_concurrency"] = config.reserved_concurrency
-    if config.tags:
-        entry["tags"] = CommentedMap(sorted(config.tags.items()))
+    if _tags(config.tags):
+        entry["tags"] = _tags(config.tags)
     entry["build"] = CommentedMap(source=source)
     return entry
 
@@ -175,13 +208,17 @@ def repository_entry(repository: EcrRepository, settings: ObservedRepository | N
         written["untagged_expiry_days"] = settings.untagged_expiry_days
     if settings.lambda_pull_accounts:
         written["lambda_pull_accounts"] = list(settings.lambda_pull_accounts)
-    if settings.tags:
-        written["tags"] = CommentedMap(sorted(settings.tags.items()))
+    if _tags(settings.tags):
+        written["tags"] = _tags(settings.tags)
     notes = []
     if settings.other_lifecycle:
         notes.append("its lifecycle policy is not deployer's one rule: left unmanaged")
     if settings.tag_mutability not in TAG_MUTABILITIES:
         notes.append("its tag mutability is one deploy.yaml cannot say: left unmanaged")
+    if settings.encryption not in ("AES256", "KMS"):
+        notes.append("its encryption is one deploy.yaml cannot say: left unmanaged")
+    if settings.kms_key and not _KMS_KEY.fullmatch(settings.kms_key):
+        notes.append("its KMS key is not a key ARN deploy.yaml can hold: left unmanaged")
     if notes:
         written.yaml_add_eol_comment("; ".join(notes), "name")
     return written if len(written) > 1 or notes else named

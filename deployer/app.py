@@ -454,30 +454,37 @@ def _check_imported(text: str, target: Path, source: str) -> None:
     DeployerError with every problem when it would not validate."""
     from deployer.errors import InvalidSpecError
 
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.import.", suffix=".yaml")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.import.", suffix=".yaml")
+    except OSError as exc:
+        raise DeployerError(f"{display(target.parent)}: cannot write there ({exc.strerror}); run import in a directory "
+                            "you can write to, or pass --out") from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         load([Path(tmp)])
     except InvalidSpecError as exc:
-        found = "\n  ".join(str(d).replace(display(Path(tmp)), display(target)) for d in exc.diagnostics)
-        raise DeployerError(f"the deploy.yaml written for these functions would not be valid at {display(target)}:\n  {found}\n"
-                            f"each function's source is {shown(source)} ({{name}}: the function's name) relative to it; "
-                            "pass --source with where the sources are") from exc
+        found = [str(d).replace(display(Path(tmp)), display(target)) for d in exc.diagnostics]
+        hint = ("\neach function's source is " + shown(source) + " ({name}: the function's name) relative to it; "
+                "pass --source with where the sources are") if any("source" in line for line in found) else ""
+        raise DeployerError(f"the deploy.yaml written for these functions would not be valid at {display(target)}:\n  "
+                            + "\n  ".join(found) + hint) from exc
     finally:
         Path(tmp).unlink(missing_ok=True)
 
 
 def _write_new(target: Path, text: str) -> None:
-    """Write `text` to `target`, which must not exist (a file made there meanwhile is not replaced)."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    """Write `text` to `target`, created here (O_EXCL: a file made there meanwhile, or a link, is
+    never written through), with the permissions the umask gives a new file."""
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.link(tmp, target)  # fails if the name exists: nothing is replaced
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
     except FileExistsError:
         raise DeployerError(f"{display(target)}: appeared while importing; nothing was written: move it away and run again") from None
     except OSError as exc:
         raise DeployerError(f"{display(target)}: cannot write: {exc.strerror}") from exc
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as exc:
+        target.unlink(missing_ok=True)  # ours: made by the open above
+        raise DeployerError(f"{display(target)}: cannot write: {exc.strerror}; nothing was kept") from exc

@@ -184,6 +184,7 @@ _FUNCTION_ARN = re.compile(r"arn:aws[a-z-]{0,16}:lambda:[a-z0-9-]{1,32}:[0-9]{12
 _REPOSITORY_ARN = re.compile(r"arn:aws[a-z-]{0,16}:ecr:[a-z0-9-]{1,32}:[0-9]{12}:repository/[a-z0-9._/-]{2,256}")
 MAX_TOKEN = 256
 MAX_POLICY = 1 << 16  # above ECR's own bounds on a lifecycle or repository policy
+MAX_IMAGE_URI = 512  # a registry host, a repository name (256) and a digest or tag
 MAX_TEXT = 4096
 
 
@@ -323,6 +324,12 @@ MAX_TAG_KEY = 128
 MAX_TAG_VALUE = 256
 
 
+def _image_uri(code: Any) -> str | None:
+    """Code.ImageUri: a printable string, at most the length of the longest ECR image reference."""
+    uri = code.get("ImageUri") if isinstance(code, dict) else None
+    return uri if isinstance(uri, str) and 0 < len(uri) <= MAX_IMAGE_URI and uri.isprintable() else None
+
+
 def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
@@ -333,7 +340,7 @@ def _json(text: Any) -> Any:
         return None
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         return None
 
 
@@ -399,7 +406,7 @@ class LambdaGateway:
             revision_id=_token(config.get("RevisionId")),
             config=_observed_config(config, response.get("Concurrency"), response.get("Tags"), name),
             arn=_matching(config.get("FunctionArn"), _FUNCTION_ARN),
-            image_uri=_token((response.get("Code") or {}).get("ImageUri") if isinstance(response.get("Code"), dict) else None),
+            image_uri=_image_uri(response.get("Code")),
         )
 
     def update_function_configuration(self, name: str, request: Mapping[str, Any], revision_id: str | None) -> str | None:
@@ -532,10 +539,12 @@ class EcrGateway:
 
     def create_repository(self, repository: EcrRepository, config: RepositoryConfig) -> None:
         """Create `repository` with `config` (deploy.yaml's settings, the secure defaults filling
-        the rest: RepositoryConfig.for_creation). One that exists already (another function of
-        this apply made it, or someone since the plan) is fine and left as it is: what a plan
-        then finds different, the next plan shows. ECR refuses to create one in another
-        account's registry (never another account's name in the caller's registry)."""
+        the rest: RepositoryConfig.for_creation). One that exists already is fine: another
+        function of this apply made it, someone did since the plan, or our own first attempt
+        did and its answer was lost (botocore's retry then hears AlreadyExists). The lifecycle
+        policy and pull statements are set then too, unless it has a lifecycle policy already (its
+        maker set one: left as it is); what else differs, the next plan shows. ECR refuses to
+        create one in another account's registry (never another account's name in the caller's)."""
         settings = config.for_creation()
         encryption: dict[str, str] = {"encryptionType": settings.encryption or DEFAULT_ENCRYPTION}
         if settings.kms_key:
@@ -549,11 +558,11 @@ class EcrGateway:
         except AwsError as exc:
             if exc.code != "RepositoryAlreadyExistsException":
                 raise
-            return
+            if self._lifecycle(repository) != (None, False):
+                return
         self.put_lifecycle_policy(repository, settings.untagged_expiry_days or DEFAULT_UNTAGGED_EXPIRY_DAYS)
-        accounts = settings.pull_accounts(())
-        if accounts:
-            self.set_pull_accounts(repository, accounts, self._policy(repository))
+        if settings.lambda_pull_accounts:
+            self.set_pull_accounts(repository, settings.lambda_pull_accounts, self._policy(repository))
 
     def observe_repository(self, repository: EcrRepository, config: RepositoryConfig) -> ObservedRepository:
         """ECR's settings of `repository`, read only as far as `config` manages them (a lifecycle
@@ -568,7 +577,7 @@ class EcrGateway:
         described = found[0]
         encryption, scanning = _mapping(described.get("encryptionConfiguration")), _mapping(described.get("imageScanningConfiguration"))
         arn = _matching(described.get("repositoryArn"), _REPOSITORY_ARN)
-        wanted = set(config.declared) | ({"lambda_pull_accounts"} if config.required_pull_accounts else set())
+        wanted = set(config.declared)
         days, other = (self._lifecycle(repository) if "untagged_expiry_days" in wanted else (None, False))
         return ObservedRepository(
             arn=arn,
@@ -596,7 +605,8 @@ class EcrGateway:
         return days, days is None
 
     def _policy(self, repository: EcrRepository) -> Any:
-        """The repository policy, parsed (None: it has none, or it is no JSON)."""
+        """The repository policy, parsed (None: it has none). One that cannot be read is an
+        error: rewriting it would drop the statements of others."""
         try:
             response = call(lambda: self._client.get_repository_policy(registryId=repository.account, repositoryName=repository.name),
                             "ecr:GetRepositoryPolicy", self._where(repository))
@@ -604,7 +614,12 @@ class EcrGateway:
             if exc.code == "RepositoryPolicyNotFoundException":
                 return None
             raise
-        return _json(response.get("policyText"))
+        policy = _json(response.get("policyText"))
+        if not isinstance(policy, dict):
+            raise AwsError(Diagnostic("the repository policy is not a JSON object deployer can read (or is larger than "
+                                      f"{MAX_POLICY} bytes); deployer will not rewrite it: fix it, or remove lambda_pull_accounts",
+                                      operation="ecr:GetRepositoryPolicy", resource=self._where(repository)))
+        return policy
 
     def _tags(self, repository: EcrRepository, arn: str | None) -> dict[str, str]:
         response = call(lambda: self._client.list_tags_for_resource(resourceArn=self._arn(repository, arn)),
@@ -635,7 +650,7 @@ class EcrGateway:
             self.put_lifecycle_policy(repository, config.untagged_expiry_days)
         if "lambda_pull_accounts" in keys:
             current = self._policy(repository)
-            self.set_pull_accounts(repository, config.pull_accounts(pulling_accounts(current, self._region)), current)
+            self.set_pull_accounts(repository, config.lambda_pull_accounts or (), current)
         if "tags" in keys and config.tags:
             tags = [{"Key": k, "Value": v} for k, v in sorted(config.tags.items())]
             target = self._arn(repository, self.observe_repository(repository, RepositoryConfig()).arn)

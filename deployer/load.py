@@ -467,7 +467,7 @@ def _repository_config(doc: YamlDocument, at: YamlPath, name: str, declared: Any
         tag_mutability=declared.get("tag_mutability"),
         encryption=declared.get("encryption"),
         kms_key=key,
-        untagged_expiry_days=declared.get("untagged_expiry_days"),
+        untagged_expiry_days=None if declared.get("untagged_expiry_days") is None else int(declared["untagged_expiry_days"]),
         lambda_pull_accounts=None if accounts is None else tuple(sorted(str(a) for a in accounts)),
         tags=None if tags is None else MappingProxyType({str(k): str(v) for k, v in tags.items()}),
     )
@@ -475,18 +475,22 @@ def _repository_config(doc: YamlDocument, at: YamlPath, name: str, declared: Any
 
 def _repository_conflicts(functions: list[FunctionSpec]) -> list[Diagnostic]:
     """Functions sharing a repository must declare the same settings for it: apply would
-    otherwise set each one's in turn, and every plan would show a change."""
-    first: dict[tuple[str | None, str, str], FunctionSpec] = {}
+    otherwise set each one's in turn, and every plan would show a change. A repository given by
+    name only may be the one another function gives by URI (its account is the caller's, known
+    only when AWS is asked): the two are compared as one."""
+    seen: dict[tuple[str, str], list[FunctionSpec]] = {}
     problems = []
     for fn in functions:
         repo = fn.repository
-        seen = first.setdefault((repo.account, repo.region, repo.name), fn)
-        if seen is not fn and seen.repository.config != repo.config:
+        same = seen.setdefault((repo.region, repo.name), [])
+        other = next((o for o in same if None in (o.repository.account, repo.account) or o.repository.account == repo.account), None)
+        if other is not None and other.repository.config != repo.config:
             loc = fn.location
             problems.append(Diagnostic.at(loc.file, loc.line, loc.column, (
-                f"function '{fn.name}': repository {repo.name} is declared with other settings by function '{seen.name}' "
-                f"at {seen.location}; functions sharing a repository must declare the same settings (put them in "
+                f"function '{fn.name}': repository {repo.name} is declared with other settings by function '{other.name}' "
+                f"at {other.location}; functions sharing a repository must declare the same settings (put them in "
                 "defaults.repository, or repeat them)")))
+        same.append(fn)
     return problems
 
 

@@ -2,14 +2,13 @@
 
 For each function: compute the source digest from the build context's layout (files are hashed
 where they are; nothing is copied) to learn the content tag, then ask Lambda what runs and ECR
-whether that tag exists, and, when deploy.yaml manages any of its repository's settings, what ECR
+whether that tag exists, and, when deploy.yaml declares any of its repository's settings, what ECR
 has of them (read once per repository). Functions are observed in parallel in a bounded pool; the
 per-region boto3 clients are shared.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,7 +20,7 @@ from deployer.errors import AwsError, DeployerError
 from deployer.layout import source_digest_of
 from deployer.repository_config import ObservedRepository, RepositoryConfig
 from deployer.spec import EcrRepository, FunctionSpec, Spec
-from deployer.state import Desired, FunctionState, Observed
+from deployer.state import Desired, Observed
 
 MAX_WORKERS = 16  # enough to hide AWS latency; small enough to stay under API rate limits
 
@@ -55,7 +54,7 @@ class RepositoryReads:
         self._reads: dict[object, Future[ObservedRepository]] = {}
 
     def read(self, ecr: EcrGateway, repository: EcrRepository, config: RepositoryConfig) -> ObservedRepository:
-        key = (repository, config.declared, bool(config.required_pull_accounts))
+        key = (repository, config.declared)
         with self._lock:
             future = self._reads.get(key)
             mine = future is None
@@ -72,20 +71,12 @@ class RepositoryReads:
 def observe_function(fn: FunctionSpec, clients: Clients, repositories: RepositoryReads | None = None) -> tuple[Desired, Observed]:
     desired = desired_state(fn, clients)
     function = LambdaGateway(clients, fn.region).get_function(fn.name)
-    account = _account_of(function) or clients.account(fn.region)
-    if account != desired.repository.account:  # Lambda in another account pulls: the repository policy must let it
-        desired = dataclasses.replace(desired, repository_config=desired.repository_config.pulled_from(account))
     ecr = EcrGateway(clients, fn.region)
     image = ecr.describe_image(desired.repository, desired.content_tag)
     repository = None
-    if image.repository_exists and desired.repository_config.managed:
+    if image.repository_exists and desired.repository_config.declared:
         repository = (repositories or RepositoryReads()).read(ecr, desired.repository, desired.repository_config)
     return desired, Observed(function, image, repository)
-
-
-def _account_of(function: FunctionState) -> str | None:
-    """The account in the function's ARN (arn:PARTITION:lambda:REGION:ACCOUNT:function:NAME)."""
-    return function.arn.split(":")[4] if function.arn else None
 
 
 def observe(spec: Spec, clients: Clients, workers: int = MAX_WORKERS) -> list[tuple[Desired, Observed]]:

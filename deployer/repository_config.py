@@ -13,13 +13,16 @@ creates gets every setting, the secure defaults (CREATION_DEFAULTS) filling what
 - `lambda_pull_accounts` are the accounts whose Lambda may pull the repository's images: for each,
   the two statements AWS documents for cross-account images (the account's principals may fetch
   layers; the Lambda service may, for that account's functions), under Sids of deployer's own
-  (PULL_SID_PREFIX). Statements of anyone else in the repository policy are kept as they are. A
-  function in another account than its repository's adds its account to the list.
+  (PULL_SID). Statements of anyone else in the repository policy are kept as they are. Declared
+  only: a function in another account than its repository's does not make deployer read, let
+  alone write, the owner's policy (the owner may grant the pull in a form of their own, and the
+  caller may not read it); its owner declares the account.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
@@ -30,6 +33,7 @@ DEFAULT_SCAN_ON_PUSH = True
 DEFAULT_TAG_MUTABILITY = "IMMUTABLE"  # a content tag names one source: it never needs a second push
 DEFAULT_ENCRYPTION = "AES256"
 DEFAULT_UNTAGGED_EXPIRY_DAYS = 14
+MAX_EXPIRY_DAYS = 3650  # the schema's bound: a longer rule is not one deploy.yaml can write
 
 TAG_MUTABILITIES = ("IMMUTABLE", "MUTABLE")
 ENCRYPTIONS = ("AES256", "KMS")
@@ -41,8 +45,8 @@ ENCRYPTION_KEYS = ("encryption", "kms_key")
 # A change's field: `repository.<key>` (`repository.tags.<tag key>` for a tag).
 FIELD_PREFIX = "repository."
 
-# The Sids of the statements deployer owns in a repository policy (followed by the account).
-PULL_SID_PREFIX = "DeployerLambdaPull"
+# The Sids of the statements deployer owns in a repository policy: exactly these, for an account.
+PULL_SID = re.compile(r"DeployerLambdaPull(?:Service)?([0-9]{12})")
 PULL_ACTIONS = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
 
 
@@ -59,30 +63,10 @@ class RepositoryConfig:
     untagged_expiry_days: int | None = None
     lambda_pull_accounts: tuple[str, ...] | None = None
     tags: Mapping[str, str] | None = None
-    # Accounts whose Lambda must be able to pull, declared or not: a function of this plan there
-    # uses the repository. Added to the statements when missing; never a reason to remove others'.
-    required_pull_accounts: tuple[str, ...] = ()
 
     @property
     def declared(self) -> tuple[str, ...]:
         return tuple(key for key in KEYS if getattr(self, key) is not None)
-
-    @property
-    def managed(self) -> bool:
-        """Whether anything of the repository is to be compared with ECR at all."""
-        return bool(self.declared or self.required_pull_accounts)
-
-    def pulled_from(self, account: str) -> RepositoryConfig:
-        """The same settings, `account`'s Lambda required to pull (a function there uses the repository)."""
-        if account in self.required_pull_accounts:
-            return self
-        return replace(self, required_pull_accounts=tuple(sorted({*self.required_pull_accounts, account})))
-
-    def pull_accounts(self, observed: tuple[str, ...]) -> tuple[str, ...]:
-        """The accounts deployer's statements allow once applied: exactly the declared ones with
-        the required ones, or, undeclared, those found (`observed`) with the required ones."""
-        base = self.lambda_pull_accounts if self.lambda_pull_accounts is not None else observed
-        return tuple(sorted({*base, *self.required_pull_accounts}))
 
     def for_creation(self) -> RepositoryConfig:
         """What a repository created from this declaration gets: the defaults where nothing is declared."""
@@ -116,14 +100,8 @@ class ObservedRepository:
 def changes(desired: RepositoryConfig, observed: ObservedRepository) -> tuple[FieldChange, ...]:
     """The declared settings ECR does not have, in KEYS order (tags sorted by key)."""
     out: list[FieldChange] = []
-    names = desired.declared if not desired.required_pull_accounts else tuple(
-        key for key in KEYS if key in desired.declared or key == "lambda_pull_accounts")
-    for name in names:
-        if name == "lambda_pull_accounts":
-            accounts = desired.pull_accounts(observed.lambda_pull_accounts)
-            if accounts != observed.lambda_pull_accounts:
-                out.append(FieldChange(f"{FIELD_PREFIX}lambda_pull_accounts", shown(observed.lambda_pull_accounts), shown(accounts)))
-        elif name == "tags":
+    for name in desired.declared:
+        if name == "tags":
             out += [FieldChange(f"{FIELD_PREFIX}tags.{key}", observed.tags.get(key), value)
                     for key, value in sorted((desired.tags or {}).items()) if observed.tags.get(key) != value]
         elif name == "untagged_expiry_days":
@@ -143,7 +121,7 @@ def creation_fields(desired: RepositoryConfig) -> tuple[FieldChange, ...]:
     created = desired.for_creation()
     out: list[FieldChange] = []
     for name in KEYS:
-        value = created.pull_accounts(()) or None if name == "lambda_pull_accounts" else getattr(created, name)
+        value = created.lambda_pull_accounts or None if name == "lambda_pull_accounts" else getattr(created, name)
         if name == "tags":
             out += [FieldChange(f"{FIELD_PREFIX}tags.{key}", None, tag) for key, tag in sorted((created.tags or {}).items())]
         elif value is not None:
@@ -185,7 +163,7 @@ def lifecycle_days(policy: Any) -> int | None:
     if not isinstance(policy, dict) or not isinstance(policy.get("rules"), list) or len(policy["rules"]) != 1:
         return None
     days = (policy["rules"][0].get("selection") or {}).get("countNumber") if isinstance(policy["rules"][0], dict) else None
-    if type(days) is not int or not 1 <= days <= 36500:
+    if type(days) is not int or not 1 <= days <= MAX_EXPIRY_DAYS:
         return None
     return days if json.loads(lifecycle_policy(days)) == _without_description(policy) else None
 
@@ -197,40 +175,42 @@ def _without_description(policy: dict[str, Any]) -> dict[str, Any]:
     return {**policy, "rules": [rule]}
 
 
+def partition(region: str) -> str:
+    """The partition of `region`, as ARNs name it: China and GovCloud have their own."""
+    return "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
+
+
 def pull_statements(account: str, region: str) -> list[dict[str, Any]]:
     """The two statements AWS documents for a Lambda function of `account` pulling an image from a
     repository of another account (Lambda developer guide, "Amazon ECR permissions", cross-account)."""
-    partition = "aws-cn" if region.startswith("cn-") else "aws"
+    arn = partition(region)
     return [
-        {"Sid": f"{PULL_SID_PREFIX}{account}", "Effect": "Allow", "Principal": {"AWS": f"arn:{partition}:iam::{account}:root"},
+        {"Sid": f"DeployerLambdaPull{account}", "Effect": "Allow", "Principal": {"AWS": f"arn:{arn}:iam::{account}:root"},
          "Action": PULL_ACTIONS},
-        {"Sid": f"{PULL_SID_PREFIX}Service{account}", "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+        {"Sid": f"DeployerLambdaPullService{account}", "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
          "Action": PULL_ACTIONS,
-         "Condition": {"StringLike": {"aws:sourceARN": f"arn:{partition}:lambda:{region}:{account}:function:*"}}},
+         "Condition": {"StringLike": {"aws:sourceARN": f"arn:{arn}:lambda:{region}:{account}:function:*"}}},
     ]
 
 
 def pulling_accounts(policy: Any, region: str) -> tuple[str, ...]:
     """The accounts for which `policy` (parsed JSON) holds both of deployer's statements exactly."""
-    statements = _statements(policy)
-    ours: dict[str, dict[str, Any]] = {s["Sid"]: s for s in statements
-                                       if isinstance(s.get("Sid"), str) and s["Sid"].startswith(PULL_SID_PREFIX)}
-    accounts = []
-    for sid in ours:
-        account = sid.removeprefix(PULL_SID_PREFIX)
-        if account.isdigit() and len(account) == 12 and all(
-                _same(ours.get(want["Sid"]), want) for want in pull_statements(account, region)):
-            accounts.append(account)
-    return tuple(sorted(accounts))
+    ours: dict[str, dict[str, Any]] = {s["Sid"]: s for s in _statements(policy) if _ours(s)}
+    accounts = {match[1] for match in map(PULL_SID.fullmatch, ours) if match}
+    return tuple(sorted(a for a in accounts if all(_same(ours.get(want["Sid"]), want) for want in pull_statements(a, region))))
 
 
 def policy_with_pulls(policy: Any, accounts: tuple[str, ...], region: str) -> str:
     """`policy` (parsed JSON, or None: the repository has none) with deployer's statements for
     exactly `accounts`; every other statement, and the policy's other keys, kept as they are."""
     base = dict(policy) if isinstance(policy, dict) else {"Version": "2012-10-17"}
-    kept = [s for s in _statements(policy) if not (isinstance(s.get("Sid"), str) and s["Sid"].startswith(PULL_SID_PREFIX))]
+    kept = [s for s in _statements(policy) if not _ours(s)]
     base["Statement"] = kept + [statement for account in accounts for statement in pull_statements(account, region)]
     return json.dumps(base, sort_keys=True)
+
+
+def _ours(statement: dict[str, Any]) -> bool:
+    return isinstance(statement.get("Sid"), str) and PULL_SID.fullmatch(statement["Sid"]) is not None
 
 
 def _statements(policy: Any) -> list[dict[str, Any]]:

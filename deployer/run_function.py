@@ -54,7 +54,7 @@ from deployer.plan import (
 )
 from deployer.ports import DockerApi, EcrApi, LambdaApi, Reporter
 from deployer.registry import RegistryLogin
-from deployer.sharing import ImageClaim, SharedImages
+from deployer.sharing import ImageClaim, OncePerApply, SharedImages
 from deployer.spec import FunctionSpec
 from deployer.state import FunctionState
 
@@ -81,6 +81,7 @@ class Tools:
     verbose: bool
     registry_endpoint: str | None
     netrcs: Mapping[str, Netrc] = field(default_factory=dict)  # credentials for Go builds, by variable name
+    repositories: OncePerApply = field(default_factory=OncePerApply)  # each repository created or configured once
 
 
 class ImageSource(enum.Enum):
@@ -186,7 +187,9 @@ class FunctionRun:
     def advance(self, step: Step, stage: Stage) -> Stage:
         match step:
             case CreateRepository():
-                self.ecr.create_repository(self.desired.repository, self.desired.repository_config)
+                if not self.tools.repositories.run(f"create {self.desired.repository_uri}", lambda: self.ecr.create_repository(
+                        self.desired.repository, self.desired.repository_config)):
+                    self.log("the repository was created for another function of this apply")
                 return stage
             case ConfigureRepository(keys=keys):
                 self.configure_repository(keys)
@@ -288,11 +291,13 @@ class FunctionRun:
 
     def configure_repository(self, keys: tuple[str, ...]) -> None:
         """Set the repository's settings the plan changes, as deploy.yaml says them now (a saved
-        plan's changes were checked against them). Each is a put of a value: a retry, or another
-        function of this apply sharing the repository, sets the same."""
+        plan's changes were checked against them), once per apply (functions sharing a repository
+        declare the same settings: deployer.load)."""
         if self.spec is None:
             raise PlanError(f"function {self.fp.name} is no longer declared in {self.desired.spec_file}; run plan again")
-        self.ecr.configure_repository(self.desired.repository, self.desired.repository_config, keys)
+        if not self.tools.repositories.run(f"configure {self.desired.repository_uri}", lambda: self.ecr.configure_repository(
+                self.desired.repository, self.desired.repository_config, keys)):
+            self.log("the repository's settings were set for another function of this apply")
 
     def put_concurrency(self) -> None:
         """PutFunctionConcurrency, when reserved_concurrency changed (no call of UpdateFunctionConfiguration

@@ -27,6 +27,7 @@ from typing import Any, BinaryIO, Mapping
 from deployer.errors import DeployerError, Diagnostic
 from deployer.interrupts import WAIT_SLICE_SECONDS
 from deployer.paths import display, git_root, inside, resolve
+from deployer.repository_config import partition
 
 # Lambda's limit for a synchronous invocation's event and response (6 MiB).
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
@@ -100,8 +101,7 @@ class RuntimeApi:
 
     @property
     def function_arn(self) -> str:
-        partition = "aws-cn" if self.region.startswith("cn-") else "aws-us-gov" if self.region.startswith("us-gov-") else "aws"
-        return f"arn:{partition}:lambda:{self.region}:{ACCOUNT}:function:{self.function_name}"
+        return f"arn:{partition(self.region)}:lambda:{self.region}:{ACCOUNT}:function:{self.function_name}"
 
     @property
     def address(self) -> str:

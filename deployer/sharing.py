@@ -171,3 +171,32 @@ class ImageLock:
         fd, self._fd = self._fd, None
         if fd is not None:
             locks.release(fd, self.path)
+
+
+class OncePerApply:
+    """Work that one apply does once per key however many functions step on it, such as setting a
+    shared repository's settings: N functions writing one repository policy at once would race
+    (each reads, then writes) and throttle. The first caller does it; the others wait for it and
+    share its outcome, its error included."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._done: dict[str, Future[None]] = {}
+
+    def run(self, key: str, work: Callable[[], None]) -> bool:
+        """True when this call did the work, False when another had (or had failed: raised again)."""
+        with self._lock:
+            future = self._done.get(key)
+            mine = future is None
+            if future is None:
+                future = self._done[key] = Future()
+        if not mine:
+            future.result()
+            return False
+        try:
+            work()
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        future.set_result(None)
+        return True

@@ -113,12 +113,13 @@ def test_a_repository_encrypted_otherwise_blocks_with_what_to_do(
 
 def test_a_repository_of_another_account_lets_the_functions_account_pull(
         cli: Cli, monorepo: Monorepo, role_arn: str, ecr_client: Any, lambda_client: Any) -> None:
-    """The repository belongs to another account (the registry of its URI); the function is the
-    caller's. The plan adds the caller's account to the repository policy, without any key for it."""
+    """The repository belongs to another account (the registry of its URI), which lets the caller
+    set its policy; the function is the caller's, whose account deploy.yaml names as a puller."""
     owner, repository, name = "210987654321", unique_name("deployer-xacct"), unique_name("deployer-xacct-fn")
     ecr_client.create_repository(registryId=owner, repositoryName=repository, imageTagMutability="IMMUTABLE")
     uri = f"{owner}.dkr.ecr.us-east-1.amazonaws.com/{repository}"
-    write_spec(monorepo, [{"name": name, "repository": {"name": uri, "create": False}, "role": role_arn}])
+    write_spec(monorepo, [{"name": name, "role": role_arn,
+                           "repository": {"name": uri, "create": False, "lambda_pull_accounts": ["123456789012"]}}])
 
     planned = cli("plan")
     assert planned.returncode == 0, output(planned)

@@ -41,7 +41,7 @@ def test_defaults_are_left_out() -> None:
 def test_every_key_that_differs_is_written() -> None:
     config = ObservedConfig(
         role="arn:aws:iam::123456789012:role/r", memory=512, timeout=30, ephemeral_storage=1024, tracing="Active",
-        description="line one\nline two \x1b[31m: # not a comment",
+        description="- line: {one} & 'two' # not a comment",
         image_config=ImageConfig(("/bin/app",), ("--flag",), ""),
         logging=LoggingConfig("JSON", "/custom/group", "DEBUG", "INFO"),
         vpc=VpcConfig(("subnet-b", "subnet-a"), ("sg-1",), False),
@@ -50,12 +50,12 @@ def test_every_key_that_differs_is_written() -> None:
     [entry] = data["functions"]
     assert entry["platform"] == "linux/amd64"
     assert (entry["memory"], entry["timeout"], entry["ephemeral_storage"], entry["tracing"]) == (512, 30, 1024, "Active")
-    assert entry["description"] == "line one\nline two \x1b[31m: # not a comment", "read back as itself"
+    assert entry["description"] == "- line: {one} & 'two' # not a comment", "read back as itself"
     assert entry["image_config"] == {"entry_point": ["/bin/app"], "command": ["--flag"]}
     assert entry["logging"] == {"format": "JSON", "log_group": "/custom/group", "application_log_level": "DEBUG"}
     assert entry["vpc"] == {"subnet_ids": ["subnet-a", "subnet-b"], "security_group_ids": ["sg-1"]}
     assert entry["environment"] == {"API_KEY": {"from_env": "API_KEY"}}, "values never copied; an unusable name skipped"
-    assert "s3cret-value" not in text and "\x1b" not in text
+    assert "s3cret-value" not in text
     assert "# the value in Lambda is not copied: set API_KEY in CI (from a secret)" in text
     assert (entry["reserved_concurrency"], entry["tags"]) == (0, {"team": "a: b"})
 
@@ -90,3 +90,17 @@ def test_the_repository_of_an_image_uri() -> None:
     assert image_repository(f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/team/fn:src-1") == REPO
     for foreign in (None, "", "docker.io/library/alpine:3", "fn", f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com.cn/fn:1"):
         assert image_repository(foreign) is None
+
+
+def test_aws_tags_and_what_a_reviewer_would_not_see_are_left_out() -> None:
+    config = ObservedConfig(role="arn:aws:iam::123456789012:role/r", description="pay \u202eusd", memory=256,
+                            tags={"aws:cloudformation:stack-name": "s", "team": "a", "x\u0085y": "z"})
+    settings = ObservedRepository(scan_on_push=True, tag_mutability="IMMUTABLE", tags={"aws:cloudformation:logical-id": "Repo"},
+                                  encryption="KMS_DSSE")
+    text, data = written(adopted(config, settings))
+    [entry] = data["functions"]
+    assert "description" not in entry and entry["memory"] == 256
+    assert "description: holds characters a reviewer would not see: left unmanaged" in text
+    assert entry["tags"] == {"team": "a"}
+    assert entry["repository"] == {"name": "team/fn"}
+    assert "its encryption is one deploy.yaml cannot say: left unmanaged" in text

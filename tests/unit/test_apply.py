@@ -1208,7 +1208,7 @@ def test_a_build_into_a_missing_repository_creates_it_and_updates_the_function(f
     assert lam.updates == [("fn", f"{REPO}@{NEW}", "arm64", None)]
 
 
-def test_functions_sharing_a_new_repository_each_create_it_and_share_one_build(function: FunctionSpec) -> None:
+def test_functions_sharing_a_new_repository_create_it_once_and_share_one_build(function: FunctionSpec) -> None:
     desired = creatable(desired_for(function))
     lam, ecr = FakeLambda({}), FakeEcr(repository_exists=False)
     docker = FakeDocker(ecr)
@@ -1217,7 +1217,7 @@ def test_functions_sharing_a_new_repository_each_create_it_and_share_one_build(f
     assert [fp.create_repository for fp in plan.functions] == [True, True]
     outcomes = x.run(plan, {n: replace(function, name=n) for n in ("a", "b")})
     assert [(o.name, o.status) for o in outcomes] == [("a", OutcomeStatus.CREATED), ("b", OutcomeStatus.CREATED)]
-    assert ecr.created == [("fn-repo", 14), ("fn-repo", 14)], "once per function; the second finds it made (no error)"
+    assert ecr.created == [("fn-repo", 14)], "once per apply: the second function waits for the first's creation"
     assert len(docker.builds) == 1 and len(docker.pushes) == 1
     assert sorted(c[:2] for c in lam.creations) == [("a", f"{REPO}@{NEW}"), ("b", f"{REPO}@{NEW}")]
 
@@ -1373,3 +1373,17 @@ def test_a_settings_only_plan_builds_nothing_and_leaves_lambda_alone(function: F
     assert outcome.status == OutcomeStatus.UPDATED and outcome.detail == "configuration updated (repository.untagged_expiry_days)"
     assert ecr.configured == [("fn-repo", ("untagged_expiry_days",))]
     assert docker.builds == [] and docker.pushes == [] and lam.updates == [] and lam.calls == []
+
+
+def test_functions_sharing_a_repository_set_its_settings_once(function: FunctionSpec) -> None:
+    desired = replace(desired_for(function), repository_config=RepositoryConfig(scan_on_push=True))
+    lam = FakeLambda({n: running(NEW) for n in ("a", "b")})
+    ecr = FakeEcr({desired_for(function).content_tag: ImageState(True, NEW, V2)})
+    seen = ObservedRepository(scan_on_push=False)
+    plan = make_plan([(replace(desired, name=n), Observed(lam.get_function(n), ecr.describe_image(REPOSITORY, desired.content_tag), seen))
+                      for n in ("a", "b")])
+    x, reporter = executor(lam, ecr, FakeDocker(ecr), parallelism=2)
+    outcomes = x.run(plan, {n: replace(function, name=n) for n in ("a", "b")})
+    assert [o.status for o in outcomes] == [OutcomeStatus.UPDATED] * 2
+    assert ecr.configured == [("fn-repo", ("scan_on_push",))]
+    assert any("set for another function of this apply" in line for line in reporter.lines)

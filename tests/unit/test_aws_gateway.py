@@ -315,12 +315,32 @@ def test_create_repository_with_declared_settings(ecr_stubbed: tuple[EcrGateway,
     stubber.assert_no_pending_responses()
 
 
-def test_a_repository_that_exists_already_is_fine_and_left_as_it_is(ecr_stubbed: tuple[EcrGateway, Stubber]) -> None:
+def test_a_repository_that_exists_already_with_a_lifecycle_policy_is_left_as_it_is(ecr_stubbed: tuple[EcrGateway, Stubber]) -> None:
     gateway, stubber = ecr_stubbed
     stubber.add_client_error("create_repository", "RepositoryAlreadyExistsException",
                              "The repository with name 'fn-repo' already exists", 400, expected_params=CREATE_REPOSITORY)
+    stubber.add_response("get_lifecycle_policy", {"lifecyclePolicyText": lifecycle_policy(30)}, NAMED)
     gateway.create_repository(REPO, RepositoryConfig())
     stubber.assert_no_pending_responses()  # no policy put: another function of this apply, or someone else, made it
+
+
+def test_a_repository_that_exists_without_a_lifecycle_policy_gets_its_settings(ecr_stubbed: tuple[EcrGateway, Stubber]) -> None:
+    """Our own creation whose answer was lost: botocore's retry hears AlreadyExists."""
+    gateway, stubber = ecr_stubbed
+    stubber.add_client_error("create_repository", "RepositoryAlreadyExistsException",
+                             "The repository with name 'fn-repo' already exists", 400, expected_params=CREATE_REPOSITORY)
+    stubber.add_client_error("get_lifecycle_policy", "LifecyclePolicyNotFoundException", "none", 400, expected_params=NAMED)
+    expect_policy(stubber)
+    gateway.create_repository(REPO, RepositoryConfig())
+    stubber.assert_no_pending_responses()
+
+
+def test_a_policy_deployer_cannot_read_is_never_rewritten(ecr_stubbed: tuple[EcrGateway, Stubber]) -> None:
+    gateway, stubber = ecr_stubbed
+    stubber.add_response("get_repository_policy", {"policyText": "[" * 100000}, NAMED)
+    with pytest.raises(AwsError, match="deployer will not rewrite it"):
+        gateway.configure_repository(REPO, RepositoryConfig(lambda_pull_accounts=("210987654321",)), ("lambda_pull_accounts",))
+    stubber.assert_no_pending_responses()  # no set_repository_policy
 
 
 def test_every_call_names_the_registry_of_the_repositorys_account(ecr_stubbed: tuple[EcrGateway, Stubber]) -> None:

@@ -25,7 +25,7 @@ THEIRS = {"Sid": "TheirRead", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:
 
 def test_nothing_declared_is_nothing_compared() -> None:
     assert changes(RepositoryConfig(), ObservedRepository(scan_on_push=False, tag_mutability="MUTABLE")) == ()
-    assert not RepositoryConfig().managed
+    assert RepositoryConfig().declared == ()
 
 
 def test_only_declared_settings_differ() -> None:
@@ -75,13 +75,12 @@ def test_declared_pull_accounts_are_exact_and_others_statements_are_kept() -> No
     assert narrowed["Statement"][0] == THEIRS and pulling_accounts(narrowed, "us-east-1") == (A,)
 
 
-def test_a_function_in_another_account_only_adds_its_own() -> None:
-    """Not declared: another account's statements (written by its own plan) are never removed."""
-    needed = RepositoryConfig().pulled_from(A)
-    assert needed.managed
-    assert changes(needed, ObservedRepository(lambda_pull_accounts=(B,))) == (
-        FieldChange("repository.lambda_pull_accounts", B, f"{A}, {B}"),)
-    assert changes(needed, ObservedRepository(lambda_pull_accounts=(A, B))) == ()
+def test_only_statements_under_deployers_exact_sids_are_its_own() -> None:
+    theirs = {**THEIRS, "Sid": "DeployerLambdaPullers", "Effect": "Deny"}
+    policy = json.loads(policy_with_pulls({"Statement": [theirs]}, (A,), "us-east-1"))
+    assert theirs in policy["Statement"], "a statement of someone else's whose Sid merely starts alike is kept"
+    assert pulling_accounts(policy, "us-east-1") == (A,)
+    assert json.loads(policy_with_pulls(policy, (), "us-east-1"))["Statement"] == [theirs]
 
 
 def test_a_statement_edited_outside_is_not_counted_as_ours() -> None:
@@ -94,7 +93,8 @@ def test_a_statement_edited_outside_is_not_counted_as_ours() -> None:
     assert pulling_accounts(single, "us-east-1") == ()
 
 
-def test_the_china_partition_is_named_in_the_statements() -> None:
-    principal, service = pull_statements(A, "cn-north-1")
-    assert principal["Principal"] == {"AWS": f"arn:aws-cn:iam::{A}:root"}
-    assert service["Condition"]["StringLike"]["aws:sourceARN"] == f"arn:aws-cn:lambda:cn-north-1:{A}:function:*"
+def test_the_china_and_govcloud_partitions_are_named_in_the_statements() -> None:
+    for region, arn in (("cn-north-1", "aws-cn"), ("us-gov-west-1", "aws-us-gov"), ("eu-west-1", "aws")):
+        principal, service = pull_statements(A, region)
+        assert principal["Principal"] == {"AWS": f"arn:{arn}:iam::{A}:root"}
+        assert service["Condition"]["StringLike"]["aws:sourceARN"] == f"arn:{arn}:lambda:{region}:{A}:function:*"
