@@ -166,13 +166,20 @@ class ImageRecorder:
         self._tag_digest: dict[tuple[str, str], str] = {}  # (repository, tag) -> digest
         self._manifests: dict[tuple[str, str], tuple[str, str]] = {}  # (repo, digest) -> (manifest, type)
         self._lock = threading.Lock()
+        # One session for every listener thread (urllib3's pool is thread-safe): the registry's
+        # connections are kept instead of made per request.
+        self._session = requests.Session()
+        self._session.auth = self._auth
         self.errors: list[str] = []
+
+    def _http(self) -> requests.Session:
+        return self._session
 
     def record(self, repository: str, reference: str, tag: str | None) -> str:
         """Record the manifest `reference` (tag or digest) of `repository`; returns its digest."""
-        response = requests.get(
+        response = self._http().get(
             f"{self._registry_url}/v2/{repository}/manifests/{reference}",
-            headers={"Accept": ", ".join(MANIFEST_MEDIA_TYPES)}, auth=self._auth, timeout=10)
+            headers={"Accept": ", ".join(MANIFEST_MEDIA_TYPES)}, timeout=10)
         response.raise_for_status()
         digest = response.headers["Docker-Content-Digest"]
         media_type = response.headers["Content-Type"]
@@ -212,7 +219,7 @@ class ImageRecorder:
 
     def sync(self, repository: str) -> None:
         """Record every tag the registry holds for `repository` (a read barrier for moto)."""
-        response = requests.get(f"{self._registry_url}/v2/{repository}/tags/list", auth=self._auth, timeout=10)
+        response = self._http().get(f"{self._registry_url}/v2/{repository}/tags/list", timeout=10)
         if response.status_code == 404:  # nothing pushed yet
             return
         response.raise_for_status()
@@ -230,8 +237,8 @@ class ImageRecorder:
         self.record(repository, digest, tag)
 
     def _current_digest(self, repository: str, tag: str) -> str | None:
-        response = requests.head(f"{self._registry_url}/v2/{repository}/manifests/{tag}",
-                                 headers={"Accept": ", ".join(MANIFEST_MEDIA_TYPES)}, auth=self._auth, timeout=10)
+        response = self._http().head(f"{self._registry_url}/v2/{repository}/manifests/{tag}",
+                                     headers={"Accept": ", ".join(MANIFEST_MEDIA_TYPES)}, timeout=10)
         return response.headers.get("Docker-Content-Digest") if response.ok else None
 
 
@@ -289,8 +296,10 @@ def _registry_config(state: Path, port: int, listener_port: int) -> str:
 
 
 def _htpasswd_line(credentials: RegistryCredentials) -> str:
-    # bcrypt is the only hash distribution's htpasswd accepts.
-    result = subprocess.run(["htpasswd", "-nbB", credentials.username, credentials.password],
+    # bcrypt is the only hash distribution's htpasswd accepts. At its lowest cost (4): the registry
+    # checks it on every request, and this is a random credential on loopback, not a password a
+    # person chose (at htpasswd's default cost the check was most of an ECR read's time here).
+    result = subprocess.run(["htpasswd", "-nbB", "-C", "4", credentials.username, credentials.password],
                             capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise LocalCloudError(f"local cloud: htpasswd failed (apache2-utils installed?): {result.stderr}")
