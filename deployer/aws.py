@@ -56,7 +56,7 @@ from deployer.repository_config import (
     pulling_accounts,
 )
 from deployer.spec import EcrRepository
-from deployer.state import FunctionState, ImageState
+from deployer.state import AliasState, FunctionState, ImageState, Invoked
 
 T = TypeVar("T")
 
@@ -185,6 +185,8 @@ _REPOSITORY_ARN = re.compile(r"arn:aws[a-z-]{0,16}:ecr:[a-z0-9-]{1,32}:[0-9]{12}
 MAX_TOKEN = 256
 MAX_POLICY = 1 << 16  # above ECR's own bounds on a lifecycle or repository policy
 MAX_IMAGE_URI = 512  # a registry host, a repository name (256) and a digest or tag
+MAX_INVOKE_ANSWER = 6 * 1024 * 1024  # Lambda's bound on a synchronous answer
+_VERSION = re.compile(r"[1-9][0-9]{0,9}")  # a published version's number
 MAX_TEXT = 4096
 
 
@@ -387,9 +389,13 @@ class LambdaGateway:
         self._client = clients.client("lambda", region)
         self._region = region
 
-    def get_function(self, name: str) -> FunctionState:
+    def get_function(self, name: str, qualifier: str | None = None) -> FunctionState:
+        """$LATEST, or the version or alias `qualifier` names."""
+        extra = {"Qualifier": qualifier} if qualifier else {}
+        shown = f"{name}:{qualifier}" if qualifier else name
         try:
-            response = call(lambda: self._client.get_function(FunctionName=name), "lambda:GetFunction", f"function {name} ({self._region})")
+            response = call(lambda: self._client.get_function(FunctionName=name, **extra), "lambda:GetFunction",
+                            f"function {shown} ({self._region})")
         except AwsError as exc:
             if exc.code == "ResourceNotFoundException":
                 return FunctionState(exists=False)
@@ -408,6 +414,62 @@ class LambdaGateway:
             arn=_matching(config.get("FunctionArn"), _FUNCTION_ARN),
             image_uri=_image_uri(response.get("Code")),
         )
+
+    def get_alias(self, name: str, alias: str) -> AliasState:
+        """The alias's version and RevisionId, with that version's image and configuration (two
+        calls: GetAlias, then GetFunction of the version); `exists` False when there is no such alias."""
+        try:
+            response = call(lambda: self._client.get_alias(FunctionName=name, Name=alias), "lambda:GetAlias",
+                            f"alias {alias} of function {name} ({self._region})")
+        except AwsError as exc:
+            if exc.code == "ResourceNotFoundException":
+                return AliasState(exists=False)
+            raise
+        version = _matching(response.get("FunctionVersion"), _VERSION)
+        if version is None:
+            raise AwsError(Diagnostic("the answer names no published version (a number); check the endpoint (AWS_ENDPOINT_URL_LAMBDA)",
+                                      operation="lambda:GetAlias", resource=f"alias {alias} of function {name}"))
+        aliased = self.get_function(name, version)
+        return AliasState(True, version, _token(response.get("RevisionId")), aliased.code_sha256, aliased.config,
+                          aliased.config.description)
+
+    def publish_version(self, name: str, code_sha256: str, revision_id: str | None, description: str) -> str:
+        """Publish $LATEST as a version, refused by Lambda unless it still runs `code_sha256` (hex)
+        and, with `revision_id`, is unchanged since it was read. Returns the version number (an
+        existing one when nothing changed since it was published: Lambda publishes nothing then)."""
+        kwargs: dict[str, Any] = {"FunctionName": name, "CodeSha256": code_sha256, "Description": description}
+        if revision_id:
+            kwargs["RevisionId"] = revision_id
+        response = call(lambda: self._client.publish_version(**kwargs), "lambda:PublishVersion", f"function {name}")
+        version = _matching(response.get("Version"), _VERSION)
+        if version is None:
+            raise AwsError(Diagnostic("the answer holds no version number; check the endpoint (AWS_ENDPOINT_URL_LAMBDA)",
+                                      operation="lambda:PublishVersion", resource=f"function {name}"))
+        return version
+
+    def invoke(self, name: str, qualifier: str, payload: bytes) -> Invoked:
+        """Invoke the version `qualifier` synchronously with `payload`; its answer, whether it is a
+        function error, and the tail of its log (LogType Tail: Lambda's last 4 KB)."""
+        response = call(lambda: self._client.invoke(FunctionName=name, Qualifier=qualifier, Payload=payload, LogType="Tail"),
+                        "lambda:Invoke", f"function {name}:{qualifier}")
+        body = response.get("Payload")
+        answer = body.read(MAX_INVOKE_ANSWER + 1)[:MAX_INVOKE_ANSWER] if body is not None else b""
+        try:
+            log = base64.b64decode(response.get("LogResult") or "", validate=True).decode("utf-8", "replace")
+        except (ValueError, TypeError):
+            log = ""
+        return Invoked(answer, _token(response.get("FunctionError")), log[-MAX_TEXT:])
+
+    def update_alias(self, name: str, alias: str, version: str, revision_id: str | None, description: str) -> None:
+        """Point `alias` at `version`, refused by Lambda if the alias changed since it was read."""
+        kwargs: dict[str, Any] = {"FunctionName": name, "Name": alias, "FunctionVersion": version, "Description": description}
+        if revision_id:
+            kwargs["RevisionId"] = revision_id
+        call(lambda: self._client.update_alias(**kwargs), "lambda:UpdateAlias", f"alias {alias} of function {name}")
+
+    def create_alias(self, name: str, alias: str, version: str, description: str) -> None:
+        call(lambda: self._client.create_alias(FunctionName=name, Name=alias, FunctionVersion=version, Description=description),
+             "lambda:CreateAlias", f"alias {alias} of function {name}")
 
     def update_function_configuration(self, name: str, request: Mapping[str, Any], revision_id: str | None) -> str | None:
         """Set the configuration keys of `request` (UpdateFunctionConfiguration's arguments);

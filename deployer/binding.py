@@ -206,6 +206,8 @@ def _decide(saved: FunctionPlan, now: FunctionPlan) -> FunctionPlan | Refusal:
     if now.create_repository and not saved.create_repository:
         return Refusal(name, f"repository {now.desired.repository_name} of {name} was deleted since the plan, which did not "
                              "create it; run plan again")
+    if now.release != saved.release:
+        return Refusal(name, f"the release of {name} changed since plan ({_release(saved)} -> {_release(now)}); run plan again")
     if not _approved_settings(saved, now):
         return Refusal(name, f"repository settings of {name} changed since plan (the plan changes {_keys(saved, True)}, now "
                              f"{_keys(now, True)}, or to other values); run plan again")
@@ -232,6 +234,15 @@ def _decide(saved: FunctionPlan, now: FunctionPlan) -> FunctionPlan | Refusal:
         return Refusal(name, f"ECR tag {saved.desired.content_tag} of {name} now holds {short(now.desired_digest)}, "
                              "pushed since the plan, which builds it; run plan again")
     return now
+
+
+def _release(fp: FunctionPlan) -> str:
+    """What differs in a release between two plans, in words: the alias's place and revision, the event."""
+    r = fp.release
+    if r is None:
+        return "none"
+    moved = f"alias {r.alias} on {r.current_version or '(none)'} at revision {r.alias_revision or '-'}" if r.alias else "no alias"
+    return moved + (f", smoke event sha256:{r.smoke_event_sha256[:12]}" if r.smoke_event_sha256 else "")
 
 
 def _approved_settings(saved: FunctionPlan, now: FunctionPlan) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from deployer import repository_config
 from deployer.function_config import FieldChange, changed_keys
-from deployer.plan import Action, FunctionPlan, ReasonCode, short
+from deployer.plan import Action, FunctionPlan, ReasonCode, ReleasePlan, short
 
 
 def reason(fp: FunctionPlan) -> str:
@@ -40,6 +40,14 @@ def reason(fp: FunctionPlan) -> str:
             text = f"no image in ECR for source {short(d.source_digest)} (tag {d.content_tag})"
         case ReasonCode.UP_TO_DATE:
             text = f"runs {short(fp.current_digest)}, the image of source {short(d.source_digest)}"
+        case ReasonCode.ALIAS_MISSING:
+            text = (f"runs {short(fp.current_digest)}, the image of source {short(d.source_digest)}; alias "
+                    f"{fp.release.alias if fp.release else '?'} does not exist: created on a new version")
+        case ReasonCode.ALIAS_BEHIND:
+            release = fp.release
+            text = (f"runs {short(fp.current_digest)}, the image of source {short(d.source_digest)}; alias "
+                    f"{release.alias if release else '?'} is on version {release.current_version if release else '?'}, "
+                    "which runs another image or configuration")
         case ReasonCode.CONFIGURATION_DIFFERS:
             text = f"runs {short(fp.current_digest)}, the image of source {short(d.source_digest)}"
             if fp.configuration:
@@ -60,6 +68,16 @@ def reason(fp: FunctionPlan) -> str:
     if why.update_in_progress:
         text += "; an update is in progress" + (" (apply retries until it ends)" if fp.changes else "")
     return text
+
+
+def release_line(release: ReleasePlan) -> str:
+    """A release in one line: `publish a version, smoke test with smoke.json, move alias live: 7 -> new version`."""
+    parts = ["publish a version"]
+    if release.smoke_event_file:
+        parts.append(f"smoke test with {release.smoke_event_file}" + (f" ({release.smoke_expect})" if release.smoke_expect else ""))
+    if release.alias:
+        parts.append(f"move alias {release.alias}: {release.current_version or '(new)'} -> new version")
+    return ", ".join(parts)
 
 
 def configuration_keys(fp: FunctionPlan) -> str:

@@ -26,6 +26,7 @@ from deployer.errors import DeployerError, Diagnostic, InvalidSpecError
 from deployer.paths import clip, display, git_root, inside, kind, resolve, shown
 from deployer.function_config import EnvValue, FunctionConfig
 from deployer.function_settings import declared_settings
+from deployer.release_settings import declared_release
 from deployer.repository_config import RepositoryConfig
 from deployer.spec import (
     REPOSITORY_URI,
@@ -256,6 +257,7 @@ def _function(doc: YamlDocument, at: tuple[str, int], entry: dict[str, Any], def
         root=root,
         location=Location(doc.file, line, col),
         config=_config(doc, at, entry, defaults, problems),
+        release=declared_release(doc, at, entry, defaults, base, root, problems),
     )
 
 

@@ -42,6 +42,7 @@ def desired_state(fn: FunctionSpec, clients: Clients) -> Desired:
         config=fn.config.resolve(os.environ),  # from_env values: read now, at plan time
         create_repository=fn.repository.create,
         repository_config=fn.repository.config,
+        release=fn.release,
     )
 
 
@@ -70,13 +71,16 @@ class RepositoryReads:
 
 def observe_function(fn: FunctionSpec, clients: Clients, repositories: RepositoryReads | None = None) -> tuple[Desired, Observed]:
     desired = desired_state(fn, clients)
-    function = LambdaGateway(clients, fn.region).get_function(fn.name)
+    lam = LambdaGateway(clients, fn.region)
+    function = lam.get_function(fn.name)
+    alias = fn.release.alias if fn.release is not None else None
+    aliased = lam.get_alias(fn.name, alias) if alias is not None and function.exists else None
     ecr = EcrGateway(clients, fn.region)
     image = ecr.describe_image(desired.repository, desired.content_tag)
     repository = None
     if image.repository_exists and desired.repository_config.declared:
         repository = (repositories or RepositoryReads()).read(ecr, desired.repository, desired.repository_config)
-    return desired, Observed(function, image, repository)
+    return desired, Observed(function, image, repository, aliased)
 
 
 def observe(spec: Spec, clients: Clients, workers: int = MAX_WORKERS) -> list[tuple[Desired, Observed]]:

@@ -8,18 +8,21 @@ exhaustively; each says in words what it will do.
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Iterable, Union, get_args
 
 from deployer.errors import PlanError
 from deployer import repository_config
-from deployer.function_config import FieldChange, changed_keys, changes, creation_fields
+from deployer.function_config import SEPARATE_KEYS, FieldChange, changed_keys, changes, creation_fields
 from deployer.state import Desired, Observed
 
 # 2: plans record the deploy.yaml files they were made from (`sources`), which apply re-checks.
 # 3: configuration changes per function, and the key of their secrets' hashes.
 # 4: repository settings changes per function.
-FORMAT_VERSION = 4
+# 5: releases (a version published, smoke-tested, an alias moved).
+FORMAT_VERSION = 5
 
 
 class Action(enum.Enum):
@@ -30,11 +33,12 @@ class Action(enum.Enum):
     UPDATE = "update"
     BUILD = "build, push and update"
     CREATE = "create"  # the function is missing: created from the image (built first when ECR has none)
+    RELEASE = "release"  # $LATEST is up to date, its alias is not: a version published and the alias moved
     BLOCKED = "blocked"
 
     @property
     def symbol(self) -> str:
-        return {"NOOP": " ", "CONFIGURE": "~", "UPDATE": "~", "BUILD": "+", "CREATE": "+", "BLOCKED": "!"}[self.name]
+        return {"NOOP": " ", "CONFIGURE": "~", "UPDATE": "~", "BUILD": "+", "CREATE": "+", "RELEASE": "~", "BLOCKED": "!"}[self.name]
 
 
 class ReasonCode(enum.Enum):
@@ -42,6 +46,8 @@ class ReasonCode(enum.Enum):
 
     UP_TO_DATE = "up_to_date"  # NOOP: Lambda runs the content image with the wanted architecture
     CONFIGURATION_DIFFERS = "configuration_differs"  # CONFIGURE: the code is up to date, declared keys differ
+    ALIAS_BEHIND = "alias_behind"  # RELEASE: the alias's version runs another image or configuration than $LATEST
+    ALIAS_MISSING = "alias_missing"  # RELEASE: the declared alias does not exist yet
     NO_IMAGE = "no_image_for_source"  # BUILD: ECR has no image under the content tag
     OTHER_IMAGE = "runs_other_image"  # UPDATE: Lambda runs another digest
     ARCHITECTURE_ONLY = "architecture_only"  # UPDATE: the right digest, the wrong architecture
@@ -99,6 +105,38 @@ class ConfigureRepository:
 
     def describe(self) -> str:
         return f"update the settings of ECR repository {self.repository} ({', '.join(self.keys)})"
+
+
+@dataclass(frozen=True)
+class PublishVersion:
+    function: str
+    alias: str | None  # the alias the version is released to (recorded on it), if any
+    previous: str | None  # that alias's version before (recorded on it: what a rollback returns to)
+
+    def describe(self) -> str:
+        return f"publish a version of {self.function}"
+
+
+@dataclass(frozen=True)
+class SmokeTest:
+    function: str
+    event_file: str  # as deploy.yaml names it
+    event_sha256: str  # hex of the event's bytes: apply invokes with these, re-read and checked
+    expect: str | None  # `field == value`, or None: only a function error fails it
+
+    def describe(self) -> str:
+        check = f", expecting {self.expect}" if self.expect else ""
+        return f"smoke test the new version with {self.event_file}{check}"
+
+
+@dataclass(frozen=True)
+class MoveAlias:
+    function: str
+    alias: str
+    previous: str | None  # the version it is on now; None: created
+
+    def describe(self) -> str:
+        return f"move alias {self.alias}: {self.previous or '(new)'} -> the new version"
 
 
 @dataclass(frozen=True)
@@ -193,8 +231,22 @@ class Cleanup:
 
 
 Step = Union[CreateRepository, ConfigureRepository, EcrLogin, AssembleContext, BuildImage, PushImage, VerifyImage, UpdateFunctionConfiguration,
-             UpdateFunctionCode, WaitForUpdate, CreateFunction, WaitForActive, Cleanup]
+             UpdateFunctionCode, WaitForUpdate, CreateFunction, WaitForActive, PublishVersion, SmokeTest, MoveAlias, Cleanup]
 STEP_TYPES: tuple[type, ...] = get_args(Step)
+
+
+@dataclass(frozen=True)
+class ReleasePlan:
+    """A release after the function's changes: a version published, smoke-tested when `smoke_*`
+    is set, and `alias` (when set) moved to it from `current_version`, the alias's version now
+    (None: the alias is created), whose RevisionId `alias_revision` guards the move."""
+
+    alias: str | None
+    current_version: str | None
+    alias_revision: str | None
+    smoke_event_file: str | None = None
+    smoke_event_sha256: str | None = None
+    smoke_expect: str | None = None
 
 
 @dataclass(frozen=True)
@@ -215,6 +267,7 @@ class FunctionPlan:
     configuration: tuple[FieldChange, ...] = ()  # for CREATE: every declared key, as additions
     create_repository: bool = False  # the repository is missing: the steps create it first
     repository_changes: tuple[FieldChange, ...] = ()  # for a repository created: every setting, as additions
+    release: ReleasePlan | None = None  # the release the steps end with (deploy.yaml's release settings)
 
     @property
     def name(self) -> str:
@@ -222,7 +275,7 @@ class FunctionPlan:
 
     @property
     def changes(self) -> bool:
-        return self.action in (Action.CONFIGURE, Action.UPDATE, Action.BUILD, Action.CREATE)
+        return self.action in (Action.CONFIGURE, Action.UPDATE, Action.BUILD, Action.CREATE, Action.RELEASE)
 
 
 @dataclass(frozen=True)
@@ -294,13 +347,19 @@ def plan_function(desired: Desired, observed: Observed, hash_key: bytes = b"") -
         config, repository = ((), ()) if blocked else (configuration, settings)
         if action is Action.NOOP and (config or repository):
             action, code = Action.CONFIGURE, ReasonCode.CONFIGURATION_DIFFERS
+        if action is Action.NOOP and behind is not None:
+            action, code = Action.RELEASE, behind
         if action is Action.CREATE:
             config = creation_fields(desired.config, hash_key)
         creates = create_repository and not blocked
         reason = Reason(code, detail, in_progress)
-        steps = steps_for(action, desired, image.digest, config, creates, repository)
+        released = release if action not in (Action.NOOP, Action.BLOCKED) else None
+        steps = steps_for(action, desired, image.digest, config, creates, repository, released)
         return FunctionPlan(desired, action, reason, fn.running_digest, image.digest, fn.architectures, fn.revision_id, steps,
-                            config, creates, repository)
+                            config, creates, repository, released)
+
+    release = release_plan(desired, observed)
+    behind = alias_behind(desired, observed)
 
     if create_repository and not desired.create_repository:
         return decide(Action.BLOCKED, ReasonCode.REPOSITORY_MISSING)
@@ -327,15 +386,44 @@ def plan_function(desired: Desired, observed: Observed, hash_key: bytes = b"") -
     return decide(Action.NOOP, ReasonCode.UP_TO_DATE)
 
 
+def release_plan(desired: Desired, observed: Observed) -> ReleasePlan | None:
+    """The release deploy.yaml asks for after a change (None: no release settings)."""
+    settings = desired.release
+    if settings is None:
+        return None
+    alias = observed.alias if observed.alias is not None and observed.alias.exists else None
+    smoke = settings.smoke_test
+    expect = f"{smoke.expect_field} == {json.dumps(smoke.expect_value)}" if smoke and smoke.expect_field else None
+    return ReleasePlan(settings.alias, alias.version if alias else None, alias.revision_id if alias else None,
+                       smoke.event_file.name if smoke else None,
+                       hashlib.sha256(smoke.event).hexdigest() if smoke else None, expect)
+
+
+def alias_behind(desired: Desired, observed: Observed) -> ReasonCode | None:
+    """Why the declared alias is not on what $LATEST holds (None: it is, or there is none): it is
+    missing, or its version runs another image, or has another value of a declared key that a
+    version holds (reserved concurrency and tags are the function's, not a version's)."""
+    if desired.release is None or desired.release.alias is None or not observed.function.exists:
+        return None
+    alias = observed.alias
+    if alias is None or not alias.exists:
+        return ReasonCode.ALIAS_MISSING
+    differs = [c for c in changes(desired.config, alias.config, b"") if c.field.partition(".")[0] not in SEPARATE_KEYS]
+    if alias.code_sha256 != observed.function.code_sha256 or differs:
+        return ReasonCode.ALIAS_BEHIND
+    return None
+
+
 def steps_for(action: Action, desired: Desired, desired_digest: str | None,
               configuration: tuple[FieldChange, ...] = (), create_repository: bool = False,
-              repository_changes: tuple[FieldChange, ...] = ()) -> tuple[Step, ...]:
+              repository_changes: tuple[FieldChange, ...] = (), release: ReleasePlan | None = None) -> tuple[Step, ...]:
     """The steps of an action: the one place that says what apply does for it (a saved plan
     is checked against this too). A missing repository is created first, and the settings of one
     that exists are set first (before anything is pushed to it). A configuration change
     comes after the image is in ECR and before the code update, each followed by its wait
     (Lambda takes one update at a time): a failed build changes nothing. A function is created
-    with its whole configuration at once."""
+    with its whole configuration at once. A release (`release`) comes after the function's own
+    steps and their waits: a version is published of $LATEST as apply left it."""
     keys = changed_keys(configuration)
     configure: tuple[Step, ...] = (UpdateFunctionConfiguration(desired.name, keys), WaitForUpdate(desired.name)) if keys else ()
     repository: tuple[Step, ...] = (
@@ -343,18 +431,22 @@ def steps_for(action: Action, desired: Desired, desired_digest: str | None,
                                                          for c in repository_changes)),) if create_repository
         else (ConfigureRepository(desired.repository_uri, repository_config.changed_keys(repository_changes)),)
         if repository_changes else ())
+    released = _release_steps(desired.name, release) if release is not None else ()
+    if action is Action.RELEASE:
+        return released
     if action is Action.CONFIGURE:
-        return (*repository, *configure)
+        return (*repository, *configure, *released)
     if action is Action.UPDATE:
         pinned = ImageRef(desired.repository_uri, digest=desired_digest)
-        return (*repository, *configure, UpdateFunctionCode(desired.name, pinned, desired.architecture), WaitForUpdate(desired.name))
+        return (*repository, *configure, UpdateFunctionCode(desired.name, pinned, desired.architecture), WaitForUpdate(desired.name),
+                *released)
     if action is Action.CREATE and desired_digest is not None:
         pinned = ImageRef(desired.repository_uri, digest=desired_digest)
-        return (*repository, CreateFunction(desired.name, pinned, desired.architecture), WaitForActive(desired.name))
+        return (*repository, CreateFunction(desired.name, pinned, desired.architecture), WaitForActive(desired.name), *released)
     if action is Action.CREATE:
         tagged = ImageRef(desired.repository_uri, tag=desired.content_tag)
         return (*repository, *_build_steps(desired, tagged), CreateFunction(desired.name, tagged, desired.architecture),
-                WaitForActive(desired.name), Cleanup())
+                WaitForActive(desired.name), *released, Cleanup())
     if action is Action.BUILD:
         tagged = ImageRef(desired.repository_uri, tag=desired.content_tag)
         return (
@@ -363,9 +455,21 @@ def steps_for(action: Action, desired: Desired, desired_digest: str | None,
             *configure,
             UpdateFunctionCode(desired.name, tagged, desired.architecture),
             WaitForUpdate(desired.name),
+            *released,
             Cleanup(),
         )
     return ()
+
+
+def _release_steps(function: str, release: ReleasePlan) -> tuple[Step, ...]:
+    """Publish, then (with a smoke test) invoke the new version, then move the alias: the alias
+    moves only to a version that answered as expected."""
+    steps: list[Step] = [PublishVersion(function, release.alias, release.current_version)]
+    if release.smoke_event_file is not None and release.smoke_event_sha256 is not None:
+        steps.append(SmokeTest(function, release.smoke_event_file, release.smoke_event_sha256, release.smoke_expect))
+    if release.alias is not None:
+        steps.append(MoveAlias(function, release.alias, release.current_version))
+    return tuple(steps)
 
 
 def _build_steps(desired: Desired, tagged: ImageRef) -> tuple[Step, ...]:

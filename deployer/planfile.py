@@ -36,6 +36,7 @@ from deployer.plan import (
     Plan,
     Reason,
     ReasonCode,
+    ReleasePlan,
     SourceFile,
     Step,
     steps_for,
@@ -79,6 +80,7 @@ def _function(fp: FunctionPlan) -> dict[str, Any]:
         "configuration": [dataclasses.asdict(change) for change in fp.configuration],
         "create_repository": fp.create_repository,
         "repository_changes": [dataclasses.asdict(change) for change in fp.repository_changes],
+        "release": dataclasses.asdict(fp.release) if fp.release is not None else None,
         "steps": [{"type": type(step).__name__, "description": step.describe(),
                    **{k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(step).items()}}
                   for step in fp.steps],
@@ -193,6 +195,7 @@ def _function_plan(entry: Any, index: int) -> FunctionPlan:
         configuration=_configuration(entry.get("configuration"), f"{at}.configuration"),
         create_repository=_typed(entry.get("create_repository"), bool, f"{at}.create_repository"),
         repository_changes=_changes(entry.get("repository_changes"), f"{at}.repository_changes", _repository_field),
+        release=_release(entry.get("release"), f"{at}.release"),
     )
     # Configuration changes only where the planner writes them: on a function it changes, and
     # always on a configuration update.
@@ -201,11 +204,13 @@ def _function_plan(entry: Any, index: int) -> FunctionPlan:
         raise ValueError(f"{at}.configuration does not fit a {action.value} of {desired.name}")
     if plan.repository_changes and action in (Action.NOOP, Action.BLOCKED):
         raise ValueError(f"{at}.repository_changes do not fit a {action.value} of {desired.name}")
+    if plan.release is not None and action in (Action.NOOP, Action.BLOCKED) or action is Action.RELEASE and plan.release is None:
+        raise ValueError(f"{at}.release does not fit a {action.value} of {desired.name}")
     if plan.create_repository and action not in (Action.BUILD, Action.CREATE):
         raise ValueError(f"{at}.create_repository does not fit a {action.value} of {desired.name}")
     # The steps must be the planner's own for this action: an edited step list is never run.
     if (plan.steps != steps_for(action, desired, plan.desired_digest, plan.configuration, plan.create_repository,
-                                plan.repository_changes)
+                                plan.repository_changes, plan.release)
             or (action is Action.UPDATE and not plan.desired_digest)):
         raise ValueError(f"{at}.steps are not the steps of a {action.value} of {desired.name}")
     return plan
@@ -257,6 +262,26 @@ def _changes(value: Any, at: str, valid_field: Callable[[str], bool]) -> tuple[F
     return tuple(changes)
 
 
+def _release(value: Any, at: str) -> ReleasePlan | None:
+    """A release: names and numbers as Lambda has them, the event's digest, the expectation (shown inert)."""
+    if value is None:
+        return None
+    entry = _known_keys(_typed(value, dict, at), [f.name for f in dataclasses.fields(ReleasePlan)], at)
+    fields = {name: _typed(entry.get(name), (str, type(None)), f"{at}.{name}", text=name == "smoke_expect")
+              for name in (f.name for f in dataclasses.fields(ReleasePlan))}
+    if fields["current_version"] is not None and not _VERSION.fullmatch(fields["current_version"]):
+        raise ValueError(f"{at}.current_version is not a version number")
+    if fields["alias"] is not None and not _ALIAS.fullmatch(fields["alias"]):
+        raise ValueError(f"{at}.alias is not an alias name")
+    if fields["smoke_event_sha256"] is not None and not _SHA256_HEX.fullmatch(fields["smoke_event_sha256"]):
+        raise ValueError(f"{at}.smoke_event_sha256 is not 64 lowercase hex digits")
+    return ReleasePlan(**fields)
+
+
+_VERSION = re.compile(r"[1-9][0-9]{0,9}")
+_ALIAS = re.compile(r"(?![0-9]+$)[A-Za-z0-9_-]{1,128}")
+
+
 def _reason(value: Any, at: str) -> Reason:
     entry = _typed(value, dict, at)
     code = _typed(entry.get("code"), str, f"{at}.code")
@@ -270,7 +295,7 @@ def _reason(value: Any, at: str) -> Reason:
 # What a saved plan does not hold of Desired: apply re-derives them from deploy.yaml (the
 # configuration, secrets included; whether a missing repository may be created; its settings),
 # and binding compares what they led to (configuration and repository changes, create_repository).
-_NOT_SAVED = ("config", "create_repository", "repository_config")
+_NOT_SAVED = ("config", "create_repository", "repository_config", "release")
 
 
 def _desired(desired: Desired) -> dict[str, str]:

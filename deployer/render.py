@@ -17,11 +17,11 @@ import re
 from rich.markup import escape
 
 from deployer import planfile
-from deployer.explain import change_line, reason
+from deployer.explain import change_line, reason, release_line
 from deployer.plan import Action, FunctionPlan, Plan, short
 
 _STYLE = {Action.NOOP: "dim", Action.CONFIGURE: "yellow", Action.UPDATE: "yellow", Action.BUILD: "green", Action.CREATE: "green",
-          Action.BLOCKED: "bold red"}
+          Action.RELEASE: "yellow", Action.BLOCKED: "bold red"}
 
 
 def render(plan: Plan, fmt: str) -> str:
@@ -34,7 +34,7 @@ def render(plan: Plan, fmt: str) -> str:
 
 # The summary's words for each action, in its order, Terraform-style ("2 to create, 40 unchanged").
 _COUNTED = ((Action.CREATE, "to create"), (Action.BUILD, "to build"), (Action.UPDATE, "to update"),
-            (Action.CONFIGURE, "to configure"), (Action.NOOP, "unchanged"), (Action.BLOCKED, "blocked"))
+            (Action.CONFIGURE, "to configure"), (Action.RELEASE, "to release"), (Action.NOOP, "unchanged"), (Action.BLOCKED, "blocked"))
 
 
 def summary(plan: Plan) -> str:
@@ -58,6 +58,8 @@ def text(plan: Plan) -> str:
             lines.append(f"    image:   {rich_text(fp.desired.repository_uri)}:{rich_text(fp.desired.content_tag)}")
             lines.append(f"    digest:  {rich_text(_digest_change(fp))}")
             lines.append(f"    arch:    {rich_text(_arch_change(fp))}")
+        if fp.release is not None:
+            lines.append(f"    release: {rich_text(release_line(fp.release))}")
         if fp.repository_changes:
             lines.append("    repository:")
             lines += [f"      {rich_text(change_line(change))}" for change in fp.repository_changes]
@@ -106,6 +108,8 @@ def markdown(plan: Plan) -> str:
                   f"- current digest: {md_code(fp.current_digest or '-')}",
                   f"- architectures: {md_text(_arch_change(fp))}",
                   f"- declared in: {md_code(fp.desired.spec_file)}"]
+        if fp.release is not None:
+            lines.append(f"- release: {md_text(release_line(fp.release))}")
         if fp.repository_changes:
             lines += ["- repository:", *(f"  - {md_code(change_line(change))}" for change in fp.repository_changes)]
         if fp.configuration:

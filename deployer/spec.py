@@ -136,6 +136,32 @@ class BuildSettings:
         return {**DEFAULT_GO_ENV, **self.go_env}
 
 
+# Versions a release keeps by default (prune deletes older ones no alias points at).
+DEFAULT_KEEP_VERSIONS = 3
+
+
+@dataclass(frozen=True)
+class SmokeTest:
+    """The event a new version is invoked with before its alias moves (`event`, the file's bytes,
+    JSON of at most Lambda's payload size), and what the answer must hold besides not being a
+    function error: `expect_field` (a dot path into the JSON response) equal to `expect_value`."""
+
+    event_file: Path
+    event: bytes
+    expect_field: str | None = None
+    expect_value: object = None
+
+
+@dataclass(frozen=True)
+class ReleaseSettings:
+    """How a function is released: each change published as a version; `alias` (when set) moved
+    to it, after `smoke_test` (when set) passed on it; `keep` versions kept by prune."""
+
+    alias: str | None = None
+    keep: int = DEFAULT_KEEP_VERSIONS
+    smoke_test: SmokeTest | None = None
+
+
 @dataclass(frozen=True)
 class FunctionSpec:
     """One Lambda function to deploy. Invariant: `platform` is in SUPPORTED_PLATFORMS."""
@@ -148,6 +174,7 @@ class FunctionSpec:
     root: Path  # repository root: no replace target may lie outside it
     location: Location  # where the function's entry starts, for messages
     config: FunctionConfig = FunctionConfig()  # the declared configuration keys, from_env unresolved
+    release: ReleaseSettings | None = None  # None: no versions published, $LATEST updated in place
 
     @property
     def architecture(self) -> str:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from deployer.function_config import FunctionConfig, ObservedConfig
 from deployer.repository_config import ObservedRepository, RepositoryConfig
-from deployer.spec import EcrRepository
+from deployer.spec import EcrRepository, ReleaseSettings
 
 # Lambda accepts only single-platform manifests; an index / manifest list is rejected.
 SINGLE_PLATFORM_MEDIA_TYPES = frozenset({
@@ -39,6 +39,7 @@ class Desired:
     # The repository's declared settings, with the accounts that must be able to pull from it
     # (not saved either: a saved plan holds their changes).
     repository_config: RepositoryConfig = field(default_factory=RepositoryConfig, compare=False)
+    release: ReleaseSettings | None = field(default=None, compare=False)  # None: $LATEST updated in place
 
     @property
     def repository_uri(self) -> str:
@@ -79,6 +80,29 @@ class FunctionState:
 
 
 @dataclass(frozen=True)
+class AliasState:
+    """An alias of a function (GetAlias) and the version it points at: that version's image (hex,
+    as FunctionState.code_sha256), configuration and description. `exists` False: no such alias."""
+
+    exists: bool
+    version: str | None = None
+    revision_id: str | None = None
+    code_sha256: str | None = None
+    config: ObservedConfig = field(default_factory=ObservedConfig)
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class Invoked:
+    """A synchronous invocation's answer: the payload (bounded), Lambda's FunctionError (None: the
+    function answered), and the tail of its log. All of it foreign: shown inert."""
+
+    payload: bytes
+    function_error: str | None
+    log_tail: str
+
+
+@dataclass(frozen=True)
 class ImageState:
     """ECR DescribeImages for the content tag. `digest` None: no image has that tag (yet)."""
 
@@ -96,3 +120,4 @@ class Observed:
     function: FunctionState
     image: ImageState
     repository: ObservedRepository | None = None  # None: not read (nothing of it managed, or it does not exist)
+    alias: AliasState | None = None  # None: not read (no alias declared, or no function)

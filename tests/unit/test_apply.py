@@ -26,8 +26,10 @@ from deployer.plan import Action, Plan, make_plan
 from deployer.ports import ImmutableTagRefused
 from deployer.registry import RegistryLogin
 from deployer.repository_config import ObservedRepository, RepositoryConfig
+from deployer.spec import ReleaseSettings
+from deployer.spec import SmokeTest as SmokeTestSettings
 from deployer.spec import BuildSettings, EcrRepository, FunctionSpec, Location, RepositoryRef
-from deployer.state import Desired, FunctionState, ImageState, Observed
+from deployer.state import AliasState, Desired, FunctionState, ImageState, Invoked, Observed
 
 REPO = "123456789012.dkr.ecr.us-east-1.amazonaws.com/fn-repo"
 V2 = "application/vnd.docker.distribution.manifest.v2+json"
@@ -73,6 +75,35 @@ class FakeLambda:
     separate_calls_move_revision: bool = False
     taggings: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # tag_resource calls
     reports_arn: bool = True  # GetFunction's Configuration.FunctionArn
+    versions: list[tuple[str, str, str]] = field(default_factory=list)  # published: (function, code sha256, description)
+    aliases: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)  # (function, alias) -> (version, revision)
+    answer: Invoked = Invoked(b'{"status": "ok"}', None, "START\nEND")  # what an invoke of a version answers
+    invoked: list[tuple[str, str, bytes]] = field(default_factory=list)
+
+    def publish_version(self, name: str, code_sha256: str, revision_id: str | None, description: str) -> str:
+        fn = self.functions[name]
+        if fn.code_sha256 != code_sha256 or (revision_id and revision_id != fn.revision_id):
+            raise AwsError("the function changed", "PreconditionFailedException")
+        self.versions.append((name, code_sha256, description))
+        self.calls.append("publish")
+        return str(len(self.versions))
+
+    def invoke(self, name: str, qualifier: str, payload: bytes) -> Invoked:
+        self.invoked.append((name, qualifier, payload))
+        self.calls.append(f"invoke {qualifier}")
+        return self.answer
+
+    def update_alias(self, name: str, alias: str, version: str, revision_id: str | None, description: str) -> None:
+        current = self.aliases[(name, alias)]
+        if revision_id and revision_id != current[1]:
+            raise AwsError("the alias moved", "PreconditionFailedException")
+        self.aliases[(name, alias)] = (version, f"alias-rev-{version}")
+        self.calls.append(f"alias {alias} -> {version}")
+
+    def create_alias(self, name: str, alias: str, version: str, description: str) -> None:
+        assert (name, alias) not in self.aliases
+        self.aliases[(name, alias)] = (version, f"alias-rev-{version}")
+        self.calls.append(f"alias {alias} -> {version}")
 
     def get_function(self, name: str) -> FunctionState:
         fn = self.functions.get(name, FunctionState(exists=False))
@@ -1387,3 +1418,95 @@ def test_functions_sharing_a_repository_set_its_settings_once(function: Function
     assert [o.status for o in outcomes] == [OutcomeStatus.UPDATED] * 2
     assert ecr.configured == [("fn-repo", ("scan_on_push",))]
     assert any("set for another function of this apply" in line for line in reporter.lines)
+
+
+# -- releases --------------------------------------------------------------------------------------
+
+SMOKE = SmokeTestSettings(Path("smoke.json"), b'{"ping": true}', "status", "ok")
+
+
+def released(function: FunctionSpec, lam: FakeLambda, ecr: FakeEcr, alias_on: str | None = "8",
+             smoke: SmokeTestSettings | None = None) -> tuple[Plan, FunctionSpec]:
+    """A plan for `function` released to `live` (on version `alias_on` now), with `smoke`."""
+    settings = ReleaseSettings(alias="live", smoke_test=smoke)
+    spec = replace(function, release=settings)
+    desired = replace(desired_for(function), release=settings)
+    if alias_on is not None:
+        lam.aliases[("fn", "live")] = (alias_on, f"alias-rev-{alias_on}")
+    alias = AliasState(True, alias_on, f"alias-rev-{alias_on}", OLD.removeprefix("sha256:")) if alias_on else AliasState(False)
+    observed = Observed(lam.get_function("fn"), ecr.describe_image(REPOSITORY, desired.content_tag), None, alias)
+    return make_plan([(desired, observed)]), spec
+
+
+def test_an_update_is_published_and_the_alias_moved_to_it(function: FunctionSpec) -> None:
+    lam = FakeLambda({"fn": running(OLD, revision="rev-1")})
+    ecr = FakeEcr({desired_for(function).content_tag: ImageState(True, NEW, V2)})
+    plan, spec = released(function, lam, ecr)
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan, {"fn": spec})
+    assert outcome.status == OutcomeStatus.UPDATED, outcome.detail
+    assert outcome.detail == "now runs sha256:cccccccccccc; version 1 released to live (was 8)"
+    assert lam.versions == [("fn", NEW.removeprefix("sha256:"), "deployer release; live was 8")]
+    assert lam.aliases[("fn", "live")][0] == "1"
+    assert lam.calls[-2:] == ["publish", "alias live -> 1"]
+
+
+def test_a_failed_smoke_test_leaves_the_alias_and_fails_the_function(function: FunctionSpec) -> None:
+    lam = FakeLambda({"fn": running(OLD, revision="rev-1")})
+    lam.answer = Invoked(b'{"errorType": "Panic", "errorMessage": "nil map"}', "Unhandled", "START\npanic: nil map\nEND")
+    ecr = FakeEcr({desired_for(function).content_tag: ImageState(True, NEW, V2)})
+    plan, spec = released(function, lam, ecr, smoke=SMOKE)
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan, {"fn": spec})
+    assert outcome.status == OutcomeStatus.FAILED
+    assert outcome.detail.startswith("smoke test of version 1 failed: function error Panic: nil map; alias live stays on 8")
+    assert "panic: nil map" in outcome.detail, "the log's tail"
+    assert lam.aliases[("fn", "live")] == ("8", "alias-rev-8") and lam.invoked == [("fn", "1", b'{"ping": true}')]
+
+
+def test_a_smoke_test_checks_the_expected_field(function: FunctionSpec) -> None:
+    lam = FakeLambda({"fn": running(OLD, revision="rev-1")})
+    lam.answer = Invoked(b'{"status": "degraded"}', None, "")
+    ecr = FakeEcr({desired_for(function).content_tag: ImageState(True, NEW, V2)})
+    plan, spec = released(function, lam, ecr, smoke=SMOKE)
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan, {"fn": spec})
+    assert outcome.detail == 'smoke test of version 1 failed: status is "degraded", not "ok"; alias live stays on 8'
+    lam.answer = Invoked(b'{"status": "ok"}', None, "")
+    lam.functions["fn"] = running(OLD, revision="rev-1")
+    plan, spec = released(function, lam, ecr, smoke=SMOKE)
+    [outcome] = x.run(plan, {"fn": spec})
+    assert outcome.status == OutcomeStatus.UPDATED and outcome.detail.endswith("version 2 released to live (was 8)")
+
+
+def test_a_smoke_event_changed_since_the_plan_is_refused(function: FunctionSpec) -> None:
+    lam = FakeLambda({"fn": running(OLD, revision="rev-1")})
+    ecr = FakeEcr({desired_for(function).content_tag: ImageState(True, NEW, V2)})
+    plan, spec = released(function, lam, ecr, smoke=SMOKE)
+    edited = replace(spec, release=ReleaseSettings(alias="live", smoke_test=replace(SMOKE, event=b'{"ping": false}')))
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan, {"fn": edited})
+    assert outcome.status == OutcomeStatus.FAILED and "smoke test event of fn changed since plan" in outcome.detail
+    assert lam.aliases[("fn", "live")][0] == "8" and lam.invoked == []
+
+
+def test_a_release_alone_publishes_and_creates_the_missing_alias(function: FunctionSpec) -> None:
+    lam = FakeLambda({"fn": running(NEW, revision="rev-1")})
+    ecr = FakeEcr({desired_for(function).content_tag: ImageState(True, NEW, V2)})
+    plan, spec = released(function, lam, ecr, alias_on=None)
+    assert plan.functions[0].action is Action.RELEASE
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan, {"fn": spec})
+    assert (outcome.status, outcome.detail) == (OutcomeStatus.UPDATED, "version 1 released to live (was none)")
+    assert lam.aliases[("fn", "live")][0] == "1" and lam.updates == []
+
+
+def test_an_alias_moved_since_the_plan_is_refused_by_its_revision(function: FunctionSpec) -> None:
+    lam = FakeLambda({"fn": running(OLD, revision="rev-1")})
+    ecr = FakeEcr({desired_for(function).content_tag: ImageState(True, NEW, V2)})
+    plan, spec = released(function, lam, ecr)
+    lam.aliases[("fn", "live")] = ("5", "alias-rev-moved")  # moved outside after the plan
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan, {"fn": spec})
+    assert outcome.status == OutcomeStatus.FAILED and "the alias moved" in outcome.detail
+    assert lam.aliases[("fn", "live")] == ("5", "alias-rev-moved")

@@ -15,7 +15,7 @@ ORDER = [
     # utilities every stage may use
     "__init__", "errors", "paths", "locks",
     # spec: deploy.yaml files -> Spec
-    "function_config", "repository_config", "spec", "yamldoc", "schema", "function_settings", "load",
+    "function_config", "repository_config", "spec", "yamldoc", "schema", "function_settings", "release_settings", "load",
     # build inputs: go.mod files, shared modules, the build context and its digest
     "gomod", "workspace", "module_graph", "digest", "dockerignore", "layout", "redact", "context",
     # cloud: what AWS reports, through its gateways

@@ -24,6 +24,9 @@ from deployer.plan import (
     CreateFunction,
     ConfigureRepository,
     CreateRepository,
+    MoveAlias,
+    PublishVersion,
+    ReleasePlan,
     EcrLogin,
     ImageRef,
     PushImage,
@@ -43,8 +46,8 @@ from deployer.plan import (
 from deployer.render import render
 from deployer.render import summary as render_summary
 from deployer.repository_config import ObservedRepository, RepositoryConfig
-from deployer.spec import EcrRepository
-from deployer.state import Desired, FunctionState, ImageState, Observed
+from deployer.spec import EcrRepository, ReleaseSettings
+from deployer.state import AliasState, Desired, FunctionState, ImageState, Observed
 
 REPO = "123456789012.dkr.ecr.us-east-1.amazonaws.com/fn-repo"
 SOURCE = "sha256:" + "a" * 64
@@ -99,11 +102,23 @@ CASE_DIR = Path(__file__).parent / "plan_cases"
 CASE_FILES = sorted(CASE_DIR.glob("*.json"))
 # A repository deployer creates gets every setting (the defaults fill what deploy.yaml does not declare).
 CREATED_WITH = ("scan_on_push: true", "tag_mutability: IMMUTABLE", "encryption: AES256", "untagged_expiry_days: 14")
-STEPS_OF = {Action.UPDATE: UPDATE_STEPS, Action.BUILD: BUILD_STEPS, Action.CONFIGURE: (), Action.NOOP: (), Action.BLOCKED: ()}
+STEPS_OF = {Action.UPDATE: UPDATE_STEPS, Action.BUILD: BUILD_STEPS, Action.CONFIGURE: (), Action.RELEASE: (), Action.NOOP: (),
+            Action.BLOCKED: ()}
 
 
 def expected_steps(action: Action, configuration: tuple[FieldChange, ...], create_repository: bool = False,
-                   in_ecr: bool = False, repository_keys: tuple[str, ...] = ()) -> tuple[Step, ...]:
+                   in_ecr: bool = False, repository_keys: tuple[str, ...] = (), release: ReleasePlan | None = None) -> tuple[Step, ...]:
+    """expected_steps_without_release's, a release's (publish, move the alias) before the cleanup."""
+    steps = expected_steps_without_release(action, configuration, create_repository, in_ecr, repository_keys)
+    if release is None:
+        return steps
+    released = (PublishVersion("fn", release.alias, release.current_version), MoveAlias("fn", str(release.alias), release.current_version))
+    cleanup = steps[-1:] if steps and isinstance(steps[-1], Cleanup) else ()
+    return (*steps[:len(steps) - len(cleanup)], *released, *cleanup)
+
+
+def expected_steps_without_release(action: Action, configuration: tuple[FieldChange, ...], create_repository: bool = False,
+                                   in_ecr: bool = False, repository_keys: tuple[str, ...] = ()) -> tuple[Step, ...]:
     """The action's steps, with the configuration update (and its wait) before the code update:
     after the image is verified, so that a failed build changes nothing. A creation takes its
     whole configuration at once (no configuration step); a missing repository is created first,
@@ -129,6 +144,7 @@ class Case(NamedTuple):
     configuration: tuple[FieldChange, ...]
     create_repository: bool
     repository_changes: tuple[FieldChange, ...]
+    release: ReleasePlan | None
 
 
 def declared(data: dict[str, Any], env: dict[str, str]) -> FunctionConfig:
@@ -161,22 +177,27 @@ def load_case(path: Path) -> Case:
     seen = dict(case["repository"]) if "repository" in case else None
     if seen is not None and "lambda_pull_accounts" in seen:
         seen["lambda_pull_accounts"] = tuple(seen["lambda_pull_accounts"])
-    return Case(desired, Observed(state, ImageState(**case["image"]), None if seen is None else ObservedRepository(**seen)),
+    if "release" in case:
+        desired = replace(desired, release=ReleaseSettings(alias=case["release"].get("alias")))
+    alias = AliasState(**case["alias"]) if "alias" in case else None
+    return Case(desired, Observed(state, ImageState(**case["image"]), None if seen is None else ObservedRepository(**seen), alias),
                 Action[case["action"].upper()],
                 Reason(ReasonCode(reason["code"]), reason["detail"], reason["update_in_progress"]),
                 tuple(FieldChange(**change) for change in case.get("configuration", [])), case.get("create_repository", False),
-                tuple(FieldChange(**change) for change in case.get("repository_changes", [])))
+                tuple(FieldChange(**change) for change in case.get("repository_changes", [])),
+                ReleasePlan(**case["release_plan"]) if "release_plan" in case else None)
 
 
 @pytest.mark.parametrize("path", CASE_FILES, ids=[p.stem for p in CASE_FILES])
 def test_planner_case(path: Path) -> None:
     case = load_case(path)
     result = plan_function(case.desired, case.observed, HASH_KEY)
-    assert (result.action, result.reason, result.configuration, result.create_repository, result.repository_changes) == (
-        case.action, case.reason, case.configuration, case.create_repository, case.repository_changes)
+    assert (result.action, result.reason, result.configuration, result.create_repository, result.repository_changes,
+            result.release) == (case.action, case.reason, case.configuration, case.create_repository, case.repository_changes,
+                                case.release)
     settings = tuple(dict.fromkeys(c.field.split(".")[1] for c in case.repository_changes))
     assert result.steps == expected_steps(case.action, case.configuration, case.create_repository,
-                                          case.observed.image.digest is not None, settings)
+                                          case.observed.image.digest is not None, settings, case.release)
     assert result.current_digest == case.observed.function.running_digest
     assert result.desired_digest == case.observed.image.digest
     assert result.current_architectures == case.observed.function.architectures
@@ -457,7 +478,7 @@ def test_markdown_render_has_a_summary_table_and_collapsed_details() -> None:
 
 def test_json_render_has_format_version() -> None:
     out = json.loads(render(make_plan([(DESIRED, Observed(running(NEW), image(NEW)))]), "json"))
-    assert out["format_version"] == 4
+    assert out["format_version"] == 5
     assert out["functions"][0]["action"] == "noop"
     assert out["summary"]["changes"] is False
 
@@ -593,7 +614,8 @@ def test_the_summary_counts_functions_terraform_style_unchanged_always() -> None
     counts = plan.counts()
     assert render_summary(plan) == (
         f"Plan: {counts[Action.CREATE]} to create, {counts[Action.BUILD]} to build, {counts[Action.UPDATE]} to update, "
-        f"{counts[Action.CONFIGURE]} to configure, {counts[Action.NOOP]} unchanged, {counts[Action.BLOCKED]} blocked")
+        f"{counts[Action.CONFIGURE]} to configure, {counts[Action.RELEASE]} to release, {counts[Action.NOOP]} unchanged, "
+        f"{counts[Action.BLOCKED]} blocked")
     assert all(counts[action] for action in Action), "every action is among the cases"
     nothing = make_plan([(DESIRED, Observed(running(NEW), image(NEW)))])
     assert render_summary(nothing) == "Plan: 1 unchanged"

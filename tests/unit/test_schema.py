@@ -157,6 +157,8 @@ PATTERN_SAMPLES = {
     "/$defs/repository/oneOf/1/properties/lambda_pull_accounts/items": "210987654321",
     "/$defs/repositoryTags/propertyNames": "cost center",
     "/$defs/repositoryTags/additionalProperties": "4:2 / +=@_.",
+    "/$defs/release/properties/alias": "live",
+    "/$defs/release/properties/smoke_test/properties/expect/properties/field": "body.status",
 }
 
 

@@ -1,0 +1,63 @@
+"""Releases through the real CLI against the local cloud: each change published as a version and
+the alias `live` moved to it; a plan after shows no change; an alias moved outside since a saved
+plan is refused (its RevisionId), and stays where it was put."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import unique_name
+from tests.integration.conftest import Monorepo
+from tests.integration.test_apply_cli import Cli, output
+from tests.integration.test_create_cli import cli, outcomes, role_arn, write_spec  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.integration
+
+
+def versions(lambda_client: Any, name: str) -> list[str]:
+    listed = lambda_client.list_versions_by_function(FunctionName=name)["Versions"]
+    return sorted((v["Version"] for v in listed if v["Version"] != "$LATEST"), key=int)
+
+
+def alias_version(lambda_client: Any, name: str) -> str:
+    return str(lambda_client.get_alias(FunctionName=name, Name="live")["FunctionVersion"])
+
+
+def test_three_applies_give_three_versions_with_live_on_the_last(cli: Cli, monorepo: Monorepo, role_arn: str,
+                                                                  lambda_client: Any) -> None:
+    name, repository = unique_name("deployer-release-fn"), unique_name("deployer-release")
+    for memory in (256, 512, 1024):
+        write_spec(monorepo, [{"name": name, "repository": repository, "role": role_arn, "memory": memory,
+                               "release": {"alias": "live"}}])
+        planned = cli("plan")
+        assert planned.returncode == 0, output(planned)
+        assert "move alias live:" in planned.stdout, output(planned)
+        applied = cli("apply", "--yes")
+        assert applied.returncode == 0, output(applied)
+        assert cli("plan", "--detailed-exitcode").returncode == 0, "released: nothing left to do"
+    assert versions(lambda_client, name) == ["1", "2", "3"]
+    assert alias_version(lambda_client, name) == "3"
+    described = lambda_client.get_function(FunctionName=name, Qualifier="3")["Configuration"]
+    assert (described["MemorySize"], described["Description"]) == (1024, "deployer release; live was 2")
+
+
+def test_an_alias_moved_outside_since_a_saved_plan_is_refused(cli: Cli, monorepo: Monorepo, role_arn: str,
+                                                               lambda_client: Any) -> None:
+    name, repository = unique_name("deployer-release-fn"), unique_name("deployer-release")
+    spec = {"name": name, "repository": repository, "role": role_arn, "release": {"alias": "live"}}
+    write_spec(monorepo, [{**spec, "memory": 256}])
+    assert cli("apply", "--yes").returncode == 0
+    write_spec(monorepo, [{**spec, "memory": 512}])
+    assert cli("apply", "--yes").returncode == 0
+    write_spec(monorepo, [{**spec, "memory": 1024}])
+    planned = cli("plan", "--out", "plan.json")
+    assert planned.returncode == 0, output(planned)
+    lambda_client.update_alias(FunctionName=name, Name="live", FunctionVersion="1")  # someone rolls back by hand
+
+    applied = cli("apply", "plan.json")
+
+    assert applied.returncode == 1, output(applied)
+    assert f"the release of {name} changed since plan (alias live on 2 at revision" in applied.stdout + applied.stderr, output(applied)
+    assert alias_version(lambda_client, name) == "1" and versions(lambda_client, name) == ["1", "2"]
