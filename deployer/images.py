@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
+from deployer import gitrev
 from deployer.context import BuildContext
 from deployer.errors import DeployerError, DockerError
 from deployer.go_build import CompileJob, Netrc
@@ -84,6 +85,11 @@ def build_image(docker: DockerApi, context: BuildContext, tag: str, labels: Mapp
         raise
 
 
+# Labels apply puts on every image it builds: what `deployer history` reads back (from the registry).
+SOURCE_DIGEST_LABEL = "dev.deployer.source-digest"
+REVISION_LABEL = "org.opencontainers.image.revision"
+
+
 class ImageMaker:
     """Makes the image of one desired function. `cleanup` removes, whatever happens, the local tag
     a build makes (a build stopped at its very end may have tagged); the layers stay in the
@@ -91,8 +97,9 @@ class ImageMaker:
 
     def __init__(self, desired: Desired, docker: DockerApi, ecr: EcrApi, cleanup: contextlib.ExitStack, *,
                  registry_endpoint: str | None, login: Callable[[bool], RegistryLogin], cancel: threading.Event,
-                 sleep: Callable[[float], None], log: Callable[[str], None], verbose: bool) -> None:
+                 sleep: Callable[[float], None], log: Callable[[str], None], verbose: bool, checkout: Path | None = None) -> None:
         self.desired = desired
+        self.checkout = checkout  # the git checkout the source is in: its commit labels the image
         self.docker = docker
         self.ecr = ecr
         self.cleanup = cleanup
@@ -119,7 +126,10 @@ class ImageMaker:
         return PushedImage(existing.digest)
 
     def build(self, context: BuildContext, netrc: Netrc | None = None, netrc_env: str = "DEPLOYER_NETRC") -> BuiltImage:
-        labels = {"dev.deployer.source-digest": context.digest, "dev.deployer.spec": self.desired.spec_file}
+        labels = {SOURCE_DIGEST_LABEL: context.digest, "dev.deployer.spec": self.desired.spec_file}
+        commit = gitrev.revision(self.checkout) if self.checkout is not None else None
+        if commit:
+            labels[REVISION_LABEL] = commit  # the commit the image was first built from (a later one of the same source reuses it)
         local_tag = f"{self.repository}:{self.tag}"
         self._local_tags.add(local_tag)
         self.cleanup.callback(self._drop, local_tag)

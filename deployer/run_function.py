@@ -34,6 +34,7 @@ from deployer.go_build import Netrc
 from deployer.images import BuiltImage, ImageMaker, PushedImage
 from deployer.interrupts import Cancelled
 from deployer.outcome import Outcome, OutcomeStatus
+from deployer.paths import git_root
 from deployer.plan import (
     Action,
     AssembleContext,
@@ -154,7 +155,8 @@ class FunctionRun:
         self.alias_moved = False
         self.maker = ImageMaker(fp.desired, tools.docker, ecr, self.cleanup, registry_endpoint=tools.registry_endpoint,
                                 login=lambda fresh: tools.login(fp.desired.region, fresh), cancel=tools.cancel,
-                                sleep=tools.sleep, log=self.log, verbose=tools.verbose)
+                                sleep=tools.sleep, log=self.log, verbose=tools.verbose,
+                                checkout=git_root([spec.root, *spec.root.parents]) if spec is not None else None)
 
     def log(self, line: str) -> None:
         self.tools.reporter.log(self.fp.name, line)

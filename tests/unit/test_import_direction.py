@@ -13,7 +13,7 @@ import deployer
 PACKAGE = Path(deployer.__file__).parent
 ORDER = [
     # utilities every stage may use
-    "__init__", "errors", "paths", "locks",
+    "__init__", "errors", "paths", "locks", "gitrev",
     # spec: deploy.yaml files -> Spec
     "function_config", "repository_config", "spec", "yamldoc", "schema", "function_settings", "release_settings", "load",
     # build inputs: go.mod files, shared modules, the build context and its digest
