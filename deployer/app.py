@@ -29,6 +29,7 @@ from deployer.plan import Plan, make_plan
 from deployer.spec import SPEC_FILE_NAMES, FunctionSpec, Spec
 
 if TYPE_CHECKING:  # boto3 and the docker SDK are imported only by the use cases that need them
+    from deployer.history import HistoryEntry, Rollback
     from deployer.apply import ApplyOptions
     from deployer.aws import Clients
     from deployer.docker_gateway import DockerGateway
@@ -488,3 +489,58 @@ def _write_new(target: Path, text: str) -> None:
     except OSError as exc:
         target.unlink(missing_ok=True)  # ours: made by the open above
         raise DeployerError(f"{display(target)}: cannot write: {exc.strerror}; nothing was kept") from exc
+
+
+@dataclass(frozen=True)
+class History:
+    function: FunctionSpec
+    entries: list[HistoryEntry]
+
+
+def history(paths: Sequence[Path], name: str, clients: Clients, registry_endpoint: str | None = None) -> History:
+    """The released versions of `name` (declared in `paths`), newest first, with the source digest
+    and commit each image was built from (its labels, read through the registry API)."""
+    from deployer.aws import EcrGateway, LambdaGateway
+    from deployer.history import entries
+    from deployer.registry import image_labels
+
+    fn = load(paths).function(name)
+    lam = LambdaGateway(clients, fn.region)
+    if not lam.get_function(fn.name).exists:
+        raise DeployerError(f"function {fn.name} does not exist in {fn.region}: it has no history; apply creates it")
+    versions, aliases = lam.list_versions(fn.name), lam.list_aliases(fn.name)
+    repository = fn.repository.resolved(fn.repository.account or clients.account(fn.region))
+    labels: dict[str, Mapping[str, str] | None] = {}
+    digests = sorted({f"sha256:{v.code_sha256}" for v in versions if v.code_sha256})
+    if digests:
+        login = EcrGateway(clients, fn.region).login()
+        for digest in digests:  # one read per image, however many versions share it
+            labels[digest] = image_labels(repository.registry, repository.name, digest, login, registry_endpoint)
+    return History(fn, entries(versions, aliases, labels))
+
+
+def plan_rollback(paths: Sequence[Path], name: str, to: str | None, clients: Clients) -> Rollback:
+    """The rollback of `name`'s release alias: to `to`, else to the version recorded before the last
+    release. Refused when the target's image is gone from ECR (Lambda would fail to run it)."""
+    from deployer.aws import EcrGateway, LambdaGateway
+    from deployer.history import rollback
+
+    fn = load(paths).function(name)
+    if fn.release is None or fn.release.alias is None:
+        raise DeployerError(f"function {fn.name} has no release alias in deploy.yaml: rollback moves an alias back; add "
+                            "`release: {alias: live}` (without versions, revert the change in git and apply)")
+    lam = LambdaGateway(clients, fn.region)
+    planned = rollback(fn.name, fn.region, fn.release.alias, lam.list_versions(fn.name), lam.list_aliases(fn.name), to)
+    repository = fn.repository.resolved(fn.repository.account or clients.account(fn.region))
+    if planned.image is None or not EcrGateway(clients, fn.region).has_image(repository, planned.image):
+        raise DeployerError(f"version {planned.target} of {fn.name} runs {planned.image or 'an unknown image'}, which ECR no "
+                            f"longer holds in {repository.uri}: Lambda could not run it; roll back to another version (--to)")
+    return planned
+
+
+def do_rollback(planned: Rollback, clients: Clients) -> None:
+    """Move the alias, refused by Lambda if it moved since it was read (RevisionId)."""
+    from deployer.aws import LambdaGateway
+
+    LambdaGateway(clients, planned.region).update_alias(planned.function, planned.alias, planned.target, planned.revision_id,
+                                                f"deployer rollback; {planned.alias} was {planned.current}")

@@ -56,7 +56,7 @@ from deployer.repository_config import (
     pulling_accounts,
 )
 from deployer.spec import EcrRepository
-from deployer.state import AliasState, FunctionState, ImageState, Invoked
+from deployer.state import AliasState, FunctionState, ImageState, Invoked, VersionState
 
 T = TypeVar("T")
 
@@ -186,6 +186,7 @@ MAX_TOKEN = 256
 MAX_POLICY = 1 << 16  # above ECR's own bounds on a lifecycle or repository policy
 MAX_IMAGE_URI = 512  # a registry host, a repository name (256) and a digest or tag
 MAX_INVOKE_ANSWER = 6 * 1024 * 1024  # Lambda's bound on a synchronous answer
+MAX_LISTED = 100_000  # versions or aliases of one function: past that, a listing stops (an endpoint that never ends)
 _VERSION = re.compile(r"[1-9][0-9]{0,9}")  # a published version's number
 MAX_TEXT = 4096
 
@@ -433,6 +434,40 @@ class LambdaGateway:
         return AliasState(True, version, _token(response.get("RevisionId")), aliased.code_sha256, aliased.config,
                           aliased.config.description)
 
+    def list_versions(self, name: str) -> list[VersionState]:
+        """The function's published versions (not $LATEST), oldest first: number, image, date, description."""
+        versions: list[VersionState] = []
+        marker: dict[str, str] = {}
+        while True:
+            page = call(lambda: self._client.list_versions_by_function(FunctionName=name, **marker),
+                        "lambda:ListVersionsByFunction", f"function {name} ({self._region})")
+            for entry in page.get("Versions") or ():
+                version = _matching(entry.get("Version"), _VERSION) if isinstance(entry, dict) else None
+                if version is not None:
+                    versions.append(VersionState(version, _matching(entry.get("CodeSha256"), _HEX64), _token(entry.get("LastModified")),
+                                                 _text(entry.get("Description")) or ""))
+            following = _token(page.get("NextMarker"))
+            if following is None or len(versions) > MAX_LISTED:
+                return sorted(versions, key=lambda v: int(v.version))
+            marker = {"Marker": following}
+
+    def list_aliases(self, name: str) -> dict[str, tuple[str, str | None]]:
+        """The function's aliases: name -> (version, RevisionId)."""
+        aliases: dict[str, tuple[str, str | None]] = {}
+        marker: dict[str, str] = {}
+        while True:
+            page = call(lambda: self._client.list_aliases(FunctionName=name, **marker), "lambda:ListAliases",
+                        f"function {name} ({self._region})")
+            for entry in page.get("Aliases") or ():
+                alias, version = (_token(entry.get("Name")), _matching(entry.get("FunctionVersion"), _VERSION)) \
+                    if isinstance(entry, dict) else (None, None)
+                if alias is not None and version is not None:
+                    aliases[alias] = (version, _token(entry.get("RevisionId")))
+            following = _token(page.get("NextMarker"))
+            if following is None or len(aliases) > MAX_LISTED:
+                return aliases
+            marker = {"Marker": following}
+
     def publish_version(self, name: str, code_sha256: str, revision_id: str | None, description: str) -> str:
         """Publish $LATEST as a version, refused by Lambda unless it still runs `code_sha256` (hex)
         and, with `revision_id`, is unchanged since it was read. Returns the version number (an
@@ -598,6 +633,18 @@ class EcrGateway:
         if not details:
             return ImageState(repository_exists=True)
         return ImageState(True, _matching(details[0].get("imageDigest"), _DIGEST), _token(details[0].get("imageManifestMediaType")))
+
+    def has_image(self, repository: EcrRepository, digest: str) -> bool:
+        """Whether ECR holds the image `digest` ("sha256:...") in `repository`."""
+        try:
+            response = call(lambda: self._client.describe_images(registryId=repository.account, repositoryName=repository.name,
+                                                                 imageIds=[{"imageDigest": digest}]),
+                            "ecr:DescribeImages", self._where(repository))
+        except AwsError as exc:
+            if exc.code in ("ImageNotFoundException", "RepositoryNotFoundException"):
+                return False
+            raise
+        return any(isinstance(d, dict) and d.get("imageDigest") == digest for d in response.get("imageDetails") or ())
 
     def create_repository(self, repository: EcrRepository, config: RepositoryConfig) -> None:
         """Create `repository` with `config` (deploy.yaml's settings, the secure defaults filling

@@ -260,6 +260,59 @@ def invoke(
     return 0
 
 
+@app.command()
+def history(
+    function: str = typer.Argument(..., help="The function (as deploy.yaml names it).", show_default=False),
+    paths: Optional[List[Path]] = typer.Option(None, "--path", "-p", help="deploy.yaml files or directories (repeatable). Default: the current directory.", show_default=False),
+    fmt: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text or json."),
+    registry_endpoint: Optional[str] = typer.Option(None, "--registry-endpoint", envvar="DEPLOYER_REGISTRY_ENDPOINT", help="Read image labels from this registry host[:port] instead of the ECR host; for local ECR emulators."),
+) -> int:
+    """A function's published versions, newest first: image, source digest and commit it was built from, date, aliases."""
+    import json
+
+    from deployer import app as use_cases
+    from deployer.aws import Clients
+    from deployer.render import history_text
+
+    found = use_cases.history(paths or [Path(".")], function, Clients(), registry_endpoint or None)
+    if fmt is OutputFormat.json:
+        data = [{"version": e.version, "image": e.image, "date": e.date, "aliases": list(e.aliases), "source_digest": e.source_digest,
+                 "commit": e.commit, "description": e.note} for e in found.entries]
+        sys.stdout.write(json.dumps({"function": found.function.name, "region": found.function.region, "versions": data}, indent=2)
+                         .replace("##[", "##\\u005b") + "\n")
+    else:
+        out.print(history_text(found.function.name, found.entries), end="", markup=False)
+    return 0
+
+
+@app.command()
+def rollback(
+    function: str = typer.Argument(..., help="The function (as deploy.yaml names it).", show_default=False),
+    to: Optional[str] = typer.Option(None, "--to", help="The version to move the alias to. Default: the one it was on before the last release.", show_default=False),
+    paths: Optional[List[Path]] = typer.Option(None, "--path", "-p", help="deploy.yaml files or directories (repeatable). Default: the current directory.", show_default=False),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Roll back without asking for confirmation."),
+) -> int:
+    """Move the function's release alias back: to the version it was on before the last release, or --to VERSION."""
+    from deployer import app as use_cases
+    from deployer.aws import Clients
+    from deployer.render import terminal_text
+
+    clients = Clients()
+    planned = use_cases.plan_rollback(paths or [Path(".")], function, to, clients)
+    out.print(terminal_text(f"~ {planned.function}: move alias {planned.alias}: {planned.current} -> {planned.target} "
+                            f"(version {planned.target} runs {planned.image})"), markup=False)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise DeployerError("rollback needs confirmation but stdin is not a terminal; pass --yes to roll back without asking")
+        if not typer.confirm("Roll back?", default=False):
+            err.print("nothing changed")
+            return 1
+    use_cases.do_rollback(planned, clients)
+    out.print(terminal_text(f"{planned.function}: alias {planned.alias} now on version {planned.target} (was {planned.current})"),
+              markup=False)
+    return 0
+
+
 @app.command("import")
 def import_(
     names: List[str] = typer.Argument(..., help="Names of the Lambda functions to import.", show_default=False),

@@ -26,7 +26,7 @@ from deployer.interrupts import Cancelled
 from deployer.plan import short
 from deployer.ports import DockerApi, EcrApi, ImmutableTagRefused
 from deployer.redact import build_arg_secrets, redact
-from deployer.registry import RegistryLogin
+from deployer.registry import REVISION_LABEL, SOURCE_DIGEST_LABEL, RegistryLogin
 from deployer.state import Desired
 
 # ECR lists a pushed tag after a delay.
@@ -83,11 +83,6 @@ def build_image(docker: DockerApi, context: BuildContext, tag: str, labels: Mapp
         if cancel.is_set():  # the gateway stopped the build on the engine
             raise Cancelled("cancelled during the build (stopped on the engine)") from None
         raise
-
-
-# Labels apply puts on every image it builds: what `deployer history` reads back (from the registry).
-SOURCE_DIGEST_LABEL = "dev.deployer.source-digest"
-REVISION_LABEL = "org.opencontainers.image.revision"
 
 
 class ImageMaker:

@@ -16,7 +16,10 @@ import re
 
 from rich.markup import escape
 
+from typing import Sequence
+
 from deployer import planfile
+from deployer.history import HistoryEntry
 from deployer.explain import change_line, reason, release_line
 from deployer.plan import Action, FunctionPlan, Plan, short
 
@@ -224,3 +227,16 @@ def md_code(value: object) -> str:
 def html_code(value: object) -> str:
     """`value` in `<code>`: valid in markdown text, in a table cell and in raw HTML alike."""
     return f"<code>{md_text(value)}</code>"
+
+
+def history_text(function: str, entries: Sequence[HistoryEntry]) -> str:
+    """Versions as a table, newest first; every value from AWS or an image label made inert."""
+    if not entries:
+        return f"{terminal_text(function)}: no published versions\n"
+    rows = [("VERSION", "DATE", "IMAGE", "SOURCE", "COMMIT", "ALIASES")]
+    for e in entries:
+        rows.append((e.version, (e.date or "-")[:19], short(e.image), short(e.source_digest) if e.source_digest else "-",
+                     (e.commit or "-")[:12], ",".join(e.aliases) or "-"))
+    cells = [[terminal_text(cell) for cell in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(rows[0]))]
+    return "".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() + "\n" for row in cells)

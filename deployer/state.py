@@ -93,6 +93,18 @@ class AliasState:
 
 
 @dataclass(frozen=True)
+class VersionState:
+    """A published version (ListVersionsByFunction): its number, image (hex, as CodeSha256), when
+    it was made (Lambda's LastModified), and its description (a release records the alias's
+    version before it there)."""
+
+    version: str
+    code_sha256: str | None
+    last_modified: str | None
+    description: str
+
+
+@dataclass(frozen=True)
 class Invoked:
     """A synchronous invocation's answer: the payload (bounded), Lambda's FunctionError (None: the
     function answered), and the tail of its log. All of it foreign: shown inert."""

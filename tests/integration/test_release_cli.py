@@ -4,6 +4,7 @@ plan is refused (its RevisionId), and stays where it was put."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -61,3 +62,35 @@ def test_an_alias_moved_outside_since_a_saved_plan_is_refused(cli: Cli, monorepo
     assert applied.returncode == 1, output(applied)
     assert f"the release of {name} changed since plan (alias live on 2 at revision" in applied.stdout + applied.stderr, output(applied)
     assert alias_version(lambda_client, name) == "1" and versions(lambda_client, name) == ["1", "2"]
+
+
+def test_history_shows_the_versions_and_rollback_moves_live_back(cli: Cli, monorepo: Monorepo, role_arn: str,
+                                                                  lambda_client: Any) -> None:
+    name, repository = unique_name("deployer-release-fn"), unique_name("deployer-release")
+    for memory in (256, 512, 1024):
+        write_spec(monorepo, [{"name": name, "repository": repository, "role": role_arn, "memory": memory,
+                               "release": {"alias": "live"}}])
+        assert cli("apply", "--yes").returncode == 0
+    source = json.loads(cli("plan", "--format", "json").stdout)["functions"][0]["desired"]["source_digest"]
+
+    shown = cli("history", name, "--format", "json")
+
+    assert shown.returncode == 0, output(shown)
+    listed = json.loads(shown.stdout)["versions"]
+    assert [(v["version"], v["aliases"]) for v in listed] == [("3", ["live"]), ("2", []), ("1", [])]
+    assert {v["source_digest"] for v in listed} == {source}, "read from the image's labels"
+    assert listed[0]["image"] == f"sha256:{lambda_client.get_function(FunctionName=name)['Configuration']['CodeSha256']}"
+    table = cli("history", name)
+    assert table.stdout.splitlines()[0].split() == ["VERSION", "DATE", "IMAGE", "SOURCE", "COMMIT", "ALIASES"]
+
+    rolled = cli("rollback", name, "--yes")
+
+    assert rolled.returncode == 0, output(rolled)
+    assert f"~ {name}: move alias live: 3 -> 2" in rolled.stdout
+    assert alias_version(lambda_client, name) == "2"
+    assert [(v["version"], v["aliases"]) for v in json.loads(cli("history", name, "--format", "json").stdout)["versions"]] == [
+        ("3", []), ("2", ["live"]), ("1", [])]
+    refused = cli("rollback", name, "--to", "9", "--yes")
+    assert refused.returncode == 1 and f"function {name} has no version 9" in refused.stderr
+    unconfirmed = cli("rollback", name, "--to", "1")
+    assert unconfirmed.returncode == 1 and "pass --yes" in unconfirmed.stderr and alias_version(lambda_client, name) == "2"
