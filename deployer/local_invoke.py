@@ -119,17 +119,18 @@ def image_platform(client: docker.DockerClient, image: str) -> str:
 
 
 def lambda_environment(runtime_api: str, *, function_name: str, memory_mb: int, region: str,
-                       env: Mapping[str, str]) -> dict[str, str]:
+                       env: Mapping[str, str], version: str = "$LATEST") -> dict[str, str]:
     """The variables Lambda sets for a container image function (the image's own ENV, PATH
     included, stays), with `env`; no AWS credentials. AWS_EC2_METADATA_DISABLED keeps the AWS SDKs
-    from taking the host's instance credentials instead: the container shares the host's network."""
+    from taking the host's instance credentials instead: the container shares the host's network.
+    `version` is the function version that runs ("$LATEST", or a published version's number)."""
     _check_environment(env)
     today = datetime.datetime.now(datetime.timezone.utc)
     return {"TZ": ":UTC", "LANG": "en_US.UTF-8", "AWS_EC2_METADATA_DISABLED": "true", **env,
             "AWS_LAMBDA_RUNTIME_API": runtime_api, "AWS_LAMBDA_FUNCTION_NAME": function_name,
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb),
+            "AWS_LAMBDA_FUNCTION_VERSION": version, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb),
             "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand", "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function_name}",
-            "AWS_LAMBDA_LOG_STREAM_NAME": f"{today:%Y/%m/%d}/[$LATEST]{secrets.token_hex(16)}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": f"{today:%Y/%m/%d}/[{version}]{secrets.token_hex(16)}",
             "AWS_REGION": region, "AWS_DEFAULT_REGION": region,
             "LAMBDA_TASK_ROOT": "/var/task", "LAMBDA_RUNTIME_DIR": "/var/runtime"}
 
@@ -144,11 +145,23 @@ def _check_environment(env: Mapping[str, str]) -> None:
         raise DeployerError(*problems)
 
 
+@dataclass(frozen=True)
+class ImageOverrides:
+    """A function's ImageConfig: what Lambda runs instead of the image's own ENTRYPOINT, CMD and
+    WORKDIR; an empty field keeps the image's."""
+
+    entrypoint: tuple[str, ...] = ()
+    command: tuple[str, ...] = ()
+    working_dir: str = ""
+
+
 def invoke_local(client: docker.DockerClient, image: str, event: bytes, *, function_name: str, env: Mapping[str, str],
                  timeout_seconds: float, memory_mb: int, region: str, log: Log,
-                 cancel: threading.Event | None = None) -> InvokeResult:
+                 cancel: threading.Event | None = None, version: str = "$LATEST",
+                 overrides: ImageOverrides = ImageOverrides()) -> InvokeResult:
     """Run `image` once with `event` (see the module docstring); its output lines go to `log`
-    from another thread, as they come, all of them before this returns. An image of another
+    from another thread, as they come, all of them before this returns. `version` and `overrides`
+    are the function version's, as Lambda gives them to the container. An image of another
     platform than the engine's is run all the same (the engine may emulate it); when it exits
     without an answer, the message says why that may be. Raises DockerError for the engine's
     failures, Cancelled when `cancel` is set or Ctrl-C is pressed: in the main thread SIGINT is
@@ -167,10 +180,11 @@ def invoke_local(client: docker.DockerClient, image: str, event: bytes, *, funct
     gateway = bridge_gateway(client)
     with ctrl_c.counting(), RuntimeApi(event, function_name=function_name, region=region, timeout_seconds=timeout_seconds,
                                        host=gateway or "127.0.0.1") as api:
-        environment = lambda_environment(api.address, function_name=function_name, memory_mb=memory_mb, region=region, env=env)
+        environment = lambda_environment(api.address, function_name=function_name, memory_mb=memory_mb, region=region,
+                                         env=env, version=version)
         run = _Container(client, log, api.wake)
         try:
-            run.start(image, environment, function_name, memory_mb, "bridge" if gateway else "host")
+            run.start(image, environment, function_name, memory_mb, "bridge" if gateway else "host", overrides)
             result = _watch(api, run, timeout_seconds, cancelled)
         except BaseException:
             run.remove(quiet=True)  # what is under way (an error, a cancel) is what the caller must see
@@ -263,7 +277,7 @@ class _Container:
         self._created = False
 
     def start(self, image: str, environment: Mapping[str, str], function_name: str, memory_mb: int,
-              network: str = "bridge") -> None:
+              network: str = "bridge", overrides: ImageOverrides = ImageOverrides()) -> None:
         api = self.client.api
         with _engine(f"creating a container of image {image}"):
             host_config = api.create_host_config(
@@ -273,7 +287,9 @@ class _Container:
                 log_config={"type": "json-file", "config": {"max-size": "10m", "max-file": "2"}})
             self._created = True  # from here on a container may exist, even if the call is interrupted
             api.create_container(image, name=self.name, environment=dict(environment), host_config=host_config,
-                                 labels={LABEL: "1", FUNCTION_LABEL: function_name})
+                                 labels={LABEL: "1", FUNCTION_LABEL: function_name},
+                                 entrypoint=list(overrides.entrypoint) or None, command=list(overrides.command) or None,
+                                 working_dir=overrides.working_dir or None)
         with _engine(f"starting the container of image {image}"):
             api.start(self.name)
         self.started_at = time.monotonic()

@@ -17,6 +17,12 @@ registry, so every manifest push is recorded in moto with `PutImage` carrying th
 digest and media type (see `ImageRecorder`); DescribeImages, BatchGetImage and Lambda's CodeSha256
 then report what was really pushed.
 
+Lambda's `Invoke` of an Image function really runs it (moto_main.py, point 7): moto pulls the
+version's image from this registry onto the engine and runs it. Moto's environment names the
+registry (LOCALCLOUD_REGISTRY, host:port: its port is chosen before moto starts) and a file only
+this user can read holding the credentials ECR hands out (LOCALCLOUD_REGISTRY_AUTH, written once
+they are known, before the registry serves).
+
 For Go builds, `env` has DEPLOYER_GOPROXY (the GOPROXY value), DEPLOYER_GOPROXY_CA (the CA to trust:
 SSL_CERT_FILE for a go command on this machine; the stand-in builder image needs nothing, its CA
 bundle already holds it), DEPLOYER_TEST_NETRC (a netrc with the private module's credentials, for
@@ -450,10 +456,17 @@ class LocalCloud:
                                    tls_dir=self.tls_dir).start()
         write_netrc(self.goproxy_netrc, self.goproxy.host, GOPROXY_USER, self.goproxy_password)
 
+    @property
+    def registry_auth_file(self) -> Path:
+        """The registry's credentials for moto's Invoke (JSON: username, password), mode 0600."""
+        return self.state / "registry-auth.json"
+
     def _start_moto(self, listener_port: int) -> ManagedProcess:
         self.moto_port = free_port()
+        self.registry_port = free_port()  # moto's Invoke pulls from the registry (started later)
         env = {**os.environ, "MOTO_LAMBDA_STUB_ECR": "false",
-               "LOCALCLOUD_SYNC_URL": f"http://{LOOPBACK}:{listener_port}/sync"}
+               "LOCALCLOUD_SYNC_URL": f"http://{LOOPBACK}:{listener_port}/sync",
+               "LOCALCLOUD_REGISTRY": self.registry_endpoint, "LOCALCLOUD_REGISTRY_AUTH": str(self.registry_auth_file)}
         for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):  # moto must not talk to itself by accident
             env.pop(name, None)
         script = Path(__file__).with_name("moto_main.py")
@@ -476,9 +489,12 @@ class LocalCloud:
         data = self.client("ecr").get_authorization_token()["authorizationData"][0]
         self.credentials = RegistryCredentials.from_ecr_token(data["authorizationToken"])
         self.account = self.client("sts").get_caller_identity()["Account"]
+        auth = json.dumps({"username": self.credentials.username, "password": self.credentials.password})
+        fd = os.open(self.registry_auth_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(auth)
 
     def _start_registry(self, listener_port: int) -> None:
-        self.registry_port = free_port()
         (self.state / "htpasswd").write_text(_htpasswd_line(self.credentials))
         config = self.state / "registry.yml"
         config.write_text(_registry_config(self.state, self.registry_port, listener_port))

@@ -1,5 +1,5 @@
-"""Runs moto's server with the two small corrections the local cloud needs (started by cloud.py
-as a script, in its own process, with MOTO_LAMBDA_STUB_ECR=false in its environment).
+"""Runs moto's server with the corrections the local cloud needs (started by cloud.py as a script,
+in its own process, with MOTO_LAMBDA_STUB_ECR=false in its environment).
 
 1. Moto's UpdateFunctionCode ignores `Architectures`; real Lambda applies it with the new code.
    The product relies on that (an arm64 image on an x86_64 function breaks it), so it is applied.
@@ -29,26 +29,68 @@ as a script, in its own process, with MOTO_LAMBDA_STUB_ECR=false in its environm
    under Text (a missing LogFormat is Text) with InvalidParameterValueException, changing nothing.
    The product manages all three, so they are kept and reported so (the log group is also where
    moto's invocations log). Moto's VpcConfig is already stored, replaced and reported as given.
+6. Moto's PublishVersion copies $LATEST shallowly: the version shares $LATEST's `Code` dict, so a
+   later UpdateFunctionCode of $LATEST changed the version's ImageUri too (GetFunction of the
+   version then named the new image beside its old CodeSha256). In Lambda a version is immutable:
+   it keeps the image (ImageUri, CodeSha256) and the configuration it was published with. The new
+   version gets its own copy of the code and of the environment variables.
+7. Moto refuses to invoke PackageType=Image functions ("not yet supported"). Lambda runs the
+   function; so does the harness, for real (image_invoke.py). `Invoke` of an Image function, on
+   $LATEST, a version or an alias (any qualifier moto resolves, in the path or `Qualifier`), pulls
+   the image of that version from the registry that stands in for ECR by its CodeSha256 digest
+   (as Lambda, it never follows a re-pushed tag) onto the Docker engine (LOCALCLOUD_REGISTRY, and
+   the ECR credentials in the file LOCALCLOUD_REGISTRY_AUTH, both given by cloud.py), and runs it
+   once with deployer.local_invoke.invoke_local (the Runtime API served in this process) with that
+   version's environment, memory, timeout (Lambda's own, at most 900 s; init 10 s), name, version,
+   region and ImageConfig. An image of another architecture than the function's, or one whose
+   process the engine cannot start, is Lambda's function error Runtime.InvalidEntrypoint.
+   RequestResponse answers 200 with the function's payload, or with `X-Amz-Function-Error:
+   Unhandled` and the error document (a timeout or an exit in Lambda's words), and
+   `X-Amz-Executed-Version`; with LogType=Tail, `X-Amz-Log-Result` holds the base64 of the last
+   4 KB of the execution log (START, the function's lines, END, REPORT), which also goes to
+   CloudWatch Logs as moto's own invocations do. Event answers 202 and runs it in the background;
+   DryRun answers 204. What cannot run is an error, never a success: an image the registry no
+   longer serves, 502 ResourceNotReadyException; the engine failing, 500 ServiceException; a
+   payload that is not JSON, 400 InvalidRequestContentException; over 6 MiB, 413
+   RequestTooLargeException; more than image_invoke.MAX_RUNS (8) runs at once, 429
+   TooManyRequestsException. The harness's own bounds: a pull 120 s, a run's log kept 1 MiB. No
+   container is left: invoke_local removes it, and on SIGTERM or SIGINT the runs under way are
+   cancelled and their containers removed (waiting at most 15 s) before the server exits.
+   Differences that remain: the container gets no AWS credentials, and sees account 000000000000
+   in its invoked function ARN (the Runtime API's, as under `deployer invoke --local`).
 Nothing else is changed.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import os
+import re
 import sys
 import threading
 import uuid
 import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any, Callable
 
-from moto.awslambda.exceptions import InvalidParameterValueException, PreconditionFailedException
+# The invoke runner (point 7) and deployer come from this checkout, whatever `pip install -e`
+# points at: the harness and the code it runs are one version. A script's own directory is
+# sys.path[0]; the checkout's root goes before it.
+sys.path.insert(1, str(Path(__file__).resolve().parents[2]))
+
+import moto.server
+from moto.awslambda.exceptions import InvalidParameterValueException, LambdaClientError, PreconditionFailedException
 from moto.awslambda.models import ImageConfig, LambdaAlias, LambdaFunction, LambdaStorage
 from moto.awslambda.responses import LambdaResponse
 from moto.ecr.models import ECRBackend
 from moto.server import main as moto_main
+from moto.utilities.aws_headers import amz_crc32
+
+from deployer.local_invoke import ImageOverrides
+from tests.localcloud import image_invoke
 
 SYNC_TIMEOUT_SECONDS = 20
 # Real Lambda's words, so that what the product prints here is what it prints against AWS.
@@ -212,6 +254,103 @@ def _revision_on_publish(method: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _own_code_on_publish(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A new version gets its own copy of what moto's shallow copy shares with $LATEST and changes
+    in place (point 6): the code (ImageUri) and the environment variables."""
+    @functools.wraps(method)
+    def wrapper(self: LambdaStorage, name_or_arn: str, *args: Any, **kwargs: Any) -> Any:
+        latest = self.get_function_by_name_or_arn_forbid_qualifier(name_or_arn)
+        versions = list(self._functions.get(latest.function_name, {}).get("versions", []))
+        version = method(self, name_or_arn, *args, **kwargs)
+        if version is not None and all(version is not v for v in versions):
+            version.code = copy.deepcopy(version.code)
+            version.environment_vars = dict(version.environment_vars or {})
+        return version
+
+    return wrapper
+
+
+# -- Invoke of an Image function (point 7) ---------------------------------------------------
+
+_INVOCATIONS_PATH = re.compile(r"/functions/(?P<name>.+?)/invocations/?$")
+INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
+# On SIGTERM, how long the runs under way get to remove their containers (cloud.py waits 20 s).
+STOP_RUNS_SECONDS = 15.0
+
+
+class _InvokeError(LambdaClientError):
+    """An Invoke that could not run, with Lambda's status and error code."""
+
+    def __init__(self, failure: image_invoke.InvokeFailure) -> None:
+        super().__init__(failure.code, failure.message)
+        self.code = failure.status
+
+
+def _function_version(function: LambdaFunction) -> image_invoke.FunctionVersion:
+    config = function.image_config
+    return image_invoke.FunctionVersion(
+        name=function.function_name, version=str(function.version), image_uri=str(function.code.get("ImageUri") or ""),
+        code_sha256=str(function.code_sha_256 or ""),
+        environment={str(k): str(v) for k, v in (function.environment_vars or {}).items()},
+        memory_mb=int(function.memory_size), timeout_seconds=float(function.timeout), region=function.region,
+        architecture=function.architectures[0],
+        overrides=ImageOverrides(tuple(config.entry_point or ()), tuple(config.cmd or ()), config.working_directory or ""))
+
+
+def _save_log(function: LambdaFunction, lines: tuple[str, ...]) -> None:
+    """The execution log in CloudWatch Logs, where moto's own invocations put theirs."""
+    function.logs_backend.ensure_log_group(function.logs_group_name)
+    function.save_logs("\n".join(lines))
+
+
+@amz_crc32
+def _respond(status: int, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+    # moto's dispatch takes the status from the "status" header, not from the tuple.
+    return status, {**headers, "status": str(status)}, body
+
+
+def _invoke_image(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def wrapper(self: LambdaResponse) -> Any:
+        match = _INVOCATIONS_PATH.search(self.parsed_url.path)
+        qualifier = urllib.parse.parse_qs(self.parsed_url.query).get("Qualifier", [""])[0] or None
+        if match is None:
+            return method(self)
+        function = self.backend.get_function(urllib.parse.unquote(match["name"]), qualifier)
+        if function.package_type != "Image":
+            return method(self)
+        invocation_type = self.headers.get("X-Amz-Invocation-Type") or "RequestResponse"
+        if invocation_type not in INVOCATION_TYPES:
+            raise InvalidParameterValueException(f"Unsupported InvocationType: {invocation_type}")
+        try:
+            event = image_invoke.parse_event(self.raw_body)
+            version = _function_version(function)
+            if invocation_type == "DryRun":
+                return _respond(204, {}, b"")
+            if invocation_type == "Event":
+                image_invoke.run_in_background(version, event, lambda done: _save_log(function, done.log)
+                                               if isinstance(done, image_invoke.Outcome) else None)
+                return _respond(202, {"X-Amz-Executed-Version": version.version}, b"")
+            outcome = image_invoke.invoke(version, event)
+        except image_invoke.InvokeFailure as failure:
+            raise _InvokeError(failure) from None
+        _save_log(function, outcome.log)
+        return _respond(200, outcome.headers(tail=self.headers.get("X-Amz-Log-Type") == "Tail"), outcome.payload)
+
+    return wrapper
+
+
+def _stop_runs_first(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """moto's SIGTERM/SIGINT handler exits at once: the runs under way are cancelled first, so that
+    their containers are removed."""
+    @functools.wraps(handler)
+    def wrapper(*args: Any) -> Any:
+        image_invoke.stop_runs(STOP_RUNS_SECONDS)
+        return handler(*args)
+
+    return wrapper
+
+
 def _json_body(response: LambdaResponse) -> dict[str, Any]:
     try:
         body = json.loads(response.body or "{}")
@@ -278,12 +417,16 @@ def patch_moto() -> None:
     # Configuration moto ignores (points 4 and 5), then a new RevisionId (point 3).
     LambdaFunction.update_configuration = _revision_on_change(_apply_configuration(LambdaFunction.update_configuration))  # type: ignore[method-assign]
     LambdaAlias.update = _revision_on_change(LambdaAlias.update)  # type: ignore[method-assign]
-    LambdaStorage.publish_version = _revision_on_publish(LambdaStorage.publish_version)  # type: ignore[method-assign]
+    # A version keeps its own code (point 6) and gets its own RevisionId (point 3).
+    LambdaStorage.publish_version = _revision_on_publish(_own_code_on_publish(LambdaStorage.publish_version))  # type: ignore[method-assign]
     precondition = _function_precondition(_name_before_last)
     LambdaResponse.update_function_code = precondition(LambdaResponse.update_function_code)  # type: ignore[method-assign]
     LambdaResponse.update_function_configuration = precondition(LambdaResponse.update_function_configuration)  # type: ignore[method-assign]
     LambdaResponse.publish_version = _function_precondition(_name_of_versions)(LambdaResponse.publish_version)  # type: ignore[method-assign]
     LambdaResponse.update_alias = _alias_precondition(LambdaResponse.update_alias)  # type: ignore[method-assign]
+    # Invoke of Image functions (point 7); moto.server.main installs this handler for SIGTERM and SIGINT.
+    LambdaResponse.invoke = _invoke_image(LambdaResponse.invoke)  # type: ignore[method-assign]
+    moto.server.signal_handler = _stop_runs_first(moto.server.signal_handler)
 
 
 if __name__ == "__main__":
