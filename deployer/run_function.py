@@ -491,13 +491,13 @@ class FunctionRun:
         if sent.by_another_apply:
             return Outcome(name, OutcomeStatus.UNCHANGED, f"already runs {short(digest)}: another apply deployed it since the plan",
                            seconds, digest)
-        if self.fp.action is Action.CREATE:
-            return Outcome(name, OutcomeStatus.CREATED, f"created, runs {short(digest)} ({self.configured()})", seconds, digest)
-        if sent.source is ImageSource.ANOTHER_APPLY:
-            return Outcome(name, OutcomeStatus.UPDATED, f"now runs {short(digest)} (image pushed by another apply since the plan)",
-                           seconds, digest)
-        configured = f"; configuration updated ({self.configured()})" if self.configured() else ""
         released = "".join(f"; {line}" for line in self.released())
+        if self.fp.action is Action.CREATE:
+            return Outcome(name, OutcomeStatus.CREATED, f"created, runs {short(digest)} ({self.configured()}){released}", seconds, digest)
+        if sent.source is ImageSource.ANOTHER_APPLY:
+            return Outcome(name, OutcomeStatus.UPDATED, f"now runs {short(digest)} (image pushed by another apply since the plan)"
+                           f"{released}", seconds, digest)
+        configured = f"; configuration updated ({self.configured()})" if self.configured() else ""
         return Outcome(name, self.changed_status(), f"now runs {short(digest)}{configured}{released}", seconds, digest)
 
     def released(self) -> list[str]:

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import unique_name
 from tests.integration.conftest import Monorepo
-from tests.integration.test_apply_cli import Cli, output
+from tests.integration.test_apply_cli import EXAMPLE_SOURCE, Cli, output
 from tests.integration.test_create_cli import cli, outcomes, role_arn, write_spec  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.integration
@@ -94,3 +94,43 @@ def test_history_shows_the_versions_and_rollback_moves_live_back(cli: Cli, monor
     assert refused.returncode == 1 and f"function {name} has no version 9" in refused.stderr
     unconfirmed = cli("rollback", name, "--to", "1")
     assert unconfirmed.returncode == 1 and "pass --yes" in unconfirmed.stderr and alias_version(lambda_client, name) == "2"
+
+
+def amd64_function(monorepo: Monorepo, **fields: Any) -> dict[str, Any]:
+    """A finalize-with-error entry built for the engine's own platform: the local cloud runs it on Invoke."""
+    return {"platform": "linux/amd64",
+            "build": {"source": EXAMPLE_SOURCE, "runtime_image": monorepo.env["DEPLOYER_STANDIN_RUNTIME_AMD64"]}, **fields}
+
+
+GOOD_EVENT = {"executionId": "exec-1", "error": {"Error": "States.TaskFailed", "Cause": "upstream timed out"}}
+
+
+def test_a_failed_smoke_test_leaves_live_where_it_was_and_exits_1(cli: Cli, monorepo: Monorepo, role_arn: str,
+                                                                   lambda_client: Any) -> None:
+    name, repository = unique_name("deployer-smoke-fn"), unique_name("deployer-smoke")
+    event = monorepo.root / "events" / "smoke.json"
+    event.parent.mkdir(exist_ok=True)
+    event.write_text(json.dumps(GOOD_EVENT))
+    release = {"alias": "live", "smoke_test": {"event": "events/smoke.json", "expect": {"field": "executionId", "equals": "exec-1"}}}
+    spec = amd64_function(monorepo, name=name, repository=repository, role=role_arn, timeout=10, release=release,
+                          environment={"STATE_BUCKET": "bucket-one"})
+    write_spec(monorepo, [{**spec, "memory": 256}])
+    planned = cli("plan")
+    assert 'smoke test with smoke.json (executionId == "exec-1")' in planned.stdout, output(planned)
+    first = cli("apply", "--yes")
+    assert first.returncode == 0, output(first)
+    assert "version 1 released to live (was none)" in first.stdout, output(first)
+    assert alias_version(lambda_client, name) == "1"
+
+    event.write_text(json.dumps({"executionId": "exec-2"}))  # no `error`: the function refuses it
+    write_spec(monorepo, [{**spec, "memory": 512}])
+    failed = cli("apply", "--yes")
+
+    assert failed.returncode == 1, output(failed)
+    assert "smoke test of version 2 failed: function error ValidationError" in failed.stdout, output(failed)
+    assert "alias live stays on 1" in failed.stdout
+    assert alias_version(lambda_client, name) == "1", "the alias did not move"
+    assert versions(lambda_client, name) == ["1", "2"]
+    behind = cli("plan", "--format", "json")
+    [fp] = json.loads(behind.stdout)["functions"]
+    assert (fp["action"], fp["reason"]["code"]) == ("release", "alias_behind"), fp
