@@ -3,10 +3,15 @@
 Brings the cloud up, creates what deployer does not manage (the functions' IAM role) and nothing
 else: the plan creates the ECR repositories and the functions. Then it runs what a team's CI runs: `deployer plan --out plan.json` (the
 plan a reviewer approves), `deployer apply plan.json`, and `deployer plan` again, which must report
-no changes. It runs in a copy of the repository's examples in a temporary checkout, so nothing of
-the working tree is written; deploy.example.yaml is used as committed, except that the copy points
-the build at the offline stand-in base images (the real ones cannot be pulled here) and at the
-local cloud's Go module proxy (which serves greet's dependencies).
+no changes. greet is released: its first version, smoke-tested (the local cloud really runs it),
+gets the alias `live`. Then a change is merged (greet's memory) and applied: version 2, smoke-tested,
+takes `live`; `deployer history greet` shows both, `deployer rollback greet` moves `live` back to 1.
+
+It runs in a copy of the repository's examples in a temporary checkout, so nothing of the working
+tree is written; deploy.example.yaml is used as committed, except that the copy points the build at
+the offline stand-in base images (the real ones cannot be pulled here) and at the local cloud's Go
+module proxy (which serves greet's dependencies), and builds a smoke-tested function for this
+engine's own platform (the local cloud runs it on this engine; Lambda would on arm64).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from tests.localcloud.cloud import LocalCloud, LocalCloudError
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "deploy.example.yaml"
 ROLE_NAME = "deployer-demo-lambda"  # deploy.example.yaml's role
+ENGINE_PLATFORMS = {"x86_64": "linux/amd64", "aarch64": "linux/arm64", "arm64": "linux/arm64"}
 ROLE_POLICY = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}'
 
 
@@ -41,6 +47,8 @@ def standin_checkout(source: Path, dest_dir: Path, env: dict[str, str]) -> Path:
     shared_build["builder_image"] = env["DEPLOYER_STANDIN_BUILDER"]
     shared_build.setdefault("go_env", {})["GOPROXY"] = env["DEPLOYER_GOPROXY"]  # the local cloud's module proxy
     for fn in data["functions"]:
+        if "smoke_test" in (fn.get("release") or {}):
+            fn["platform"] = ENGINE_PLATFORMS.get(os.uname().machine, "linux/amd64")
         platform = fn.get("platform", data["defaults"].get("platform", "linux/arm64"))
         build = fn.setdefault("build", {})
         build["runtime_image"] = env["DEPLOYER_STANDIN_RUNTIME_ARM64" if platform == "linux/arm64" else "DEPLOYER_STANDIN_RUNTIME_AMD64"]
@@ -62,6 +70,26 @@ def deployer(env: dict[str, str], checkout: Path, *args: str) -> int:
     return subprocess.call([sys.executable, "-m", "deployer", *args], env=env, cwd=checkout)
 
 
+def run(env: dict[str, str], checkout: Path, steps: list[tuple[tuple[str, ...], int]]) -> bool:
+    for args, expected in steps:
+        code = deployer(env, checkout, *args)
+        if code != expected:
+            print(f"\ndemo FAILED: 'deployer {' '.join(args)}' exited {code}, expected {expected}", file=sys.stderr)
+            return False
+    return True
+
+
+def merge_a_change(spec: Path) -> None:
+    """What a merged pull request would change: greet's memory."""
+    yaml = YAML()
+    data: Any = yaml.load(spec.read_text())
+    greet = next(fn for fn in data["functions"] if fn["name"] == "greet")
+    greet["memory"] = 512
+    with spec.open("w") as out:
+        yaml.dump(data, out)
+    print("\ndemo: a change is merged: greet's memory 256 -> 512", flush=True)
+
+
 def main() -> int:
     try:
         with LocalCloud() as cloud, tempfile.TemporaryDirectory(prefix="deployer-demo-") as tmp:
@@ -74,16 +102,22 @@ def main() -> int:
                 (("apply", "plan.json"), 0),  # exactly that, checked against deploy.yaml and AWS
                 (("plan", "--detailed-exitcode"), 0),  # 2 would mean apply left changes
             ]
-            for args, expected in steps:
-                code = deployer(env, checkout, *args)
-                if code != expected:
-                    print(f"\ndemo FAILED: 'deployer {' '.join(args)}' exited {code}, expected {expected}", file=sys.stderr)
-                    return 1
+            if not run(env, checkout, steps):
+                return 1
+            merge_a_change(spec)
+            released = [
+                (("apply", "--yes"), 0),  # greet's version 2: smoke-tested, then live
+                (("history", "greet"), 0),
+                (("rollback", "greet", "--yes"), 0),  # live back to version 1
+                (("history", "greet"), 0),
+            ]
+            if not run(env, checkout, released):
+                return 1
             cloud.check_recorder()
     except LocalCloudError as exc:
         print(exc, file=sys.stderr)
         return 1
-    print("\ndemo OK: plan, apply, and a second plan with no changes")
+    print("\ndemo OK: plan, apply, a second plan with no changes; a release to live, its history, and a rollback")
     return 0
 
 
