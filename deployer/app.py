@@ -544,3 +544,137 @@ def do_rollback(planned: Rollback, clients: Clients) -> None:
 
     LambdaGateway(clients, planned.region).update_alias(planned.function, planned.alias, planned.target, planned.revision_id,
                                                 f"deployer rollback; {planned.alias} was {planned.current}")
+
+
+# -- prune ---------------------------------------------------------------------------------------
+
+if TYPE_CHECKING:
+    from deployer.aws import LambdaGateway
+    from deployer.prune import FunctionRead, Inventory, PrunePlan, Pruned, RegionRead, Target
+
+
+@dataclass(frozen=True)
+class Pruning:
+    """A prune plan and the functions of deploy.yaml it was decided for (read again by --yes)."""
+
+    targets: tuple[Target, ...]
+    plan: PrunePlan
+
+
+def plan_prune(paths: Sequence[Path], clients: Clients, keep: int | None = None) -> Pruning:
+    """`deployer prune`: what would be deleted (deployer.prune) for the functions of `paths`;
+    `keep` overrides release.keep of the functions that have release settings."""
+    from deployer.prune import Target, decide
+
+    targets = []
+    for fn in load(paths).functions:
+        repository = fn.repository.resolved(fn.repository.account or clients.account(fn.region))
+        kept = None if fn.release is None else keep if keep is not None else fn.release.keep
+        targets.append(Target(fn.name, fn.region, repository, kept, fn.repository.config.lambda_pull_accounts or ()))
+    return Pruning(tuple(targets), decide(_inventory(tuple(targets), clients)))
+
+
+def apply_prune(pruning: Pruning, clients: Clients, progress: Callable[[str], None]) -> Pruned:
+    """Delete what the plan lists: the versions first; then everything is read again, and of the
+    planned images only those still found unused (with every version that now exists counted)
+    are deleted. A failed deletion is a problem; the others go on."""
+    from deployer.aws import EcrGateway, LambdaGateway
+    from deployer.errors import AwsError
+    from deployer.prune import Pruned, decide
+
+    problems: list[Diagnostic] = []
+    versions: list[tuple[str, str]] = []
+    for vp in pruning.plan.versions:
+        lam = LambdaGateway(clients, vp.region)
+        for version in vp.delete:
+            try:
+                lam.delete_version(vp.function, version.version)
+            except AwsError as exc:
+                problems.append(exc.diagnostic)
+                continue
+            versions.append((vp.function, version.version))
+            progress(f"deleted version {version.version} of {vp.function}")
+    planned = [ip for ip in pruning.plan.images if ip.delete]
+    if not planned:
+        return Pruned(tuple(versions), problems=tuple(problems))
+    again = {ip.repository: ip for ip in decide(_inventory(pruning.targets, clients), prune_versions=False).images}
+    images, spared = [], []
+    for ip in planned:
+        now = again[ip.repository]
+        if now.held is not None:
+            problems.extend(now.held.problems)
+        unused = {image.digest for image in now.delete}
+        doomed = [image for image in ip.delete if image.digest in unused]
+        spared += [(ip.repository, image) for image in ip.delete if image.digest not in unused]
+        if not doomed:
+            continue
+        try:
+            gone, failures = EcrGateway(clients, ip.repository.region).batch_delete_image(ip.repository, [i.digest for i in doomed])
+        except AwsError as exc:
+            problems.append(exc.diagnostic)
+            continue
+        problems.extend(failures)
+        for image in doomed:
+            if image.digest in gone:
+                images.append((ip.repository, image))
+                progress(f"deleted image {image.digest} {','.join(image.tags) or '(untagged)'} from {ip.repository.uri}")
+    return Pruned(tuple(versions), tuple(images), tuple(spared), tuple(problems))
+
+
+def _inventory(targets: tuple[Target, ...], clients: Clients) -> Inventory:
+    """What prune decides from: every Image function of the targets' regions with its versions
+    (the targets' aliases too), and every image of their repositories. Read-only, in parallel."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from deployer.aws import EcrGateway
+    from deployer.errors import AwsError
+    from deployer.observe import MAX_WORKERS
+    from deployer.prune import Inventory, RepositoryRead
+
+    regions = sorted({t.region for t in targets})
+    account = clients.account(regions[0]) if regions else ""
+
+    def images(repository: Any) -> RepositoryRead:
+        try:
+            return RepositoryRead(repository, tuple(EcrGateway(clients, repository.region).list_images(repository)))
+        except AwsError as exc:
+            if exc.code == "RepositoryNotFoundException":
+                return RepositoryRead(repository, exists=False)
+            return RepositoryRead(repository, problem=exc.diagnostic)
+
+    with ThreadPoolExecutor(max_workers=MAX_WORKERS) as pool:
+        read_regions = tuple(_read_region(region, {t.name for t in targets if t.region == region}, clients, pool)
+                             for region in regions)
+        repositories = tuple(pool.map(images, dict.fromkeys(t.repository for t in targets)))
+    return Inventory(account, targets, read_regions, repositories)
+
+
+def _read_region(region: str, names: set[str], clients: Clients, pool: Any) -> RegionRead:
+    """Every function of `region` that may use an image (all but Zip packages) and the targets
+    `names`. ListFunctions failing is the region's problem; the targets are still read."""
+    from deployer.aws import LambdaGateway
+    from deployer.errors import AwsError
+    from deployer.prune import RegionRead
+
+    lam = LambdaGateway(clients, region)
+    try:
+        listed, problem = [f.name for f in lam.list_functions() if f.package_type != "Zip"], None
+    except AwsError as exc:
+        listed, problem = [], exc.diagnostic
+    every = sorted({*listed, *names})
+    reads = tuple(pool.map(lambda name: _read_function(lam, region, name, name in names), every))
+    return RegionRead(region, reads, problem)
+
+
+def _read_function(lam: LambdaGateway, region: str, name: str, with_aliases: bool) -> FunctionRead:
+    from deployer.errors import AwsError
+    from deployer.prune import FunctionRead
+
+    try:
+        versions = tuple(lam.list_version_images(name))
+        aliases = tuple(lam.list_alias_targets(name)) if with_aliases else ()
+    except AwsError as exc:
+        if exc.code == "ResourceNotFoundException":
+            return FunctionRead(name, region, exists=False)
+        return FunctionRead(name, region, problem=exc.diagnostic)
+    return FunctionRead(name, region, versions, aliases)

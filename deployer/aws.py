@@ -17,7 +17,7 @@ import json
 import re
 import threading
 import time
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 from urllib.parse import urlsplit
 
 import boto3
@@ -56,7 +56,17 @@ from deployer.repository_config import (
     pulling_accounts,
 )
 from deployer.spec import EcrRepository
-from deployer.state import AliasState, FunctionState, ImageState, Invoked, VersionState
+from deployer.state import (
+    AliasState,
+    AliasTarget,
+    FunctionListing,
+    FunctionState,
+    ImageState,
+    Invoked,
+    StoredImage,
+    VersionImage,
+    VersionState,
+)
 
 T = TypeVar("T")
 
@@ -606,6 +616,64 @@ class LambdaGateway:
         while not call(settled, f"lambda:GetFunction (waiting for {what})", f"function {name}"):
             sleep(WAIT_POLL_SECONDS)
 
+    # -- prune: every function of the region, each version's image, where aliases point ---------
+    # A listing prune acts on must be whole: an entry it cannot read, or pages that never end,
+    # is an error (prune then deletes nothing that entry could have used), never skipped.
+
+    def list_functions(self) -> list[FunctionListing]:
+        """Every function of the region (ListFunctions, every page): name and package type."""
+        where = f"functions ({self._region})"
+        listed: list[FunctionListing] = []
+        for entry in _listing(lambda more: self._client.list_functions(**more), "Functions", "Marker", "NextMarker",
+                              "lambda:ListFunctions", where):
+            name = _matching(entry.get("FunctionName"), _FUNCTION_NAME)
+            if name is None:
+                raise AwsError(_unreadable_entry("lambda:ListFunctions", where, "a function name"))
+            listed.append(FunctionListing(name, _token(entry.get("PackageType"))))
+        return listed
+
+    def list_version_images(self, name: str) -> list[VersionImage]:
+        """Every version of the function, $LATEST included (ListVersionsByFunction, every page),
+        each with its image digest (CodeSha256, hex)."""
+        where = f"function {name} ({self._region})"
+        listed: list[VersionImage] = []
+        for entry in _listing(lambda more: self._client.list_versions_by_function(FunctionName=name, **more), "Versions", "Marker",
+                              "NextMarker", "lambda:ListVersionsByFunction", where):
+            version = entry.get("Version")
+            if version != LATEST and _matching(version, _VERSION) is None:
+                raise AwsError(_unreadable_entry("lambda:ListVersionsByFunction", where, "a version number"))
+            image = entry.get("PackageType") != "Zip"
+            listed.append(VersionImage(str(version), _matching(entry.get("CodeSha256"), _HEX64) if image else None, image))
+        return listed
+
+    def list_alias_targets(self, name: str) -> list[AliasTarget]:
+        """Every alias of the function (ListAliases, every page) with the versions it invokes: its
+        FunctionVersion, then those its RoutingConfig sends a share of the traffic to."""
+        where = f"function {name} ({self._region})"
+        listed: list[AliasTarget] = []
+        for entry in _listing(lambda more: self._client.list_aliases(FunctionName=name, **more), "Aliases", "Marker", "NextMarker",
+                              "lambda:ListAliases", where):
+            alias = _token(entry.get("Name"))
+            weights = _mapping(entry.get("RoutingConfig")).get("AdditionalVersionWeights") or {}
+            versions = [entry.get("FunctionVersion"), *(weights if isinstance(weights, dict) else [None])]
+            if alias is None or not all(v == LATEST or _matching(v, _VERSION) for v in versions):
+                raise AwsError(_unreadable_entry("lambda:ListAliases", where, "an alias and the versions it points at"))
+            listed.append(AliasTarget(alias, tuple(str(v) for v in versions)))
+        return listed
+
+    def delete_version(self, name: str, version: str) -> None:
+        """Delete one published version (DeleteFunction with its number as Qualifier). Never
+        $LATEST nor the function: anything but a version number is refused before Lambda is
+        asked. One already gone is fine (a lost answer retried, or someone else deleted it)."""
+        if _VERSION.fullmatch(version) is None:
+            raise ValueError(f"delete_version: {version!r} is not a published version's number")
+        try:
+            call(lambda: self._client.delete_function(FunctionName=name, Qualifier=version), "lambda:DeleteFunction",
+                 f"version {version} of function {name} ({self._region})")
+        except AwsError as exc:
+            if exc.code != "ResourceNotFoundException":
+                raise
+
 
 class EcrGateway:
     """ECR, every call naming the repository's registry (its account): without registryId ECR
@@ -787,3 +855,84 @@ class EcrGateway:
             raise AwsError(Diagnostic("the answer holds no usable authorization token; check the endpoint (AWS_ENDPOINT_URL_ECR)",
                                       operation="ecr:GetAuthorizationToken", resource=f"ECR in {self._region}")) from exc
         return RegistryLogin(username, password, str(data.get("proxyEndpoint") or ""))
+
+    # -- prune: every image of a repository, and deleting some --------------------------------
+
+    def list_images(self, repository: EcrRepository) -> list[StoredImage]:
+        """Every image of `repository` (DescribeImages, every page), one per digest with all its
+        tags. An entry without a readable digest is an error, as for the Lambda listings."""
+        where = self._where(repository)
+        found: dict[str, StoredImage] = {}
+        for entry in _listing(lambda more: self._client.describe_images(registryId=repository.account, repositoryName=repository.name,
+                                                                        **more),
+                              "imageDetails", "nextToken", "nextToken", "ecr:DescribeImages", where):
+            digest = _matching(entry.get("imageDigest"), _DIGEST)
+            tags = entry.get("imageTags") or []
+            if digest is None or not isinstance(tags, list):
+                raise AwsError(_unreadable_entry("ecr:DescribeImages", where, "an image digest and its tags"))
+            # A tag that is no short printable string is kept as a marker that is no content tag.
+            named = tuple(_token(tag) or UNREADABLE_TAG for tag in tags)
+            before = found.get(digest)
+            found[digest] = StoredImage(digest, tuple(dict.fromkeys((*(before.tags if before else ()), *named))),
+                                        _token(entry.get("imageManifestMediaType")), _token(entry.get("artifactMediaType")))
+        return list(found.values())
+
+    def batch_delete_image(self, repository: EcrRepository, digests: list[str]) -> tuple[list[str], list[Diagnostic]]:
+        """Delete the images `digests` (with all their tags), BATCH_DELETE at a time. Returns the
+        digests gone (deleted, or found gone already) and a problem per image ECR did not delete."""
+        where = self._where(repository)
+        gone: list[str] = []
+        problems: list[Diagnostic] = []
+        for start in range(0, len(digests), BATCH_DELETE):
+            asked = digests[start:start + BATCH_DELETE]
+            ids = [{"imageDigest": digest} for digest in asked]
+            response = call(lambda: self._client.batch_delete_image(registryId=repository.account, repositoryName=repository.name,
+                                                                    imageIds=ids),
+                            "ecr:BatchDeleteImage", where)
+            deleted = {_matching(_mapping(i).get("imageDigest"), _DIGEST) for i in response.get("imageIds") or ()}
+            for failure in map(_mapping, response.get("failures") or ()):
+                code = _token(failure.get("failureCode")) or "Unknown"
+                digest = _matching(_mapping(failure.get("imageId")).get("imageDigest"), _DIGEST)
+                if code == "ImageNotFound":
+                    deleted.add(digest)
+                    continue
+                problems.append(Diagnostic(f"{code}: {_text(failure.get('failureReason')) or ''} ({digest or 'an image'} was not deleted)",
+                                           operation="ecr:BatchDeleteImage", resource=where, code=code))
+            gone += [digest for digest in asked if digest in deleted]
+        return gone, problems
+
+
+# -- listings (prune) ------------------------------------------------------------------------
+
+LATEST = "$LATEST"
+MAX_PAGES = 10_000  # 500,000 functions or versions, 1,000,000 images: past that, an endpoint that never ends
+BATCH_DELETE = 100  # ECR's bound on BatchDeleteImage's imageIds
+UNREADABLE_TAG = "(unreadable tag)"
+_FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _listing(fetch: Callable[[dict[str, str]], Any], key: str, ask: str, answer: str, operation: str,
+             resource: str) -> Iterator[dict[str, Any]]:
+    """The entries under `key` of every page of a listing: the next page asked for with `ask` set
+    to the previous page's `answer` token. Raises AwsError when a page is not a list of objects,
+    when a token is unreadable, or after MAX_PAGES pages: a listing is whole or an error."""
+    more: dict[str, str] = {}
+    for _ in range(MAX_PAGES):
+        page = call(lambda: fetch(more), operation, resource)
+        entries = page.get(key) if isinstance(page, dict) else None
+        if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+            raise AwsError(_unreadable_entry(operation, resource, f"a list of {key}"))
+        yield from entries
+        token = page.get(answer)
+        if token is None or token == "":
+            return
+        if not isinstance(token, str) or len(token) > MAX_TEXT:
+            raise AwsError(_unreadable_entry(operation, resource, "a readable page token"))
+        more = {ask: token}
+    raise AwsError(Diagnostic(f"the listing did not end after {MAX_PAGES} pages; check the endpoint", operation=operation,
+                              resource=resource))
+
+
+def _unreadable_entry(operation: str, resource: str, what: str) -> Diagnostic:
+    return Diagnostic(f"the answer holds no usable {what}; check the endpoint (AWS_ENDPOINT_URL_*): deployer acts only on a "
+                      "listing it can read whole", operation=operation, resource=resource)

@@ -335,6 +335,47 @@ def import_(
     return 0
 
 
+class PruneFormat(str, enum.Enum):
+    text = "text"
+    json = "json"
+
+
+@app.command()
+def prune(
+    paths: Optional[List[Path]] = PathsArg,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Delete what the plan lists. Without it nothing is deleted."),
+    keep: Optional[int] = typer.Option(None, "--keep", min=2, max=1000, help="Versions to keep per function with release settings, newest first (overrides release.keep).", show_default=False),
+    fmt: PruneFormat = typer.Option(PruneFormat.text, "--format", "-f", help="text or json."),
+) -> int:
+    """Delete old versions (beyond release.keep, never an aliased one) of the functions of deploy.yaml, then the src- images of their repositories that no version, alias or $LATEST of any function of the region uses. Without --yes, only shows what it would delete."""
+    from deployer import app as use_cases
+    from deployer.aws import Clients
+    from deployer.prune import outcome_text, text, to_json
+    from deployer.render import terminal_text
+
+    clients = Clients()
+    pruning = use_cases.plan_prune(paths or [Path(".")], clients, keep)
+    if fmt is PruneFormat.text:
+        out.print(text(pruning.plan), end="")
+    versions, images = pruning.plan.counts
+    if not yes or not versions + images:
+        if fmt is PruneFormat.json:
+            sys.stdout.write(to_json(pruning.plan))
+        elif versions + images:
+            out.print("Nothing deleted: run again with --yes to delete.", markup=False)
+        return 1 if pruning.plan.failed else 0
+
+    def progress(line: str) -> None:
+        (out if fmt is PruneFormat.text else err).print(terminal_text(line), markup=False)
+
+    pruned = use_cases.apply_prune(pruning, clients, progress)
+    if fmt is PruneFormat.json:
+        sys.stdout.write(to_json(pruning.plan, pruned))
+    else:
+        out.print(outcome_text(pruned), end="")
+    return 1 if pruning.plan.failed or pruned.problems else 0
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args

@@ -133,3 +133,48 @@ class Observed:
     image: ImageState
     repository: ObservedRepository | None = None  # None: not read (nothing of it managed, or it does not exist)
     alias: AliasState | None = None  # None: not read (no alias declared, or no function)
+
+
+# -- what prune reads: every function's versions and aliases, every image of a repository --------
+
+@dataclass(frozen=True)
+class FunctionListing:
+    """A function of the region (ListFunctions): its name and package type (None: not reported)."""
+
+    name: str
+    package_type: str | None
+
+
+@dataclass(frozen=True)
+class VersionImage:
+    """A version of a function (ListVersionsByFunction), $LATEST included: `version` is "$LATEST"
+    or a number; `image` False only for a Zip package; `code_sha256` the image's manifest digest in
+    hex, None when Lambda reports none (for an image version: unknown, never "unused")."""
+
+    version: str
+    code_sha256: str | None
+    image: bool = True
+
+    @property
+    def digest(self) -> str | None:
+        return f"sha256:{self.code_sha256}" if self.code_sha256 else None
+
+
+@dataclass(frozen=True)
+class AliasTarget:
+    """An alias (ListAliases) and every version it sends invocations to: its FunctionVersion
+    first, then the versions of its RoutingConfig (a weighted alias)."""
+
+    name: str
+    versions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """An image of an ECR repository (DescribeImages): its digest ("sha256:<hex>"), every tag on
+    it, its manifest's media type and its artifact (config) media type, None when not reported."""
+
+    digest: str
+    tags: tuple[str, ...] = ()
+    media_type: str | None = None
+    artifact_type: str | None = None

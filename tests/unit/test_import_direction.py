@@ -21,7 +21,7 @@ ORDER = [
     # cloud: what AWS reports, through its gateways
     "state", "registry", "aws", "observe",
     # plan: pure decisions, their words, their files
-    "plan", "explain", "planfile", "binding", "history", "render", "adopt",
+    "plan", "explain", "planfile", "binding", "history", "render", "prune", "adopt",
     # apply: the only stage that changes anything
     "outcome", "go_build", "ports", "interrupts", "docker_gateway", "images", "sharing", "runtime_api", "local_invoke", "run_function", "progress", "apply", "local_build",
     # the use cases and the command line
