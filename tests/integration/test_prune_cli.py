@@ -93,6 +93,9 @@ def test_prune_deletes_version_1_and_its_image_and_nothing_in_use(cli: Cli, mono
     assert again.returncode == 0, output(again)
     assert "Prune: 0 version(s) and 0 image(s) to delete" in again.stdout, output(again)
     assert cli("plan", "--detailed-exitcode").returncode == 0, "pruned: the function still runs what deploy.yaml says"
+    write_spec(monorepo, [{**spec[0], "memory": 512}])
+    assert cli("apply", "--yes").returncode == 0
+    assert versions(lambda_client, name) == ["2", "3", "4"], "a version number is never reused"
 
 
 def write_other_spec(monorepo: Monorepo, directory: str, fn: dict[str, Any]) -> Path:

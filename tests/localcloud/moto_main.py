@@ -58,6 +58,10 @@ in its own process, with MOTO_LAMBDA_STUB_ECR=false in its environment).
    cancelled and their containers removed (waiting at most 15 s) before the server exits.
    Differences that remain: the container gets no AWS credentials, and sees account 000000000000
    in its invoked function ARN (the Runtime API's, as under `deployer invoke --local`).
+8. Moto numbers a new version `len(versions) + 1`: after a version is deleted (deployer prune), the
+   next publish would reuse a number, even one that still exists. Lambda never reuses a version
+   number (a rollback record names versions by number), so a new version gets the highest number
+   the function ever had, plus one.
 Nothing else is changed.
 """
 
@@ -235,6 +239,28 @@ def _revision_on_change(method: Callable[..., Any]) -> Callable[..., Any]:
             if isinstance(result, dict) and "RevisionId" in result:  # the configuration it answers with
                 result["RevisionId"] = _revision(self)
         return result
+
+    return wrapper
+
+
+# $LATEST's ARN -> the highest version number it was ever published as (point 8).
+_HIGHEST_VERSION: dict[str, int] = {}
+
+
+def _numbers_never_reused(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def wrapper(self: LambdaStorage, name_or_arn: str, *args: Any, **kwargs: Any) -> Any:
+        latest = self.get_function_by_name_or_arn_forbid_qualifier(name_or_arn)
+        before = list(self._functions.get(latest.function_name, {}).get("versions", []))
+        version = method(self, name_or_arn, *args, **kwargs)
+        if version is not None and all(version is not v for v in before):
+            highest = max([_HIGHEST_VERSION.get(latest.function_arn, 0), *(int(v.version) for v in before)])
+            if int(version.version) <= highest:
+                self._arns.pop(version.function_arn, None)
+                version.set_version(highest + 1)
+                self._arns[version.function_arn] = version
+            _HIGHEST_VERSION[latest.function_arn] = int(version.version)
+        return version
 
     return wrapper
 
@@ -418,7 +444,7 @@ def patch_moto() -> None:
     LambdaFunction.update_configuration = _revision_on_change(_apply_configuration(LambdaFunction.update_configuration))  # type: ignore[method-assign]
     LambdaAlias.update = _revision_on_change(LambdaAlias.update)  # type: ignore[method-assign]
     # A version keeps its own code (point 6) and gets its own RevisionId (point 3).
-    LambdaStorage.publish_version = _revision_on_publish(_own_code_on_publish(LambdaStorage.publish_version))  # type: ignore[method-assign]
+    LambdaStorage.publish_version = _revision_on_publish(_numbers_never_reused(_own_code_on_publish(LambdaStorage.publish_version)))  # type: ignore[method-assign]
     precondition = _function_precondition(_name_before_last)
     LambdaResponse.update_function_code = precondition(LambdaResponse.update_function_code)  # type: ignore[method-assign]
     LambdaResponse.update_function_configuration = precondition(LambdaResponse.update_function_configuration)  # type: ignore[method-assign]
