@@ -530,6 +530,8 @@ def plan_rollback(paths: Sequence[Path], name: str, to: str | None, clients: Cli
         raise DeployerError(f"function {fn.name} has no release alias in deploy.yaml: rollback moves an alias back; add "
                             "`release: {alias: live}` (without versions, revert the change in git and apply)")
     lam = LambdaGateway(clients, fn.region)
+    if not lam.get_function(fn.name).exists:
+        raise DeployerError(f"function {fn.name} does not exist in {fn.region}: nothing to roll back")
     planned = rollback(fn.name, fn.region, fn.release.alias, lam.list_versions(fn.name), lam.list_aliases(fn.name), to)
     repository = fn.repository.resolved(fn.repository.account or clients.account(fn.region))
     if planned.image is None or not EcrGateway(clients, fn.region).has_image(repository, planned.image):
@@ -541,9 +543,18 @@ def plan_rollback(paths: Sequence[Path], name: str, to: str | None, clients: Cli
 def do_rollback(planned: Rollback, clients: Clients) -> None:
     """Move the alias, refused by Lambda if it moved since it was read (RevisionId)."""
     from deployer.aws import LambdaGateway
+    from deployer.errors import AwsError
 
-    LambdaGateway(clients, planned.region).update_alias(planned.function, planned.alias, planned.target, planned.revision_id,
-                                                f"deployer rollback; {planned.alias} was {planned.current}")
+    if planned.revision_id is None:
+        raise DeployerError(f"alias {planned.alias} of {planned.function} has no readable RevisionId: it is not moved unguarded")
+    try:
+        LambdaGateway(clients, planned.region).update_alias(planned.function, planned.alias, planned.target, planned.revision_id,
+                                                            f"deployer rollback; {planned.alias} was {planned.current}")
+    except AwsError as exc:
+        if exc.code != "PreconditionFailedException":
+            raise
+        raise DeployerError(f"alias {planned.alias} of {planned.function} moved since it was read (another release or "
+                            "rollback); nothing changed: run rollback again") from exc
 
 
 # -- prune ---------------------------------------------------------------------------------------

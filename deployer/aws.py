@@ -441,14 +441,15 @@ class LambdaGateway:
             raise AwsError(Diagnostic("the answer names no published version (a number); check the endpoint (AWS_ENDPOINT_URL_LAMBDA)",
                                       operation="lambda:GetAlias", resource=f"alias {alias} of function {name}"))
         aliased = self.get_function(name, version)
+        rolled_back = str(response.get("Description") or "").startswith("deployer rollback;")
         return AliasState(True, version, _token(response.get("RevisionId")), aliased.code_sha256, aliased.config,
-                          aliased.config.description)
+                          aliased.config.description, rolled_back)
 
     def list_versions(self, name: str) -> list[VersionState]:
         """The function's published versions (not $LATEST), oldest first: number, image, date, description."""
         versions: list[VersionState] = []
         marker: dict[str, str] = {}
-        while True:
+        for _ in range(MAX_PAGES):
             page = call(lambda: self._client.list_versions_by_function(FunctionName=name, **marker),
                         "lambda:ListVersionsByFunction", f"function {name} ({self._region})")
             for entry in page.get("Versions") or ():
@@ -460,12 +461,14 @@ class LambdaGateway:
             if following is None or len(versions) > MAX_LISTED:
                 return sorted(versions, key=lambda v: int(v.version))
             marker = {"Marker": following}
+        raise AwsError(Diagnostic(f"the listing did not end after {MAX_PAGES} pages; check the endpoint (AWS_ENDPOINT_URL_LAMBDA)",
+                                  operation="lambda:ListVersionsByFunction", resource=f"function {name}"))
 
     def list_aliases(self, name: str) -> dict[str, tuple[str, str | None]]:
         """The function's aliases: name -> (version, RevisionId)."""
         aliases: dict[str, tuple[str, str | None]] = {}
         marker: dict[str, str] = {}
-        while True:
+        for _ in range(MAX_PAGES):
             page = call(lambda: self._client.list_aliases(FunctionName=name, **marker), "lambda:ListAliases",
                         f"function {name} ({self._region})")
             for entry in page.get("Aliases") or ():
@@ -477,6 +480,8 @@ class LambdaGateway:
             if following is None or len(aliases) > MAX_LISTED:
                 return aliases
             marker = {"Marker": following}
+        raise AwsError(Diagnostic(f"the listing did not end after {MAX_PAGES} pages; check the endpoint (AWS_ENDPOINT_URL_LAMBDA)",
+                                  operation="lambda:ListAliases", resource=f"function {name}"))
 
     def publish_version(self, name: str, code_sha256: str, revision_id: str | None, description: str) -> str:
         """Publish $LATEST as a version, refused by Lambda unless it still runs `code_sha256` (hex)

@@ -48,6 +48,10 @@ def reason(fp: FunctionPlan) -> str:
             text = (f"runs {short(fp.current_digest)}, the image of source {short(d.source_digest)}; alias "
                     f"{release.alias if release else '?'} is on version {release.current_version if release else '?'}, "
                     "which runs another image or configuration")
+        case ReasonCode.ROLLED_BACK:
+            text = (f"runs {short(fp.current_digest)}, the image of source {short(d.source_digest)}; alias "
+                    f"{fp.desired.release.alias if fp.desired.release else '?'} was rolled back and stays where it is until "
+                    "the function changes (fix or revert the change and apply: the new version is smoke-tested)")
         case ReasonCode.CONFIGURATION_DIFFERS:
             text = f"runs {short(fp.current_digest)}, the image of source {short(d.source_digest)}"
             if fp.configuration:

@@ -7,7 +7,9 @@ worktree's `.git` file, a ref that does not resolve) gives no revision, and the 
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from pathlib import Path
 
 from deployer.paths import read_inside
@@ -22,7 +24,7 @@ def revision(checkout: Path) -> str | None:
     """The commit HEAD names in `checkout` (the directory holding `.git`), or None."""
     git = checkout / ".git"
     try:
-        if not git.is_dir():
+        if not stat.S_ISDIR(os.lstat(git).st_mode):  # a link (or a worktree's file) is not followed
             return None
         head = read_inside(git / "HEAD", git, limit=MAX_REF_FILE).decode("ascii").strip()
         if _SHA.fullmatch(head):

@@ -16,7 +16,8 @@ from deployer.errors import DeployerError
 from deployer.registry import REVISION_LABEL, SOURCE_DIGEST_LABEL
 from deployer.state import VersionState
 
-_RECORDED = re.compile(r"deployer (?:release|rollback); (?P<alias>[A-Za-z0-9_-]{1,128}) was (?P<version>[1-9][0-9]{0,9}|none)")
+# Exactly what a release writes on the version it publishes (deployer.run_function.publish).
+_RECORDED = re.compile(r"deployer release; (?P<alias>[A-Za-z0-9_-]{1,128}) was (?P<version>[1-9][0-9]{0,9}|none)")
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def entries(versions: Sequence[VersionState], aliases: Mapping[str, tuple[str, s
 def recorded_previous(description: str, alias: str) -> str | None:
     """The version `alias` was on before the release that made this version (None: not recorded,
     or there was none)."""
-    match = _RECORDED.search(description)
+    match = _RECORDED.fullmatch(description)
     if match is None or match["alias"] != alias or match["version"] == "none":
         return None
     return match["version"]
@@ -73,6 +74,8 @@ def rollback(function: str, region: str, alias: str, versions: Sequence[VersionS
              to: str | None) -> Rollback:
     """The rollback of `alias`: to `to`, or to the version recorded on the one it is on now.
     DeployerError saying what to do when there is no alias, nothing recorded, or no such version."""
+    if to is not None and not re.fullmatch(r"[1-9][0-9]{0,9}", to):
+        raise DeployerError(f"--to {to!r} is not a version number (see deployer history)")
     if alias not in aliases:
         raise DeployerError(f"function {function} has no alias {alias}: nothing to roll back; apply releases it first")
     current, revision = aliases[alias]
@@ -80,7 +83,7 @@ def rollback(function: str, region: str, alias: str, versions: Sequence[VersionS
     if to is None:
         on = by_number.get(current)
         to = recorded_previous(on.description, alias) if on is not None else None
-        if to is None:
+        if to is None or int(to) >= int(current):  # a release records an earlier version: anything else was not written by one
             raise DeployerError(f"version {current} of {function} records no version of {alias} before it (the first release, "
                                 "or one not made by deployer); name one with --to VERSION (see deployer history)")
     if to not in by_number:

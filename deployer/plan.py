@@ -48,6 +48,7 @@ class ReasonCode(enum.Enum):
     CONFIGURATION_DIFFERS = "configuration_differs"  # CONFIGURE: the code is up to date, declared keys differ
     ALIAS_BEHIND = "alias_behind"  # RELEASE: the alias's version runs another image or configuration than $LATEST
     ALIAS_MISSING = "alias_missing"  # RELEASE: the declared alias does not exist yet
+    ROLLED_BACK = "rolled_back"  # NOOP: the alias was rolled back; it stays until the function changes
     NO_IMAGE = "no_image_for_source"  # BUILD: ECR has no image under the content tag
     OTHER_IMAGE = "runs_other_image"  # UPDATE: Lambda runs another digest
     ARCHITECTURE_ONLY = "architecture_only"  # UPDATE: the right digest, the wrong architecture
@@ -347,13 +348,19 @@ def plan_function(desired: Desired, observed: Observed, hash_key: bytes = b"") -
         config, repository = ((), ()) if blocked else (configuration, settings)
         if action is Action.NOOP and (config or repository):
             action, code = Action.CONFIGURE, ReasonCode.CONFIGURATION_DIFFERS
-        if action is Action.NOOP and behind is not None:
+        if action is Action.NOOP and behind is ReasonCode.ROLLED_BACK:
+            code = behind
+        elif action is Action.NOOP and behind is not None:
             action, code = Action.RELEASE, behind
         if action is Action.CREATE:
             config = creation_fields(desired.config, hash_key)
         creates = create_repository and not blocked
         reason = Reason(code, detail, in_progress)
-        released = release if action not in (Action.NOOP, Action.BLOCKED) else None
+        # A version is published when what a version holds changes (the code, a versioned key), or
+        # for the alias: tags, reserved concurrency and repository settings alone publish nothing.
+        publishes = action in (Action.BUILD, Action.UPDATE, Action.CREATE, Action.RELEASE) or (
+            action is Action.CONFIGURE and (versioned(config) or behind not in (None, ReasonCode.ROLLED_BACK)))
+        released = release if publishes else None
         steps = steps_for(action, desired, image.digest, config, creates, repository, released)
         return FunctionPlan(desired, action, reason, fn.running_digest, image.digest, fn.architectures, fn.revision_id, steps,
                             config, creates, repository, released)
@@ -399,19 +406,30 @@ def release_plan(desired: Desired, observed: Observed) -> ReleasePlan | None:
                        hashlib.sha256(smoke.event).hexdigest() if smoke else None, expect)
 
 
+# Keys a version does not hold as declared: reserved concurrency and tags are the function's, and a
+# version's description is the record its release wrote (the declared one is $LATEST's).
+UNVERSIONED_KEYS = (*SEPARATE_KEYS, "description")
+
+
 def alias_behind(desired: Desired, observed: Observed) -> ReasonCode | None:
     """Why the declared alias is not on what $LATEST holds (None: it is, or there is none): it is
     missing, or its version runs another image, or has another value of a declared key that a
-    version holds (reserved concurrency and tags are the function's, not a version's)."""
+    version holds. An alias `deployer rollback` moved stays (ROLLED_BACK) until the next change of
+    the function: releasing $LATEST again would undo the rollback on the next apply."""
     if desired.release is None or desired.release.alias is None or not observed.function.exists:
         return None
     alias = observed.alias
     if alias is None or not alias.exists:
         return ReasonCode.ALIAS_MISSING
-    differs = [c for c in changes(desired.config, alias.config, b"") if c.field.partition(".")[0] not in SEPARATE_KEYS]
+    differs = [c for c in changes(desired.config, alias.config, b"") if c.field.partition(".")[0] not in UNVERSIONED_KEYS]
     if alias.code_sha256 != observed.function.code_sha256 or differs:
-        return ReasonCode.ALIAS_BEHIND
+        return ReasonCode.ROLLED_BACK if alias.rolled_back else ReasonCode.ALIAS_BEHIND
     return None
+
+
+def versioned(configuration: tuple[FieldChange, ...]) -> bool:
+    """Whether `configuration` changes what a published version holds (not tags, reserved concurrency)."""
+    return any(c.field.partition(".")[0] not in UNVERSIONED_KEYS for c in configuration)
 
 
 def steps_for(action: Action, desired: Desired, desired_digest: str | None,

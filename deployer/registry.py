@@ -39,9 +39,10 @@ def image_labels(registry: str, repository: str, digest: str, login: RegistryLog
     import json
 
     import requests
+    import urllib3.exceptions
 
-    host = endpoint or registry
-    scheme = "http" if host.split(":")[0] in ("127.0.0.1", "localhost", "[::1]") else "https"
+    host = (endpoint or registry).removeprefix("http://").removeprefix("https://").rstrip("/")
+    scheme = "http" if host.rsplit(":", 1)[0] in ("127.0.0.1", "localhost", "[::1]") else "https"
     base = f"{scheme}://{host}/v2/{repository}"
     try:
         with requests.Session() as session:
@@ -51,8 +52,8 @@ def image_labels(registry: str, repository: str, digest: str, login: RegistryLog
             config_digest = json.loads(manifest)["config"]["digest"]
             # ECR answers a blob with a redirect to S3: requests drops the credentials on another host.
             config = json.loads(_bounded(session.get(f"{base}/blobs/{config_digest}", timeout=timeout, stream=True), MAX_CONFIG_BYTES))
-    except (requests.RequestException, ValueError, KeyError, TypeError, RecursionError):
-        return None
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, ValueError, KeyError, TypeError, RecursionError):
+        return None  # a truncated, stalled or undecodable answer too: labels are for display
     labels = (config.get("config") or {}).get("Labels") if isinstance(config, dict) else None
     if not isinstance(labels, dict):
         return {}

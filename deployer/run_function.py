@@ -35,6 +35,7 @@ from deployer.images import BuiltImage, ImageMaker, PushedImage
 from deployer.interrupts import Cancelled
 from deployer.outcome import Outcome, OutcomeStatus
 from deployer.paths import git_root
+from deployer.plan import UNVERSIONED_KEYS
 from deployer.plan import (
     Action,
     AssembleContext,
@@ -327,6 +328,10 @@ class FunctionRun:
         if digest is None or now.running_digest != digest:
             raise PlanError(f"function {self.fp.name} changed since plan (it runs {short(now.running_digest)}, not "
                             f"{short(digest)}, which this apply was to publish); run plan again")
+        moved = [c.field for c in changes(self.desired.config, now.config, b"") if c.field.partition(".")[0] not in UNVERSIONED_KEYS]
+        if moved:  # someone changed it between our update and this read: not what the reviewer approved
+            raise PlanError(f"function {self.fp.name} changed since plan ({', '.join(moved)} no longer as deploy.yaml says); "
+                            "nothing was published: run plan again")
         note = f"deployer release; {alias} was {previous or 'none'}" if alias else "deployer release"
         self.version = self.retried(lambda: self.lam.publish_version(self.fp.name, digest.removeprefix("sha256:"), now.revision_id,
                                                                      note))
@@ -355,10 +360,19 @@ class FunctionRun:
         version = _expect_version(self.version)
         note = f"deployer release; was {previous or 'none'}"
         revision = self.fp.release.alias_revision if self.fp.release is not None else None
-        if previous is None:
-            self.retried(lambda: self.lam.create_alias(self.fp.name, alias, version, note))
-        else:
-            self.retried(lambda: self.lam.update_alias(self.fp.name, alias, version, revision, note))
+        try:
+            if previous is None:
+                self.lam.create_alias(self.fp.name, alias, version, note)
+            elif revision is None:
+                raise PlanError(f"alias {alias} of {self.fp.name} had no readable RevisionId at plan time: it is not moved "
+                                "unguarded; run plan again")
+            else:
+                self.lam.update_alias(self.fp.name, alias, version, revision, note)
+        except AwsError as exc:
+            if exc.code in ("ResourceConflictException", "PreconditionFailedException"):
+                raise PlanError(f"alias {alias} of {self.fp.name} changed since plan (created or moved by someone else); "
+                                f"version {version} is published and was not released: run plan again") from exc
+            raise
         self.alias_moved = True
 
     def put_concurrency(self) -> None:
@@ -574,7 +588,7 @@ def smoke_failure(answer: Invoked, field: str | None, expected: object) -> str |
         if not isinstance(value, dict) or part not in value:
             return f"the answer has no {field}"
         value = value[part]
-    if value != expected or type(value) is bool and type(expected) is not bool:
+    if value != expected or (type(value) is bool) != (type(expected) is bool):
         return f"{field} is {json.dumps(value)[:200]}, not {json.dumps(expected)}"
     return None
 

@@ -89,7 +89,8 @@ class AliasState:
     revision_id: str | None = None
     code_sha256: str | None = None
     config: ObservedConfig = field(default_factory=ObservedConfig)
-    description: str | None = None
+    description: str | None = None  # the version's
+    rolled_back: bool = False  # the alias's own description says `deployer rollback` put it there
 
 
 @dataclass(frozen=True)

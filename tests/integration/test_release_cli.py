@@ -90,6 +90,9 @@ def test_history_shows_the_versions_and_rollback_moves_live_back(cli: Cli, monor
     assert alias_version(lambda_client, name) == "2"
     assert [(v["version"], v["aliases"]) for v in json.loads(cli("history", name, "--format", "json").stdout)["versions"]] == [
         ("3", []), ("2", ["live"]), ("1", [])]
+    held = cli("plan", "--detailed-exitcode")
+    assert held.returncode == 0, output(held)  # the rollback holds: no release of $LATEST again until the function changes
+    assert "was rolled back and stays where it is" in held.stdout
     refused = cli("rollback", name, "--to", "9", "--yes")
     assert refused.returncode == 1 and f"function {name} has no version 9" in refused.stderr
     unconfirmed = cli("rollback", name, "--to", "1")

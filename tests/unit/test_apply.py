@@ -1508,5 +1508,31 @@ def test_an_alias_moved_since_the_plan_is_refused_by_its_revision(function: Func
     lam.aliases[("fn", "live")] = ("5", "alias-rev-moved")  # moved outside after the plan
     x, _ = executor(lam, ecr, FakeDocker(ecr))
     [outcome] = x.run(plan, {"fn": spec})
-    assert outcome.status == OutcomeStatus.FAILED and "the alias moved" in outcome.detail
+    assert outcome.status == OutcomeStatus.FAILED
+    assert outcome.detail == ("alias live of fn changed since plan (created or moved by someone else); version 1 is published and "
+                              "was not released: run plan again")
     assert lam.aliases[("fn", "live")] == ("5", "alias-rev-moved")
+
+
+def test_a_tags_only_change_publishes_nothing(function: FunctionSpec) -> None:
+    lam = FakeLambda({"fn": running(NEW, revision="rev-1")})
+    ecr = FakeEcr({desired_for(function).content_tag: ImageState(True, NEW, V2)})
+    settings = ReleaseSettings(alias="live")
+    desired = replace(desired_for(function), release=settings, config=FunctionConfig(tags=MappingProxyType({"team": "a"})))
+    lam.aliases[("fn", "live")] = ("8", "alias-rev-8")
+    alias = AliasState(True, "8", "alias-rev-8", NEW.removeprefix("sha256:"))
+    [fp] = make_plan([(desired, Observed(lam.get_function("fn"), ecr.describe_image(REPOSITORY, desired.content_tag), None, alias))]).functions
+    assert fp.action is Action.CONFIGURE and fp.release is None
+    assert not any(type(step).__name__ in ("PublishVersion", "SmokeTest", "MoveAlias") for step in fp.steps)
+
+
+def test_publish_refuses_a_configuration_changed_by_someone_else_since_the_update(function: FunctionSpec) -> None:
+    lam = FakeLambda({"fn": running(OLD, revision="rev-1")})
+    ecr = FakeEcr({desired_for(function).content_tag: ImageState(True, NEW, V2)})
+    plan, spec = released(function, lam, ecr)
+    plan = replace(plan, functions=(replace(plan.functions[0], desired=replace(plan.functions[0].desired,
+                                                                              config=FunctionConfig(memory=512))),))
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan, {"fn": spec})
+    assert outcome.status == OutcomeStatus.FAILED and "memory no longer as deploy.yaml says" in outcome.detail
+    assert lam.versions == [] and lam.aliases[("fn", "live")][0] == "8"

@@ -29,6 +29,20 @@ def test_the_previous_version_is_the_one_recorded_for_that_alias() -> None:
     assert recorded_previous("deployer release; live was 7", "canary") is None
     assert recorded_previous("deployer release; live was none", "live") is None
     assert recorded_previous("made by hand", "live") is None
+    assert recorded_previous("hacked; deployer release; live was 1", "live") is None, "only what a release writes, whole"
+    assert recorded_previous("deployer rollback; live was 1", "live") is None, "never written on a version"
+
+
+def test_a_recorded_version_that_is_not_earlier_is_not_a_release_record() -> None:
+    forged = [*VERSIONS[:2], VersionState("10", B, None, "deployer release; live was 12"), VersionState("12", A, None, "")]
+    with pytest.raises(DeployerError, match="records no version of live before it"):
+        rollback("fn", "us-east-1", "live", forged, ALIASES, None)
+
+
+def test_to_must_be_a_version_number() -> None:
+    for bad in ("abc", "0", "$LATEST", "-1"):
+        with pytest.raises(DeployerError, match="is not a version number"):
+            rollback("fn", "us-east-1", "live", VERSIONS, ALIASES, bad)
 
 
 def test_rollback_goes_to_the_recorded_version_or_the_named_one() -> None:
