@@ -231,7 +231,8 @@ def apply(work: Work, clients: Clients, options: ApplyOptions, reporter: Reporte
     the environment (DOCKER_HOST). Refused functions are failed outcomes; nothing ran for them.
     `cache_dir` keeps the engine's Go caches between runs (deployer.go_build.CacheDir)."""
     from deployer.apply import Executor
-    from deployer.aws import EcrGateway, LambdaGateway
+    from deployer.ecr_gateway import EcrGateway
+    from deployer.lambda_gateway import LambdaGateway
     from deployer.docker_gateway import DockerGateway  # the docker SDK only when there is work
     from deployer.plan import BuildImage
 
@@ -387,7 +388,8 @@ def import_functions(names: Sequence[str], clients: Clients, region: str, source
     before anything is written (its sources must exist: `source` says where, {name} standing for
     each function's name). `out` must not exist: nothing the user owns is replaced."""
     from deployer import adopt
-    from deployer.aws import EcrGateway, LambdaGateway
+    from deployer.ecr_gateway import EcrGateway
+    from deployer.lambda_gateway import LambdaGateway
     from deployer.errors import AwsError
     from deployer.repository_config import RepositoryConfig
 
@@ -500,7 +502,8 @@ class History:
 def history(paths: Sequence[Path], name: str, clients: Clients, registry_endpoint: str | None = None) -> History:
     """The released versions of `name` (declared in `paths`), newest first, with the source digest
     and commit each image was built from (its labels, read through the registry API)."""
-    from deployer.aws import EcrGateway, LambdaGateway
+    from deployer.ecr_gateway import EcrGateway
+    from deployer.lambda_gateway import LambdaGateway
     from deployer.history import entries
     from deployer.registry import image_labels
 
@@ -522,7 +525,8 @@ def history(paths: Sequence[Path], name: str, clients: Clients, registry_endpoin
 def plan_rollback(paths: Sequence[Path], name: str, to: str | None, clients: Clients) -> Rollback:
     """The rollback of `name`'s release alias: to `to`, else to the version recorded before the last
     release. Refused when the target's image is gone from ECR (Lambda would fail to run it)."""
-    from deployer.aws import EcrGateway, LambdaGateway
+    from deployer.ecr_gateway import EcrGateway
+    from deployer.lambda_gateway import LambdaGateway
     from deployer.history import rollback
 
     fn = load(paths).function(name)
@@ -542,7 +546,7 @@ def plan_rollback(paths: Sequence[Path], name: str, to: str | None, clients: Cli
 
 def do_rollback(planned: Rollback, clients: Clients) -> None:
     """Move the alias, refused by Lambda if it moved since it was read (RevisionId)."""
-    from deployer.aws import LambdaGateway
+    from deployer.lambda_gateway import LambdaGateway
     from deployer.errors import AwsError
 
     if planned.revision_id is None:
@@ -560,7 +564,7 @@ def do_rollback(planned: Rollback, clients: Clients) -> None:
 # -- prune ---------------------------------------------------------------------------------------
 
 if TYPE_CHECKING:
-    from deployer.aws import LambdaGateway
+    from deployer.lambda_gateway import LambdaGateway
     from deployer.prune import FunctionRead, Inventory, PrunePlan, Pruned, RegionRead, Target
 
 
@@ -589,7 +593,8 @@ def apply_prune(pruning: Pruning, clients: Clients, progress: Callable[[str], No
     """Delete what the plan lists: the versions first; then everything is read again, and of the
     planned images only those still found unused (with every version that now exists counted)
     are deleted. A failed deletion is a problem; the others go on."""
-    from deployer.aws import EcrGateway, LambdaGateway
+    from deployer.ecr_gateway import EcrGateway
+    from deployer.lambda_gateway import LambdaGateway
     from deployer.errors import AwsError
     from deployer.prune import Pruned, decide
 
@@ -637,7 +642,7 @@ def _inventory(targets: tuple[Target, ...], clients: Clients) -> Inventory:
     (the targets' aliases too), and every image of their repositories. Read-only, in parallel."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from deployer.aws import EcrGateway
+    from deployer.ecr_gateway import EcrGateway
     from deployer.errors import AwsError
     from deployer.observe import MAX_WORKERS
     from deployer.prune import Inventory, RepositoryRead
@@ -663,7 +668,7 @@ def _inventory(targets: tuple[Target, ...], clients: Clients) -> Inventory:
 def _read_region(region: str, names: set[str], clients: Clients, pool: Any) -> RegionRead:
     """Every function of `region` that may use an image (all but Zip packages) and the targets
     `names`. ListFunctions failing is the region's problem; the targets are still read."""
-    from deployer.aws import LambdaGateway
+    from deployer.lambda_gateway import LambdaGateway
     from deployer.errors import AwsError
     from deployer.prune import RegionRead
 

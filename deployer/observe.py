@@ -14,7 +14,9 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Sequence
 
-from deployer.aws import Clients, EcrGateway, LambdaGateway
+from deployer.aws import Clients
+from deployer.ecr_gateway import EcrGateway
+from deployer.lambda_gateway import LambdaGateway
 from deployer.digest import content_tag
 from deployer.errors import AwsError, DeployerError
 from deployer.layout import source_digest_of

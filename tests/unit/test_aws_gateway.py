@@ -11,7 +11,9 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from deployer.aws import Clients, EcrGateway, LambdaGateway, _observed_config
+from deployer.aws import Clients
+from deployer.ecr_gateway import EcrGateway
+from deployer.lambda_gateway import LambdaGateway, _observed_config
 from deployer.errors import AwsError
 from deployer.function_config import ImageConfig, LoggingConfig, ObservedConfig, VpcConfig
 from deployer.repository_config import RepositoryConfig, lifecycle_policy, policy_with_pulls, pulling_accounts

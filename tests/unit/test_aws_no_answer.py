@@ -17,9 +17,9 @@ from deployer.aws import (
     READ_TIMEOUT_SECONDS,
     RETRY_CONFIG,
     Clients,
-    LambdaGateway,
     call,
 )
+from deployer.lambda_gateway import LambdaGateway
 from deployer.errors import AwsError
 
 URL = "https://lambda.eu-west-1.amazonaws.com/2015-03-31/functions/fn?Qualifier=x"

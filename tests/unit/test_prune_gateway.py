@@ -10,7 +10,9 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from deployer.aws import MAX_PAGES, Clients, EcrGateway, LambdaGateway
+from deployer.aws import MAX_PAGES, Clients
+from deployer.ecr_gateway import EcrGateway
+from deployer.lambda_gateway import LambdaGateway
 from deployer.errors import AwsError
 from deployer.spec import EcrRepository
 from deployer.state import AliasTarget, FunctionListing, StoredImage, VersionImage
