@@ -527,6 +527,7 @@ def plan_rollback(paths: Sequence[Path], name: str, to: str | None, clients: Cli
     release. Refused when the target's image is gone from ECR (Lambda would fail to run it)."""
     from deployer.ecr_gateway import EcrGateway
     from deployer.lambda_gateway import LambdaGateway
+    from deployer.adopt import image_repository
     from deployer.history import rollback
 
     fn = load(paths).function(name)
@@ -537,7 +538,9 @@ def plan_rollback(paths: Sequence[Path], name: str, to: str | None, clients: Cli
     if not lam.get_function(fn.name).exists:
         raise DeployerError(f"function {fn.name} does not exist in {fn.region}: nothing to roll back")
     planned = rollback(fn.name, fn.region, fn.release.alias, lam.list_versions(fn.name), lam.list_aliases(fn.name), to)
-    repository = fn.repository.resolved(fn.repository.account or clients.account(fn.region))
+    # The repository the version's own image is in (deploy.yaml may name another one since).
+    target = lam.get_function(fn.name, planned.target)
+    repository = image_repository(target.image_uri) or fn.repository.resolved(fn.repository.account or clients.account(fn.region))
     if planned.image is None or not EcrGateway(clients, fn.region).has_image(repository, planned.image):
         raise DeployerError(f"version {planned.target} of {fn.name} runs {planned.image or 'an unknown image'}, which ECR no "
                             f"longer holds in {repository.uri}: Lambda could not run it; roll back to another version (--to)")

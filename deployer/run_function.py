@@ -439,9 +439,10 @@ class FunctionRun:
         now = self.lam.get_function(self.fp.name)
         if self.changed(now):
             wanted = self.fp.desired_digest or self.ecr.describe_image(self.desired.repository, self.desired.content_tag).digest
-            # With a configuration change to make, the image alone does not settle it: the
-            # revision check below stops this function cleanly instead.
-            if wanted and not self.fp.configuration and self.deployed_meanwhile(now, wanted):
+            # With a configuration change to make, or a release (the other apply's smoke test may
+            # have failed), the image alone does not settle it: the check below stops this
+            # function cleanly instead.
+            if wanted and not self.fp.configuration and self.fp.release is None and self.deployed_meanwhile(now, wanted):
                 return SentUpdate(wanted, by_another_apply=True)
         self.check_unchanged(now)
         return None
@@ -502,10 +503,10 @@ class FunctionRun:
 
     def finished(self, sent: SentUpdate, seconds: float) -> Outcome:
         name, digest = self.fp.name, sent.digest
-        if sent.by_another_apply:
-            return Outcome(name, OutcomeStatus.UNCHANGED, f"already runs {short(digest)}: another apply deployed it since the plan",
-                           seconds, digest)
         released = "".join(f"; {line}" for line in self.released())
+        if sent.by_another_apply:
+            return Outcome(name, OutcomeStatus.UNCHANGED if not released else OutcomeStatus.UPDATED,
+                           f"already runs {short(digest)}: another apply deployed it since the plan{released}", seconds, digest)
         if self.fp.action is Action.CREATE:
             return Outcome(name, OutcomeStatus.CREATED, f"created, runs {short(digest)} ({self.configured()}){released}", seconds, digest)
         if sent.source is ImageSource.ANOTHER_APPLY:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Mapping
 
 from deployer.errors import DeployerError
-from deployer.function_config import EnvValue, FunctionConfig
+from deployer.function_config import FunctionConfig
 from deployer.repository_config import RepositoryConfig
 
 SUPPORTED_PLATFORMS = ("linux/arm64", "linux/amd64")

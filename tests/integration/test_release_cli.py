@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import unique_name
 from tests.integration.conftest import Monorepo
 from tests.integration.test_apply_cli import EXAMPLE_SOURCE, Cli, output
-from tests.integration.test_create_cli import cli, outcomes, role_arn, write_spec  # noqa: F401 (fixtures)
+from tests.integration.test_create_cli import cli, role_arn, write_spec  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.integration
 

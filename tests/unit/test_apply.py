@@ -1536,3 +1536,15 @@ def test_publish_refuses_a_configuration_changed_by_someone_else_since_the_updat
     [outcome] = x.run(plan, {"fn": spec})
     assert outcome.status == OutcomeStatus.FAILED and "memory no longer as deploy.yaml says" in outcome.detail
     assert lam.versions == [] and lam.aliases[("fn", "live")][0] == "8"
+
+
+def test_a_release_is_not_settled_by_another_apply_deploying_the_same_image(function: FunctionSpec) -> None:
+    """The other apply's smoke test may have failed: the image alone says nothing of the alias."""
+    lam = FakeLambda({"fn": running(OLD, revision="rev-1")})
+    ecr = FakeEcr({desired_for(function).content_tag: ImageState(True, NEW, V2)})
+    plan, spec = released(function, lam, ecr)
+    lam.functions["fn"] = running(NEW, revision="rev-other")  # another apply deployed it since the plan
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan, {"fn": spec})
+    assert outcome.status == OutcomeStatus.FAILED and "changed since plan" in outcome.detail
+    assert lam.versions == [] and lam.aliases[("fn", "live")][0] == "8"
