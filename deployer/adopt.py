@@ -103,8 +103,9 @@ def _printable(value: object) -> bool:
 
 
 def _tags(tags: Any) -> CommentedMap:
-    """The tags deploy.yaml can set: not AWS's own (aws:), printable."""
-    return CommentedMap(sorted((k, v) for k, v in tags.items() if not k.lower().startswith("aws:") and _printable((k, v))))
+    """The tags deploy.yaml can set: not AWS's own (aws:), nor apply's records (deployer:), printable."""
+    return CommentedMap(sorted((k, v) for k, v in tags.items()
+                               if not k.lower().startswith("aws:") and not k.startswith("deployer:") and _printable((k, v))))
 
 
 def _unmanaged(entry: CommentedMap, keys: list[str], why: str) -> None:

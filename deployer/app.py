@@ -29,7 +29,8 @@ from deployer.plan import Plan, make_plan
 from deployer.spec import SPEC_FILE_NAMES, FunctionSpec, Spec
 
 if TYPE_CHECKING:  # boto3 and the docker SDK are imported only by the use cases that need them
-    from deployer.history import HistoryEntry, Rollback
+    from deployer.history import HistoryEntry, ImageRollback, Rollback
+    from deployer.state import FunctionState
     from deployer.apply import ApplyOptions
     from deployer.aws import Clients
     from deployer.docker_gateway import DockerGateway
@@ -522,21 +523,22 @@ def history(paths: Sequence[Path], name: str, clients: Clients, registry_endpoin
     return History(fn, entries(versions, aliases, labels))
 
 
-def plan_rollback(paths: Sequence[Path], name: str, to: str | None, clients: Clients) -> Rollback:
+def plan_rollback(paths: Sequence[Path], name: str, to: str | None, clients: Clients) -> Rollback | ImageRollback:
     """The rollback of `name`'s release alias: to `to`, else to the version recorded before the last
-    release. Refused when the target's image is gone from ECR (Lambda would fail to run it)."""
-    from deployer.ecr_gateway import EcrGateway
-    from deployer.lambda_gateway import LambdaGateway
+    release; without a release alias, of $LATEST to the image its last update replaced. Refused
+    when the target's image is gone from ECR (Lambda would fail to run it)."""
     from deployer.adopt import image_repository
+    from deployer.ecr_gateway import EcrGateway
     from deployer.history import rollback
+    from deployer.lambda_gateway import LambdaGateway
 
     fn = load(paths).function(name)
-    if fn.release is None or fn.release.alias is None:
-        raise DeployerError(f"function {fn.name} has no release alias in deploy.yaml: rollback moves an alias back; add "
-                            "`release: {alias: live}` (without versions, revert the change in git and apply)")
     lam = LambdaGateway(clients, fn.region)
-    if not lam.get_function(fn.name).exists:
+    now = lam.get_function(fn.name)
+    if not now.exists:
         raise DeployerError(f"function {fn.name} does not exist in {fn.region}: nothing to roll back")
+    if fn.release is None or fn.release.alias is None:
+        return _image_rollback(fn, now, to, clients)
     planned = rollback(fn.name, fn.region, fn.release.alias, lam.list_versions(fn.name), lam.list_aliases(fn.name), to)
     # The repository the version's own image is in (deploy.yaml may name another one since).
     target = lam.get_function(fn.name, planned.target)
@@ -547,8 +549,34 @@ def plan_rollback(paths: Sequence[Path], name: str, to: str | None, clients: Cli
     return planned
 
 
-def do_rollback(planned: Rollback, clients: Clients) -> None:
-    """Move the alias, refused by Lambda if it moved since it was read (RevisionId)."""
+def _image_rollback(fn: FunctionSpec, now: FunctionState, to: str | None, clients: Clients) -> ImageRollback:
+    from deployer.adopt import image_repository
+    from deployer.ecr_gateway import EcrGateway
+    from deployer.history import ImageRollback
+    from deployer.plan import PREVIOUS_IMAGE_TAG
+
+    if to is not None:
+        raise DeployerError(f"--to names a version, and {fn.name} has no release alias: without one, rollback redeploys the "
+                            "image its last update replaced")
+    previous = now.config.tags.get(PREVIOUS_IMAGE_TAG, "")
+    if not re.fullmatch(r"sha256:[0-9a-f]{64}", previous) or now.running_digest is None or now.arn is None:
+        raise DeployerError(f"function {fn.name} records no image its last update replaced (not updated by deployer since it "
+                            "records them); revert the change in git and apply, or add `release: {alias: live}` for versions")
+    repository = image_repository(now.image_uri) or fn.repository.resolved(fn.repository.account or clients.account(fn.region))
+    if not EcrGateway(clients, fn.region).has_image(repository, previous):
+        raise DeployerError(f"the image {fn.name} ran before, {previous}, is no longer in {repository.uri}: Lambda could not run "
+                            "it; revert the change in git and apply")
+    architecture = now.architectures[0] if len(now.architectures) == 1 else fn.architecture
+    return ImageRollback(fn.name, fn.region, now.running_digest, previous, repository.uri, architecture, now.revision_id, now.arn)
+
+
+def do_rollback(planned: Rollback | ImageRollback, clients: Clients) -> None:
+    """Move the alias, or redeploy $LATEST, refused by Lambda if it changed since it was read (RevisionId)."""
+    from deployer.history import ImageRollback
+
+    if isinstance(planned, ImageRollback):
+        _redeploy_previous(planned, clients)
+        return
     from deployer.lambda_gateway import LambdaGateway
     from deployer.errors import AwsError
 
@@ -697,3 +725,23 @@ def _read_function(lam: LambdaGateway, region: str, name: str, with_aliases: boo
             return FunctionRead(name, region, exists=False)
         return FunctionRead(name, region, problem=exc.diagnostic)
     return FunctionRead(name, region, versions, aliases)
+
+
+def _redeploy_previous(planned: ImageRollback, clients: Clients) -> None:
+    """$LATEST back to the image its last update replaced; then the function records the image it
+    was rolled back from, which plans leave undeployed until the source changes."""
+    from deployer.errors import AwsError
+    from deployer.lambda_gateway import LambdaGateway
+    from deployer.plan import PREVIOUS_IMAGE_TAG, ROLLED_BACK_TAG
+
+    lam = LambdaGateway(clients, planned.region)
+    try:
+        lam.update_function_code(planned.function, f"{planned.repository_uri}@{planned.target}", planned.architecture,
+                                 planned.revision_id)
+    except AwsError as exc:
+        if exc.code != "PreconditionFailedException":
+            raise
+        raise DeployerError(f"function {planned.function} changed since it was read (another apply or rollback); nothing "
+                            "changed: run rollback again") from exc
+    lam.wait_updated(planned.function)
+    lam.tag_resource(planned.arn, {PREVIOUS_IMAGE_TAG: planned.current, ROLLED_BACK_TAG: planned.current})

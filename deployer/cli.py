@@ -292,15 +292,14 @@ def rollback(
     paths: Optional[List[Path]] = typer.Option(None, "--path", "-p", help="deploy.yaml files or directories (repeatable). Default: the current directory.", show_default=False),
     yes: bool = typer.Option(False, "--yes", "-y", help="Roll back without asking for confirmation."),
 ) -> int:
-    """Move the function's release alias back: to the version it was on before the last release, or --to VERSION."""
+    """Move the function's release alias back (to the version it was on before the last release, or --to VERSION); without a release alias, redeploy $LATEST to the image its last update replaced."""
     from deployer import app as use_cases
     from deployer.aws import Clients
     from deployer.render import terminal_text
 
     clients = Clients()
     planned = use_cases.plan_rollback(paths or [Path(".")], function, to, clients)
-    out.print(terminal_text(f"~ {planned.function}: move alias {planned.alias}: {planned.current} -> {planned.target} "
-                            f"(version {planned.target} runs {planned.image})"), markup=False)
+    out.print(terminal_text(planned.describe()), markup=False)
     if not yes:
         if not sys.stdin.isatty():
             raise DeployerError("rollback needs confirmation but stdin is not a terminal; pass --yes to roll back without asking")
@@ -308,8 +307,7 @@ def rollback(
             err.print("nothing changed")
             return 1
     use_cases.do_rollback(planned, clients)
-    out.print(terminal_text(f"{planned.function}: alias {planned.alias} now on version {planned.target} (was {planned.current})"),
-              markup=False)
+    out.print(terminal_text(planned.done()), markup=False)
     return 0
 
 

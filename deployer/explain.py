@@ -48,6 +48,9 @@ def reason(fp: FunctionPlan) -> str:
             text = (f"runs {short(fp.current_digest)}, the image of source {short(d.source_digest)}; alias "
                     f"{release.alias if release else '?'} is on version {release.current_version if release else '?'}, "
                     "which runs another image or configuration")
+        case ReasonCode.ROLLED_BACK if d.release is None:
+            text = (f"runs {short(fp.current_digest)}: deployer rollback took it back from {short(why.detail)}, the image of "
+                    f"source {short(d.source_digest)}, which stays undeployed until the source changes (fix or revert it and apply)")
         case ReasonCode.ROLLED_BACK:
             text = (f"runs {short(fp.current_digest)}, the image of source {short(d.source_digest)}; alias "
                     f"{fp.desired.release.alias if fp.desired.release else '?'} was rolled back and stays where it is until "

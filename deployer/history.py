@@ -69,6 +69,34 @@ class Rollback:
     image: str | None
     revision_id: str | None
 
+    def describe(self) -> str:
+        return f"~ {self.function}: move alias {self.alias}: {self.current} -> {self.target} (version {self.target} runs {self.image})"
+
+    def done(self) -> str:
+        return f"{self.function}: alias {self.alias} now on version {self.target} (was {self.current})"
+
+
+@dataclass(frozen=True)
+class ImageRollback:
+    """Without versions: redeploy $LATEST from `current` (an image digest) to `target`, the image
+    apply recorded as the one its last update replaced, guarded by $LATEST's RevisionId."""
+
+    function: str
+    region: str
+    current: str
+    target: str
+    repository_uri: str
+    architecture: str
+    revision_id: str | None
+    arn: str
+
+    def describe(self) -> str:
+        return (f"~ {self.function}: redeploy $LATEST from {self.current} to {self.target}, the image its last update "
+                "replaced; plans then leave it until the source changes")
+
+    def done(self) -> str:
+        return f"{self.function}: $LATEST runs {self.target} again (was {self.current})"
+
 
 def rollback(function: str, region: str, alias: str, versions: Sequence[VersionState], aliases: Mapping[str, tuple[str, str | None]],
              to: str | None) -> Rollback:

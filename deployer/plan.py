@@ -25,6 +25,13 @@ from deployer.state import Desired, Observed
 FORMAT_VERSION = 5
 
 
+# Without versions, apply records on the function (tags deployer owns; deploy.yaml may not declare
+# them) the image an update replaced, which `deployer rollback` redeploys, and a rollback the image
+# it rolled back from, which the plan then does not deploy again until the source changes.
+PREVIOUS_IMAGE_TAG = "deployer:previous-image"
+ROLLED_BACK_TAG = "deployer:rolled-back-from"
+
+
 class Action(enum.Enum):
     """What happens to a function. The value is how the action is shown."""
 
@@ -48,7 +55,7 @@ class ReasonCode(enum.Enum):
     CONFIGURATION_DIFFERS = "configuration_differs"  # CONFIGURE: the code is up to date, declared keys differ
     ALIAS_BEHIND = "alias_behind"  # RELEASE: the alias's version runs another image or configuration than $LATEST
     ALIAS_MISSING = "alias_missing"  # RELEASE: the declared alias does not exist yet
-    ROLLED_BACK = "rolled_back"  # NOOP: the alias was rolled back; it stays until the function changes
+    ROLLED_BACK = "rolled_back"  # NOOP: rolled back (the alias, or $LATEST from this source's image); held until a change
     NO_IMAGE = "no_image_for_source"  # BUILD: ECR has no image under the content tag
     OTHER_IMAGE = "runs_other_image"  # UPDATE: Lambda runs another digest
     ARCHITECTURE_ONLY = "architecture_only"  # UPDATE: the right digest, the wrong architecture
@@ -386,6 +393,8 @@ def plan_function(desired: Desired, observed: Observed, hash_key: bytes = b"") -
     arch_change = tuple(fn.architectures) != (desired.architecture,)
     if fn.last_update_status == "Failed" or fn.state == "Failed":
         return decide(Action.UPDATE, ReasonCode.LAST_UPDATE_FAILED, fn.last_update_reason)
+    if fn.running_digest != image.digest and desired.release is None and fn.config.tags.get(ROLLED_BACK_TAG) == image.digest:
+        return decide(Action.NOOP, ReasonCode.ROLLED_BACK, image.digest)
     if fn.running_digest != image.digest:
         return decide(Action.UPDATE, ReasonCode.OTHER_IMAGE)
     if arch_change:

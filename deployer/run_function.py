@@ -35,7 +35,7 @@ from deployer.images import BuiltImage, ImageMaker, PushedImage
 from deployer.interrupts import Cancelled
 from deployer.outcome import Outcome, OutcomeStatus
 from deployer.paths import git_root
-from deployer.plan import UNVERSIONED_KEYS
+from deployer.plan import PREVIOUS_IMAGE_TAG, ROLLED_BACK_TAG, UNVERSIONED_KEYS
 from deployer.plan import (
     Action,
     AssembleContext,
@@ -491,7 +491,21 @@ class FunctionRun:
             return exc.code == "PreconditionFailedException" and attempt > 1 and self.ours(digest, architecture)
 
         self.retried(lambda: self.lam.update_function_code(self.fp.name, image, architecture, self.revision), landed)
+        self.record_previous(now)
         return SentUpdate(digest, source)
+
+    def record_previous(self, before: FunctionState) -> None:
+        """Without versions, tag the function with the image this update replaced (what `deployer
+        rollback` redeploys) and clear a rollback's hold. A failure is said, not fatal: the update
+        went through."""
+        if self.fp.release is not None or before.running_digest is None or before.arn is None:
+            return
+        arn, tags = before.arn, {PREVIOUS_IMAGE_TAG: before.running_digest, ROLLED_BACK_TAG: ""}
+        try:
+            self.retried(lambda: self.lam.tag_resource(arn, tags))
+        except AwsError as exc:
+            self.log(f"the previous image ({short(before.running_digest)}) was not recorded on the function, so rollback "
+                     f"cannot find it: {exc}")
 
     def ours(self, digest: str, architecture: str) -> bool:
         """Whether Lambda runs `digest` with `architecture` now (asked after a refused retry)."""

@@ -302,7 +302,8 @@ def test_plan_text_markdown_and_json_describe_the_same_plan(
     result, data = plan_json(monorepo)
     assert result.returncode == 0 and result.stderr == ""
     assert data["format_version"] == 5
-    assert data["summary"] == {"changes": True, "noop": 0, "configure": 0, "update": 0, "build": 1, "create": 0, "blocked": 0}
+    assert data["summary"] == {"changes": True, "noop": 0, "configure": 0, "update": 0, "build": 1, "create": 0, "release": 0,
+                               "blocked": 0}
     assert [f["name"] for f in data["functions"]] == [function.name]
     assert data["functions"][0]["reason"]["description"] == reason
 

@@ -137,3 +137,29 @@ def test_a_failed_smoke_test_leaves_live_where_it_was_and_exits_1(cli: Cli, mono
     behind = cli("plan", "--format", "json")
     [fp] = json.loads(behind.stdout)["functions"]
     assert (fp["action"], fp["reason"]["code"]) == ("release", "alias_behind"), fp
+
+
+def test_without_versions_rollback_redeploys_the_image_the_last_update_replaced(cli: Cli, monorepo: Monorepo, role_arn: str,
+                                                                                lambda_client: Any) -> None:
+    name, repository = unique_name("deployer-rollback-fn"), unique_name("deployer-rollback")
+    write_spec(monorepo, [{"name": name, "repository": repository, "role": role_arn}])
+    assert cli("apply", "--yes").returncode == 0
+    first = lambda_client.get_function(FunctionName=name)["Configuration"]["CodeSha256"]
+    (monorepo.root / EXAMPLE_SOURCE / "release-note.txt").write_text("a change of the source: another image\n")
+    assert cli("apply", "--yes").returncode == 0
+    second = lambda_client.get_function(FunctionName=name)["Configuration"]["CodeSha256"]
+    assert second != first
+
+    rolled = cli("rollback", name, "--yes")
+
+    assert rolled.returncode == 0, output(rolled)
+    assert f"~ {name}: redeploy $LATEST from sha256:{second} to sha256:{first}" in rolled.stdout
+    assert lambda_client.get_function(FunctionName=name)["Configuration"]["CodeSha256"] == first
+    held = cli("plan", "--detailed-exitcode")
+    assert held.returncode == 0, output(held)  # the image rolled back from is not deployed again by the next apply
+    assert "deployer rollback took it back from" in held.stdout
+    (monorepo.root / EXAMPLE_SOURCE / "release-note.txt").write_text("the fix\n")
+    fixed = cli("plan", "--detailed-exitcode")
+    assert fixed.returncode == 2, output(fixed)  # a new source: built and deployed as any change
+    refused = cli("rollback", name, "--to", "3", "--yes")
+    assert refused.returncode == 1 and "--to names a version" in refused.stderr

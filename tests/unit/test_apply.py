@@ -972,7 +972,7 @@ def test_configuration_goes_first_and_the_code_update_carries_the_revision_it_re
     [outcome] = x.run(plan_for(desired, lam, ecr), {"fn": function})
     assert (outcome.status, outcome.digest) == ("updated" if prebuilt else "built", NEW)
     assert outcome.detail == "now runs sha256:cccccccccccc; configuration updated (timeout, environment.API_KEY, environment.MODE)"
-    assert lam.calls == ["configuration", "wait", "code", "wait"]
+    assert lam.calls == ["configuration", "wait", "code", "tag", "wait"]  # tag: the image replaced, for rollback
     assert lam.configurations == [("fn", {"Timeout": 30, "Environment": {"Variables": {"API_KEY": SECRET, "MODE": "live"}}}, "rev-1")]
     assert lam.updates == [("fn", f"{REPO}@{NEW}", "arm64", "rev-config-1")]
     assert all(SECRET not in line for line in reporter.lines) and SECRET not in outcome.detail
@@ -1102,7 +1102,7 @@ def test_a_code_update_follows_a_concurrency_put_whether_or_not_it_moved_the_rev
     x, _ = executor(lam, ecr, FakeDocker(ecr))
     [outcome] = x.run(plan_for(desired, lam, ecr), {"fn": function})
     assert outcome.status == "updated", outcome.detail
-    assert lam.calls == ["concurrency", "wait", "code", "wait"]
+    assert lam.calls == ["concurrency", "wait", "code", "tag", "wait"]
     assert lam.updates == [("fn", f"{REPO}@{NEW}", "arm64", "rev-1-separate" if moves else "rev-1")]
 
 
@@ -1140,7 +1140,7 @@ def test_a_code_update_follows_tagging_whether_or_not_it_moved_the_revision(func
     x, _ = executor(lam, ecr, FakeDocker(ecr))
     [outcome] = x.run(plan_for(desired, lam, ecr), {"fn": function})
     assert outcome.status == "updated", outcome.detail
-    assert lam.calls == ["tag", "wait", "code", "wait"]
+    assert lam.calls == ["tag", "wait", "code", "tag", "wait"]
 
 
 # -- creating missing repositories and functions ---------------------------------------------------
