@@ -247,32 +247,21 @@ def _revision_on_change(method: Callable[..., Any]) -> Callable[..., Any]:
 _HIGHEST_VERSION: dict[str, int] = {}
 
 
-def _numbers_never_reused(method: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(method)
-    def wrapper(self: LambdaStorage, name_or_arn: str, *args: Any, **kwargs: Any) -> Any:
-        latest = self.get_function_by_name_or_arn_forbid_qualifier(name_or_arn)
-        before = list(self._functions.get(latest.function_name, {}).get("versions", []))
-        version = method(self, name_or_arn, *args, **kwargs)
-        if version is not None and all(version is not v for v in before):
-            highest = max([_HIGHEST_VERSION.get(latest.function_arn, 0), *(int(v.version) for v in before)])
-            if int(version.version) <= highest:
-                self._arns.pop(version.function_arn, None)
-                version.set_version(highest + 1)
-                self._arns[version.function_arn] = version
-            _HIGHEST_VERSION[latest.function_arn] = int(version.version)
-        return version
-
-    return wrapper
-
-
 def _revision_on_publish(method: Callable[..., Any]) -> Callable[..., Any]:
-    """A publish that makes a version gives the version its own RevisionId and $LATEST a new one."""
+    """A publish that makes a version gives it a number the function never had (point 8), its own
+    RevisionId, and $LATEST a new one (point 3)."""
     @functools.wraps(method)
     def wrapper(self: LambdaStorage, name_or_arn: str, *args: Any, **kwargs: Any) -> Any:
         latest = self.get_function_by_name_or_arn_forbid_qualifier(name_or_arn)
         versions = list(self._functions.get(latest.function_name, {}).get("versions", []))
         version = method(self, name_or_arn, *args, **kwargs)
         if version is not None and all(version is not v for v in versions):
+            highest = max([_HIGHEST_VERSION.get(latest.function_arn, 0), *(int(v.version) for v in versions)])
+            if int(version.version) <= highest:
+                self._arns.pop(version.function_arn, None)
+                version.set_version(highest + 1)
+                self._arns[version.function_arn] = version
+            _HIGHEST_VERSION[latest.function_arn] = int(version.version)
             _set_revision(version, _new_revision())
             _set_revision(latest, _new_revision())
         return version
@@ -444,7 +433,7 @@ def patch_moto() -> None:
     LambdaFunction.update_configuration = _revision_on_change(_apply_configuration(LambdaFunction.update_configuration))  # type: ignore[method-assign]
     LambdaAlias.update = _revision_on_change(LambdaAlias.update)  # type: ignore[method-assign]
     # A version keeps its own code (point 6) and gets its own RevisionId (point 3).
-    LambdaStorage.publish_version = _revision_on_publish(_numbers_never_reused(_own_code_on_publish(LambdaStorage.publish_version)))  # type: ignore[method-assign]
+    LambdaStorage.publish_version = _revision_on_publish(_own_code_on_publish(LambdaStorage.publish_version))  # type: ignore[method-assign]
     precondition = _function_precondition(_name_before_last)
     LambdaResponse.update_function_code = precondition(LambdaResponse.update_function_code)  # type: ignore[method-assign]
     LambdaResponse.update_function_configuration = precondition(LambdaResponse.update_function_configuration)  # type: ignore[method-assign]
