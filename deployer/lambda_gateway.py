@@ -250,11 +250,12 @@ class LambdaGateway:
             if exc.code == "ResourceNotFoundException":
                 return AliasState(exists=False)
             raise
-        version = _matching(response.get("FunctionVersion"), _VERSION)
+        # An alias may point at $LATEST (it then follows every update): a release moves it to a version.
+        version = "$LATEST" if response.get("FunctionVersion") == "$LATEST" else _matching(response.get("FunctionVersion"), _VERSION)
         if version is None:
             raise AwsError(Diagnostic("the answer names no published version (a number); check the endpoint (AWS_ENDPOINT_URL_LAMBDA)",
                                       operation="lambda:GetAlias", resource=f"alias {alias} of function {name}"))
-        aliased = self.get_function(name, version)
+        aliased = self.get_function(name, None if version == "$LATEST" else version)
         rolled_back = str(response.get("Description") or "").startswith("deployer rollback;")
         return AliasState(True, version, _token(response.get("RevisionId")), aliased.code_sha256, aliased.config,
                           aliased.config.description, rolled_back)

@@ -430,6 +430,8 @@ def alias_behind(desired: Desired, observed: Observed) -> ReasonCode | None:
     alias = observed.alias
     if alias is None or not alias.exists:
         return ReasonCode.ALIAS_MISSING
+    if alias.version == "$LATEST":  # it follows $LATEST: no version was released to it
+        return ReasonCode.ALIAS_BEHIND
     differs = [c for c in changes(desired.config, alias.config, b"") if c.field.partition(".")[0] not in UNVERSIONED_KEYS]
     if alias.code_sha256 != observed.function.code_sha256 or differs:
         return ReasonCode.ROLLED_BACK if alias.rolled_back else ReasonCode.ALIAS_BEHIND

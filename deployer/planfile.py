@@ -269,7 +269,7 @@ def _release(value: Any, at: str) -> ReleasePlan | None:
     entry = _known_keys(_typed(value, dict, at), [f.name for f in dataclasses.fields(ReleasePlan)], at)
     fields = {name: _typed(entry.get(name), (str, type(None)), f"{at}.{name}", text=name == "smoke_expect")
               for name in (f.name for f in dataclasses.fields(ReleasePlan))}
-    if fields["current_version"] is not None and not _VERSION.fullmatch(fields["current_version"]):
+    if fields["current_version"] not in (None, "$LATEST") and not _VERSION.fullmatch(fields["current_version"]):
         raise ValueError(f"{at}.current_version is not a version number")
     if fields["alias"] is not None and not _ALIAS.fullmatch(fields["alias"]):
         raise ValueError(f"{at}.alias is not an alias name")

@@ -163,3 +163,19 @@ def test_without_versions_rollback_redeploys_the_image_the_last_update_replaced(
     assert fixed.returncode == 2, output(fixed)  # a new source: built and deployed as any change
     refused = cli("rollback", name, "--to", "3", "--yes")
     assert refused.returncode == 1 and "--to names a version" in refused.stderr
+
+
+def test_an_alias_on_latest_is_moved_to_a_version(cli: Cli, monorepo: Monorepo, role_arn: str, lambda_client: Any) -> None:
+    name, repository = unique_name("deployer-release-fn"), unique_name("deployer-release")
+    write_spec(monorepo, [{"name": name, "repository": repository, "role": role_arn, "release": {"alias": "live"}}])
+    assert cli("apply", "--yes").returncode == 0
+    lambda_client.update_alias(FunctionName=name, Name="live", FunctionVersion="$LATEST")  # the common hand-made alias
+
+    planned = cli("plan", "--format", "json")
+
+    assert planned.returncode == 0, output(planned)
+    [fp] = json.loads(planned.stdout)["functions"]
+    assert (fp["action"], fp["reason"]["code"], fp["release"]["current_version"]) == ("release", "alias_behind", "$LATEST")
+    applied = cli("apply", "--yes")
+    assert applied.returncode == 0, output(applied)
+    assert alias_version(lambda_client, name) == "1" and cli("plan", "--detailed-exitcode").returncode == 0
