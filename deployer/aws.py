@@ -176,6 +176,7 @@ def _int(value: Any, default: int) -> int:
     return value if type(value) is int and 0 < value <= 1 << 20 else default
 
 
+# AWS's bounds on a tag (a hostile endpoint's longer strings are cut, never shown whole).
 MAX_TAG_KEY = 128
 MAX_TAG_VALUE = 256
 
@@ -201,7 +202,6 @@ def _tags(tags: Any) -> dict[str, str]:
     return {k[:MAX_TAG_KEY]: v[:MAX_TAG_VALUE] for k, v in tags.items() if isinstance(k, str) and isinstance(v, str)}
 
 
-# Above any account's concurrency quota: a larger number is not one Lambda reports.
 _HINTS = {
     "AccessDeniedException": "; the caller lacks this IAM permission",
     "AccessDenied": "; the caller lacks this IAM permission",

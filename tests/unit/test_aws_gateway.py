@@ -13,7 +13,8 @@ from botocore.stub import Stubber
 
 from deployer.aws import Clients
 from deployer.ecr_gateway import EcrGateway
-from deployer.lambda_gateway import LambdaGateway, _observed_config
+from deployer.lambda_config import _observed_config
+from deployer.lambda_gateway import LambdaGateway
 from deployer.errors import AwsError
 from deployer.function_config import ImageConfig, LoggingConfig, ObservedConfig, VpcConfig
 from deployer.repository_config import RepositoryConfig, lifecycle_policy, policy_with_pulls, pulling_accounts

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from deployer.lambda_gateway import _observed_config
+from deployer.lambda_config import _observed_config
 from deployer.errors import DeployerError
 from deployer.function_config import (
     KEYS,

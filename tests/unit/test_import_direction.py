@@ -19,7 +19,7 @@ ORDER = [
     # build inputs: go.mod files, shared modules, the build context and its digest
     "gomod", "workspace", "module_graph", "digest", "dockerignore", "layout", "redact", "context",
     # cloud: what AWS reports, through its gateways
-    "state", "registry", "aws", "lambda_gateway", "ecr_gateway", "observe",
+    "state", "registry", "aws", "lambda_config", "lambda_gateway", "ecr_gateway", "observe",
     # plan: pure decisions, their words, their files
     "plan", "explain", "planfile", "binding", "history", "render", "prune", "adopt",
     # apply: the only stage that changes anything
