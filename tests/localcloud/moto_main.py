@@ -247,39 +247,27 @@ def _revision_on_change(method: Callable[..., Any]) -> Callable[..., Any]:
 _HIGHEST_VERSION: dict[str, int] = {}
 
 
-def _revision_on_publish(method: Callable[..., Any]) -> Callable[..., Any]:
-    """A publish that makes a version gives it a number the function never had (point 8), its own
-    RevisionId, and $LATEST a new one (point 3)."""
+def _on_new_version(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A publish that makes a version gives it its own copy of what moto's shallow copy shares with
+    $LATEST and changes in place, the code (ImageUri) and the environment variables (point 6); a
+    number the function never had (point 8); its own RevisionId, and $LATEST a new one (point 3)."""
     @functools.wraps(method)
     def wrapper(self: LambdaStorage, name_or_arn: str, *args: Any, **kwargs: Any) -> Any:
         latest = self.get_function_by_name_or_arn_forbid_qualifier(name_or_arn)
         versions = list(self._functions.get(latest.function_name, {}).get("versions", []))
         version = method(self, name_or_arn, *args, **kwargs)
-        if version is not None and all(version is not v for v in versions):
-            highest = max([_HIGHEST_VERSION.get(latest.function_arn, 0), *(int(v.version) for v in versions)])
-            if int(version.version) <= highest:
-                self._arns.pop(version.function_arn, None)
-                version.set_version(highest + 1)
-                self._arns[version.function_arn] = version
-            _HIGHEST_VERSION[latest.function_arn] = int(version.version)
-            _set_revision(version, _new_revision())
-            _set_revision(latest, _new_revision())
-        return version
-
-    return wrapper
-
-
-def _own_code_on_publish(method: Callable[..., Any]) -> Callable[..., Any]:
-    """A new version gets its own copy of what moto's shallow copy shares with $LATEST and changes
-    in place (point 6): the code (ImageUri) and the environment variables."""
-    @functools.wraps(method)
-    def wrapper(self: LambdaStorage, name_or_arn: str, *args: Any, **kwargs: Any) -> Any:
-        latest = self.get_function_by_name_or_arn_forbid_qualifier(name_or_arn)
-        versions = list(self._functions.get(latest.function_name, {}).get("versions", []))
-        version = method(self, name_or_arn, *args, **kwargs)
-        if version is not None and all(version is not v for v in versions):
-            version.code = copy.deepcopy(version.code)
-            version.environment_vars = dict(version.environment_vars or {})
+        if version is None or any(version is v for v in versions):
+            return version  # nothing changed since the last publish: moto answers that version
+        version.code = copy.deepcopy(version.code)
+        version.environment_vars = dict(version.environment_vars or {})
+        highest = max([_HIGHEST_VERSION.get(latest.function_arn, 0), *(int(v.version) for v in versions)])
+        if int(version.version) <= highest:
+            self._arns.pop(version.function_arn, None)
+            version.set_version(highest + 1)
+            self._arns[version.function_arn] = version
+        _HIGHEST_VERSION[latest.function_arn] = int(version.version)
+        _set_revision(version, _new_revision())
+        _set_revision(latest, _new_revision())
         return version
 
     return wrapper
@@ -433,7 +421,7 @@ def patch_moto() -> None:
     LambdaFunction.update_configuration = _revision_on_change(_apply_configuration(LambdaFunction.update_configuration))  # type: ignore[method-assign]
     LambdaAlias.update = _revision_on_change(LambdaAlias.update)  # type: ignore[method-assign]
     # A version keeps its own code (point 6) and gets its own RevisionId (point 3).
-    LambdaStorage.publish_version = _revision_on_publish(_own_code_on_publish(LambdaStorage.publish_version))  # type: ignore[method-assign]
+    LambdaStorage.publish_version = _on_new_version(LambdaStorage.publish_version)  # type: ignore[method-assign]
     precondition = _function_precondition(_name_before_last)
     LambdaResponse.update_function_code = precondition(LambdaResponse.update_function_code)  # type: ignore[method-assign]
     LambdaResponse.update_function_configuration = precondition(LambdaResponse.update_function_configuration)  # type: ignore[method-assign]
