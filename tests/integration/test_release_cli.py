@@ -26,6 +26,14 @@ def alias_version(lambda_client: Any, name: str) -> str:
     return str(lambda_client.get_alias(FunctionName=name, Name="live")["FunctionVersion"])
 
 
+def apply_each(cli: Cli, monorepo: Monorepo, spec: dict[str, Any], memories: tuple[int, ...]) -> None:
+    """Apply `spec` (released to live) once with each memory size: a version each."""
+    for memory in memories:
+        write_spec(monorepo, [{**spec, "memory": memory}])
+        applied = cli("apply", "--yes")
+        assert applied.returncode == 0, output(applied)
+
+
 def test_three_applies_give_three_versions_with_live_on_the_last(cli: Cli, monorepo: Monorepo, role_arn: str,
                                                                   lambda_client: Any) -> None:
     name, repository = unique_name("deployer-release-fn"), unique_name("deployer-release")
@@ -48,10 +56,7 @@ def test_an_alias_moved_outside_since_a_saved_plan_is_refused(cli: Cli, monorepo
                                                                lambda_client: Any) -> None:
     name, repository = unique_name("deployer-release-fn"), unique_name("deployer-release")
     spec = {"name": name, "repository": repository, "role": role_arn, "release": {"alias": "live"}}
-    write_spec(monorepo, [{**spec, "memory": 256}])
-    assert cli("apply", "--yes").returncode == 0
-    write_spec(monorepo, [{**spec, "memory": 512}])
-    assert cli("apply", "--yes").returncode == 0
+    apply_each(cli, monorepo, spec, (256, 512))
     write_spec(monorepo, [{**spec, "memory": 1024}])
     planned = cli("plan", "--out", "plan.json")
     assert planned.returncode == 0, output(planned)
@@ -67,10 +72,8 @@ def test_an_alias_moved_outside_since_a_saved_plan_is_refused(cli: Cli, monorepo
 def test_history_shows_the_versions_and_rollback_moves_live_back(cli: Cli, monorepo: Monorepo, role_arn: str,
                                                                   lambda_client: Any) -> None:
     name, repository = unique_name("deployer-release-fn"), unique_name("deployer-release")
-    for memory in (256, 512, 1024):
-        write_spec(monorepo, [{"name": name, "repository": repository, "role": role_arn, "memory": memory,
-                               "release": {"alias": "live"}}])
-        assert cli("apply", "--yes").returncode == 0
+    apply_each(cli, monorepo, {"name": name, "repository": repository, "role": role_arn, "release": {"alias": "live"}},
+               (256, 512, 1024))
     source = json.loads(cli("plan", "--format", "json").stdout)["functions"][0]["desired"]["source_digest"]
 
     shown = cli("history", name, "--format", "json")

@@ -1336,26 +1336,6 @@ def test_a_creation_whose_image_another_apply_pushed_since_the_plan_is_reported_
 class SlowActivationLambda(FakeLambda):
     """Lambda accepts the creation, then keeps the function Pending until the wait is cancelled."""
 
-    def put_function_concurrency(self, name: str, reserved: int) -> None:
-        if self.conflicts:
-            self.conflicts -= 1
-            raise AwsError("update in progress", "ResourceConflictException")
-        self.concurrencies.append((name, reserved))
-        self.calls.append("concurrency")
-        self._changed_separately(name, replace(self.functions[name].config, reserved_concurrency=reserved))
-
-    def tag_resource(self, arn: str, tags: Mapping[str, str]) -> None:
-        """As Lambda: adds and replaces the tags given, leaves the others."""
-        name = next(name for name in self.functions if arn_of(name) == arn)
-        self.taggings.append((arn, dict(tags)))
-        self.calls.append("tag")
-        self._changed_separately(name, replace(self.functions[name].config, tags={**self.functions[name].config.tags, **tags}))
-
-    def _changed_separately(self, name: str, config: ObservedConfig) -> None:
-        fn = self.functions[name]
-        revision = f"{fn.revision_id}-separate" if self.separate_calls_move_revision else fn.revision_id
-        self.functions[name] = replace(fn, config=config, revision_id=revision)
-
     def wait_active(self, name: str, sleep: Callable[[float], None], timeout_seconds: int = 600) -> None:
         self.waited.append(name)
         self.waiting.set()
