@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+import docker
+import docker.errors
 import pytest
 from ruamel.yaml import YAML
 
@@ -66,3 +68,16 @@ def monorepo(tmp_path: Path, local_cloud: LocalCloud) -> Iterator[Monorepo]:
     shutil.copytree(REPO / "examples", root)
     (root / ".git").mkdir()  # marks the repository root, as a checkout would
     yield Monorepo(root, dict(local_cloud.env))
+
+
+def remove_references(engine: docker.DockerClient, repository: str) -> None:
+    """Every tag and digest reference to `repository` (host/name) the engine holds, by reference:
+    never by image ID, which other tests' builds of the same layers share (removing it by force
+    would untag their images under them, between their build and their push)."""
+    for image in engine.images.list(name=repository):
+        for reference in [*image.tags, *(image.attrs.get("RepoDigests") or [])]:
+            if reference.startswith((f"{repository}:", f"{repository}@")):
+                try:
+                    engine.images.remove(reference)
+                except docker.errors.ImageNotFound:
+                    pass  # its last reference went with the one before

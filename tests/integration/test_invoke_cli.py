@@ -31,7 +31,7 @@ from ruamel.yaml import YAML
 
 from deployer.local_invoke import FUNCTION_LABEL, LABEL
 from tests.conftest import unique_name
-from tests.integration.conftest import REPO, Monorepo
+from tests.integration.conftest import REPO, Monorepo, remove_references
 from tests.localcloud.cloud import LocalCloud
 
 pytestmark = pytest.mark.integration
@@ -142,8 +142,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory, local_cloud: LocalCloud) -> I
         yield Repo(Monorepo(root, env), names, engine)
     finally:
         for name in names.all():
-            for image in engine.images.list(name=f"deployer/{name.lower()}"):
-                engine.images.remove(image.id, force=True)
+            remove_references(engine, f"deployer/{name.lower()}")
         engine.close()
 
 

@@ -30,7 +30,7 @@ from ruamel.yaml import YAML
 
 from deployer.local_invoke import FUNCTION_LABEL, LABEL
 from tests.conftest import LAMBDA_TRUST_POLICY, ImageFunction, unique_name
-from tests.integration.conftest import REPO, Monorepo
+from tests.integration.conftest import REPO, Monorepo, remove_references
 from tests.integration.test_apply_cli import EXAMPLE_SOURCE, Cli, output
 from tests.integration.test_local_invoke import build_fixture
 from tests.localcloud.cloud import LocalCloud
@@ -140,8 +140,7 @@ def engine(local_cloud: LocalCloud) -> Iterator[docker.DockerClient]:
 
 def remove_images(cloud: LocalCloud, engine: docker.DockerClient, repository: str) -> None:
     """The images of `repository` the engine holds (built, pushed or pulled by an Invoke)."""
-    for image in engine.images.list(name=f"{cloud.registry_endpoint}/{repository}"):
-        engine.images.remove(image.id, force=True)
+    remove_references(engine, f"{cloud.registry_endpoint}/{repository}")
 
 
 def containers_of(engine: docker.DockerClient, function_name: str) -> list[Any]:
