@@ -1,0 +1,131 @@
+"""Environments through the real CLI on the local cloud: one deploy.yaml deploys its function to
+staging (us-east-1) and to production (eu-west-1, more memory, its own variables and repository);
+plans say which environment they are for; a saved plan applied under another environment, or
+under none, is refused before anything changes."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+
+from tests.conftest import LAMBDA_TRUST_POLICY, unique_name
+from tests.integration.conftest import Monorepo
+from tests.integration.test_apply_cli import EXAMPLE_SOURCE, Cli, output
+from tests.localcloud.cloud import OTHER_REGIONS, LocalCloud
+
+pytestmark = pytest.mark.integration
+
+PRODUCTION_REGION = OTHER_REGIONS[0]
+SUMMARY_LINE = re.compile(r"^\s+(\S+)\s+(created|built|updated|unchanged|failed|cancelled)\s+\d+\.\d+s\b", re.MULTILINE)
+
+
+def outcomes(result: Any) -> dict[str, str]:
+    """Function name -> status from apply's summary."""
+    assert "Apply summary:" in result.stdout, output(result)
+    return dict(SUMMARY_LINE.findall(result.stdout.split("Apply summary:", 1)[1]))
+
+
+@pytest.fixture
+def cli(monorepo: Monorepo, tmp_path: Path) -> Cli:
+    return Cli(monorepo, tmp_path / "tmpdir")
+
+
+@pytest.fixture
+def role_arn(local_cloud: LocalCloud) -> str:
+    role = local_cloud.client("iam").create_role(RoleName=unique_name("deployer-env-role"),
+                                                 AssumeRolePolicyDocument=LAMBDA_TRUST_POLICY)
+    return str(role["Role"]["Arn"])
+
+
+def write_spec(monorepo: Monorepo, name: str, role: str) -> None:
+    """One function, two environments: production overrides the region, the repository (each
+    region's ECR holds its own), the memory of every function, and greet's variables."""
+    data = {
+        "version": 1,
+        "defaults": {"region": "us-east-1", "role": role, "memory": 256, "environment": {"LOG_LEVEL": "debug", "STAGE": "base"},
+                     "build": {"builder_image": monorepo.env["DEPLOYER_STANDIN_BUILDER"], "go_env": {"GOPROXY": "off"}}},
+        "functions": [{"name": name, "repository": f"{name}-staging", "platform": "linux/arm64",
+                       "build": {"source": EXAMPLE_SOURCE, "runtime_image": monorepo.env["DEPLOYER_STANDIN_RUNTIME_ARM64"]}}],
+        "environments": {
+            "staging": {"environment": {"STAGE": "staging"}},
+            "production": {"region": PRODUCTION_REGION, "memory": 1024,
+                           "functions": {name: {"repository": f"{name}-production", "environment": {"STAGE": "production"}}}},
+        },
+    }
+    with (monorepo.root / "deploy.yaml").open("w") as out:
+        YAML().dump(data, out)
+
+
+def configuration(local_cloud: LocalCloud, region: str, name: str) -> dict[str, Any]:
+    found: dict[str, Any] = local_cloud.client("lambda", region).get_function_configuration(FunctionName=name)
+    return found
+
+
+def test_staging_and_production_from_one_deploy_yaml(cli: Cli, monorepo: Monorepo, role_arn: str, local_cloud: LocalCloud) -> None:
+    name = unique_name("env-fn")
+    write_spec(monorepo, name, role_arn)
+
+    unselected = cli("plan")
+    assert unselected.returncode == 1
+    assert "this file declares environments ('staging', 'production'): choose one with --env NAME" in unselected.stderr
+
+    planned = cli("plan", "--env", "production", "--format", "json")
+    assert planned.returncode == 0, output(planned)
+    plan = json.loads(planned.stdout)
+    assert plan["environment"] == "production"
+    assert plan["functions"][0]["desired"]["region"] == PRODUCTION_REGION
+
+    staged = cli("apply", "--yes", env={"DEPLOYER_ENV": "staging"})
+    assert staged.returncode == 0, output(staged)
+    assert staged.stdout.startswith("Environment: staging\n")
+    assert outcomes(staged) == {name: "created"}
+    produced = cli("apply", "--yes", "--env", "production")
+    assert produced.returncode == 0, output(produced)
+    assert outcomes(produced) == {name: "created"}
+
+    staging = configuration(local_cloud, "us-east-1", name)
+    production = configuration(local_cloud, PRODUCTION_REGION, name)
+    assert (staging["MemorySize"], staging["Environment"]["Variables"]) == (256, {"LOG_LEVEL": "debug", "STAGE": "staging"})
+    assert (production["MemorySize"], production["Environment"]["Variables"]) == (1024, {"LOG_LEVEL": "debug", "STAGE": "production"})
+    tags = {}
+    for environment in ("staging", "production"):
+        settled = cli("plan", "--env", environment, "--detailed-exitcode", "--format", "json")
+        assert settled.returncode == 0, output(settled)
+        tags[environment] = json.loads(settled.stdout)["functions"][0]["desired"]["content_tag"]
+    assert tags["staging"] == tags["production"]  # one source: one content tag, in each environment's repository
+    history = cli("history", name, "--env", "production", "--format", "json")
+    assert history.returncode == 0, output(history)
+    assert {k: v for k, v in json.loads(history.stdout).items() if k != "versions"} == {
+        "function": name, "region": PRODUCTION_REGION, "environment": "production"}
+    assert cli("history", name, "--env", "staging").stdout == f"Environment: staging\n{name}: no published versions\n"
+    markdown = cli("plan", "--env", "production", "--format", "markdown")
+    assert markdown.returncode == 0, output(markdown)
+    assert markdown.stdout.splitlines()[:3] == ["### Plan: 1 unchanged", "", "Environment: `production`"]
+
+
+def test_a_saved_plan_is_applied_only_in_its_environment(cli: Cli, monorepo: Monorepo, role_arn: str, local_cloud: LocalCloud) -> None:
+    name = unique_name("env-saved")
+    write_spec(monorepo, name, role_arn)
+    saved = cli("plan", "--env", "staging", "--out", "plan.json")
+    assert saved.returncode == 0, output(saved)
+    assert json.loads((monorepo.root / "plan.json").read_text())["environment"] == "staging"
+
+    elsewhere = cli("apply", "plan.json", "--env", "production")
+    assert (elsewhere.returncode, elsewhere.stdout) == (1, "")
+    assert elsewhere.stderr == ("error: plan.json: the plan was made for environment 'staging', this apply is for environment "
+                                "'production'; apply it with --env staging, or make a plan for 'production' with --env\n")
+    unselected = cli("apply", "plan.json")
+    assert unselected.returncode == 1
+    assert unselected.stderr == ("error: plan.json: the plan was made for environment 'staging', this apply is for no "
+                                 "environment; apply it with --env staging, or make a plan without --env\n")
+    lam = local_cloud.client("lambda")
+    assert name not in [fn["FunctionName"] for fn in lam.list_functions()["Functions"]]
+
+    applied = cli("apply", "plan.json", env={"DEPLOYER_ENV": "staging"})
+    assert applied.returncode == 0, output(applied)
+    assert outcomes(applied) == {name: "created"}
