@@ -22,7 +22,7 @@ from deployer import binding, planfile
 from deployer.errors import BuildContextError, DeployerError, Diagnostic, PlanError
 from deployer.layout import GoBuild, inputs, lay_out, reading_errors
 from deployer.module_graph import unresolved_requires
-from deployer.load import find_spec_files, load
+from deployer.load import find_spec_files, load, load_each
 from deployer.outcome import Outcome
 from deployer.paths import display, inside, shown
 from deployer.plan import Plan, make_plan
@@ -38,40 +38,50 @@ if TYPE_CHECKING:  # boto3 and the docker SDK are imported only by the use cases
     from deployer.local_build import LocalBuildOptions, LocalImage
     from deployer.local_invoke import InvokeResult
     from deployer.ports import Reporter
+    from deployer.shard import Selection, Shard
 
 
 @dataclass(frozen=True)
 class Validated:
     """deploy.yaml files that load, and what laying out their build contexts found: a diagnostic
-    per problem, in the order of the functions. No problems: plan would accept the files."""
+    per problem, in the order of the functions. No problems: plan would accept the files.
+    `spec` is the files as the first of `environments` has them (checked: every one of them)."""
 
     spec: Spec
     problems: tuple[Diagnostic, ...]
+    environments: tuple[str, ...] = ()
 
 
-def validate(paths: Sequence[Path]) -> Validated:
+def validate(paths: Sequence[Path], environment: str | None = None) -> Validated:
     """Load deploy.yaml files (InvalidSpecError lists every problem in them), then lay out each
     function's build context, which reads the tree and writes nothing: what plan would refuse
     (go.mod files, replace targets, build args, symlinks, unreadable files) is found here too.
     Of a context laid out, the require lines its build cannot satisfy are problems as well
     (module_graph.unresolved_requires): plan does not look for them, the build would fail on them."""
-    spec = load(paths)
+    # Without an environment, every one the files declare: what plan --env would refuse, said now.
+    specs = load_each(paths) if environment is None else (load(paths, environment=environment),)
     problems: list[Diagnostic] = []
     unresolved: set[Diagnostic] = set()  # a go.mod line is one problem, whoever shares its module
-    for fn in spec.functions:
+    laid: dict[str, list[tuple[object, ...]]] = {}  # a function built alike in several environments is laid out once
+    for fn in (fn for spec in specs for fn in spec.functions):
+        built_as = (fn.build, fn.platform, fn.root)
+        if built_as in laid.setdefault(fn.name, []):
+            continue
+        laid[fn.name].append(built_as)
         try:
             with reading_errors(fn):  # layout(fn), keeping the module graph it is made from
                 found = inputs(fn)
                 laid_out = lay_out(fn, found)
         except BuildContextError as exc:  # every function is laid out: all problems at once
-            problems.extend(exc.diagnostics)
+            problems.extend(p for p in exc.diagnostics if p not in problems)  # the same in each environment: once
             continue
         if isinstance(laid_out.recipe, GoBuild):  # what the compile would refuse (deployer.go_build), said now
             from deployer.go_build import refused_settings
 
             where = fn.location
-            problems.extend(Diagnostic.at(where.file, where.line, where.column, f"function '{fn.name}': {problem}")
-                            for problem in refused_settings(laid_out.recipe))
+            refused = [Diagnostic.at(where.file, where.line, where.column, f"function '{fn.name}': {problem}")
+                       for problem in refused_settings(laid_out.recipe)]
+            problems.extend(p for p in refused if p not in problems)
         # GOPROXY=off (or a list starting with off: Go tries its entries in order) downloads
         # nothing, so no require may be left to a proxy. A Dockerfile build's Go environment is
         # the Dockerfile's, unknown here: only placeholder versions are sure to fail there.
@@ -81,7 +91,7 @@ def validate(paths: Sequence[Path]) -> Validated:
             if problem not in unresolved:
                 unresolved.add(problem)
                 problems.append(problem)
-    return Validated(spec, tuple(problems))
+    return Validated(specs[0], tuple(problems), tuple(s.environment for s in specs if s.environment))
 
 
 @dataclass(frozen=True)
@@ -92,12 +102,15 @@ class Planned:
     plan: Plan
 
 
-def plan(paths: Sequence[Path], clients: Clients, out: Path | None = None) -> Planned:
+def plan(paths: Sequence[Path], clients: Clients, out: Path | None = None, environment: str | None = None,
+         registry_endpoint: str | None = None) -> Planned:
     """Load deploy.yaml files, observe AWS, decide. The plan's sources are recorded relative to
     the checkout of the working directory; files it cannot name (outside the checkout, or with a
     path a plan does not allow) are left out, and such a plan cannot be saved. With `out` (where
-    the plan will be saved) the plan's files and that path are checked before AWS is asked."""
-    spec = load(paths)
+    the plan will be saved) the plan's files and that path are checked before AWS is asked. Each
+    changing function's image is explained from the labels of the image it runs (read from
+    `registry_endpoint`, host[:port], instead of the ECR host when given: a local emulator)."""
+    spec = load(paths, environment=environment)
     base = binding.checkout_root(Path.cwd())
     recorded = [f for f in spec.files if binding.nameable(f, base)]
     if out is not None:
@@ -107,10 +120,13 @@ def plan(paths: Sequence[Path], clients: Clients, out: Path | None = None) -> Pl
         check_out_path(out, spec)
     from deployer.observe import observe
 
+    from deployer.provenance import explain_plan
+
     salt = os.urandom(32)  # a new key per plan for its secrets' hashes
-    made = make_plan(observe(spec, clients), secrets_key(salt, os.environ), salt)
+    observed = observe(spec, clients)
+    made = explain_plan(make_plan(observed, secrets_key(salt, os.environ), salt), observed, spec, clients, registry_endpoint)
     sources = binding.record_sources(recorded, base)
-    return Planned(spec, dataclasses.replace(made, sources=sources))
+    return Planned(spec, dataclasses.replace(made, sources=sources, environment=spec.environment))
 
 
 # A secret of the CI (set for plan and apply alike) that keys the hashes of from_env values, so
@@ -194,31 +210,46 @@ class Work:
     plan: Plan
     refusals: list[binding.Refusal]
     specs: dict[str, FunctionSpec]
+    shard: Selection | None = None  # `apply PLAN --shard K/N`: the saved plan's functions of this shard
 
 
-def prepare_live(paths: Sequence[Path], clients: Clients) -> Work:
+def prepare_live(paths: Sequence[Path], clients: Clients, environment: str | None = None,
+                 registry_endpoint: str | None = None) -> Work:
     """`apply PATH...`: plan now, to be shown and confirmed before it runs."""
-    planned = plan(paths, clients)
+    planned = plan(paths, clients, environment=environment, registry_endpoint=registry_endpoint)
     return Work(planned.plan, [], {fn.name: fn for fn in planned.spec.functions})
 
 
-def prepare_saved(plan_file: Path, scope: Sequence[Path], clients: Clients) -> Work:
+def prepare_saved(plan_file: Path, scope: Sequence[Path], clients: Clients, shard: Shard | None = None,
+                  environment: str | None = None) -> Work:
     """Read a saved plan, check it against the deploy.yaml files it names and against AWS now.
 
     `scope` is what the operator gives apply (as plan was given, default the working directory):
     the deploy.yaml files found there must be exactly the plan's sources. The plan file may not
     choose them: an edited plan could otherwise name any YAML file of the checkout (a sample, a
-    file of vendor/) as the one to deploy from."""
+    file of vendor/) as the one to deploy from.
+
+    With `shard`, only that shard of the saved plan's functions (deployer.shard) is run. The files
+    and the set of functions are checked for the whole plan: the partition is cut from it, so every
+    job must hold the same one. AWS is read and compared for the shard's functions only: the other
+    shards' jobs change theirs meanwhile (a comparison would refuse them as changed since plan),
+    and each function is still compared, by the one job that runs it, before it is changed."""
     saved = planfile.read(plan_file)
     base = binding.checkout_root(Path.cwd())
-    spec = load(binding.bind_sources(saved, find_spec_files(scope), base, str(plan_file)))
+    binding.check_environment(saved, environment, str(plan_file))
+    spec = load(binding.bind_sources(saved, find_spec_files(scope), base, str(plan_file)), environment=environment)
     binding.check_functions(saved, (fn.name for fn in spec.functions), str(plan_file))
     from deployer.observe import observe
+    from deployer.shard import select
 
+    selection = None if shard is None else select(saved, shard)
+    if selection is not None:
+        saved = selection.plan
+        spec = dataclasses.replace(spec, functions=tuple(fn for fn in spec.functions if fn.name in selection.names))
     salt = bytes.fromhex(saved.hash_key)  # the saved plan's key: hashes comparable
     fresh = make_plan(observe(spec, clients), secrets_key(salt, os.environ), salt)
     to_run, refusals = binding.compare(saved, fresh, str(plan_file))
-    return Work(to_run, refusals, {fn.name: fn for fn in spec.functions})
+    return Work(to_run, refusals, {fn.name: fn for fn in spec.functions}, selection)
 
 
 @dataclass(frozen=True)
@@ -300,12 +331,12 @@ class Built:
 
 
 def build(paths: Sequence[Path], names: Sequence[str], options: LocalBuildOptions, reporter: Reporter,
-          cache_dir: Path | None = None) -> Built:
+          cache_dir: Path | None = None, environment: str | None = None) -> Built:
     """`deployer build`: the images of the named functions (default: all) into the local engine."""
     from deployer.docker_gateway import DockerGateway
     from deployer.local_build import LocalBuilder
 
-    spec = load(paths)
+    spec = load(paths, environment=environment)
     functions = [spec.function(name) for name in dict.fromkeys(names)] or list(spec.functions)
     options = dataclasses.replace(options, netrcs=credentials(functions, os.environ))
     docker = _docker(cache_dir, reporter.notice)
@@ -342,7 +373,8 @@ class Invoked:
 
 
 def invoke_local(paths: Sequence[Path], function: str, event: bytes, timeout: float | None, reporter: Reporter,
-                 log: Callable[[str], None], verbose: bool = False, cache_dir: Path | None = None) -> Invoked:
+                 log: Callable[[str], None], verbose: bool = False, cache_dir: Path | None = None,
+                 environment: str | None = None) -> Invoked:
     """`deployer invoke --local`: build the function's image into the local engine (a no-op when
     its content tag is there already) and run it once against a Runtime API that deployer serves
     (deployer.local_invoke). `log` gets the function's output lines. Raises Cancelled on Ctrl-C
@@ -353,7 +385,7 @@ def invoke_local(paths: Sequence[Path], function: str, event: bytes, timeout: fl
     from deployer.local_build import LocalBuildOptions
     from deployer.local_invoke import engine_platform, invoke_local as run
 
-    built = build(paths, [function], LocalBuildOptions(1, verbose), reporter, cache_dir)
+    built = build(paths, [function], LocalBuildOptions(1, verbose), reporter, cache_dir, environment)
     fn, image = built.functions[0], built.images[0]
     if built.interrupted:
         raise Cancelled(f"invoke of {function} stopped during its build: interrupted")
@@ -498,9 +530,11 @@ def _write_new(target: Path, text: str) -> None:
 class History:
     function: FunctionSpec
     entries: list[HistoryEntry]
+    environment: str | None = None  # the deploy.yaml environment the function was read for
 
 
-def history(paths: Sequence[Path], name: str, clients: Clients, registry_endpoint: str | None = None) -> History:
+def history(paths: Sequence[Path], name: str, clients: Clients, registry_endpoint: str | None = None,
+            environment: str | None = None) -> History:
     """The released versions of `name` (declared in `paths`), newest first, with the source digest
     and commit each image was built from (its labels, read through the registry API)."""
     from deployer.ecr_gateway import EcrGateway
@@ -508,7 +542,7 @@ def history(paths: Sequence[Path], name: str, clients: Clients, registry_endpoin
     from deployer.history import entries
     from deployer.registry import image_labels
 
-    fn = load(paths).function(name)
+    fn = load(paths, environment=environment).function(name)
     lam = LambdaGateway(clients, fn.region)
     if not lam.get_function(fn.name).exists:
         raise DeployerError(f"function {fn.name} does not exist in {fn.region}: it has no history; apply creates it")
@@ -520,10 +554,11 @@ def history(paths: Sequence[Path], name: str, clients: Clients, registry_endpoin
         login = EcrGateway(clients, fn.region).login()
         for digest in digests:  # one read per image, however many versions share it
             labels[digest] = image_labels(repository.registry, repository.name, digest, login, registry_endpoint)
-    return History(fn, entries(versions, aliases, labels))
+    return History(fn, entries(versions, aliases, labels), environment)
 
 
-def plan_rollback(paths: Sequence[Path], name: str, to: str | None, clients: Clients) -> Rollback | ImageRollback:
+def plan_rollback(paths: Sequence[Path], name: str, to: str | None, clients: Clients,
+                  environment: str | None = None) -> Rollback | ImageRollback:
     """The rollback of `name`'s release alias: to `to`, else to the version recorded before the last
     release; without a release alias, of $LATEST to the image its last update replaced. Refused
     when the target's image is gone from ECR (Lambda would fail to run it)."""
@@ -532,7 +567,7 @@ def plan_rollback(paths: Sequence[Path], name: str, to: str | None, clients: Cli
     from deployer.history import rollback
     from deployer.lambda_gateway import LambdaGateway
 
-    fn = load(paths).function(name)
+    fn = load(paths, environment=environment).function(name)
     lam = LambdaGateway(clients, fn.region)
     now = lam.get_function(fn.name)
     if not now.exists:
@@ -607,13 +642,13 @@ class Pruning:
     plan: PrunePlan
 
 
-def plan_prune(paths: Sequence[Path], clients: Clients, keep: int | None = None) -> Pruning:
+def plan_prune(paths: Sequence[Path], clients: Clients, keep: int | None = None, environment: str | None = None) -> Pruning:
     """`deployer prune`: what would be deleted (deployer.prune) for the functions of `paths`;
     `keep` overrides release.keep of the functions that have release settings."""
     from deployer.prune import Target, decide
 
     targets = []
-    for fn in load(paths).functions:
+    for fn in load(paths, environment=environment).functions:
         repository = fn.repository.resolved(fn.repository.account or clients.account(fn.region))
         kept = None if fn.release is None else keep if keep is not None else fn.release.keep
         targets.append(Target(fn.name, fn.region, repository, kept, fn.repository.config.lambda_pull_accounts or ()))

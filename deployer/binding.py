@@ -163,6 +163,20 @@ def compare(saved: Plan, fresh: Plan, plan_file: str) -> tuple[Plan, list[Refusa
     return dataclasses.replace(saved, functions=tuple(run)), refusals
 
 
+def check_environment(saved: Plan, selected: str | None, plan_file: str) -> None:
+    """PlanError unless the plan was made for the environment this apply selects (--env or
+    DEPLOYER_ENV; none for none). The operator's choice decides which settings are loaded, never
+    the plan's field: an edited field can only make apply refuse."""
+    if saved.environment == selected:
+        return
+    made = f"environment {shown(saved.environment)}" if saved.environment else "no environment"
+    now = f"environment {shown(selected)}" if selected else "no environment"
+    # The plan's name passed the form check of planfile: it can be written into a command.
+    todo = f"apply it with --env {saved.environment}" if saved.environment else "apply it without --env and DEPLOYER_ENV"
+    again = f"make a plan for {shown(selected)} with --env" if selected else "make a plan without --env"
+    raise PlanError(f"{plan_file}: the plan was made for {made}, this apply is for {now}; {todo}, or {again}")
+
+
 def check_functions(saved: Plan, declared: Iterable[str], plan_file: str) -> None:
     """PlanError unless the plan holds exactly the functions its deploy.yaml files declare: said
     before AWS is asked (compare says it again, with everything else)."""

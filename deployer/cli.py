@@ -34,6 +34,23 @@ PathsArg = typer.Argument(None, help="deploy.yaml files, or directories searched
 
 CacheDirOption = typer.Option(None, "--cache-dir", envvar="DEPLOYER_CACHE_DIR", help="Directory that keeps the engine's Go module and build caches between runs (for CI caches): restored into an engine that has none, saved after a build.", show_default=False)
 
+EnvOption = typer.Option(None, "--env", envvar="DEPLOYER_ENV", metavar="NAME", help="The environment of deploy.yaml to use (its `environments`); required when the files declare environments.", show_default=False)
+
+
+def _check_shard(value: Optional[str]) -> Optional[str]:
+    """A bad --shard (or DEPLOYER_SHARD) is a usage error, said before anything is read."""
+    from deployer.shard import parse
+
+    if value is not None:
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+ShardOption = typer.Option(None, "--shard", envvar="DEPLOYER_SHARD", callback=_check_shard, metavar="K/N", help="Only shard K of N of the plan's functions (a stable partition decided from the plan: functions sharing an image together, builds spread evenly), for N CI jobs applying one saved plan.", show_default=False)
+
 # emoji=False: a value holding ":smile:" is shown as written.
 out = Console(highlight=False, soft_wrap=True, emoji=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
@@ -73,17 +90,18 @@ def _global(
 
 
 @app.command()
-def validate(paths: Optional[List[Path]] = PathsArg) -> int:
+def validate(paths: Optional[List[Path]] = PathsArg, env: Optional[str] = typer.Option(None, "--env", envvar="DEPLOYER_ENV", metavar="NAME", help="Check only this environment of deploy.yaml. Default: every environment the files declare.", show_default=False)) -> int:
     """Check deploy.yaml files against the schema and for meaning; print every problem found."""
     from deployer import app as use_cases
 
-    validated = use_cases.validate(paths or [Path(".")])
+    validated = use_cases.validate(paths or [Path(".")], env or None)
     if validated.problems:
         report(validated.problems)
         return 1
     spec = validated.spec
     names = ", ".join(fn.name for fn in spec.functions)
-    out.print(f"{len(spec.files)} file(s) valid: {len(spec.functions)} function(s): {names}")
+    checked = f" in environment(s) {', '.join(validated.environments)}" if validated.environments else ""
+    out.print(f"{len(spec.files)} file(s) valid{checked}: {len(spec.functions)} function(s): {names}")
     return 0
 
 
@@ -100,13 +118,14 @@ def write_context(
     paths: Optional[List[Path]] = PathsArg,
     function: str = typer.Option(..., "--function", help="The function whose build context to write."),
     out_dir: Path = typer.Option(..., "--out", help="Directory to write the context to; must not exist or be empty."),
+    env: Optional[str] = EnvOption,
 ) -> None:
     """Write a function's assembled build context to a directory and print its source digest."""
     from deployer.context import assemble
     from deployer.layout import DockerfileBuild
     from deployer.load import load
 
-    spec = load(paths or [Path(".")])
+    spec = load(paths or [Path(".")], environment=env or None)
     ctx = assemble(spec.function(function), out_dir)
     how = f"Dockerfile: {ctx.recipe.dockerfile}" if isinstance(ctx.recipe, DockerfileBuild) else "built-in Go build"
     say(f"context of {function} written to {ctx.path} ({how}, shared modules: {', '.join(ctx.shared_modules) or 'none'})")
@@ -125,24 +144,36 @@ def plan(
     fmt: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text for terminals, markdown for pull requests, json for machines."),
     out_file: Optional[Path] = typer.Option(None, "--out", help="Also save the plan as JSON, for 'deployer apply FILE'."),
     detailed_exitcode: bool = typer.Option(False, "--detailed-exitcode", help="Exit 0 when nothing changes, 2 when something would, 1 on error."),
+    shard: Optional[str] = ShardOption,
+    registry_endpoint: Optional[str] = typer.Option(None, "--registry-endpoint", envvar="DEPLOYER_REGISTRY_ENDPOINT", help="Read the labels of the images functions run from this registry host[:port] instead of the ECR host; for local ECR emulators."),
+    env: Optional[str] = EnvOption,
 ) -> int:
     """Compare deploy.yaml with what runs in AWS and print what apply would do. Builds nothing."""
     from deployer import app as use_cases
     from deployer.aws import Clients
     from deployer.render import render
+    from deployer.shard import annotate, parse, select
 
-    planned = use_cases.plan(paths or [Path(".")], Clients(), out_file)
+    planned = use_cases.plan(paths or [Path(".")], Clients(), out_file, registry_endpoint=registry_endpoint, environment=env or None)
     the_plan = planned.plan
-    rendered = render(the_plan, fmt.value)
+    # --shard shows (and counts) one shard's functions; --out still saves them all, for every shard's apply.
+    selection = None if shard is None else select(the_plan, parse(shard))
+    shown = the_plan if selection is None else selection.plan
+    # The markdown's truncation notes name the saved plan; a blocked plan is never saved.
+    saved = str(out_file) if out_file is not None and not the_plan.blocked else None
+    rendered = render(shown, fmt.value, saved)
+    if selection is not None:
+        rendered = annotate(rendered, fmt.value, selection)
     if fmt is OutputFormat.text:
         out.print(rendered, end="")
     else:
         sys.stdout.write(rendered)
-    the_plan.refuse_blocked()
+    shown.refuse_blocked()
     if out_file is not None:
+        the_plan.refuse_blocked()  # every shard's functions are saved
         use_cases.save(planned, out_file)
-        say(f"plan saved to {out_file}; apply it with: deployer apply {out_file}")
-    return 2 if detailed_exitcode and the_plan.has_changes else 0
+        say(f"plan saved to {out_file}; apply it with: deployer apply {out_file}" + (f" --shard K/{selection.shard.count}" if selection else ""))
+    return 2 if detailed_exitcode and shown.has_changes else 0
 
 
 @app.command()
@@ -154,6 +185,8 @@ def apply(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show docker build output."),
     registry_endpoint: Optional[str] = typer.Option(None, "--registry-endpoint", envvar="DEPLOYER_REGISTRY_ENDPOINT", help="Push to this registry host[:port] instead of the ECR host; for local ECR emulators. Lambda is still given the ECR image URI."),
     cache_dir: Optional[Path] = CacheDirOption,
+    shard: Optional[str] = ShardOption,
+    env: Optional[str] = EnvOption,
 ) -> int:
     """Build, push and deploy what the plan says, skipping everything that is already true."""
     from deployer import app as use_cases
@@ -161,16 +194,24 @@ def apply(
     from deployer.aws import Clients
     from deployer.progress import ConsoleReporter, interval_from_environment
     from deployer.render import render
+    from deployer.shard import parse, text_line
 
     reporter = ConsoleReporter(out, interval=interval_from_environment())  # a bad interval is refused before AWS is asked
     clients = Clients()
     saved = paths is not None and len(paths) > 0 and paths[0].suffix == ".json"
+    if shard is not None and not saved:
+        # N jobs planning on their own would each see the others' changes and cut the plan differently.
+        raise DeployerError("--shard applies part of a saved plan, which every shard's job must share: save it once with "
+                            "'deployer plan --out plan.json', then run 'deployer apply plan.json --shard K/N' in each job")
     if saved:
         assert paths is not None
-        work = use_cases.prepare_saved(paths[0], paths[1:] or [Path(".")], clients)
+        work = use_cases.prepare_saved(paths[0], paths[1:] or [Path(".")], clients, parse(shard) if shard is not None else None,
+                                       environment=env or None)
     else:
-        work = use_cases.prepare_live(paths or [Path(".")], clients)
+        work = use_cases.prepare_live(paths or [Path(".")], clients, environment=env or None, registry_endpoint=registry_endpoint)
     out.print(render(work.plan, "text"), end="")
+    if work.shard is not None:
+        out.print(text_line(work.shard), markup=False)
     for refusal in work.refusals:
         say(f"refused: {refusal.message}")
     work.plan.refuse_blocked()
@@ -199,6 +240,7 @@ def build(
     parallelism: int = typer.Option(2, "--parallelism", "-j", min=1, max=32, help="Functions built at once."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the build output."),
     cache_dir: Optional[Path] = CacheDirOption,
+    env: Optional[str] = EnvOption,
 ) -> int:
     """Build images into the local Docker engine, without AWS: no login, no push. Prints each
     image's tag, deployer/<function>:<content tag>."""
@@ -208,7 +250,8 @@ def build(
 
     reporter = ConsoleReporter(err, interval=interval_from_environment())
     with reporter:
-        built = use_cases.build(paths or [Path(".")], functions or [], LocalBuildOptions(parallelism, verbose), reporter, cache_dir)
+        built = use_cases.build(paths or [Path(".")], functions or [], LocalBuildOptions(parallelism, verbose), reporter, cache_dir,
+                                env or None)
     for image in built.images:
         if image.error:
             say(f"{image.function}: failed: {image.error}")
@@ -228,6 +271,7 @@ def invoke(
     paths: Optional[List[Path]] = typer.Option(None, "--path", "-p", help="deploy.yaml files or directories (repeatable). Default: the current directory.", show_default=False),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the build output."),
     cache_dir: Optional[Path] = CacheDirOption,
+    env: Optional[str] = EnvOption,
 ) -> int:
     """Build a function's image if needed and run it locally against a Lambda Runtime API that
     deployer serves: the response goes to stdout (as it is, unless stdout is a terminal), the
@@ -245,7 +289,8 @@ def invoke(
     reporter = ConsoleReporter(err, interval=interval_from_environment())
     try:
         with reporter:
-            invoked = use_cases.invoke_local(paths or [Path(".")], function, payload, timeout, reporter, say, verbose, cache_dir)
+            invoked = use_cases.invoke_local(paths or [Path(".")], function, payload, timeout, reporter, say, verbose, cache_dir,
+                                             env or None)
     except Cancelled:
         return 130  # what the run made is removed; main says "interrupted"
     if not invoked.succeeded:
@@ -266,6 +311,7 @@ def history(
     paths: Optional[List[Path]] = typer.Option(None, "--path", "-p", help="deploy.yaml files or directories (repeatable). Default: the current directory.", show_default=False),
     fmt: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text or json."),
     registry_endpoint: Optional[str] = typer.Option(None, "--registry-endpoint", envvar="DEPLOYER_REGISTRY_ENDPOINT", help="Read image labels from this registry host[:port] instead of the ECR host; for local ECR emulators."),
+    env: Optional[str] = EnvOption,
 ) -> int:
     """A function's published versions, newest first: image, source digest and commit it was built from, date, aliases."""
     import json
@@ -274,14 +320,15 @@ def history(
     from deployer.aws import Clients
     from deployer.render import history_text
 
-    found = use_cases.history(paths or [Path(".")], function, Clients(), registry_endpoint or None)
+    found = use_cases.history(paths or [Path(".")], function, Clients(), registry_endpoint or None, env or None)
     if fmt is OutputFormat.json:
         data = [{"version": e.version, "image": e.image, "date": e.date, "aliases": list(e.aliases), "source_digest": e.source_digest,
                  "commit": e.commit, "description": e.note} for e in found.entries]
-        sys.stdout.write(json.dumps({"function": found.function.name, "region": found.function.region, "versions": data}, indent=2)
+        sys.stdout.write(json.dumps({"function": found.function.name, "region": found.function.region, "environment": found.environment,
+                                     "versions": data}, indent=2)
                          .replace("##[", "##\\u005b") + "\n")
     else:
-        out.print(history_text(found.function.name, found.entries), end="", markup=False)
+        out.print(history_text(found.function.name, found.entries, found.environment), end="", markup=False)
     return 0
 
 
@@ -291,6 +338,7 @@ def rollback(
     to: Optional[str] = typer.Option(None, "--to", help="The version to move the alias to. Default: the one it was on before the last release.", show_default=False),
     paths: Optional[List[Path]] = typer.Option(None, "--path", "-p", help="deploy.yaml files or directories (repeatable). Default: the current directory.", show_default=False),
     yes: bool = typer.Option(False, "--yes", "-y", help="Roll back without asking for confirmation."),
+    env: Optional[str] = EnvOption,
 ) -> int:
     """Move the function's release alias back (to the version it was on before the last release, or --to VERSION); without a release alias, redeploy $LATEST to the image its last update replaced."""
     from deployer import app as use_cases
@@ -298,7 +346,7 @@ def rollback(
     from deployer.render import terminal_text
 
     clients = Clients()
-    planned = use_cases.plan_rollback(paths or [Path(".")], function, to, clients)
+    planned = use_cases.plan_rollback(paths or [Path(".")], function, to, clients, env or None)
     out.print(terminal_text(planned.describe()), markup=False)
     if not yes:
         if not sys.stdin.isatty():
@@ -344,6 +392,7 @@ def prune(
     yes: bool = typer.Option(False, "--yes", "-y", help="Delete what the plan lists. Without it nothing is deleted."),
     keep: Optional[int] = typer.Option(None, "--keep", min=2, max=1000, help="Versions to keep per function with release settings, newest first (overrides release.keep).", show_default=False),
     fmt: PruneFormat = typer.Option(PruneFormat.text, "--format", "-f", help="text or json."),
+    env: Optional[str] = EnvOption,
 ) -> int:
     """Delete old versions (beyond release.keep, never an aliased one) of the functions of deploy.yaml, then the src- images of their repositories that no version, alias or $LATEST of any function of the region uses. Without --yes, only shows what it would delete."""
     from deployer import app as use_cases
@@ -352,7 +401,7 @@ def prune(
     from deployer.render import terminal_text
 
     clients = Clients()
-    pruning = use_cases.plan_prune(paths or [Path(".")], clients, keep)
+    pruning = use_cases.plan_prune(paths or [Path(".")], clients, keep, env or None)
     if fmt is PruneFormat.text:
         out.print(text(pruning.plan), end="")
     versions, images = pruning.plan.counts

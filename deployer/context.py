@@ -16,8 +16,9 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Callable, Iterator, Mapping
 
 from deployer import digest as digest_mod
@@ -37,6 +38,9 @@ class BuildContext:
     recipe: Recipe
     shared_modules: tuple[str, ...]
     digest: str
+    # The digest of each input of the image (deployer.image_inputs), and where each module is.
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    input_dirs: tuple[tuple[str, str, Path], ...] = ()
 
     @property
     def content_tag(self) -> str:
@@ -133,12 +137,13 @@ def assemble(fn: FunctionSpec, dest: Path) -> BuildContext:
         with reading_errors(fn):
             build_inputs = (recipe.digest_inputs() if isinstance(recipe, GoBuild)
                             else recipe.digest_inputs((path / recipe.dockerfile).read_bytes()))
-            digest = digest_mod.source_digest(path, build_inputs)
+            digest, inputs_digests = digest_mod.source_input_digests(path, build_inputs, lay.part_of)
     except BaseException:
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
         raise
-    return BuildContext(path=path, recipe=recipe, shared_modules=lay.shared_modules, digest=digest)
+    return BuildContext(path=path, recipe=recipe, shared_modules=lay.shared_modules, digest=digest,
+                        inputs=MappingProxyType(inputs_digests), input_dirs=lay.input_dirs)
 
 
 def _make_writable(func: Callable[[str], object], path: str, _exc: object) -> None:

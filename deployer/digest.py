@@ -30,7 +30,7 @@ import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, NamedTuple, Protocol, Sequence
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Protocol, Sequence
 
 # Bump when the way an image is built from the same inputs changes (template, build logic),
 # so that every content tag changes with it.
@@ -122,6 +122,11 @@ def _disk_entries(root: str) -> Iterable[_DiskEntry]:
                     yield _DiskEntry(child, OTHER)  # docker sends no content for these
 
 
+def disk_entries(root: Path) -> list[TreeEntry]:
+    """Every entry below `root` (a written context), as the digest reads them."""
+    return list(_disk_entries(os.fspath(root)))
+
+
 def _entry_record(e: TreeEntry) -> bytes:
     code, name = _CODES[e.kind], os.fsencode(e.path)
     if e.kind == SYMLINK:
@@ -146,18 +151,35 @@ def _pool_size(entries: Sequence[TreeEntry], workers: int | None) -> int:
 def entries_digest(entries: Iterable[TreeEntry], workers: int | None = None) -> bytes:
     """sha256 (raw bytes) over context entries, independent of their order. `workers`: None
     chooses by the tree's size (see the module docstring); 1 is serial."""
+    return _entries_digests(entries, workers, None)[0]
+
+
+def _entries_digests(entries: Iterable[TreeEntry], workers: int | None,
+                     part_of: Callable[[str], str] | None) -> tuple[bytes, dict[str, bytes]]:
+    """`entries_digest`, and with `part_of` the same digest of each part's entries alone (each
+    file hashed once for both)."""
     ordered = sorted(entries, key=lambda e: os.fsencode(e.path))
     workers = _pool_size(ordered, workers)
     h = hashlib.sha256(_FORMAT)
+    parts: dict[str, Any] = {}
+
+    def add(e: TreeEntry, rec: bytes) -> None:
+        h.update(rec)
+        if part_of is not None:
+            name = part_of(e.path)
+            if name not in parts:
+                parts[name] = hashlib.sha256(_FORMAT)
+            parts[name].update(rec)
+
     if workers <= 1 or len(ordered) < 2:
         for e in ordered:
-            h.update(_entry_record(e))
-        return h.digest()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        # map() keeps the input order, so records are combined in sorted path order.
-        for rec in pool.map(_entry_record, ordered):
-            h.update(rec)
-    return h.digest()
+            add(e, _entry_record(e))
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            # map() keeps the input order, so records are combined in sorted path order.
+            for e, rec in zip(ordered, pool.map(_entry_record, ordered)):
+                add(e, rec)
+    return h.digest(), {name: part.digest() for name, part in parts.items()}
 
 
 def tree_digest(root: Path, workers: int | None = None) -> bytes:
@@ -201,10 +223,44 @@ def source_digest(context_dir: Path, inputs: BuildInputs, workers: int | None = 
     return layout_digest(_disk_entries(os.fspath(context_dir)), inputs, workers)
 
 
+def source_input_digests(context_dir: Path, inputs: BuildInputs, part_of: Callable[[str], str],
+                         workers: int | None = None) -> tuple[str, dict[str, str]]:
+    """`source_digest` of a context directory, with the digest of each input (`input_digests`)."""
+    return input_digests(_disk_entries(os.fspath(context_dir)), inputs, part_of, workers)
+
+
 def layout_digest(entries: Iterable[TreeEntry], inputs: BuildInputs, workers: int | None = None) -> str:
     """`source_digest` of the context these entries would make, without writing it: files are
     hashed where they are, in-memory contents as given."""
     return _combine(entries_digest(entries, workers), inputs)
+
+
+# The inputs an image is made of besides its tree's parts, each digested on its own (see
+# deployer.image_inputs): what reviewers are told changed.
+DOCKERFILE_INPUT, BUILD_SETTINGS_INPUT, BASE_IMAGES_INPUT = "dockerfile", "build-settings", "base-images"
+
+
+def input_digests(entries: Iterable[TreeEntry], inputs: BuildInputs, part_of: Callable[[str], str],
+                  workers: int | None = None) -> tuple[str, dict[str, str]]:
+    """`layout_digest`, and a digest of each input of the image on its own: each part of the tree
+    (`part_of(path)` names the part an entry belongs to), the recipe (with its Dockerfile), the
+    build settings and the base images. Each is "sha256:<hex>"; the files are hashed once."""
+    tree, parts = _entries_digests(entries, workers, part_of)
+    digests = {name: "sha256:" + part.hex() for name, part in parts.items()}
+
+    def digest_of(*records: bytes) -> str:
+        return "sha256:" + hashlib.sha256(_FORMAT + b"".join(records)).hexdigest()
+
+    recipe = [_record(b"recipe", inputs.recipe_version.encode()),
+              _record(b"dockerfile", inputs.dockerfile.encode(), inputs.dockerfile_content)]
+    if DOCKERFILE_INPUT in parts:  # a Dockerfile in the tree: its entry belongs to the recipe
+        recipe.append(_record(b"tree", parts[DOCKERFILE_INPUT]))
+    digests[DOCKERFILE_INPUT] = digest_of(*recipe)
+    digests[BUILD_SETTINGS_INPUT] = digest_of(_record(b"platform", inputs.platform.encode()),
+                                              *(_record(k.encode(), v.encode()) for k, v in sorted(inputs.build_args.items())))
+    digests[BASE_IMAGES_INPUT] = digest_of(_record(b"builder", inputs.builder_image.encode()),
+                                           _record(b"runtime", inputs.runtime_image.encode()))
+    return _combine(tree, inputs), digests
 
 
 def content_tag(digest: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from deployer import repository_config
 from deployer.function_config import FieldChange, changed_keys
+from deployer.image_inputs import FileChange, display_name
 from deployer.plan import Action, FunctionPlan, ReasonCode, ReleasePlan, short
 
 
@@ -104,3 +105,54 @@ def change_line(change: FieldChange) -> str:
 
 def architecture_changes(fp: FunctionPlan) -> bool:
     return fp.action is not Action.BLOCKED and fp.current_architectures != (fp.desired.architecture,)
+
+
+# -- why the image changes (deployer.provenance) ----------------------------------------------------
+
+def why_line(fp: FunctionPlan) -> str | None:
+    """Which inputs of the image changed since the one Lambda runs, in one line: `shared/errors
+    changed; function code unchanged; running image built from commit 1a2b3c4`. None when the
+    plan did not explain the function (no image change)."""
+    why = fp.explanation
+    if why is None:
+        return None
+    if why.unreadable:
+        return ("the labels of the running image could not be read (registry refused, or the image is gone): "
+                "only its source digest is known to differ")
+    if not why.labelled:
+        return "the running image records no inputs (built by another tool, or by a deployer from before they were recorded): only its source digest is known to differ"
+    parts = [f"{display_name(c.name)} {c.change}" for c in why.changed] or ["no recorded input differs"]
+    if why.unchanged:
+        parts.append(f"{', '.join(display_name(name) for name in why.unchanged)} unchanged")
+    if why.commit:
+        parts.append(f"running image built from commit {why.commit[:7]}" + (" with uncommitted changes" if why.dirty else ""))
+    return "; ".join(parts)
+
+
+def changed_file_lines(fp: FunctionPlan) -> list[str]:
+    """The files changed in the function's inputs since the running image's commit, as `git diff
+    --stat` shows them, ending with its summary line; or why they cannot be listed."""
+    why = fp.explanation
+    if why is None or not why.labelled or why.commit is None:
+        return []
+    if why.files is None:
+        return [f"commit {why.commit[:7]} is not in the local git history: fetch it (a full clone) to list the changed files"]
+    files = why.files
+    if files.total == 0:
+        return ["no file of the function's inputs changed since that commit (the build settings or base images did)"]
+    width = max(len(f.path) for f in files.files)
+    lines = [f"{f.path.ljust(width)} | {_stat(f)}" for f in files.files]
+    if files.total > len(files.files):
+        lines.append(f"... and {files.total - len(files.files)} more files")
+    added, deleted = sum(f.added for f in files.files), sum(f.deleted for f in files.files)
+    lines.append(f"{files.total} file{'s' if files.total != 1 else ''} changed, {added} insertion{'s' if added != 1 else ''}(+), "
+                 f"{deleted} deletion{'s' if deleted != 1 else ''}(-)" + (" (in the files listed)" if files.total > len(files.files) else ""))
+    return lines
+
+
+def _stat(change: FileChange) -> str:
+    if change.binary:
+        return f"Bin {change.old_size or 0} -> {change.new_size or 0} bytes"
+    total = change.added + change.deleted
+    scale = max(1, -(-total // 40))  # git scales the bar to fit; 40 marks at most here
+    return f"{total} {'+' * -(-change.added // scale)}{'-' * -(-change.deleted // scale)}".rstrip()

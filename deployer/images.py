@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
-from deployer import gitrev
+from deployer import gitdiff, gitrev, image_inputs
 from deployer.context import BuildContext
+from deployer.digest import disk_entries
 from deployer.errors import DeployerError, DockerError
 from deployer.go_build import CompileJob, Netrc
 from deployer.layout import DockerfileBuild, runtime_dockerfile
@@ -85,6 +86,27 @@ def build_image(docker: DockerApi, context: BuildContext, tag: str, labels: Mapp
         raise
 
 
+def checkout_labels(checkout: Path, context: BuildContext) -> dict[str, str]:
+    """What an image records of the git checkout it is built from: the commit (the first build's:
+    a later one of the same source reuses the image), whether the context's inputs had uncommitted
+    changes then, and the repository's URL."""
+    labels = {}
+    commit = gitrev.revision(checkout)
+    if commit:
+        labels[REVISION_LABEL] = commit
+        repo = gitdiff.open_checkout(checkout)
+        if repo is not None:
+            try:
+                if gitdiff.dirty(repo, checkout, commit, context.input_dirs, disk_entries(context.path)):
+                    labels[image_inputs.DIRTY_LABEL] = "true"
+            finally:
+                repo.close()  # its pack files, now rather than whenever it is collected
+    url = gitdiff.source_url(checkout)
+    if url:
+        labels[image_inputs.SOURCE_LABEL] = url
+    return labels
+
+
 class ImageMaker:
     """Makes the image of one desired function. `cleanup` removes, whatever happens, the local tag
     a build makes (a build stopped at its very end may have tagged); the layers stay in the
@@ -121,10 +143,10 @@ class ImageMaker:
         return PushedImage(existing.digest)
 
     def build(self, context: BuildContext, netrc: Netrc | None = None, netrc_env: str = "DEPLOYER_NETRC") -> BuiltImage:
-        labels = {SOURCE_DIGEST_LABEL: context.digest, "dev.deployer.spec": self.desired.spec_file}
-        commit = gitrev.revision(self.checkout) if self.checkout is not None else None
-        if commit:
-            labels[REVISION_LABEL] = commit  # the commit the image was first built from (a later one of the same source reuses it)
+        labels = {SOURCE_DIGEST_LABEL: context.digest, "dev.deployer.spec": self.desired.spec_file,
+                  **image_inputs.labels(context.inputs)}
+        if self.checkout is not None:
+            labels.update(checkout_labels(self.checkout, context))
         local_tag = f"{self.repository}:{self.tag}"
         self._local_tags.add(local_tag)
         self.cleanup.callback(self._drop, local_tag)

@@ -162,19 +162,47 @@ class Layout:
     recipe: Recipe
     shared_modules: tuple[str, ...]
     module_dirs: tuple[Path, ...]  # the context directory must not lie inside any of them
+    # Each shared module: where it lies in the context, and its directory (resolved).
+    shared_dirs: tuple[tuple[str, Path], ...] = ()
 
     def digest(self) -> str:
         """The source digest of the context this layout makes, hashing files in place."""
-        with reading_errors(self.fn):
-            return self._digest()
+        return self.digests()[0]
 
-    def _digest(self) -> str:
+    def digests(self) -> tuple[str, dict[str, str]]:
+        """The source digest, and the digest of each of the image's inputs (deployer.image_inputs)."""
+        with reading_errors(self.fn):
+            return digest_mod.input_digests(self.entries, self.build_inputs(), self.part_of)
+
+    def build_inputs(self) -> digest_mod.BuildInputs:
         recipe = self.recipe
         if isinstance(recipe, GoBuild):
-            return digest_mod.layout_digest(self.entries, recipe.digest_inputs())
+            return recipe.digest_inputs()
         df = next(e for e in self.entries if e.path == recipe.dockerfile)
         content = df.data if df.data is not None else read_inside(Path(df.source or ""), self.fn.root)
-        return digest_mod.layout_digest(self.entries, recipe.digest_inputs(content))
+        return recipe.digest_inputs(content)
+
+    @functools.cached_property
+    def input_dirs(self) -> tuple[tuple[str, str, Path], ...]:
+        """(input name, context location, directory) of each module the context holds: the
+        function's own ("function", "") and each shared one, named by its path in the repository."""
+        root = self.fn.root.resolve()
+        return (("function", "", self.fn.build.source.resolve()),
+                *((module_input(root, d), loc, d) for loc, d in self.shared_dirs))
+
+    def part_of(self, path: str) -> str:
+        """The input a context entry belongs to: a shared module, the Dockerfile, or the function."""
+        if isinstance(self.recipe, DockerfileBuild) and path == self.recipe.dockerfile:
+            return digest_mod.DOCKERFILE_INPUT
+        for name, loc, _ in self.input_dirs[1:]:
+            if path.startswith(loc) and (len(path) == len(loc) or path[len(loc)] == "/"):
+                return name
+        return "function"
+
+
+def module_input(root: Path, module_dir: Path) -> str:
+    """A shared module's input name: `module/` and its directory's path in the repository."""
+    return "module/" + (module_dir.relative_to(root).as_posix() if module_dir.is_relative_to(root) else module_dir.name)
 
 
 @functools.lru_cache(maxsize=1)
@@ -435,6 +463,7 @@ def lay_out(fn: FunctionSpec, found: Inputs) -> Layout:
         recipe=_recipe(fn, found),
         shared_modules=graph.shared_names,
         module_dirs=tuple(graph.modules),
+        shared_dirs=tuple((loc, module.dir) for loc, module in shared),
     )
 
 

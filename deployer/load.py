@@ -2,7 +2,9 @@
 
 Finds the files, parses them, checks them against the schema and then for meaning (unique names,
 directories that exist, regions that agree), collecting every problem of every file before it
-fails. Only the repository on disk is read; no AWS or Docker call happens here.
+fails. Only the repository on disk is read; no AWS or Docker call happens here. A file that
+declares `environments` is read as the selected one has it (deployer.environments): the file with
+that environment's overrides applied, checked against the schema again, then read as any other.
 
 The repository root of a file bounds everything read for its functions (deployer.paths): it is
 the file's `root` key, else the nearest ancestor directory holding `.git`, else the file's own
@@ -15,13 +17,14 @@ directory; a symlinked directory is never that root).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterable
 
-from deployer import schema
+from deployer import environments, schema
 from deployer.errors import DeployerError, Diagnostic, InvalidSpecError
 from deployer.paths import clip, display, git_root, inside, kind, resolve, shown
 from deployer.function_config import EnvValue, FunctionConfig
@@ -98,13 +101,61 @@ def _walk(top: Path) -> Iterable[Path]:
                 continue
 
 
-def load(paths: Iterable[str | Path], env: dict[str, str] | None = None) -> Spec:
-    """Parse and validate the files; raise InvalidSpecError listing every problem found."""
+def load(paths: Iterable[str | Path], env: dict[str, str] | None = None, environment: str | None = None) -> Spec:
+    """Parse and validate the files as `environment` (None: none) has them (deployer.environments);
+    raise InvalidSpecError listing every problem found."""
     env = dict(os.environ) if env is None else env
     files = find_spec_files(paths)
     problems: list[Diagnostic] = []
     functions: list[FunctionSpec] = []
     names: list[tuple[str, Location]] = []
+    for file, parsed in _checked(files, problems):
+        chosen = environments.select(parsed, environment)
+        if isinstance(chosen, list):
+            problems.extend(chosen)
+            continue
+        if chosen is not parsed:  # what the overrides make of the file passes the schema too
+            merged_problems = [p for p in schema.check(chosen) if p not in problems]
+            problems.extend(merged_problems)
+            if merged_problems:
+                continue
+        functions.extend(_functions(chosen, file.resolve(), env, problems))
+        names.extend((entry["name"], Location(chosen.file, *chosen.position(("functions", index))))
+                     for index, entry in enumerate(chosen.data["functions"]))
+    problems.extend(_duplicate_names(names))
+    problems.extend(_repository_conflicts(functions))
+    if problems:
+        raise InvalidSpecError(problems)
+    return Spec(tuple(sorted(functions, key=lambda f: f.name)), tuple(files), environment)
+
+
+def load_each(paths: Iterable[str | Path], env: dict[str, str] | None = None) -> tuple[Spec, ...]:
+    """The files as every environment they declare has them (one Spec each, in name order), or
+    as they are when they declare none: what `validate` without --env checks. InvalidSpecError
+    lists the problems of all, each once."""
+    given = list(paths)
+    names: set[str] = set()
+    for _file, parsed in _checked(find_spec_files(given), []):
+        names.update(environments.declared(parsed))
+    specs: list[Spec] = []
+    found: dict[Diagnostic, list[str]] = {}  # each problem once, with the environments it shows in
+    chosen: list[str | None] = [*sorted(names)] or [None]
+    for name in chosen:
+        try:
+            specs.append(load(given, env, name))
+        except InvalidSpecError as exc:
+            for problem in exc.diagnostics:
+                found.setdefault(problem, []).append(name or "")
+    if found:
+        # A problem of some environments only is said to be theirs: its place may be a setting they share.
+        raise InvalidSpecError([problem if len(where) == len(chosen) else
+                                dataclasses.replace(problem, summary=f"{problem.summary} (in environment {', '.join(where)})")
+                                for problem, where in found.items()])
+    return tuple(specs)
+
+
+def _checked(files: Iterable[Path], problems: list[Diagnostic]) -> Iterable[tuple[Path, YamlDocument]]:
+    """Each file read and passing the schema; the problems of the others added to `problems`."""
     for file in files:
         parsed = read_yaml(file, Path(display(file)), _link_root(file))
         if isinstance(parsed, Diagnostic):
@@ -117,14 +168,7 @@ def load(paths: Iterable[str | Path], env: dict[str, str] | None = None) -> Spec
         schema_problems = schema.check(parsed)
         problems.extend(schema_problems)
         if not schema_problems:
-            functions.extend(_functions(parsed, file.resolve(), env, problems))
-            names.extend((entry["name"], Location(parsed.file, *parsed.position(("functions", index))))
-                         for index, entry in enumerate(parsed.data["functions"]))
-    problems.extend(_duplicate_names(names))
-    problems.extend(_repository_conflicts(functions))
-    if problems:
-        raise InvalidSpecError(problems)
-    return Spec(tuple(sorted(functions, key=lambda f: f.name)), tuple(files))
+            yield file, parsed
 
 
 def _not_a_deploy_yaml(data: Any) -> str | None:

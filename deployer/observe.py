@@ -19,7 +19,7 @@ from deployer.ecr_gateway import EcrGateway
 from deployer.lambda_gateway import LambdaGateway
 from deployer.digest import content_tag
 from deployer.errors import AwsError, DeployerError
-from deployer.layout import source_digest_of
+from deployer.layout import layout
 from deployer.repository_config import ObservedRepository, RepositoryConfig
 from deployer.spec import EcrRepository, FunctionSpec, Spec
 from deployer.state import Desired, Observed
@@ -29,7 +29,7 @@ MAX_WORKERS = 16  # enough to hide AWS latency; small enough to stay under API r
 
 def desired_state(fn: FunctionSpec, clients: Clients) -> Desired:
     """What deploy.yaml asks for `fn`, with the content tag of its current source."""
-    digest = source_digest_of(fn)  # no copy: plan needs only the digest; apply re-checks it
+    digest, inputs = layout(fn).digests()  # no copy: plan needs only digests; apply re-checks it
     tag = content_tag(digest)
     account = fn.repository.account or clients.account(fn.region)
     return Desired(
@@ -45,6 +45,7 @@ def desired_state(fn: FunctionSpec, clients: Clients) -> Desired:
         create_repository=fn.repository.create,
         repository_config=fn.repository.config,
         release=fn.release,
+        inputs=inputs,
     )
 
 

@@ -15,6 +15,7 @@ from typing import Iterable, Union, get_args
 
 from deployer.errors import PlanError
 from deployer import repository_config
+from deployer.image_inputs import Explanation
 from deployer.function_config import SEPARATE_KEYS, FieldChange, changed_keys, changes, creation_fields
 from deployer.state import Desired, Observed
 
@@ -22,7 +23,8 @@ from deployer.state import Desired, Observed
 # 3: configuration changes per function, and the key of their secrets' hashes.
 # 4: repository settings changes per function.
 # 5: releases (a version published, smoke-tested, an alias moved).
-FORMAT_VERSION = 5
+# 6: the deploy.yaml environment a plan is for (`environment`, null without one).
+FORMAT_VERSION = 6
 
 
 # Without versions, apply records on the function (tags deployer owns; deploy.yaml may not declare
@@ -276,6 +278,9 @@ class FunctionPlan:
     create_repository: bool = False  # the repository is missing: the steps create it first
     repository_changes: tuple[FieldChange, ...] = ()  # for a repository created: every setting, as additions
     release: ReleasePlan | None = None  # the release the steps end with (deploy.yaml's release settings)
+    # Why the image changes, from the labels of the image Lambda runs now (deployer.provenance);
+    # None: not asked (no image change, or no running image). For reviewers only: apply ignores it.
+    explanation: Explanation | None = None
 
     @property
     def name(self) -> str:
@@ -303,6 +308,7 @@ class Plan:
     # hex: the HMAC key of the secrets' hashes in `configuration` changes, or with DEPLOYER_PLAN_KEY
     # its random part (deployer.app.secrets_key)
     hash_key: str = ""
+    environment: str | None = None  # the deploy.yaml environment it is for (--env); a saved plan applies only there
 
     @property
     def has_changes(self) -> bool:

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from deployer import explain
+from deployer import environments, explain, image_inputs
 from deployer.digest import content_tag
 from deployer.errors import PlanError
 from deployer.function_config import KEYS as CONFIG_KEYS
@@ -62,6 +62,7 @@ def to_dict(plan: Plan) -> dict[str, Any]:
         "summary": {"changes": plan.has_changes, **{a.name.lower(): counts[a] for a in Action}},
         "sources": [{"path": source.path, "sha256": source.sha256} for source in plan.sources],
         "hash_key": plan.hash_key,
+        "environment": plan.environment,
         "functions": [_function(fp) for fp in plan.functions],
     }
 
@@ -81,6 +82,8 @@ def _function(fp: FunctionPlan) -> dict[str, Any]:
         "create_repository": fp.create_repository,
         "repository_changes": [dataclasses.asdict(change) for change in fp.repository_changes],
         "release": dataclasses.asdict(fp.release) if fp.release is not None else None,
+        "explanation": ({**image_inputs.to_dict(fp.explanation), "description": explain.why_line(fp),
+                         "changed_files": explain.changed_file_lines(fp)} if fp.explanation is not None else None),
         "steps": [{"type": type(step).__name__, "description": step.describe(),
                    **{k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(step).items()}}
                   for step in fp.steps],
@@ -110,9 +113,19 @@ def from_dict(data: Any, source: str = "plan") -> Plan:
         hash_key = _typed(data.get("hash_key"), str, "hash_key")
         if not _SHA256_HEX.fullmatch(hash_key):
             raise ValueError("hash_key is not 64 lowercase hex digits")
-        return Plan(functions, FORMAT_VERSION, sources, hash_key)
+        return Plan(functions, FORMAT_VERSION, sources, hash_key, _environment(data))
     except (KeyError, TypeError, ValueError) as exc:
         raise PlanError(f"{source}: damaged plan ({exc}); run plan again") from exc
+
+
+def _environment(data: dict[str, Any]) -> str | None:
+    """The plan's environment: required, null or a name deploy.yaml could declare (it is shown)."""
+    if "environment" not in data:
+        raise ValueError("environment is missing (null for a plan made without --env)")
+    value = data["environment"]
+    if value is not None and not (isinstance(value, str) and environments.NAME.fullmatch(value)):
+        raise ValueError(f"environment {shown(str(value))} is not an environment name")
+    return value if value is None else str(value)
 
 
 def _sources(value: Any) -> tuple[SourceFile, ...]:
@@ -196,6 +209,7 @@ def _function_plan(entry: Any, index: int) -> FunctionPlan:
         create_repository=_typed(entry.get("create_repository"), bool, f"{at}.create_repository"),
         repository_changes=_changes(entry.get("repository_changes"), f"{at}.repository_changes", _repository_field),
         release=_release(entry.get("release"), f"{at}.release"),
+        explanation=image_inputs.from_dict(_without_words(entry.get("explanation")), f"{at}.explanation"),
     )
     # Configuration changes only where the planner writes them: on a function it changes, and
     # always on a configuration update.
@@ -214,6 +228,13 @@ def _function_plan(entry: Any, index: int) -> FunctionPlan:
             or (action is Action.UPDATE and not plan.desired_digest)):
         raise ValueError(f"{at}.steps are not the steps of a {action.value} of {desired.name}")
     return plan
+
+
+def _without_words(value: Any) -> Any:
+    """An explanation as written, less the words written beside its data (made again when shown)."""
+    if isinstance(value, dict):
+        return {k: v for k, v in value.items() if k not in ("description", "changed_files")}
+    return value
 
 
 # A configuration change's field: a key of deploy.yaml, environment.<variable name>,
@@ -295,7 +316,7 @@ def _reason(value: Any, at: str) -> Reason:
 # What a saved plan does not hold of Desired: apply re-derives them from deploy.yaml (the
 # configuration, secrets included; whether a missing repository may be created; its settings),
 # and binding compares what they led to (configuration and repository changes, create_repository).
-_NOT_SAVED = ("config", "create_repository", "repository_config", "release")
+_NOT_SAVED = ("config", "create_repository", "repository_config", "release", "inputs")
 
 
 def _desired(desired: Desired) -> dict[str, str]:

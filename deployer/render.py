@@ -20,18 +20,21 @@ from typing import Sequence
 
 from deployer import planfile
 from deployer.history import HistoryEntry
-from deployer.explain import change_line, reason, release_line
+from deployer.explain import change_line, changed_file_lines, reason, release_line, why_line
+from deployer.markdown_budget import BUDGET, ELLIPSIS, Budget, clip
 from deployer.plan import Action, FunctionPlan, Plan, short
 
 _STYLE = {Action.NOOP: "dim", Action.CONFIGURE: "yellow", Action.UPDATE: "yellow", Action.BUILD: "green", Action.CREATE: "green",
           Action.RELEASE: "yellow", Action.BLOCKED: "bold red"}
 
 
-def render(plan: Plan, fmt: str) -> str:
+def render(plan: Plan, fmt: str, saved_plan: str | None = None) -> str:
+    """`plan` in `fmt`; `saved_plan` names the JSON plan saved with it, which markdown points to
+    when it has to leave details out."""
     if fmt == "json":
         return planfile.to_json(plan)
     if fmt == "markdown":
-        return markdown(plan)
+        return markdown(plan, saved_plan)
     return text(plan)
 
 
@@ -52,11 +55,15 @@ def summary(plan: Plan) -> str:
 
 def text(plan: Plan) -> str:
     """Rich markup; every value from outside is stripped of control characters and escaped."""
-    lines = []
+    lines = [f"Environment: {rich_text(plan.environment)}", ""] if plan.environment else []
     for fp in plan.functions:
         style = _STYLE[fp.action]
         lines.append(f"[{style}]{escape(fp.action.symbol)} {rich_text(fp.name)}: {fp.action.value}[/{style}]")
         lines.append(f"    reason:  {rich_text(reason(fp))}")
+        why = why_line(fp)
+        if why is not None:
+            lines.append(f"    why:     {rich_text(why)}")
+            lines += [f"      {rich_text(line)}" for line in changed_file_lines(fp)]
         if fp.action is not Action.BLOCKED:
             lines.append(f"    image:   {rich_text(fp.desired.repository_uri)}:{rich_text(fp.desired.content_tag)}")
             lines.append(f"    digest:  {rich_text(_digest_change(fp))}")
@@ -90,37 +97,177 @@ def _arch_change(fp: FunctionPlan) -> str:
     return f"{current} -> {fp.desired.architecture}"
 
 
-def markdown(plan: Plan) -> str:
-    """GitHub-flavoured markdown: a table, then one collapsed section per function. Values from
-    outside go through md_text (prose) or md_code (identifiers); the rest is written here."""
-    lines = [f"### {summary(plan)}", "",
-             "| | Function | Current digest | Desired digest | Action | Reason |",
-             "|---|---|---|---|---|---|"]
-    for fp in plan.functions:
-        desired = md_code(short(fp.desired_digest)) if fp.desired_digest else "_after build_"
-        lines.append(f"| `{fp.action.symbol.strip() or '='}` | {md_code(fp.name)} | {md_code(short(fp.current_digest))} | {desired} "
-                     f"| {fp.action.value} | {md_text(reason(fp))} |")
-    lines.append("")
-    for fp in plan.functions:
-        # <details> opens an HTML block that lasts until the blank line: the <summary> line is
-        # raw HTML, where markdown (code spans, backslash escapes) means nothing.
-        lines += ["<details>", f"<summary>{html_code(fp.name)}: {fp.action.value}</summary>", "",
-                  f"- reason: {md_text(reason(fp))}",
-                  f"- image: {md_code(f'{fp.desired.repository_uri}:{fp.desired.content_tag}')}",
-                  f"- source digest: {md_code(fp.desired.source_digest)}",
-                  f"- current digest: {md_code(fp.current_digest or '-')}",
-                  f"- architectures: {md_text(_arch_change(fp))}",
-                  f"- declared in: {md_code(fp.desired.spec_file)}"]
-        if fp.release is not None:
-            lines.append(f"- release: {md_text(release_line(fp.release))}")
-        if fp.repository_changes:
-            lines += ["- repository:", *(f"  - {md_code(change_line(change))}" for change in fp.repository_changes)]
-        if fp.configuration:
-            lines += ["- configuration:", *(f"  - {md_code(change_line(change))}" for change in fp.configuration)]
-        if fp.steps:
-            lines += ["", *(f"{n}. {md_text(step.describe())}" for n, step in enumerate(fp.steps, 1))]
-        lines += ["", "</details>", ""]
-    return "\n".join(lines)
+# -- markdown: a pull-request comment -------------------------------------------------------------
+#
+# Laid out as: the summary line; a table of the changing functions (blocked ones included: they
+# must be seen); the unchanged folded into one <details> holding their names; one collapsed
+# <details> per changing function. It must stay under GitHub's comment limit (markdown_budget),
+# so pieces are taken in order of worth: the summary line always, then the table rows (full rows
+# when all fit, else a compact table of name and action), then the unchanged names (up to a
+# share), then the functions' details, then the rest of the unchanged names; whatever is left out
+# is counted in a note saying where the full plan is.
+
+# Caps on one foreign value, in characters of its inert one-line form (terminal_text), applied
+# before markdown escaping so that no cut falls in a character reference or a code span.
+_NAME_CAP = 140  # Lambda names have at most 64 characters, ARNs 140: longer ones come from a plan file
+_CELL_CAP = 500  # a table cell: a digest, the reason (deployer's longest are ~350; AWS's messages quoted in it can be longer)
+_LINE_CAP = 2000  # one line of a function's details
+_PATH_CAP = 200  # the saved plan's name in the notes
+
+_TABLE_HEAD = "| | Function | Current digest | Desired digest | Action | Reason |\n|---|---|---|---|---|---|\n"
+_COMPACT_HEAD = "| | Function | Action |\n|---|---|---|\n"
+
+
+def markdown(plan: Plan, saved_plan: str | None = None) -> str:
+    """GitHub-flavoured markdown for a pull-request comment, under GitHub's size limit (see above).
+    `saved_plan` names the JSON plan saved beside it (`plan --out`), which the truncation notes
+    point to. Values from outside go through md_text (prose) or md_code (identifiers), capped."""
+    changing = [fp for fp in plan.functions if fp.action is not Action.NOOP]
+    unchanged = [fp.name for fp in plan.functions if fp.action is Action.NOOP]
+    where = _full_plan(saved_plan)
+    budget = Budget()
+    head = f"### {summary(plan)}\n\n"
+    if plan.environment:  # under the summary line, which stays first
+        head += f"Environment: {md_code(_inert(plan.environment, _NAME_CAP))}\n\n"  # capped: always spent
+    budget.spend(head)
+    # Room for the notes and the fold's frame at their longest (every count at its maximum; the
+    # fold listing no name, its longest form): what they finally say is never longer.
+    most = len(plan.functions)
+    budget.spend(_table_note(most, most, compact=True, where=where) + _details_note(most, where) + _fold([], most, where))
+
+    if changing:
+        table = _table(changing, budget, where)
+    else:
+        table = ["No function changes.\n\n"] if plan.functions else []
+        budget.spend("".join(table))
+    # The unchanged names come before the details, up to an eighth of the comment (some 300
+    # names): what the fold promises, without thousands of them starving the details; then the
+    # details; then more names if room is left.
+    names = [f"{md_code(_inert(name, _NAME_CAP))}, " for name in unchanged]
+    listed = Budget(min(budget.room, BUDGET // 8)).prefix(names)
+    budget.spend("".join(names[:listed]))
+    details = [_details(fp) for fp in changing]
+    kept = budget.prefix(details)
+    listed += budget.prefix(names[listed:])
+    fold = _fold(names[:listed], len(unchanged), where) if unchanged else ""
+    return "".join([head, *table, fold, *details[:kept], _details_note(len(changing) - kept, where)])
+
+
+def _table(changing: Sequence[FunctionPlan], budget: Budget, where: str) -> list[str]:
+    """The changing functions' rows that fit, whole: full rows when all of them fit, else compact
+    ones (name and action), cut at the end when even those do not; a note says what is not there."""
+    rows = [_row(fp) for fp in changing]
+    compact = not budget.fits([_TABLE_HEAD, *rows, "\n"])
+    if compact:
+        rows = [_compact_row(fp) for fp in changing]
+    frame = _COMPACT_HEAD if compact else _TABLE_HEAD
+    budget.spend(frame + "\n")
+    shown = budget.prefix(rows)
+    return [frame, *rows[:shown], "\n", _table_note(len(changing) - shown, len(changing), compact, where)]
+
+
+def _row(fp: FunctionPlan) -> str:
+    desired = md_code(_cell(short(fp.desired_digest))) if fp.desired_digest else "_after build_"
+    return (f"| `{fp.action.symbol.strip() or '='}` | {md_code(_name(fp))} | {md_code(_cell(short(fp.current_digest)))} "
+            f"| {desired} | {fp.action.value} | {md_text(_cell(_table_reason(fp)))} |\n")
+
+
+def _table_reason(fp: FunctionPlan) -> str:
+    """The reason a reviewer reads first: which inputs changed, when the running image records them."""
+    why = why_line(fp)
+    return why if why is not None and fp.explanation is not None and fp.explanation.labelled else reason(fp)
+
+
+def _compact_row(fp: FunctionPlan) -> str:
+    return f"| `{fp.action.symbol.strip() or '='}` | {md_code(_name(fp))} | {fp.action.value} |\n"
+
+
+def _details(fp: FunctionPlan) -> str:
+    """One function's collapsed section. <details> opens an HTML block that lasts until the blank
+    line: the <summary> line is raw HTML, where markdown (code spans, backslash escapes) means
+    nothing, hence html_code there."""
+    return "".join(line + "\n" for line in ["<details>", f"<summary>{html_code(_name(fp))}: {fp.action.value}</summary>", "",
+                                            *detail_lines(fp), "", "</details>", ""])
+
+
+def detail_lines(fp: FunctionPlan) -> list[str]:
+    """The markdown lines inside a function's <details>: one bullet per fact, nested bullets for
+    the repository and configuration changes, then the numbered steps. Each line is whole and
+    inert; more facts go in as more bullets here."""
+    lines = [f"- reason: {md_text(_line(reason(fp)))}"]
+    why = why_line(fp)
+    if why is not None:
+        lines.append(f"- why: {md_text(_line(why))}")
+        lines += [f"  - {md_code(_line(line))}" for line in changed_file_lines(fp)]
+    lines += [f"- image: {md_code(_line(f'{fp.desired.repository_uri}:{fp.desired.content_tag}'))}",
+             f"- source digest: {md_code(_line(fp.desired.source_digest))}",
+             f"- current digest: {md_code(_line(fp.current_digest or '-'))}",
+             f"- architectures: {md_text(_line(_arch_change(fp)))}",
+             f"- declared in: {md_code(_line(fp.desired.spec_file))}"]
+    if fp.release is not None:
+        lines.append(f"- release: {md_text(_line(release_line(fp.release)))}")
+    if fp.repository_changes:
+        lines += ["- repository:", *(f"  - {md_code(_line(change_line(change)))}" for change in fp.repository_changes)]
+    if fp.configuration:
+        lines += ["- configuration:", *(f"  - {md_code(_line(change_line(change)))}" for change in fp.configuration)]
+    if fp.steps:
+        lines += ["", *(f"{n}. {md_text(_line(step.describe()))}" for n, step in enumerate(fp.steps, 1))]
+    return lines
+
+
+def _fold(names: Sequence[str], count: int, where: str) -> str:
+    """The unchanged functions: their count, and inside, the names that fit (`names` end in ", ")."""
+    listed = "".join(names).removesuffix(", ")
+    if len(names) < count:
+        left = count - len(names)
+        listed += f"{' and' if names else 'Not listed here:'} {left} more ({where})"
+    return f"<details>\n<summary>{count} unchanged</summary>\n\n{listed}\n\n</details>\n\n"
+
+
+def _table_note(left_out: int, changing: int, compact: bool, where: str) -> str:
+    said = []
+    if compact:
+        said.append("This table shows names and actions only: with reasons and digests it would not fit in a comment.")
+    if left_out:
+        said.append(f"{left_out} of {changing} changing functions are not in this table, to stay under GitHub's "
+                    f"comment limit; {where}.")
+    return f"_{' '.join(said)}_\n\n" if said else ""
+
+
+def _details_note(left_out: int, where: str) -> str:
+    if not left_out:
+        return ""
+    return f"_The details of {left_out} function(s) are left out, to stay under GitHub's comment limit; {where}._\n"
+
+
+def _full_plan(saved_plan: str | None) -> str:
+    if saved_plan is not None:
+        return f"the full plan is in {md_code(_inert(saved_plan, _PATH_CAP))}"
+    return "for the full plan, run `deployer plan --out plan.json` (in CI: see the JSON plan artifact)"
+
+
+def _name(fp: FunctionPlan) -> str:
+    return _inert(fp.name, _NAME_CAP)
+
+
+def _cell(value: str) -> str:
+    return _inert(value, _CELL_CAP)
+
+
+def _line(value: str) -> str:
+    return _inert(value, _LINE_CAP)
+
+
+def _inert(value: str, cap: int) -> str:
+    """terminal_text(value), cut to `cap` characters (then markdown-escaped by the caller). Only
+    a prefix of a huge value is made inert, for speed (a plan file can hold megabytes): inert
+    forms are never much longer than the value, so the prefix's is the value's beginning; an
+    escape sequence the cut splits is dropped whole."""
+    raw = value[: cap * 8 + 64]
+    text = terminal_text(raw)
+    if len(raw) < len(value):  # cut: the ellipsis says so, however short the inert form came out
+        return text[: cap - 1] + ELLIPSIS
+    return clip(text, cap)
 
 
 # -- foreign values, made inert ------------------------------------------------------------------
@@ -229,8 +376,14 @@ def html_code(value: object) -> str:
     return f"<code>{md_text(value)}</code>"
 
 
-def history_text(function: str, entries: Sequence[HistoryEntry]) -> str:
-    """Versions as a table, newest first; every value from AWS or an image label made inert."""
+def history_text(function: str, entries: Sequence[HistoryEntry], environment: str | None = None) -> str:
+    """Versions as a table, newest first; every value from AWS or an image label made inert.
+    Under a deploy.yaml environment, a first line names it."""
+    head = f"Environment: {terminal_text(environment)}\n" if environment else ""
+    return head + _history_rows(function, entries)
+
+
+def _history_rows(function: str, entries: Sequence[HistoryEntry]) -> str:
     if not entries:
         return f"{terminal_text(function)}: no published versions\n"
     rows = [("VERSION", "DATE", "IMAGE", "SOURCE", "COMMIT", "ALIASES")]

@@ -131,6 +131,9 @@ def _diagnostics(doc: YamlDocument, error: ValidationError) -> Iterator[Diagnost
                        if isinstance(bad, str) and bad[:4].lower() == "aws:" and error.validator == "pattern"
                        else "expected 1 to 128 characters without control characters")
             yield doc.diagnostic(path + (bad,), f"{where}: invalid tag key {_show(bad)}: {problem}", key=True)
+        elif path == ("environments",):
+            yield doc.diagnostic(path + (bad,), f"{where}: invalid environment name {_show(bad)}: expected 1 to 32 lowercase "
+                                 "letters, digits, '-' or '_', starting with a letter", key=True)
         elif error.validator == "not":
             yield doc.diagnostic(path + (bad,), f"{yaml_path(path + (bad,))}: {bad} is set by deployer; remove it "
                                  "(use builder_image, runtime_image, platform and go_build_flags instead)", key=True)
@@ -192,6 +195,8 @@ def _expected(error: ValidationError) -> str:
             return f"expected at least {rule} item(s)"
         case "maxItems":
             return f"expected at most {rule} items"
+        case "maxProperties":
+            return f"expected at most {rule} entries"
         case "uniqueItems":
             return "expected each item only once"
         case "oneOf" | "anyOf":

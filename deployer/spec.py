@@ -184,10 +184,12 @@ class FunctionSpec:
 
 @dataclass(frozen=True)
 class Spec:
-    """All functions of all deploy.yaml files given, in a stable order (by name)."""
+    """All functions of all deploy.yaml files given, in a stable order (by name), as the
+    environment `environment` has them (None: the files declare no environments)."""
 
     functions: tuple[FunctionSpec, ...]
     files: tuple[Path, ...]
+    environment: str | None = None
 
     def function(self, name: str) -> FunctionSpec:
         for fn in self.functions:

@@ -7,6 +7,7 @@ Plain frozen data, no I/O, so that planner tests can state any situation as valu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Mapping
 
 from deployer.function_config import FunctionConfig, ObservedConfig
 from deployer.repository_config import ObservedRepository, RepositoryConfig
@@ -40,6 +41,8 @@ class Desired:
     # (not saved either: a saved plan holds their changes).
     repository_config: RepositoryConfig = field(default_factory=RepositoryConfig, compare=False)
     release: ReleaseSettings | None = field(default=None, compare=False)  # None: $LATEST updated in place
+    # The digest of each input of the image (deployer.image_inputs), to explain a change; not saved.
+    inputs: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def repository_uri(self) -> str:

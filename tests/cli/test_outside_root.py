@@ -266,7 +266,7 @@ def test_a_deploy_yaml_missing_its_version_is_still_one(repo: Path, cli: InProce
 
 def test_many_unknown_keys_are_summed_up(repo: Path, cli: InProcessCli) -> None:
     (repo / "deploy.yaml").write_text(GOOD + "".join(f"extra{i}: {SECRET}\n" for i in range(8)))
-    allowed = "allowed keys: defaults, functions, root, version"
+    allowed = "allowed keys: defaults, environments, functions, root, version"
     assert_problems(cli("validate", cwd=repo),
                     f"deploy.yaml:1:1: top level: 3 more unknown key(s); {allowed}",
                     *(f"deploy.yaml:{10 + i}:1: extra{i}: unknown key 'extra{i}'; {allowed}" for i in range(5)))
@@ -289,14 +289,14 @@ def test_a_long_unknown_key_is_cut_short(repo: Path, cli: InProcessCli) -> None:
     (repo / "deploy.yaml").write_text(GOOD + f"? {key}\n: 1\n")
     assert_problems(cli("validate", cwd=repo),
                     f"deploy.yaml:10:3: {'k' * 60}...: unknown key '{'k' * 60}'... (500 characters); "
-                    "allowed keys: defaults, functions, root, version")
+                    "allowed keys: defaults, environments, functions, root, version")
 
 
 def test_control_characters_in_a_key_are_escaped(repo: Path, cli: InProcessCli) -> None:
     (repo / "deploy.yaml").write_text(GOOD + '"bad\\e[31mkey": 1\n')
     assert_problems(cli("validate", cwd=repo),
                     "deploy.yaml:10:1: bad\\x1b[31mkey: unknown key 'bad\\x1b[31mkey'; "
-                    "allowed keys: defaults, functions, root, version")
+                    "allowed keys: defaults, environments, functions, root, version")
 
 
 def test_a_long_duplicate_key_is_cut_short(repo: Path, cli: InProcessCli) -> None:

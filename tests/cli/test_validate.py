@@ -116,7 +116,7 @@ def test_a_crash_is_reported_in_two_lines_without_a_traceback(repo: Path) -> Non
     # A bug (any exception that is not a DeployerError) is named, and the traceback shown only
     # with --debug: through the real entry point, its streams and its exit code.
     crash = ("import sys, deployer.app\n"
-             "def boom(paths): raise RuntimeError('boom')\n"
+             "def boom(paths, environment=None): raise RuntimeError('boom')\n"
              "deployer.app.validate = boom\n"
              "from deployer.cli import main\n"
              "main(sys.argv[1:])\n")

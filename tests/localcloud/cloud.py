@@ -61,6 +61,10 @@ from tests.localcloud.goproxy import TLS_DIR, ModuleProxy, write_netrc
 from tests.localcloud.standins import StandinImages, ensure_standins
 
 REGION = "us-east-1"
+# Regions whose ECR also records what the registry holds: the registry stands in for every
+# region's storage, so that a deploy.yaml environment in another region (eu-west-1) deploys too.
+# A push is recorded once per repository name: give each region's repositories names of their own.
+OTHER_REGIONS = ("eu-west-1",)
 LOOPBACK = "127.0.0.1"
 DOCKER_SOCKET = Path("/var/run/docker.sock")
 DOCKER_PIDFILE = Path("/var/run/docker.pid")
@@ -164,10 +168,11 @@ class ImageRecorder:
     Idempotent: a (repository, digest, tag) already recorded is skipped, and moto's
     ImageAlreadyExistsException for an identical re-push is success."""
 
-    def __init__(self, registry_url: str, credentials: RegistryCredentials, ecr: Any) -> None:
+    def __init__(self, registry_url: str, credentials: RegistryCredentials, ecr: Any, other_regions: tuple[Any, ...] = ()) -> None:
         self._registry_url = registry_url
         self._auth = (credentials.username, credentials.password)
         self._ecr = ecr
+        self._other_regions = other_regions  # ECR clients of OTHER_REGIONS: a repository there records the push too
         self._recorded: set[tuple[str, str, str | None]] = set()
         self._tag_digest: dict[tuple[str, str], str] = {}  # (repository, tag) -> digest
         self._manifests: dict[tuple[str, str], tuple[str, str]] = {}  # (repo, digest) -> (manifest, type)
@@ -218,10 +223,22 @@ class ImageRecorder:
                                     imageManifestMediaType=media_type, imageDigest=digest)
         if tag:
             args["imageTag"] = tag
+        # Moto's PutImage fails with a bare 500 for a missing repository: asked first, for the other
+        # regions; the main one records every push, as before (its failure is the harness's error).
+        holding = [ecr for ecr in self._other_regions if self._holds(ecr, repository)]
+        for ecr in (self._ecr, *holding) if not holding or self._holds(self._ecr, repository) else holding:
+            try:
+                ecr.put_image(**args)
+            except ecr.exceptions.ImageAlreadyExistsException:
+                pass
+
+    @staticmethod
+    def _holds(ecr: Any, repository: str) -> bool:
         try:
-            self._ecr.put_image(**args)
-        except self._ecr.exceptions.ImageAlreadyExistsException:
-            pass
+            ecr.describe_repositories(repositoryNames=[repository])
+        except ecr.exceptions.RepositoryNotFoundException:
+            return False
+        return True
 
     def sync(self, repository: str) -> None:
         """Record every tag the registry holds for `repository` (a read barrier for moto)."""
@@ -498,7 +515,8 @@ class LocalCloud:
         (self.state / "htpasswd").write_text(_htpasswd_line(self.credentials))
         config = self.state / "registry.yml"
         config.write_text(_registry_config(self.state, self.registry_port, listener_port))
-        self.recorder = ImageRecorder(f"http://{self.registry_endpoint}", self.credentials, self.client("ecr"))
+        self.recorder = ImageRecorder(f"http://{self.registry_endpoint}", self.credentials, self.client("ecr"),
+                                      tuple(self.client("ecr", region) for region in OTHER_REGIONS))
         self._handler.recorder = self.recorder
         registry = ManagedProcess.start("docker-registry", ["docker-registry", "serve", str(config)],
                                         self.state / "registry.log")
@@ -553,9 +571,9 @@ class LocalCloud:
             }
         return env
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str, region: str = REGION) -> Any:
         """A boto3 client for moto, independent of the process environment."""
-        return boto3.client(service, endpoint_url=self.moto_endpoint, region_name=REGION,
+        return boto3.client(service, endpoint_url=self.moto_endpoint, region_name=region,
                             aws_access_key_id="testing", aws_secret_access_key="testing")
 
     def docker(self) -> docker.DockerClient:

@@ -4,8 +4,9 @@ Brings the cloud up, creates what deployer does not manage (the functions' IAM r
 else: the plan creates the ECR repositories and the functions. Then it runs what a team's CI runs: `deployer plan --out plan.json` (the
 plan a reviewer approves), `deployer apply plan.json`, and `deployer plan` again, which must report
 no changes. greet is released: its first version, smoke-tested (the local cloud really runs it),
-gets the alias `live`. Then a change is merged (greet's memory) and applied: version 2, smoke-tested,
-takes `live`; `deployer history greet` shows both, `deployer rollback greet` moves `live` back to 1.
+gets the alias `live`. Then a pull request changes greet's memory and a shared module: its plan
+comment (markdown) says which inputs of finalize-with-error's image changed and which files; merged
+and applied, greet's version 2 is smoke-tested and takes `live`; `deployer history greet` shows both, `deployer rollback greet` moves `live` back to 1.
 
 It runs in a copy of the repository's examples in a temporary checkout, so nothing of the working
 tree is written; deploy.example.yaml is used as committed, except that the copy points the build at
@@ -24,6 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from dulwich import porcelain
 from ruamel.yaml import YAML
 
 from tests.localcloud.cloud import LocalCloud, LocalCloudError
@@ -36,11 +38,10 @@ ROLE_POLICY = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal
 
 
 def standin_checkout(source: Path, dest_dir: Path, env: dict[str, str]) -> Path:
-    """A checkout in `dest_dir` (a `.git` marks its root) holding a copy of examples/ and of the
-    deploy.yaml `source`, with base images set to the stand-ins named in `env` (LocalCloud.env).
-    Returns the new deploy.yaml; its relative paths mean what they mean in the repository."""
+    """A git checkout in `dest_dir` holding a copy of examples/ and of the deploy.yaml `source`,
+    with base images set to the stand-ins named in `env` (LocalCloud.env), committed. Returns the
+    new deploy.yaml; its relative paths mean what they mean in the repository."""
     shutil.copytree(REPO / "examples", dest_dir / "examples")
-    (dest_dir / ".git").mkdir()
     yaml = YAML()
     data: Any = yaml.load(source.read_text())
     shared_build = data.setdefault("defaults", {}).setdefault("build", {})
@@ -55,7 +56,15 @@ def standin_checkout(source: Path, dest_dir: Path, env: dict[str, str]) -> Path:
     target = dest_dir / "deploy.yaml"
     with target.open("w") as out:
         yaml.dump(data, out)
+    porcelain.init(str(dest_dir))
+    commit(dest_dir, "the team's monorepo")
     return target
+
+
+def commit(checkout: Path, message: str) -> None:
+    """Commit everything in `checkout` (with dulwich: no git needed), as a merge to main would."""
+    porcelain.add(str(checkout))
+    porcelain.commit(str(checkout), message=message.encode(), author=DEMO_AUTHOR, committer=DEMO_AUTHOR)
 
 
 def create_prerequisites(cloud: LocalCloud) -> None:
@@ -79,15 +88,41 @@ def run(env: dict[str, str], checkout: Path, steps: list[tuple[tuple[str, ...], 
     return True
 
 
-def merge_a_change(spec: Path) -> None:
-    """What a merged pull request would change: greet's memory."""
+def open_a_pull_request(spec: Path) -> None:
+    """What a pull request changes: greet's memory, and a shared module finalize-with-error uses."""
     yaml = YAML()
     data: Any = yaml.load(spec.read_text())
     greet = next(fn for fn in data["functions"] if fn["name"] == "greet")
     greet["memory"] = 512
     with spec.open("w") as out:
         yaml.dump(data, out)
-    print("\ndemo: a change is merged: greet's memory 256 -> 512", flush=True)
+    errors_go = spec.parent / "examples" / "shared" / "errors" / "errors.go"
+    errors_go.write_text(errors_go.read_text() + SHARED_CHANGE)
+    print("\ndemo: a pull request changes greet's memory (256 -> 512) and shared/errors; its plan comment:", flush=True)
+
+
+# A change to the shared module finalize-with-error imports: its plan says which input changed.
+SHARED_CHANGE = """
+// IsRetryable reports whether err is worth retrying.
+func IsRetryable(err error) bool { return err != nil }
+"""
+DEMO_AUTHOR = b"deployer demo <demo@example.com>"
+# Where the demo also writes the pull request's plan comment, when set (the README shows one).
+COMMENT_ENV = "DEPLOYER_DEMO_COMMENT"
+
+
+def show_the_plan_comment(env: dict[str, str], checkout: Path) -> bool:
+    """The markdown plan a pull request's comment shows, printed (and written to $DEPLOYER_DEMO_COMMENT)."""
+    print("\n$ deployer plan --format markdown", flush=True)
+    made = subprocess.run([sys.executable, "-m", "deployer", "plan", "--format", "markdown"], env=env, cwd=checkout,
+                          capture_output=True, text=True)
+    print(made.stdout + made.stderr, flush=True)
+    if made.returncode != 0 or "shared/errors changed" not in made.stdout:
+        print("\ndemo FAILED: the pull request's plan does not say that shared/errors changed", file=sys.stderr)
+        return False
+    if os.environ.get(COMMENT_ENV):
+        Path(os.environ[COMMENT_ENV]).write_text(made.stdout)
+    return True
 
 
 def main() -> int:
@@ -104,7 +139,10 @@ def main() -> int:
             ]
             if not run(env, checkout, steps):
                 return 1
-            merge_a_change(spec)
+            open_a_pull_request(spec)
+            if not show_the_plan_comment(env, checkout):
+                return 1
+            commit(checkout, "greet: 512 MB; errors: IsRetryable")  # merged
             released = [
                 (("apply", "--yes"), 0),  # greet's version 2: smoke-tested, then live
                 (("history", "greet"), 0),

@@ -15,13 +15,13 @@ ORDER = [
     # utilities every stage may use
     "__init__", "errors", "paths", "locks", "gitrev",
     # spec: deploy.yaml files -> Spec
-    "function_config", "repository_config", "spec", "yamldoc", "schema", "function_settings", "release_settings", "load",
+    "function_config", "repository_config", "spec", "yamldoc", "schema", "function_settings", "release_settings", "environments", "load",
     # build inputs: go.mod files, shared modules, the build context and its digest
-    "gomod", "workspace", "module_graph", "digest", "dockerignore", "layout", "redact", "context",
+    "gomod", "workspace", "module_graph", "digest", "image_inputs", "dockerignore", "layout", "gitdiff", "redact", "context",
     # cloud: what AWS reports, through its gateways
     "state", "registry", "aws", "lambda_config", "lambda_gateway", "ecr_gateway", "observe",
     # plan: pure decisions, their words, their files
-    "plan", "explain", "planfile", "binding", "history", "render", "prune", "adopt",
+    "plan", "explain", "planfile", "binding", "history", "markdown_budget", "render", "shard", "prune", "adopt", "provenance",
     # apply: the only stage that changes anything
     "outcome", "go_build", "ports", "interrupts", "docker_gateway", "images", "sharing", "runtime_api", "local_invoke", "run_function", "progress", "apply", "local_build",
     # the use cases and the command line

@@ -133,6 +133,7 @@ def test_path_values_are_bounded_and_free_of_control_characters(path: str, valid
 # needs a sample here, so that the trailing-newline test below covers it.
 PATTERN_SAMPLES = {
     "/$defs/region": "us-east-1",
+    "/$defs/environmentName": "production-eu_2",
     "/$defs/account": "123456789012",
     "/$defs/repositoryName": "team/fn",
     "/$defs/path": "functions/fn",

@@ -1,0 +1,232 @@
+"""The files of a function's inputs changed since a commit, as `git diff --stat COMMIT -- inputs`
+counts them, read with dulwich (no git process in the product; the tests make their commits with
+git). Only what the build context holds counts; a checkout that borrows objects from elsewhere is
+not read; a remote's URL loses its credentials."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from deployer import gitdiff, image_inputs
+from deployer.image_inputs import FileChange, FileChanges
+from deployer.context import assemble
+from deployer.digest import disk_entries
+from deployer.layout import layout
+from tests.unit.context_helpers import pinned_fn, write_tree
+
+GO_MOD = (b"module example.com/functions/fn\n\ngo 1.22\n\nrequire example.com/shared/errors v0.0.0\n\n"
+          b"replace example.com/shared/errors => ../../shared/errors\n")
+REPO = {
+    "functions/fn/go.mod": GO_MOD,
+    "functions/fn/main.go": b"package main\n\nfunc main() {}\n",
+    "functions/fn/main_test.go": b"package main\n",
+    "functions/fn/.dockerignore": b"notes.txt\n",
+    "functions/fn/notes.txt": b"a\n",
+    "functions/other/main.go": b"package main\n",
+    "shared/errors/go.mod": b"module example.com/shared/errors\n",
+    "shared/errors/errors.go": b"package errors\n\nvar A = 1\nvar B = 2\n",
+}
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=root,
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> tuple[Path, str]:
+    root = write_tree(tmp_path / "repo", REPO)
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "start")
+    return root, git(root, "rev-parse", "HEAD")
+
+
+def changes(root: Path, commit: str) -> FileChanges | None:
+    repo = gitdiff.open_checkout(root)
+    assert repo is not None
+    lay = layout(pinned_fn(root))
+    return gitdiff.changed_files(repo, root, commit, lay.input_dirs, lay.entries)
+
+
+def test_an_unchanged_checkout_has_no_changed_files_and_is_not_dirty(checkout: tuple[Path, str]) -> None:
+    root, commit = checkout
+    found = changes(root, commit)
+    assert found is not None and (found.files, found.total) == ((), 0)
+
+
+def test_modified_added_and_deleted_files_are_counted_as_git_diff_stat_counts_them(checkout: tuple[Path, str]) -> None:
+    root, commit = checkout
+    errors_go, util_go = b"package errors\n\nvar A = 1\nvar B = 3\nvar C = 4\n", b"package main\n\nfunc util() {}\n"
+    write_tree(root, {"shared/errors/errors.go": errors_go, "functions/fn/util.go": util_go,
+                      "shared/errors/data.bin": b"\x00\x01\x02"})
+    (root / "functions/fn/main.go").unlink()
+    found = changes(root, commit)
+    assert found is not None and found.total == 4
+    assert found.files == (
+        FileChange("functions/fn/main.go", 0, 3, old_size=len(REPO["functions/fn/main.go"]), new_size=None),
+        FileChange("functions/fn/util.go", 3, 0, old_size=None, new_size=len(util_go)),
+        FileChange("shared/errors/data.bin", binary=True, old_size=None, new_size=3),
+        FileChange("shared/errors/errors.go", 2, 1, old_size=len(REPO["shared/errors/errors.go"]), new_size=len(errors_go)),
+    )
+    stat = git(root, "diff", "--numstat", commit, "--", "shared/errors/errors.go")
+    assert stat.split()[:2] == ["2", "1"]  # git's own count of the same change
+
+
+def test_files_the_context_leaves_out_and_other_functions_do_not_count(checkout: tuple[Path, str]) -> None:
+    root, commit = checkout
+    write_tree(root, {"functions/fn/notes.txt": b"changed\n",  # .dockerignore
+                      "functions/fn/main_test.go": b"package main\n// changed\n",  # not built
+                      "functions/other/main.go": b"package main\n// changed\n"})  # another function's
+    found = changes(root, commit)
+    assert found is not None and found.total == 0
+
+
+def test_a_commit_not_in_the_history_gives_no_list(checkout: tuple[Path, str]) -> None:
+    root, _ = checkout
+    assert changes(root, "0" * 40) is None
+    assert changes(root, "not a commit") is None
+
+
+def test_dirty_says_whether_the_inputs_differ_from_the_commit(checkout: tuple[Path, str]) -> None:
+    root, commit = checkout
+    repo = gitdiff.open_checkout(root)
+    assert repo is not None
+    lay = layout(pinned_fn(root))
+    assert not gitdiff.dirty(repo, root, commit, lay.input_dirs, lay.entries)
+    write_tree(root, {"shared/errors/errors.go": b"package errors\n"})
+    assert gitdiff.dirty(repo, root, commit, lay.input_dirs, layout(pinned_fn(root)).entries)
+
+
+@pytest.mark.parametrize("borrowed", ["objects/info/alternates", "commondir"])
+def test_a_checkout_that_borrows_objects_from_elsewhere_is_not_read(checkout: tuple[Path, str], borrowed: str) -> None:
+    root, _ = checkout
+    (root / ".git" / borrowed).write_text("/etc\n")
+    assert gitdiff.open_checkout(root) is None
+
+
+def test_a_git_file_or_link_is_not_followed(tmp_path: Path, checkout: tuple[Path, str]) -> None:
+    root, _ = checkout
+    other = write_tree(tmp_path / "other", {"x": b""})
+    (other / ".git").write_text(f"gitdir: {root / '.git'}\n")
+    assert gitdiff.open_checkout(other) is None
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    os.symlink(root / ".git", linked / ".git")
+    assert gitdiff.open_checkout(linked) is None
+
+
+@pytest.mark.parametrize(("url", "clean"), [
+    ("https://user:ghp_secret@github.com/owner/repo.git", "https://github.com/owner/repo"),
+    ("https://github.com/owner/repo?token=x#frag", "https://github.com/owner/repo"),
+    ("git@github.com:owner/repo.git", "https://github.com/owner/repo"),
+    ("ssh://git@gitlab.example.com:2222/group/repo.git", "https://gitlab.example.com/group/repo"),
+    ("file:///etc/passwd", None),
+    ("/srv/git/repo.git", None),
+    ("https://github.com/owner/re po\x1b[31m", None),
+    ("https://[::1:bad/x", None),
+])
+def test_a_remote_url_is_shown_without_credentials(url: str, clean: str | None) -> None:
+    assert gitdiff.clean_url(url) == clean
+
+
+def test_the_source_url_is_read_from_the_origin_remote(checkout: tuple[Path, str]) -> None:
+    root, _ = checkout
+    assert gitdiff.source_url(root) is None
+    git(root, "remote", "add", "origin", "https://bot:secret@github.com/owner/repo.git")
+    assert gitdiff.source_url(root) == "https://github.com/owner/repo"
+
+
+def numstat(root: Path, commit: str) -> dict[str, tuple[int, int]]:
+    """git's own count of the checkout's tracked changes in fn's inputs (renames as a deletion and an addition)."""
+    out = git(root, "diff", "--no-renames", "--numstat", commit, "--", "functions/fn", "shared/errors")
+    return {path: (int(added), int(deleted)) for added, deleted, path in (line.split("\t") for line in out.splitlines())}
+
+
+def counted(found: FileChanges | None) -> dict[str, tuple[int, int]]:
+    assert found is not None
+    return {f.path: (f.added, f.deleted) for f in found.files}
+
+
+def test_line_counts_equal_git_numstat_on_edits_it_counts_differently_from_difflib(checkout: tuple[Path, str]) -> None:
+    root, _ = checkout
+    # Lines git's shortest edit aligns otherwise than difflib's matcher; a last line losing its
+    # newline; CRLF line ends ("\r" belongs to a line); a file moved; a directory deleted.
+    write_tree(root, {"shared/errors/a.go": b"}\nb\n}\n", "shared/errors/b.go": b"x\ny\nz\n",
+                      "shared/errors/c.go": b"1\n2\n3\n", "shared/errors/d.go": b"l1\nl2\n", "shared/errors/sub/e.go": b"e\n"})
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "more")
+    commit = git(root, "rev-parse", "HEAD")
+    write_tree(root, {"shared/errors/a.go": b"b\nc\n}\n", "shared/errors/b.go": b"x\ny\nz",
+                      "shared/errors/c.go": b"1\r\n2\r\n3\n"})
+    (root / "shared/errors/d.go").rename(root / "shared/errors/moved.go")
+    git(root, "add", "shared/errors/moved.go")  # tracked, so that git counts it too
+    (root / "shared/errors/sub/e.go").unlink()
+    (root / "shared/errors/sub").rmdir()
+    os.chmod(root / "functions/fn/main.go", 0o755)
+    ours = counted(changes(root, commit))
+    assert ours == numstat(root, commit)
+    assert ours["shared/errors/a.go"] == (1, 1)  # difflib: (2, 2)
+    assert ours["functions/fn/main.go"] == (0, 0) and ours["shared/errors/b.go"] == (1, 1)
+
+
+def test_a_submodule_is_not_listed_file_by_file(tmp_path: Path, checkout: tuple[Path, str]) -> None:
+    root, _ = checkout
+    sub = write_tree(tmp_path / "sub", {"x.go": b"package x\n"})
+    git(sub, "init", "-q")
+    git(sub, "add", "-A")
+    git(sub, "commit", "-q", "-m", "sub")
+    git(root, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(sub), "shared/errors/sub")
+    git(root, "commit", "-q", "-m", "with a submodule")
+    found = changes(root, git(root, "rev-parse", "HEAD"))
+    assert found is not None and found.total == 0  # its files are in the context, not in the commit's tree
+
+
+def test_a_file_too_large_to_read_is_counted_by_size_without_failing_the_list(checkout: tuple[Path, str]) -> None:
+    root, commit = checkout
+    (root / "shared/errors/big.bin").write_bytes(b"a" * (gitdiff.MAX_FILE_BYTES * 70))
+    assert counted(changes(root, commit)) == {"shared/errors/big.bin": (0, 0)}
+    found = changes(root, commit)
+    assert found is not None and found.files[0].binary and found.files[0].new_size == gitdiff.MAX_FILE_BYTES * 70
+
+
+def test_a_name_that_is_no_printable_text_is_shown_escaped_and_a_plan_file_keeps_it(checkout: tuple[Path, str]) -> None:
+    root, commit = checkout
+    (root / os.fsdecode(b"shared/errors/bad\xff\x1b[31m\n.go")).write_bytes(b"x\n")
+    found = changes(root, commit)
+    assert found is not None and [f.path for f in found.files] == ["shared/errors/bad\\xff\\x1b[31m\\n.go"]
+    saved = image_inputs.to_dict(image_inputs.Explanation(labelled=True, commit=commit, files=found))
+    assert image_inputs.from_dict(json.loads(json.dumps(saved)), "explanation") == image_inputs.Explanation(
+        labelled=True, commit=commit, files=found)
+
+
+@pytest.mark.parametrize("kind", ["replace directives", "go workspace", "dockerfile"])
+def test_an_assembled_context_of_a_clean_checkout_is_not_dirty_and_has_the_layouts_inputs(
+        tmp_path: Path, kind: str) -> None:
+    # What apply writes into a context and the checkout does not hold as such (go.mod rewritten for
+    # the shared modules' new places, a generated go.work, a Dockerfile) is no uncommitted change.
+    if kind == "go workspace":
+        from tests.unit.test_workspace import BASE, FUNCTION
+        root, source, build = write_tree(tmp_path / "repo", BASE), FUNCTION, {}
+    else:
+        extra = {"functions/fn/Dockerfile": b"FROM scratch\nCOPY . /\n"} if kind == "dockerfile" else {}
+        root, source = write_tree(tmp_path / "repo", {**REPO, **extra}), "functions/fn"
+        build = {"dockerfile": root / "functions/fn/Dockerfile"} if kind == "dockerfile" else {}
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "start")
+    commit = git(root, "rev-parse", "HEAD")
+    fn = pinned_fn(root, source, **build)
+    context = assemble(fn, tmp_path / "ctx")
+    assert dict(context.inputs) == layout(fn).digests()[1]
+    repo = gitdiff.open_checkout(root)
+    assert repo is not None
+    assert not gitdiff.dirty(repo, root, commit, context.input_dirs, disk_entries(context.path))
+    main_go = root / source / "main.go"
+    main_go.write_bytes(main_go.read_bytes() + b"// edited\n")
+    assert gitdiff.dirty(repo, root, commit, context.input_dirs, disk_entries(context.path))
