@@ -117,10 +117,11 @@ def why_line(fp: FunctionPlan) -> str | None:
     if why is None:
         return None
     if why.unreadable:
-        return ("the labels of the running image could not be read (registry refused, or the image is gone): "
+        return ("the labels of the running image could not be read (registry refused or too slow, or the image is gone): "
                 "only its source digest is known to differ")
     if not why.labelled:
-        return "the running image records no inputs (built by another tool, or by a deployer from before they were recorded): only its source digest is known to differ"
+        return ("the running image records no inputs (built by another tool, or by a deployer from before they were "
+                "recorded): only its source digest is known to differ")
     parts = [f"{display_name(c.name)} {c.change}" for c in why.changed] or ["no recorded input differs"]
     if why.unchanged:
         parts.append(f"{', '.join(display_name(name) for name in why.unchanged)} unchanged")

@@ -1,6 +1,8 @@
 """gitdiff: which files of a function's inputs differ between a commit and the checkout, counted as
-`git diff --stat COMMIT -- <the input directories>` counts them; and what a checkout says of itself
-for an image's labels (its repository URL, uncommitted changes in the inputs).
+`git diff --no-renames --numstat COMMIT -- <the input directories>` counts them (lines end at "\n"
+only; the shortest edit, as git's Myers diff; a mode change alone counts no line; a submodule is not
+compared), with the files not committed yet besides, as they are in the image; and what a checkout
+says of itself for an image's labels (its repository URL, uncommitted changes in the inputs).
 
 The git objects are read with dulwich: no git process runs (git runs hooks and reads configuration
 that can name programs, such as core.fsmonitor). Only a checkout whose `.git` is a directory of its
@@ -94,14 +96,14 @@ def _changes(repo: Repo, root: Path, commit: str, input_dirs: InputDirs, entries
     tree = store[head.tree]
     if not isinstance(tree, Tree):
         raise ValueError("not a tree")
-    committed = []
+    committed: dict[str, tuple[int, ObjectID]] = {}  # by path: input directories may nest
     for directory in _input_dirs(input_dirs, root):
         listing = (tree.id, directory)
         if listing not in memo.listed:
             memo.listed[listing] = _committed(store, tree, directory)
-        committed += memo.listed[listing]
+        committed.update((path, (mode, sha)) for path, mode, sha in memo.listed[listing])
     # Submodules (gitlinks): git compares their commits, not their files; neither does this.
-    submodules = tuple(path + "/" for path, mode, _ in committed if mode == _GITLINK)
+    submodules = tuple(path + "/" for path, (mode, _) in committed.items() if mode == _GITLINK)
     # repository path -> (kind, link target), for what the context holds from the checkout (not
     # what deployer generates there: a go.work, a copied Dockerfile); git tracks no FIFO or socket
     in_context = {path: found for path, found in _context_files(input_dirs, entries, root)
@@ -109,7 +111,7 @@ def _changes(repo: Repo, root: Path, commit: str, input_dirs: InputDirs, entries
     changes: list[FileChange] = []
     seen: set[str] = set()
     read = 0
-    for path, mode, sha in committed:
+    for path, (mode, sha) in committed.items():
         if mode != _GITLINK:
             seen.add(path)
             if path not in in_context and os.path.lexists(root / path):
@@ -127,7 +129,12 @@ def _changes(repo: Repo, root: Path, commit: str, input_dirs: InputDirs, entries
     for path, now in in_context.items():
         if path not in seen and read < MAX_FILES_READ:
             read += 1
-            changes.append(_new_file(root, path, now))
+            key = (path, 0, ObjectID(b""), now)  # a file the commit does not have
+            if key not in memo.compared:
+                memo.compared[key] = _new_file(root, path, now)
+            change = memo.compared[key]
+            if change is not None:
+                changes.append(change)
     changes.sort(key=lambda c: c.path)
     return FileChanges(tuple(changes[:MAX_FILES_LISTED]), len(changes))
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -35,20 +36,24 @@ from deployer.state import Desired, Observed
 
 WORKERS = 8
 READ_TIMEOUT = 10.0  # seconds one read of a registry waits for an answer; one image's reads, twice that
+# Seconds all label reads of one plan may take: a registry answering each read just in time would
+# otherwise hold a plan of hundreds of images for many minutes. Images not read by then are told
+# as unreadable.
+READ_BUDGET = 60.0
 # A registry that did not answer this many reads is not asked again in the same plan: it would
 # otherwise cost its timeout for every function. Refusals and missing images do not count.
 MAX_FAILURES = 3
 
 
 def explain_plan(plan: Plan, observed: Sequence[tuple[Desired, Observed]], spec: Spec, clients: Clients,
-                 registry_endpoint: str | None = None, timeout: float = READ_TIMEOUT) -> Plan:
+                 registry_endpoint: str | None = None, timeout: float = READ_TIMEOUT, budget: float = READ_BUDGET) -> Plan:
     """`plan` with an explanation on every function whose image changes from one Lambda runs;
-    `timeout`: how long one read of a registry waits for it to answer."""
+    `timeout`: how long one read of a registry waits for it to answer; `budget`: all of them."""
     targets = [fp for fp in plan.functions if _image_changes(fp)]
     if not targets:
         return plan
     reader = _Reader(clients, registry_endpoint, {d.name: o for d, o in observed}, {fn.name: fn for fn in spec.functions},
-                     timeout)
+                     timeout, time.monotonic() + budget)
     try:
         with ThreadPoolExecutor(max_workers=min(WORKERS, len(targets))) as pool:
             explained = dict(zip((fp.name for fp in targets), pool.map(reader.explanation, targets)))
@@ -68,9 +73,9 @@ class _Reader:
     running image, an opened git checkout."""
 
     def __init__(self, clients: Clients, endpoint: str | None, observed: Mapping[str, Observed],
-                 functions: Mapping[str, FunctionSpec], timeout: float) -> None:
+                 functions: Mapping[str, FunctionSpec], timeout: float, deadline: float) -> None:
         self.clients, self.endpoint, self.observed, self.functions = clients, endpoint, observed, functions
-        self.timeout = timeout
+        self.timeout, self.deadline = timeout, deadline
         self._lock = threading.Lock()
         self._logins: dict[str, RegistryLogin | None] = {}
         self._labels: dict[tuple[EcrRepository, str], Mapping[str, str] | None] = {}
@@ -113,10 +118,12 @@ class _Reader:
             with self._lock:
                 given_up = self._failures.get(repository.registry, 0) >= MAX_FAILURES
             found = None
-            if login is not None and not given_up:
+            left = self.deadline - time.monotonic()
+            if login is not None and not given_up and left > 0:
                 try:
                     found = image_labels(repository.registry, repository.name, digest, login, self.endpoint,
-                                         timeout=self.timeout, total=2 * self.timeout, raise_unanswered=True)
+                                         timeout=min(self.timeout, left), total=min(2 * self.timeout, left),
+                                         raise_unanswered=True)
                 except RegistryUnanswered:  # only silence counts: a missing image says nothing of the others
                     with self._lock:
                         self._failures[repository.registry] = self._failures.get(repository.registry, 0) + 1

@@ -230,3 +230,15 @@ def test_an_assembled_context_of_a_clean_checkout_is_not_dirty_and_has_the_layou
     main_go = root / source / "main.go"
     main_go.write_bytes(main_go.read_bytes() + b"// edited\n")
     assert gitdiff.dirty(repo, root, commit, context.input_dirs, disk_entries(context.path))
+
+
+def test_functions_sharing_modules_share_the_comparisons_and_get_the_same_lists(checkout: tuple[Path, str]) -> None:
+    root, commit = checkout
+    write_tree(root, {"shared/errors/errors.go": b"package errors\n", "shared/errors/new.go": b"package errors\n"})
+    repo = gitdiff.open_checkout(root)
+    assert repo is not None
+    lay, memo = layout(pinned_fn(root)), gitdiff.Memo()
+    first = gitdiff.changed_files(repo, root, commit, lay.input_dirs, lay.entries, memo)
+    assert memo.compared and memo.listed
+    assert gitdiff.changed_files(repo, root, commit, lay.input_dirs, lay.entries, memo) == first == changes(root, commit)
+    assert first is not None and [f.path for f in first.files] == ["shared/errors/errors.go", "shared/errors/new.go"]

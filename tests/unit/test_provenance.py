@@ -198,3 +198,16 @@ def test_a_silent_registry_costs_a_plan_of_200_functions_a_few_timeouts_not_one_
     assert time.monotonic() - started < 2.5  # a wave of 8 readers times out (two at most); the rest are not tried
     assert all(fp.explanation is not None and fp.explanation.unreadable for fp in explained.functions)
     assert len(state.requests) < 16  # the first wave, and a few readers that started before it ended
+
+
+def test_a_registry_answering_each_read_just_in_time_cannot_hold_the_plan_past_its_budget(
+        registry: tuple[Registry, str]) -> None:
+    state, endpoint = registry
+    images = [state.add({"dev.deployer.input.function": "sha256:" + f"{i:064x}"}) for i in range(100)]
+    state.stall = 0.2  # answered, within the read timeout: never counted as silence
+    plan, pairs = plan_of(lambda i: images[i], len(images))
+    started = time.monotonic()
+    explained = explain_plan(plan, pairs, Spec((), ()), FakeClients(), endpoint, timeout=1.0, budget=1.0)
+    assert time.monotonic() - started < 2.5  # 100 images x 2 reads x 0.2 s / 8 readers would be 5 s
+    told = [fp.explanation for fp in explained.functions]
+    assert any(w is not None and w.labelled for w in told) and any(w is not None and w.unreadable for w in told)
