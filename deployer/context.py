@@ -41,6 +41,7 @@ class BuildContext:
     # The digest of each input of the image (deployer.image_inputs), and where each module is.
     inputs: Mapping[str, str] = field(default_factory=dict)
     input_dirs: tuple[tuple[str, str, Path], ...] = ()
+    would_hold: Callable[[str], bool] | None = field(default=None, compare=False)  # Layout.would_hold
 
     @property
     def content_tag(self) -> str:
@@ -143,7 +144,7 @@ def assemble(fn: FunctionSpec, dest: Path) -> BuildContext:
             shutil.rmtree(created, ignore_errors=True)
         raise
     return BuildContext(path=path, recipe=recipe, shared_modules=lay.shared_modules, digest=digest,
-                        inputs=MappingProxyType(inputs_digests), input_dirs=lay.input_dirs)
+                        inputs=MappingProxyType(inputs_digests), input_dirs=lay.input_dirs, would_hold=lay.would_hold)
 
 
 def _make_writable(func: Callable[[str], object], path: str, _exc: object) -> None:

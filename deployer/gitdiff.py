@@ -20,7 +20,7 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from dulwich.object_store import BaseObjectStore
@@ -75,20 +75,27 @@ class Memo:
         self.compared: dict[tuple[str, int, ObjectID, tuple[str, str | None] | None], FileChange | None] = {}
 
 
+# Whether a context path would be in the build context if its file existed (.dockerignore, the
+# Go build's test files): a file deleted since the commit counts only then. Layout.would_hold.
+WouldHold = Callable[[str], bool]
+
+
 def changed_files(repo: Repo, root: Path, commit: str, input_dirs: InputDirs, entries: Iterable[TreeEntry],
-                  memo: Memo | None = None) -> FileChanges | None:
+                  memo: Memo | None = None, would_hold: WouldHold | None = None) -> FileChanges | None:
     """The files of a build context's inputs (`input_dirs`, and the context's `entries`) that differ
     between `commit` and the checkout at `root`; None when the commit is not in the repository or
-    cannot be read. `memo` keeps what the next call for the same checkout can reuse."""
+    cannot be read. `memo` keeps what the next call for the same checkout can reuse; `would_hold`
+    tells a deleted input from a deleted file the context would leave out anyway."""
     if not has_commit(repo, commit):
         return None
     try:
-        return _changes(repo, root, commit, input_dirs, entries, memo or Memo())
+        return _changes(repo, root, commit, input_dirs, entries, memo or Memo(), would_hold)
     except Exception:  # a damaged object, a file gone meanwhile: the plan goes on without the list
         return None
 
 
-def _changes(repo: Repo, root: Path, commit: str, input_dirs: InputDirs, entries: Iterable[TreeEntry], memo: Memo) -> FileChanges:
+def _changes(repo: Repo, root: Path, commit: str, input_dirs: InputDirs, entries: Iterable[TreeEntry], memo: Memo,
+             would_hold: WouldHold | None) -> FileChanges:
     store = repo.object_store
     head = store[ObjectID(commit.encode())]
     if not isinstance(head, Commit):
@@ -114,8 +121,8 @@ def _changes(repo: Repo, root: Path, commit: str, input_dirs: InputDirs, entries
     for path, (mode, sha) in committed.items():
         if mode != _GITLINK:
             seen.add(path)
-            if path not in in_context and os.path.lexists(root / path):
-                continue  # left out of the context (.dockerignore, tests): not an input
+            if path not in in_context and (os.path.lexists(root / path) or not _was_input(path, input_dirs, root, would_hold)):
+                continue  # left out of the context (.dockerignore, tests): not an input, present or deleted
             read += 1
             if read > MAX_FILES_READ:
                 break
@@ -137,6 +144,20 @@ def _changes(repo: Repo, root: Path, commit: str, input_dirs: InputDirs, entries
                 changes.append(change)
     changes.sort(key=lambda c: c.path)
     return FileChanges(tuple(changes[:MAX_FILES_LISTED]), len(changes))
+
+
+def _was_input(path: str, input_dirs: InputDirs, root: Path, would_hold: WouldHold | None) -> bool:
+    """Whether a committed file the checkout no longer has would be in the context (as its path there)."""
+    if would_hold is None:
+        return True
+    real = root.resolve()
+    for _, loc, directory in sorted(input_dirs, key=lambda d: -len(d[1])):
+        if directory.is_relative_to(real):
+            rel = directory.relative_to(real).as_posix()
+            if rel in ("", ".") or path == rel or path.startswith(rel + "/"):
+                inner = path[len(rel):].lstrip("/") if rel not in ("", ".") else path
+                return would_hold(f"{loc}/{inner}" if loc else inner)
+    return True
 
 
 def _input_dirs(input_dirs: InputDirs, root: Path) -> list[str]:
@@ -307,10 +328,11 @@ def _edit_distance(old: Sequence[bytes], new: Sequence[bytes], max_work: int) ->
     return None
 
 
-def dirty(repo: Repo, root: Path, head: str, input_dirs: InputDirs, entries: Iterable[TreeEntry]) -> bool:
+def dirty(repo: Repo, root: Path, head: str, input_dirs: InputDirs, entries: Iterable[TreeEntry],
+          would_hold: WouldHold | None = None) -> bool:
     """Whether the checkout's files in a context's inputs differ from commit `head`'s (False when
     that cannot be told)."""
-    found = changed_files(repo, root, head, input_dirs, entries)
+    found = changed_files(repo, root, head, input_dirs, entries, would_hold=would_hold)
     return found is not None and found.total > 0
 
 

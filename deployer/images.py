@@ -97,7 +97,7 @@ def checkout_labels(checkout: Path, context: BuildContext) -> dict[str, str]:
         repo = gitdiff.open_checkout(checkout)
         if repo is not None:
             try:
-                if gitdiff.dirty(repo, checkout, commit, context.input_dirs, disk_entries(context.path)):
+                if gitdiff.dirty(repo, checkout, commit, context.input_dirs, disk_entries(context.path), context.would_hold):
                     labels[image_inputs.DIRTY_LABEL] = "true"
             finally:
                 repo.close()  # its pack files, now rather than whenever it is collected

@@ -56,7 +56,7 @@ from docker.utils.build import PatternMatcher
 
 from deployer import digest as digest_mod
 from deployer import gomod
-from deployer.dockerignore import IgnoreMatcher, read_dockerignore, walk
+from deployer.dockerignore import IgnoreMatcher, never_in_context, read_dockerignore, walk
 from deployer.errors import BuildContextError, Diagnostic
 from deployer.module_graph import SHARED_DIR, Module, ModuleGraph, discover
 from deployer.paths import RefusedFile, check_inside, display, inside, kind, open_inside, read_inside
@@ -164,6 +164,8 @@ class Layout:
     module_dirs: tuple[Path, ...]  # the context directory must not lie inside any of them
     # Each shared module: where it lies in the context, and its directory (resolved).
     shared_dirs: tuple[tuple[str, Path], ...] = ()
+    # The .dockerignore rules the entries were selected by (with go.mod, go.sum forced in).
+    ignore: PatternMatcher | None = dataclasses.field(default=None, compare=False)
 
     def digest(self) -> str:
         """The source digest of the context this layout makes, hashing files in place."""
@@ -189,6 +191,16 @@ class Layout:
         root = self.fn.root.resolve()
         return (("function", "", self.fn.build.source.resolve()),
                 *((module_input(root, d), loc, d) for loc, d in self.shared_dirs))
+
+    def would_hold(self, path: str) -> bool:
+        """Whether a file at context path `path` would be in the context if it existed: not left
+        out by .dockerignore, by name (.git, dotenv files) or, for the Go build, as a test file.
+        (A testdata directory is judged by its contents, which a deleted file no longer shows.)"""
+        if any(never_in_context(part) for part in path.split("/")):
+            return False
+        if isinstance(self.recipe, GoBuild) and path.endswith("_test.go"):
+            return False
+        return self.ignore is None or not self.ignore.matches(path)
 
     def part_of(self, path: str) -> str:
         """The input a context entry belongs to: a shared module, the Dockerfile, or the function."""
@@ -464,6 +476,7 @@ def lay_out(fn: FunctionSpec, found: Inputs) -> Layout:
         shared_modules=graph.shared_names,
         module_dirs=tuple(graph.modules),
         shared_dirs=tuple((loc, module.dir) for loc, module in shared),
+        ignore=pm,
     )
 
 

@@ -147,7 +147,7 @@ class _Reader:
         except DeployerError:
             return None
         with self._git:  # one at a time, sharing the comparisons of the files of shared modules
-            return gitdiff.changed_files(checkout[0], root, commit, lay.input_dirs, lay.entries, checkout[1])
+            return gitdiff.changed_files(checkout[0], root, commit, lay.input_dirs, lay.entries, checkout[1], lay.would_hold)
 
     def close(self) -> None:
         for checkout in self._checkouts.values():

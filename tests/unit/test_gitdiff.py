@@ -51,7 +51,7 @@ def changes(root: Path, commit: str) -> FileChanges | None:
     repo = gitdiff.open_checkout(root)
     assert repo is not None
     lay = layout(pinned_fn(root))
-    return gitdiff.changed_files(repo, root, commit, lay.input_dirs, lay.entries)
+    return gitdiff.changed_files(repo, root, commit, lay.input_dirs, lay.entries, would_hold=lay.would_hold)
 
 
 def test_an_unchanged_checkout_has_no_changed_files_and_is_not_dirty(checkout: tuple[Path, str]) -> None:
@@ -85,6 +85,14 @@ def test_files_the_context_leaves_out_and_other_functions_do_not_count(checkout:
                       "functions/other/main.go": b"package main\n// changed\n"})  # another function's
     found = changes(root, commit)
     assert found is not None and found.total == 0
+
+
+def test_a_deleted_file_counts_only_if_the_context_would_hold_it(checkout: tuple[Path, str]) -> None:
+    root, commit = checkout
+    for gone in ("functions/fn/notes.txt", "functions/fn/main_test.go", "functions/fn/main.go"):
+        (root / gone).unlink()  # .dockerignore'd, a test file of the Go build, an input
+    found = changes(root, commit)
+    assert found is not None and [f.path for f in found.files] == ["functions/fn/main.go"]
 
 
 def test_a_commit_not_in_the_history_gives_no_list(checkout: tuple[Path, str]) -> None:
