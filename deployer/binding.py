@@ -233,6 +233,16 @@ def _decide(saved: FunctionPlan, now: FunctionPlan) -> FunctionPlan | Refusal:
         # pushed or deleted since the plan): that digest was never approved.
         return Refusal(name, f"function {name} changed since plan (the plan only updates its configuration, now it needs: "
                              f"{now.action.value}); run plan again")
+    if saved.copy_from is not None and now.desired_digest != saved.desired_digest:
+        # The source image the plan copies is gone (or another one holds the tag now): building
+        # or deploying another digest instead was never approved.
+        source = saved.copy_from
+        return Refusal(name, f"the image {name}'s plan copies, {short(source.digest)} from {source.environment}'s repository "
+                             f"{source.repository.uri}, is no longer there (now: {_image_now(now)}); run plan again")
+    if now.copy_from is not None and saved.copy_from is None and saved.action in (Action.BUILD, Action.CREATE):
+        # An image of this source appeared in another environment since the plan, which builds it.
+        return Refusal(name, f"{now.copy_from.environment}'s repository got the image of {name}'s source since the plan, "
+                             f"which builds it ({short(now.desired_digest)} would be copied instead); run plan again")
     if saved.action is Action.UPDATE and now.desired_digest != saved.desired_digest:
         return Refusal(name, f"ECR tag {saved.desired.content_tag} of {name} now resolves to {short(now.desired_digest)}, "
                              f"the plan deploys {short(saved.desired_digest)}; run plan again")
@@ -248,6 +258,13 @@ def _decide(saved: FunctionPlan, now: FunctionPlan) -> FunctionPlan | Refusal:
         return Refusal(name, f"ECR tag {saved.desired.content_tag} of {name} now holds {short(now.desired_digest)}, "
                              "pushed since the plan, which builds it; run plan again")
     return now
+
+
+def _image_now(fp: FunctionPlan) -> str:
+    """Where the image of `fp`'s source is now, in words."""
+    if fp.copy_from is not None:
+        return f"{short(fp.copy_from.digest)} in {fp.copy_from.environment}'s repository"
+    return f"{short(fp.desired_digest)} here" if fp.desired_digest else "nowhere: it would be built"
 
 
 def _release(fp: FunctionPlan) -> str:

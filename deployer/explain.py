@@ -21,7 +21,7 @@ def reason(fp: FunctionPlan) -> str:
             return (f"function {d.name} does not exist in {d.region}, and deploy.yaml gives no role to create it with; "
                     "add `role: <ARN of its execution role>` to the function (or to defaults)")
         case ReasonCode.FUNCTION_MISSING:
-            source = (f"ECR's image {short(fp.desired_digest)}" if fp.desired_digest
+            source = (copied(fp) if fp.copy_from is not None else f"ECR's image {short(fp.desired_digest)}" if fp.desired_digest
                       else f"the image of source {short(d.source_digest)}, built first")
             text = f"function {d.name} does not exist in {d.region}: created from {source}"
         case ReasonCode.NOT_AN_IMAGE_FUNCTION:
@@ -37,6 +37,8 @@ def reason(fp: FunctionPlan) -> str:
         case ReasonCode.NOT_SINGLE_PLATFORM:
             return (f"ECR tag {d.content_tag} is a {why.detail or 'unknown media type'}; Lambda accepts only single-platform "
                     "image manifests; delete the tag and push a single-platform image (no provenance/SBOM attestations)")
+        case ReasonCode.IMAGE_ELSEWHERE:
+            text = f"no image in ECR for source {short(d.source_digest)} here (tag {d.content_tag}): {copied(fp)}"
         case ReasonCode.NO_IMAGE:
             text = f"no image in ECR for source {short(d.source_digest)} (tag {d.content_tag})"
         case ReasonCode.UP_TO_DATE:
@@ -76,6 +78,15 @@ def reason(fp: FunctionPlan) -> str:
     if why.update_in_progress:
         text += "; an update is in progress" + (" (apply retries until it ends)" if fp.changes else "")
     return text
+
+
+def copied(fp: FunctionPlan) -> str:
+    """Where a copied image comes from: `image of this source copied from production's repository ...`."""
+    source = fp.copy_from
+    if source is None:
+        return f"the image of source {short(fp.desired.source_digest)}"
+    return (f"the image of this source copied from {source.environment}'s repository {source.repository.uri} "
+            f"({short(source.digest)}, same digest, not built again)")
 
 
 def release_line(release: ReleasePlan) -> str:

@@ -5,6 +5,10 @@ where they are; nothing is copied) to learn the content tag, then ask Lambda wha
 whether that tag exists, and, when deploy.yaml declares any of its repository's settings, what ECR
 has of them (read once per repository). Functions are observed in parallel in a bounded pool; the
 per-region boto3 clients are shared.
+
+When the content tag is missing here and the function's file declares other environments, their
+repositories of the same function are asked for it too (deployer.state.ImageElsewhere): the image
+of a source built for staging is then copied for production, not built again.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Sequence
 
 from deployer.aws import Clients
@@ -20,9 +25,11 @@ from deployer.lambda_gateway import LambdaGateway
 from deployer.digest import content_tag
 from deployer.errors import AwsError, DeployerError
 from deployer.layout import layout
+from deployer.load import load_each
+from deployer.paths import display
 from deployer.repository_config import ObservedRepository, RepositoryConfig
 from deployer.spec import EcrRepository, FunctionSpec, Spec
-from deployer.state import Desired, Observed
+from deployer.state import Desired, ImageElsewhere, Observed
 
 MAX_WORKERS = 16  # enough to hide AWS latency; small enough to stay under API rate limits
 
@@ -72,7 +79,58 @@ class RepositoryReads:
         return future.result()
 
 
-def observe_function(fn: FunctionSpec, clients: Clients, repositories: RepositoryReads | None = None) -> tuple[Desired, Observed]:
+class OtherEnvironments:
+    """The other environments of the files of a plan made for `current`: each file loaded as
+    every environment it declares has it, once per plan however many of its functions ask."""
+
+    def __init__(self, files: Sequence[Path], current: str) -> None:
+        self.current = current
+        self._files = {Path(display(file)): file for file in files}  # how a function's location names its file
+        self._lock = threading.Lock()
+        self._loaded: dict[Path, Future[tuple[Spec, ...]]] = {}
+
+    def specs(self, fn: FunctionSpec) -> tuple[Spec, ...]:
+        """The file of `fn` as each of its environments has it; none when it cannot be loaded so
+        (an environment that does not validate is not one to copy from: the image is built)."""
+        file = self._files.get(fn.location.file)
+        if file is None:
+            return ()
+        with self._lock:
+            future = self._loaded.get(file)
+            mine = future is None
+            if future is None:
+                future = self._loaded[file] = Future()
+        if mine:
+            try:
+                future.set_result(load_each([file]))
+            except DeployerError:
+                future.set_result(())
+            except BaseException as exc:
+                future.set_exception(exc)
+        return future.result()
+
+    def find(self, fn: FunctionSpec, desired: Desired, clients: Clients) -> ImageElsewhere | None:
+        """The first other environment (by name) whose repository of `fn` holds the content tag as
+        a single-platform image. Denied, missing or unreachable there means not there: a build is
+        always a safe answer, so nothing of another environment can fail this plan."""
+        for spec in self.specs(fn):
+            other = next((f for f in spec.functions if f.name == fn.name), None)
+            if spec.environment in (None, self.current) or other is None:
+                continue
+            try:
+                repository = other.repository.resolved(other.repository.account or clients.account(other.region))
+                if repository == desired.repository:
+                    continue
+                image = EcrGateway(clients, repository.region).describe_image(repository, desired.content_tag)
+            except AwsError:
+                continue
+            if image.digest is not None and image.single_platform:
+                return ImageElsewhere(str(spec.environment), repository, image.digest)
+        return None
+
+
+def observe_function(fn: FunctionSpec, clients: Clients, repositories: RepositoryReads | None = None,
+                     others: OtherEnvironments | None = None) -> tuple[Desired, Observed]:
     desired = desired_state(fn, clients)
     lam = LambdaGateway(clients, fn.region)
     function = lam.get_function(fn.name)
@@ -83,7 +141,8 @@ def observe_function(fn: FunctionSpec, clients: Clients, repositories: Repositor
     repository = None
     if image.repository_exists and desired.repository_config.declared:
         repository = (repositories or RepositoryReads()).read(ecr, desired.repository, desired.repository_config)
-    return desired, Observed(function, image, repository, aliased)
+    elsewhere = others.find(fn, desired, clients) if others is not None and image.digest is None else None
+    return desired, Observed(function, image, repository, aliased, elsewhere)
 
 
 def observe(spec: Spec, clients: Clients, workers: int = MAX_WORKERS) -> list[tuple[Desired, Observed]]:
@@ -94,7 +153,8 @@ def observe(spec: Spec, clients: Clients, workers: int = MAX_WORKERS) -> list[tu
     pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(functions))))
     try:
         repositories = RepositoryReads()
-        futures = [(fn, pool.submit(observe_function, fn, clients, repositories)) for fn in functions]
+        others = OtherEnvironments(spec.files, spec.environment) if spec.environment is not None else None
+        futures = [(fn, pool.submit(observe_function, fn, clients, repositories, others)) for fn in functions]
         results: list[tuple[Desired, Observed]] = []
         failures: list[tuple[str, DeployerError]] = []
         for fn, future in futures:

@@ -17,7 +17,7 @@ from deployer.errors import PlanError
 from deployer import repository_config
 from deployer.image_inputs import Explanation
 from deployer.function_config import SEPARATE_KEYS, FieldChange, changed_keys, changes, creation_fields
-from deployer.state import Desired, Observed
+from deployer.state import Desired, ImageElsewhere, Observed
 
 # 2: plans record the deploy.yaml files they were made from (`sources`), which apply re-checks.
 # 3: configuration changes per function, and the key of their secrets' hashes.
@@ -59,6 +59,7 @@ class ReasonCode(enum.Enum):
     ALIAS_MISSING = "alias_missing"  # RELEASE: the declared alias does not exist yet
     ROLLED_BACK = "rolled_back"  # NOOP: rolled back (the alias, or $LATEST from this source's image); held until a change
     NO_IMAGE = "no_image_for_source"  # BUILD: ECR has no image under the content tag
+    IMAGE_ELSEWHERE = "image_in_other_environment"  # UPDATE: not here, in another environment's repository: copied
     OTHER_IMAGE = "runs_other_image"  # UPDATE: Lambda runs another digest
     ARCHITECTURE_ONLY = "architecture_only"  # UPDATE: the right digest, the wrong architecture
     LAST_UPDATE_FAILED = "last_update_failed"  # UPDATE: Lambda says its last update failed
@@ -190,6 +191,18 @@ class VerifyImage:
 
 
 @dataclass(frozen=True)
+class CopyImage:
+    """The image of this source, found in another environment's repository, copied by digest
+    under the content tag here: the same manifest bytes, so the same digest, and no build."""
+
+    source: ImageRef  # by digest, in the other environment's repository
+    image: ImageRef  # by content tag, here
+
+    def describe(self) -> str:
+        return f"copy {self.source} to {self.image} (same digest, no build)"
+
+
+@dataclass(frozen=True)
 class UpdateFunctionCode:
     function: str
     image: ImageRef  # by digest when known at plan time, else by the content tag (apply pins the pushed digest)
@@ -240,8 +253,9 @@ class Cleanup:
         return "remove the temporary build context"
 
 
-Step = Union[CreateRepository, ConfigureRepository, EcrLogin, AssembleContext, BuildImage, PushImage, VerifyImage, UpdateFunctionConfiguration,
-             UpdateFunctionCode, WaitForUpdate, CreateFunction, WaitForActive, PublishVersion, SmokeTest, MoveAlias, Cleanup]
+Step = Union[CreateRepository, ConfigureRepository, EcrLogin, AssembleContext, BuildImage, PushImage, CopyImage, VerifyImage,
+             UpdateFunctionConfiguration, UpdateFunctionCode, WaitForUpdate, CreateFunction, WaitForActive, PublishVersion, SmokeTest,
+             MoveAlias, Cleanup]
 STEP_TYPES: tuple[type, ...] = get_args(Step)
 
 
@@ -281,6 +295,9 @@ class FunctionPlan:
     # Why the image changes, from the labels of the image Lambda runs now (deployer.provenance);
     # None: not asked (no image change, or no running image). For reviewers only: apply ignores it.
     explanation: Explanation | None = None
+    # An UPDATE or CREATE whose image is copied from another environment's repository (its digest
+    # is `desired_digest`) instead of built: the steps start with the copy.
+    copy_from: ImageElsewhere | None = None
 
     @property
     def name(self) -> str:
@@ -356,6 +373,10 @@ def plan_function(desired: Desired, observed: Observed, hash_key: bytes = b"") -
     else:
         settings = ()
 
+    # Not in this repository, in another environment's: copied (same digest), never built again.
+    copy = observed.elsewhere if image.digest is None else None
+    desired_digest = image.digest or (copy.digest if copy is not None else None)
+
     def decide(action: Action, code: ReasonCode, detail: str | None = None) -> FunctionPlan:
         blocked = action is Action.BLOCKED
         config, repository = ((), ()) if blocked else (configuration, settings)
@@ -374,9 +395,11 @@ def plan_function(desired: Desired, observed: Observed, hash_key: bytes = b"") -
         publishes = action in (Action.BUILD, Action.UPDATE, Action.CREATE, Action.RELEASE) or (
             action is Action.CONFIGURE and (versioned(config) or behind not in (None, ReasonCode.ROLLED_BACK)))
         released = release if publishes else None
-        steps = steps_for(action, desired, image.digest, config, creates, repository, released)
-        return FunctionPlan(desired, action, reason, fn.running_digest, image.digest, fn.architectures, fn.revision_id, steps,
-                            config, creates, repository, released)
+        copied = copy if action in (Action.UPDATE, Action.CREATE) else None
+        digest = desired_digest if copied is not None else image.digest
+        steps = steps_for(action, desired, digest, config, creates, repository, released, copied)
+        return FunctionPlan(desired, action, reason, fn.running_digest, digest, fn.architectures, fn.revision_id, steps,
+                            config, creates, repository, released, copy_from=copied)
 
     release = release_plan(desired, observed)
     behind = alias_behind(desired, observed)
@@ -394,8 +417,10 @@ def plan_function(desired: Desired, observed: Observed, hash_key: bytes = b"") -
         return decide(Action.CREATE if desired.config.role else Action.BLOCKED, ReasonCode.FUNCTION_MISSING)
     if fn.package_type and fn.package_type != "Image":
         return decide(Action.BLOCKED, ReasonCode.NOT_AN_IMAGE_FUNCTION, fn.package_type)
-    if image.digest is None:
+    if image.digest is None and copy is None:
         return decide(Action.BUILD, ReasonCode.NO_IMAGE)
+    if image.digest is None:
+        return decide(Action.UPDATE, ReasonCode.IMAGE_ELSEWHERE)
     arch_change = tuple(fn.architectures) != (desired.architecture,)
     if fn.last_update_status == "Failed" or fn.state == "Failed":
         return decide(Action.UPDATE, ReasonCode.LAST_UPDATE_FAILED, fn.last_update_reason)
@@ -451,14 +476,16 @@ def versioned(configuration: tuple[FieldChange, ...]) -> bool:
 
 def steps_for(action: Action, desired: Desired, desired_digest: str | None,
               configuration: tuple[FieldChange, ...] = (), create_repository: bool = False,
-              repository_changes: tuple[FieldChange, ...] = (), release: ReleasePlan | None = None) -> tuple[Step, ...]:
+              repository_changes: tuple[FieldChange, ...] = (), release: ReleasePlan | None = None,
+              copy_from: ImageElsewhere | None = None) -> tuple[Step, ...]:
     """The steps of an action: the one place that says what apply does for it (a saved plan
     is checked against this too). A missing repository is created first, and the settings of one
     that exists are set first (before anything is pushed to it). A configuration change
     comes after the image is in ECR and before the code update, each followed by its wait
     (Lambda takes one update at a time): a failed build changes nothing. A function is created
     with its whole configuration at once. A release (`release`) comes after the function's own
-    steps and their waits: a version is published of $LATEST as apply left it."""
+    steps and their waits: a version is published of $LATEST as apply left it. An image copied
+    from another environment's repository (`copy_from`) is copied where a build would be made."""
     keys = changed_keys(configuration)
     configure: tuple[Step, ...] = (UpdateFunctionConfiguration(desired.name, keys), WaitForUpdate(desired.name)) if keys else ()
     repository: tuple[Step, ...] = (
@@ -467,23 +494,25 @@ def steps_for(action: Action, desired: Desired, desired_digest: str | None,
         else (ConfigureRepository(desired.repository_uri, repository_config.changed_keys(repository_changes)),)
         if repository_changes else ())
     released = _release_steps(desired.name, release) if release is not None else ()
+    tagged = ImageRef(desired.repository_uri, tag=desired.content_tag)
+    copied: tuple[Step, ...] = () if copy_from is None else (
+        CopyImage(ImageRef(copy_from.repository.uri, digest=copy_from.digest), tagged), VerifyImage(tagged))
     if action is Action.RELEASE:
         return released
     if action is Action.CONFIGURE:
         return (*repository, *configure, *released)
     if action is Action.UPDATE:
         pinned = ImageRef(desired.repository_uri, digest=desired_digest)
-        return (*repository, *configure, UpdateFunctionCode(desired.name, pinned, desired.architecture), WaitForUpdate(desired.name),
-                *released)
+        return (*repository, *copied, *configure, UpdateFunctionCode(desired.name, pinned, desired.architecture),
+                WaitForUpdate(desired.name), *released)
     if action is Action.CREATE and desired_digest is not None:
         pinned = ImageRef(desired.repository_uri, digest=desired_digest)
-        return (*repository, CreateFunction(desired.name, pinned, desired.architecture), WaitForActive(desired.name), *released)
+        return (*repository, *copied, CreateFunction(desired.name, pinned, desired.architecture), WaitForActive(desired.name),
+                *released)
     if action is Action.CREATE:
-        tagged = ImageRef(desired.repository_uri, tag=desired.content_tag)
         return (*repository, *_build_steps(desired, tagged), CreateFunction(desired.name, tagged, desired.architecture),
                 WaitForActive(desired.name), *released, Cleanup())
     if action is Action.BUILD:
-        tagged = ImageRef(desired.repository_uri, tag=desired.content_tag)
         return (
             *repository,
             *_build_steps(desired, tagged),

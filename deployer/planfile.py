@@ -42,7 +42,7 @@ from deployer.plan import (
     steps_for,
 )
 from deployer.spec import LAMBDA_ARCHITECTURES, EcrRepository
-from deployer.state import Desired
+from deployer.state import Desired, ImageElsewhere
 
 _STEPS_BY_NAME = {cls.__name__: cls for cls in STEP_TYPES}
 # A plan of a thousand functions is about 3 MB; anything far larger is not a plan deployer wrote.
@@ -84,6 +84,8 @@ def _function(fp: FunctionPlan) -> dict[str, Any]:
         "release": dataclasses.asdict(fp.release) if fp.release is not None else None,
         "explanation": ({**image_inputs.to_dict(fp.explanation), "description": explain.why_line(fp),
                          "changed_files": explain.changed_file_lines(fp)} if fp.explanation is not None else None),
+        "copy_from": ({"environment": fp.copy_from.environment, "repository_uri": fp.copy_from.repository.uri,
+                       "digest": fp.copy_from.digest} if fp.copy_from is not None else None),
         "steps": [{"type": type(step).__name__, "description": step.describe(),
                    **{k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(step).items()}}
                   for step in fp.steps],
@@ -210,6 +212,7 @@ def _function_plan(entry: Any, index: int) -> FunctionPlan:
         repository_changes=_changes(entry.get("repository_changes"), f"{at}.repository_changes", _repository_field),
         release=_release(entry.get("release"), f"{at}.release"),
         explanation=image_inputs.from_dict(_without_words(entry.get("explanation")), f"{at}.explanation"),
+        copy_from=_copy_from(entry.get("copy_from"), f"{at}.copy_from"),
     )
     # Configuration changes only where the planner writes them: on a function it changes, and
     # always on a configuration update.
@@ -220,14 +223,39 @@ def _function_plan(entry: Any, index: int) -> FunctionPlan:
         raise ValueError(f"{at}.repository_changes do not fit a {action.value} of {desired.name}")
     if plan.release is not None and action in (Action.NOOP, Action.BLOCKED) or action is Action.RELEASE and plan.release is None:
         raise ValueError(f"{at}.release does not fit a {action.value} of {desired.name}")
+    if plan.copy_from is not None and (action not in (Action.UPDATE, Action.CREATE) or plan.copy_from.digest != plan.desired_digest
+                                       or plan.copy_from.repository == desired.repository):
+        raise ValueError(f"{at}.copy_from does not fit a {action.value} of {desired.name} to {plan.desired_digest}")
     if plan.create_repository and action not in (Action.BUILD, Action.CREATE):
         raise ValueError(f"{at}.create_repository does not fit a {action.value} of {desired.name}")
     # The steps must be the planner's own for this action: an edited step list is never run.
     if (plan.steps != steps_for(action, desired, plan.desired_digest, plan.configuration, plan.create_repository,
-                                plan.repository_changes, plan.release)
+                                plan.repository_changes, plan.release, plan.copy_from)
             or (action is Action.UPDATE and not plan.desired_digest)):
         raise ValueError(f"{at}.steps are not the steps of a {action.value} of {desired.name}")
     return plan
+
+
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def _copy_from(value: Any, at: str) -> ImageElsewhere | None:
+    """The other environment's image a plan copies: its environment, repository and digest.
+    What apply copies is re-derived (deployer.binding): this is checked for form and shown."""
+    if value is None:
+        return None
+    entry = _known_keys(_typed(value, dict, at), ("environment", "repository_uri", "digest"), at)
+    environment = _typed(entry.get("environment"), str, f"{at}.environment")
+    if not environments.NAME.fullmatch(environment):
+        raise ValueError(f"{at}.environment {shown(environment)} is not an environment name")
+    uri = _typed(entry.get("repository_uri"), str, f"{at}.repository_uri")
+    repository = EcrRepository.parse(uri)
+    if repository is None:
+        raise ValueError(f"{at}.repository_uri {shown(uri)} is not an ECR repository")
+    digest = _typed(entry.get("digest"), str, f"{at}.digest")
+    if not _DIGEST.fullmatch(digest):
+        raise ValueError(f"{at}.digest is not sha256: and 64 lowercase hex digits")
+    return ImageElsewhere(environment, repository, digest)
 
 
 def _without_words(value: Any) -> Any:
@@ -344,9 +372,10 @@ def _step(entry: Any, where: str) -> Step:
     for name in ("keys", "settings"):  # what a step sets: a list in JSON
         if name in fields:
             fields[name] = tuple(_typed(key, str, f"{where}.{name}", text=True) for key in _typed(fields[name], list, f"{where}.{name}"))
-    if "image" in fields:  # the one nested value of a step
-        image = _known_keys(_typed(fields["image"], dict, f"{where}.image"), ("repository_uri", "digest", "tag"), f"{where}.image")
-        fields["image"] = ImageRef(**{k: _typed(v, (str, type(None)), f"{where}.image.{k}") for k, v in image.items()})
+    for name in ("image", "source"):  # the nested values of a step: images
+        if name in fields:
+            image = _known_keys(_typed(fields[name], dict, f"{where}.{name}"), ("repository_uri", "digest", "tag"), f"{where}.{name}")
+            fields[name] = ImageRef(**{k: _typed(v, (str, type(None)), f"{where}.{name}.{k}") for k, v in image.items()})
     step: Step = _STEPS_BY_NAME[kind](**fields)
     return step
 

@@ -5,6 +5,8 @@ returned (its `Stage`) and returning the next:
     BuildImage         -> Claimed(BuiltImage)    or Ready: another apply pushed it meanwhile
     PushImage          -> Claimed(PushedImage)
     VerifyImage        -> Ready(PushedImage)     the claim publishes it to the functions waiting
+    CopyImage          -> CopiedImage            from another environment's repository, by digest
+    VerifyImage        -> Ready(PushedImage)     after a copy: ECR lists the tag at the copied digest
     UpdateFunctionConfiguration -> (unchanged)   the declared keys that differ, RevisionId guarded;
                                                  reserved concurrency and tags through their own calls
     UpdateFunctionCode -> SentUpdate(digest)     what Lambda was asked, which the outcome tells
@@ -31,6 +33,7 @@ from deployer.context import BuildContext, temporary_context
 from deployer.function_config import changes, concurrency_request, creation_request, tag_request, update_request
 from deployer.errors import AwsError, DeployerError, Diagnostic, PlanError
 from deployer.go_build import Netrc
+from deployer.image_copy import CopyAuthRefused, Repository, copy_image
 from deployer.images import BuiltImage, ImageMaker, PushedImage
 from deployer.interrupts import Cancelled
 from deployer.outcome import Outcome, OutcomeStatus
@@ -44,6 +47,7 @@ from deployer.plan import (
     ConfigureRepository,
     CreateRepository,
     Cleanup,
+    CopyImage,
     EcrLogin,
     MoveAlias,
     PublishVersion,
@@ -62,7 +66,7 @@ from deployer.plan import (
 from deployer.ports import DockerApi, EcrApi, LambdaApi, Reporter
 from deployer.registry import RegistryLogin
 from deployer.sharing import ImageClaim, OncePerApply, SharedImages
-from deployer.spec import FunctionSpec
+from deployer.spec import EcrRepository, FunctionSpec
 from deployer.state import FunctionState, Invoked
 
 V = TypeVar("V", BuildContext, BuiltImage, PushedImage)
@@ -97,6 +101,7 @@ class ImageSource(enum.Enum):
     THIS_RUN = "this run"
     ANOTHER_FUNCTION = "another function of this apply"
     ANOTHER_APPLY = "another apply, since the plan"
+    COPIED = "a copy from another environment's repository"
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,13 @@ class Ready:
 
 
 @dataclass(frozen=True)
+class CopiedImage:
+    """The image copied under the content tag, not verified in ECR yet."""
+
+    image: PushedImage
+
+
+@dataclass(frozen=True)
 class SentUpdate:
     """Lambda was asked to run `digest`: by this apply, or, `by_another_apply`, since the plan by
     another one that deployed the same image (this one then sent nothing)."""
@@ -127,7 +139,7 @@ class SentUpdate:
 
 
 # What a function's steps have reached (None: nothing yet).
-Stage = Union[Claimed[BuildContext], Claimed[BuiltImage], Claimed[PushedImage], Ready, SentUpdate, None]
+Stage = Union[Claimed[BuildContext], Claimed[BuiltImage], Claimed[PushedImage], CopiedImage, Ready, SentUpdate, None]
 S = TypeVar("S", Ready, SentUpdate)
 
 SKIPPED = {
@@ -210,6 +222,10 @@ class FunctionRun:
                 return stage
             case AssembleContext(source_digest=planned):
                 return self.assemble(planned)
+            case CopyImage(source=source):
+                return CopiedImage(self.copy(source))
+            case VerifyImage() if isinstance(stage, CopiedImage):
+                return Ready(self.maker.verify(stage.image), ImageSource.COPIED)
             case BuildImage() | PushImage() | VerifyImage() if isinstance(stage, Ready):
                 self.log(SKIPPED[stage.source])
                 return stage
@@ -282,6 +298,32 @@ class FunctionRun:
             return Ready(existing, ImageSource.ANOTHER_APPLY)
         variable = self.spec.build.netrc_env if self.spec is not None else "DEPLOYER_NETRC"
         return Claimed(self.maker.build(assembled.value, self.tools.netrcs.get(variable), variable), assembled.claim)
+
+    def copy(self, source: ImageRef) -> PushedImage:
+        """Copy the other environment's image under the content tag here, by digest, registry to
+        registry (both through --registry-endpoint when given: a local emulator); each side logs
+        in to ECR of its own region. Credentials refused (an expired token) are renewed once."""
+        origin = EcrRepository.parse(source.repository_uri)
+        if origin is None or source.digest is None:  # the planner's own step (a saved plan's is checked against it)
+            raise AssertionError(f"a copy names its source by digest in ECR; got {source}")
+        endpoint, digest = self.tools.registry_endpoint, source.digest
+
+        def attempt(fresh: bool) -> str:
+            pull = Repository(endpoint or origin.registry, origin.name, self.tools.login(origin.region, fresh))
+            push = Repository(endpoint or self.desired.registry, self.desired.repository_name,
+                              self.tools.login(self.desired.region, fresh))
+            copied = copy_image(pull, digest, push, self.desired.content_tag, cancel=self.tools.cancel,
+                                progress=lambda done, total: self.tools.reporter.transfer(self.fp.name, done, total))
+            self.log(f"{self.desired.content_tag} already holds {short(digest)}" if copied.already_tagged else
+                     f"copied {short(digest)}: {copied.transferred} blob(s) transferred, {copied.mounted} mounted, "
+                     f"{copied.present} already there")
+            return copied.digest
+
+        try:
+            return PushedImage(attempt(False))
+        except CopyAuthRefused as exc:
+            self.log(f"{exc}: logging in again")
+            return PushedImage(attempt(True))
 
     def configure(self) -> None:
         """Set the declared keys that differ, as deploy.yaml says them now (re-read at apply;
@@ -522,12 +564,15 @@ class FunctionRun:
             return Outcome(name, OutcomeStatus.UNCHANGED if not released else OutcomeStatus.UPDATED,
                            f"already runs {short(digest)}: another apply deployed it since the plan{released}", seconds, digest)
         if self.fp.action is Action.CREATE:
-            return Outcome(name, OutcomeStatus.CREATED, f"created, runs {short(digest)} ({self.configured()}){released}", seconds, digest)
+            copied = f", copied from {self.fp.copy_from.environment}'s repository" if self.fp.copy_from is not None else ""
+            return Outcome(name, OutcomeStatus.CREATED, f"created, runs {short(digest)}{copied} ({self.configured()}){released}",
+                           seconds, digest)
         if sent.source is ImageSource.ANOTHER_APPLY:
             return Outcome(name, OutcomeStatus.UPDATED, f"now runs {short(digest)} (image pushed by another apply since the plan)"
                            f"{released}", seconds, digest)
         configured = f"; configuration updated ({self.configured()})" if self.configured() else ""
-        return Outcome(name, self.changed_status(), f"now runs {short(digest)}{configured}{released}", seconds, digest)
+        copied = f" (copied from {self.fp.copy_from.environment}'s repository)" if self.fp.copy_from is not None else ""
+        return Outcome(name, self.changed_status(), f"now runs {short(digest)}{copied}{configured}{released}", seconds, digest)
 
     def released(self) -> list[str]:
         """What the release steps did, in the outcome's words."""

@@ -132,11 +132,24 @@ class ImageState:
 
 
 @dataclass(frozen=True)
+class ImageElsewhere:
+    """The image of a function's source found in another environment's repository (of the same
+    function, as the same deploy.yaml declares it there): its content tag holds `digest`, a
+    single-platform image. Copied by digest, it keeps its digest: nothing is built again."""
+
+    environment: str
+    repository: EcrRepository
+    digest: str
+
+
+@dataclass(frozen=True)
 class Observed:
     function: FunctionState
     image: ImageState
     repository: ObservedRepository | None = None  # None: not read (nothing of it managed, or it does not exist)
     alias: AliasState | None = None  # None: not read (no alias declared, or no function)
+    # Only looked for when the content tag is missing here and the file declares other environments.
+    elsewhere: ImageElsewhere | None = None
 
 
 # -- what prune reads: every function's versions and aliases, every image of a repository --------

@@ -129,3 +129,36 @@ def test_a_saved_plan_is_applied_only_in_its_environment(cli: Cli, monorepo: Mon
     applied = cli("apply", "plan.json", env={"DEPLOYER_ENV": "staging"})
     assert applied.returncode == 0, output(applied)
     assert outcomes(applied) == {name: "created"}
+
+
+def test_production_copies_the_image_staging_built_instead_of_building_it(cli: Cli, monorepo: Monorepo, role_arn: str,
+                                                                          local_cloud: LocalCloud) -> None:
+    name = unique_name("env-copy")
+    write_spec(monorepo, name, role_arn)
+    staged = cli("apply", "--yes", "--env", "staging")
+    assert staged.returncode == 0, output(staged)
+    assert outcomes(staged) == {name: "created"} and "build image for linux/arm64" in staged.stdout
+
+    planned = cli("plan", "--env", "production", "--format", "json", "--out", "plan.json")
+    assert planned.returncode == 0, output(planned)
+    [fn] = json.loads(planned.stdout)["functions"]
+    staging_uri = f"{local_cloud.account}.dkr.ecr.us-east-1.amazonaws.com/{name}-staging"
+    assert fn["action"] == "create"
+    assert fn["copy_from"] == {"environment": "staging", "repository_uri": staging_uri, "digest": fn["desired_digest"]}
+    assert [step["type"] for step in fn["steps"]] == ["CreateRepository", "CopyImage", "VerifyImage", "CreateFunction",
+                                                       "WaitForActive"]
+    text = cli("plan", "--env", "production")
+    assert f"created from the image of this source copied from staging's repository {staging_uri}" in text.stdout, output(text)
+    assert "build image" not in text.stdout
+
+    produced = cli("apply", "plan.json", "--env", "production")
+    assert produced.returncode == 0, output(produced)
+    assert outcomes(produced) == {name: "created"}
+    assert "build image" not in produced.stdout and "assemble build context" not in produced.stdout
+    assert f"copy {staging_uri}@{fn['desired_digest']}" in produced.stdout, output(produced)
+    assert "copied from staging's repository" in produced.stdout
+    staging = configuration(local_cloud, "us-east-1", name)
+    production = configuration(local_cloud, PRODUCTION_REGION, name)
+    assert production["CodeSha256"] == staging["CodeSha256"] == fn["desired_digest"].removeprefix("sha256:")
+    settled = cli("plan", "--env", "production", "--detailed-exitcode")
+    assert settled.returncode == 0, output(settled)

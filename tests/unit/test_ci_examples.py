@@ -28,6 +28,10 @@ REGISTRY_CALLS = {
         "ecr:BatchCheckLayerAvailability", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload",
         "ecr:PutImage", "ecr:BatchGetImage"),
     "deployer.registry.image_labels": ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"),  # manifest, then config blob
+    # a copy between environments' repositories: read the source, upload (or mount) to the target, tag
+    "deployer.image_copy._Copy.__init__": (
+        "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability", "ecr:InitiateLayerUpload",
+        "ecr:UploadLayerPart", "ecr:CompleteLayerUpload", "ecr:PutImage"),
 }
 # Operations whose IAM action has another name.
 IAM_NAMES = {"lambda:Invoke": "lambda:InvokeFunction"}
