@@ -13,33 +13,15 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from tests.conftest import LAMBDA_TRUST_POLICY, unique_name
+from tests.conftest import unique_name
 from tests.integration.conftest import Monorepo
 from tests.integration.test_apply_cli import EXAMPLE_SOURCE, Cli, output
+from tests.integration.test_create_cli import cli, outcomes, role_arn  # noqa: F401 (fixtures)
 from tests.localcloud.cloud import OTHER_REGIONS, LocalCloud
 
 pytestmark = pytest.mark.integration
 
 PRODUCTION_REGION = OTHER_REGIONS[0]
-SUMMARY_LINE = re.compile(r"^\s+(\S+)\s+(created|built|updated|unchanged|failed|cancelled)\s+\d+\.\d+s\b", re.MULTILINE)
-
-
-def outcomes(result: Any) -> dict[str, str]:
-    """Function name -> status from apply's summary."""
-    assert "Apply summary:" in result.stdout, output(result)
-    return dict(SUMMARY_LINE.findall(result.stdout.split("Apply summary:", 1)[1]))
-
-
-@pytest.fixture
-def cli(monorepo: Monorepo, tmp_path: Path) -> Cli:
-    return Cli(monorepo, tmp_path / "tmpdir")
-
-
-@pytest.fixture
-def role_arn(local_cloud: LocalCloud) -> str:
-    role = local_cloud.client("iam").create_role(RoleName=unique_name("deployer-env-role"),
-                                                 AssumeRolePolicyDocument=LAMBDA_TRUST_POLICY)
-    return str(role["Role"]["Arn"])
 
 
 def write_spec(monorepo: Monorepo, name: str, role: str) -> None:
