@@ -18,7 +18,7 @@ from tests.conftest import ImageFunction
 from tests.localcloud.cloud import LocalCloud
 from tests.reliability.conftest import Cli, lambda_config, tree_hashes
 from tests.reliability.proxy import FORWARD, Fault, HttpRequest
-from tests.reliability.test_interrupts import EVENT_SECONDS, Background, assert_no_debris, outcomes
+from tests.reliability.test_interrupts import EVENT_SECONDS, Background, assert_no_debris, outcomes, pushing
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,7 @@ def test_two_applies_of_one_function_at_once_build_once_and_both_end_cleanly(
         assert second_waits.wait(EVENT_SECONDS), "the second apply never waited for the first"
         return FORWARD
 
-    cli.registry.when(lambda _: True, hold_first_push)
+    cli.registry.when(pushing, hold_first_push)  # not the second's plan reading the running image's labels
 
     first = Background.start(cli, "apply", "--yes")
     second: Background | None = None
