@@ -34,7 +34,20 @@ PathsArg = typer.Argument(None, help="deploy.yaml files, or directories searched
 
 CacheDirOption = typer.Option(None, "--cache-dir", envvar="DEPLOYER_CACHE_DIR", help="Directory that keeps the engine's Go module and build caches between runs (for CI caches): restored into an engine that has none, saved after a build.", show_default=False)
 
-EnvOption = typer.Option(None, "--env", envvar="DEPLOYER_ENV", metavar="NAME", help="The environment of deploy.yaml to use (its `environments`); required when the files declare environments.", show_default=False)
+
+def _check_env(value: Optional[str]) -> Optional[str]:
+    """A --env (or DEPLOYER_ENV) no deploy.yaml could declare is a usage error, said before
+    anything is read (the files' messages would suggest declaring it). Empty: none selected."""
+    from deployer.environments import NAME
+    from deployer.render import terminal_text
+
+    if value and not NAME.fullmatch(value):
+        raise typer.BadParameter(f"{terminal_text(repr(value[:40]))} is not an environment name: 1 to 32 lowercase letters, "
+                                 "digits, '-' or '_', starting with a letter, as deploy.yaml's `environments` declare them")
+    return value
+
+
+EnvOption = typer.Option(None, "--env", envvar="DEPLOYER_ENV", callback=_check_env, metavar="NAME", help="The environment of deploy.yaml to use (its `environments`); required when the files declare environments.", show_default=False)
 
 
 def _check_shard(value: Optional[str]) -> Optional[str]:
@@ -90,7 +103,7 @@ def _global(
 
 
 @app.command()
-def validate(paths: Optional[List[Path]] = PathsArg, env: Optional[str] = typer.Option(None, "--env", envvar="DEPLOYER_ENV", metavar="NAME", help="Check only this environment of deploy.yaml. Default: every environment the files declare.", show_default=False)) -> int:
+def validate(paths: Optional[List[Path]] = PathsArg, env: Optional[str] = typer.Option(None, "--env", envvar="DEPLOYER_ENV", callback=_check_env, metavar="NAME", help="Check only this environment of deploy.yaml. Default: every environment the files declare.", show_default=False)) -> int:
     """Check deploy.yaml files against the schema and for meaning; print every problem found."""
     from deployer import app as use_cases
 
@@ -201,7 +214,7 @@ def apply(
     saved = paths is not None and len(paths) > 0 and paths[0].suffix == ".json"
     if shard is not None and not saved:
         # N jobs planning on their own would each see the others' changes and cut the plan differently.
-        raise DeployerError("--shard applies part of a saved plan, which every shard's job must share: save it once with "
+        raise DeployerError("--shard (or DEPLOYER_SHARD) applies part of a saved plan, which every shard's job must share: save it once with "
                             "'deployer plan --out plan.json', then run 'deployer apply plan.json --shard K/N' in each job")
     if saved:
         assert paths is not None

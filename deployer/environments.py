@@ -39,6 +39,12 @@ KEY = "environments"
 ENV_VARIABLE = "DEPLOYER_ENV"
 # What the schema's environmentName allows (a saved plan's environment is checked against it).
 NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+# Values checked against the schema for one file, summed over its environments: each environment's
+# merged document is checked whole, and `validate` checks every environment (up to 50). Aliases
+# let a 20 KB file hold 100,000 values (deployer.yamldoc's bound), which checked 50 times took
+# minutes; this bounds that work to seconds, far above what real files need (300 functions of 30
+# values in 50 environments is 450,000).
+MAX_CHECKED_VALUES = 500_000
 
 
 def declared(doc: YamlDocument) -> tuple[str, ...]:
@@ -67,7 +73,7 @@ def select(doc: YamlDocument, name: str | None) -> YamlDocument | list[Diagnosti
     if name not in names:
         return [doc.diagnostic((KEY,), f"environment {shown(name)} is not declared in this file (it declares "
                                        f"{_listed(names)}){_did_you_mean(name, names)}", key=True)]
-    problems = _unknown_functions(doc, name)
+    problems = _unknown_functions(doc, name) or _too_large(doc, len(doc.values), len(names))
     return problems or overlay(doc, name)
 
 
@@ -90,7 +96,18 @@ def overlay(doc: YamlDocument, name: str) -> YamlDocument | list[Diagnostic]:
     if merged.count > MAX_VALUES:
         return [doc.diagnostic(here, f"environment {shown(name)}: more than {MAX_VALUES} values once merged into every "
                                      "function; a deploy.yaml needs far fewer", key=True)]
-    return YamlDocument(doc.file, data, merged.values, merged.keys)
+    return _too_large(doc, len(merged.values), len(declared(doc))) or YamlDocument(doc.file, data, merged.values, merged.keys)
+
+
+def _too_large(doc: YamlDocument, values: int, count: int) -> list[Diagnostic]:
+    """A problem when a document of `values` values, checked once for each of `count`
+    environments, is more than MAX_CHECKED_VALUES to check (said the same whichever environment is
+    selected, when `values` is the file's own: plan --env and validate agree)."""
+    if values * count <= MAX_CHECKED_VALUES:
+        return []
+    return [doc.diagnostic((KEY,), f"{KEY}: {count} environments of {values} values each (once aliases (*name) are expanded "
+                                   f"and overrides merged) are more than {MAX_CHECKED_VALUES} values to check; a deploy.yaml "
+                                   "needs far fewer: copy fewer large mappings with aliases, or split the file", key=True)]
 
 
 class _Merged:

@@ -49,6 +49,8 @@ from deployer.yamldoc import YamlDocument, YamlPath, read_yaml
 
 # Directories never searched for deploy.yaml files: tools' caches, vendored code, Go test data.
 SKIPPED_DIRS = {".git", ".hg", ".svn", "node_modules", "vendor", "testdata", "__pycache__", ".venv", ".terraform"}
+# Said of a problem of what an environment's overrides make of a file (it names the environment).
+MERGED = "in environment {}, with its settings merged"
 # What the operating system refuses in a path (a NUL byte, a name too long, a symlink loop...):
 # reported as a problem of the value, never a crash.
 PATH_ERRORS = (OSError, ValueError)
@@ -104,18 +106,29 @@ def _walk(top: Path) -> Iterable[Path]:
 def load(paths: Iterable[str | Path], env: dict[str, str] | None = None, environment: str | None = None) -> Spec:
     """Parse and validate the files as `environment` (None: none) has them (deployer.environments);
     raise InvalidSpecError listing every problem found."""
-    env = dict(os.environ) if env is None else env
     files = find_spec_files(paths)
     problems: list[Diagnostic] = []
+    docs = list(_checked(files, problems))
+    return _load_as(files, docs, problems, env, environment)
+
+
+def _load_as(files: list[Path], docs: list[tuple[Path, YamlDocument]], problems: list[Diagnostic],
+             env: dict[str, str] | None, environment: str | None) -> Spec:
+    """`load` of files already read and checked (`docs`; `problems`, those of the others)."""
+    env = dict(os.environ) if env is None else env
     functions: list[FunctionSpec] = []
     names: list[tuple[str, Location]] = []
-    for file, parsed in _checked(files, problems):
+    for file, parsed in docs:
         chosen = environments.select(parsed, environment)
         if isinstance(chosen, list):
             problems.extend(chosen)
             continue
         if chosen is not parsed:  # what the overrides make of the file passes the schema too
-            merged_problems = [p for p in schema.check(chosen) if p not in problems]
+            # Such a problem may point at a value written outside the environment (defaults.tags
+            # holding too many tags once the environment's are added): it says which one made it.
+            merged_problems = [dataclasses.replace(p, summary=f"{p.summary} ({MERGED.format(environment)})")
+                               for p in schema.check(chosen)]
+            merged_problems = [p for p in merged_problems if p not in problems]
             problems.extend(merged_problems)
             if merged_problems:
                 continue
@@ -132,26 +145,32 @@ def load(paths: Iterable[str | Path], env: dict[str, str] | None = None, environ
 def load_each(paths: Iterable[str | Path], env: dict[str, str] | None = None) -> tuple[Spec, ...]:
     """The files as every environment they declare has them (one Spec each, in name order), or
     as they are when they declare none: what `validate` without --env checks. InvalidSpecError
-    lists the problems of all, each once."""
-    given = list(paths)
-    names: set[str] = set()
-    for _file, parsed in _checked(find_spec_files(given), []):
-        names.update(environments.declared(parsed))
+    lists the problems of all, each once. Each file is read and checked once, whatever the
+    number of environments: up to 50 of them must not mean reading a large file 50 times."""
+    files = find_spec_files(paths)
+    read: list[Diagnostic] = []
+    docs = list(_checked(files, read))
+    names = {name for _file, parsed in docs for name in environments.declared(parsed)}
     specs: list[Spec] = []
     found: dict[Diagnostic, list[str]] = {}  # each problem once, with the environments it shows in
     chosen: list[str | None] = [*sorted(names)] or [None]
     for name in chosen:
         try:
-            specs.append(load(given, env, name))
+            specs.append(_load_as(files, docs, list(read), env, name))
         except InvalidSpecError as exc:
             for problem in exc.diagnostics:
                 found.setdefault(problem, []).append(name or "")
     if found:
         # A problem of some environments only is said to be theirs: its place may be a setting they share.
-        raise InvalidSpecError([problem if len(where) == len(chosen) else
-                                dataclasses.replace(problem, summary=f"{problem.summary} (in environment {', '.join(where)})")
+        raise InvalidSpecError([problem if len(where) == len(chosen) or problem.summary.endswith(f"({MERGED.format(where[0])})") else
+                                dataclasses.replace(problem, summary=f"{problem.summary} (in environment {_some(where)})")
                                 for problem, where in found.items()])
     return tuple(specs)
+
+
+def _some(names: list[str]) -> str:
+    """Environment names for a message: the first ten, then how many more (up to 50 are declared)."""
+    return ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
 
 
 def _checked(files: Iterable[Path], problems: list[Diagnostic]) -> Iterable[tuple[Path, YamlDocument]]:

@@ -33,15 +33,34 @@ def write_plan(directory: Path, environment: Any) -> Path:
     ("staging", [], {},
      "plan.json: the plan was made for environment 'staging', this apply is for no environment; apply it with --env "
      "staging, or make a plan without --env"),
-    (None, ["--env", "prod\x1b[31m"], {},
-     "plan.json: the plan was made for no environment, this apply is for environment 'prod\\x1b[31m'; apply it without "
-     "--env and DEPLOYER_ENV, or make a plan for 'prod\\x1b[31m' with --env"),
+    (None, ["--env", "prod"], {},
+     "plan.json: the plan was made for no environment, this apply is for environment 'prod'; apply it without "
+     "--env and DEPLOYER_ENV, or make a plan for 'prod' with --env"),
 ])
 def test_a_saved_plan_is_refused_under_another_environment(cli: InProcessCli, tmp_path: Path, made_for: str | None,
                                                             args: list[str], env: dict[str, str], message: str) -> None:
     plan = write_plan(tmp_path, made_for)
     result = cli("apply", plan.name, *args, cwd=tmp_path, env={**NO_AWS, **env})
     assert (result.exit_code, result.stdout, result.stderr) == (1, "", f"error: {message}\n")
+
+
+@pytest.mark.parametrize("command", [["validate"], ["plan"], ["apply", "plan.json"], ["build"], ["invoke", "fn", "--local"],
+                                     ["history", "fn"], ["rollback", "fn"], ["prune"], ["context", "--function", "fn", "--out", "x"]])
+@pytest.mark.parametrize("given, shown", [
+    ("prod\x1b[31m", "'prod\\x1b[31m'"),  # a control sequence is shown, not acted on
+    ("Production", "'Production'"),
+    ("p" * 5000, "'" + "p" * 40 + "'"),  # cut short
+])
+def test_an_environment_no_file_could_declare_is_a_usage_error(cli: InProcessCli, tmp_path: Path, command: list[str],
+                                                               given: str, shown: str) -> None:
+    """Said before anything is read, by every command that reads deploy.yaml: the files' own
+    messages would ask to declare it (with --env or from DEPLOYER_ENV, a CI variable gone wrong)."""
+    write_plan(tmp_path, None)
+    for args, env in ((["--env", given], {}), ([], {"DEPLOYER_ENV": given})):
+        result = cli(*command, *args, cwd=tmp_path, env={**NO_AWS, **env})
+        assert (result.exit_code, result.stdout) == (1, "")
+        assert (f"{shown} is not an environment name: 1 to 32 lowercase letters, digits, '-' or '_', starting with a "
+                "letter, as deploy.yaml's `environments` declare them") in " ".join(result.stderr.split())
 
 
 @pytest.mark.parametrize("environment, problem", [

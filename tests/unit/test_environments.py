@@ -155,3 +155,59 @@ def test_an_override_copied_into_many_functions_is_bounded() -> None:
     merged = overlay(doc(f"version: 1\nfunctions:\n{functions}environments:\n  prod: {{tags: {{{tags}}}}}\n"), "prod")
     assert isinstance(merged, list) and isinstance(merged[0], Diagnostic)
     assert "more than 100000 values once merged" in merged[0].summary
+
+
+def big_file(environments: int, own: str) -> str:
+    """A small file that aliases expand: f0's 1,800 variables (`&big`), each environment's `own`."""
+    variables = ", ".join(f"V{i}: x" for i in range(1800))
+    functions = "".join(f"  - {{name: f{i}, environment: {{AB: b}}}}\n" for i in range(1, 40))
+    declared = "".join(f"  e{e}: {own}\n" for e in range(environments))
+    return (f"version: 1\nfunctions:\n  - {{name: f0, environment: &big {{{variables}}}}}\n{functions}"
+            f"environments:\n{declared}")
+
+
+@pytest.mark.parametrize("own, count, values", [
+    # Every environment holds the copy: the file itself is 92,000 values, checked 50 times.
+    pytest.param("{environment: *big}", 50, 92063, id="the file's own values"),
+    # One environment copies it into every function: 75,000 values once merged, checked 10 times.
+    pytest.param("{memory: 256}", 10, 75784, id="the values merged"),
+])
+def test_the_schema_checks_of_all_environments_are_bounded(own: str, count: int, values: int) -> None:
+    # Checked, such files took minutes to validate (50 schema checks of 90,000 values), from 20 KB.
+    text = big_file(count, own).replace("e0: {memory: 256}", "e0: {environment: *big}")
+    chosen = select(doc(text), "e0")
+    assert isinstance(chosen, list)
+    [problem] = chosen
+    assert str(problem) == (
+        f"deploy.yaml:43:1: environments: {count} environments of {values} values each (once aliases (*name) are expanded "
+        "and overrides merged) are more than 500000 values to check; a deploy.yaml needs far fewer: copy fewer large "
+        "mappings with aliases, or split the file")
+
+
+def test_an_environment_within_the_bound_is_merged() -> None:
+    chosen = select(doc(big_file(2, "{memory: 256}")), "e1")
+    assert isinstance(chosen, YamlDocument) and chosen.data["defaults"] == {"memory": 256}
+
+
+def test_validate_lists_at_most_ten_environments_a_problem_is_limited_to(repo: Path) -> None:
+    declared = "".join(f"  e{e:02}: {{}}\n" for e in range(30))
+    text = BASE.replace("  - name: other\n    build: {source: fn}", "  - name: other\n    build: {source: nowhere}")
+    (repo / "deploy.yaml").write_text(text + f"environments:\n  prod: {{functions: {{other: {{build: {{source: fn}}}}}}}}\n{declared}")
+    with pytest.raises(InvalidSpecError) as raised:
+        load_each([repo], env={})
+    [problem] = raised.value.diagnostics
+    assert problem.summary.endswith("(in environment e00, e01, e02, e03, e04, e05, e06, e07, e08, e09 and 20 more)")
+
+
+def test_a_problem_of_the_merge_names_the_environment_that_made_it(repo: Path) -> None:
+    # defaults.tags is valid alone; prod's tags added make it too many: the place is defaults.tags, the cause prod.
+    own = ", ".join(f"a{i}: x" for i in range(40))
+    added = ", ".join(f"b{i}: x" for i in range(20))
+    (repo / "deploy.yaml").write_text(BASE.replace("  memory: 256\n", f"  memory: 256\n  tags: {{{own}}}\n")
+                                      + f"environments:\n  prod: {{tags: {{{added}}}}}\n  staging: {{}}\n")
+    for run in (lambda: load([repo], env={}, environment="prod"), lambda: load_each([repo], env={})):
+        with pytest.raises(InvalidSpecError) as raised:
+            run()
+        assert [str(p).replace(f"{repo}/", "") for p in raised.value.diagnostics] == [
+            "deploy.yaml:6:9: defaults.tags: expected at most 50 entries; found a mapping (in environment prod, with its "
+            "settings merged)"]

@@ -194,5 +194,14 @@ def test_apply_with_a_shard_needs_a_saved_plan(tmp_path: Path, monkeypatch: pyte
     """N jobs planning on their own would each see the others' changes, and cut differently."""
     result = InProcessCli(monkeypatch, capsys)("apply", "--shard", "1/2", "--yes", cwd=tmp_path)
     assert result.exit_code == 1
-    assert result.stderr == ("error: --shard applies part of a saved plan, which every shard's job must share: save it once with "
-                             "'deployer plan --out plan.json', then run 'deployer apply plan.json --shard K/N' in each job\n")
+    assert result.stderr == ("error: --shard (or DEPLOYER_SHARD) applies part of a saved plan, which every shard's job must share: "
+                             "save it once with 'deployer plan --out plan.json', then run 'deployer apply plan.json --shard K/N' in "
+                             "each job\n")
+
+
+def test_a_shard_from_the_environment_in_a_live_apply_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A CI job's DEPLOYER_SHARD with `apply` and no plan file: the message names the variable, not only the flag."""
+    result = InProcessCli(monkeypatch, capsys)("apply", "--yes", cwd=tmp_path, env={"DEPLOYER_SHARD": "1/2"})
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: --shard (or DEPLOYER_SHARD) applies part of a saved plan")
