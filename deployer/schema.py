@@ -137,6 +137,9 @@ def _diagnostics(doc: YamlDocument, error: ValidationError) -> Iterator[Diagnost
         elif error.validator == "not":
             yield doc.diagnostic(path + (bad,), f"{yaml_path(path + (bad,))}: {bad} is set by deployer; remove it "
                                  "(use builder_image, runtime_image, platform and go_build_flags instead)", key=True)
+        elif path and path[-1] == "environment":  # Lambda's own rule for variable names
+            yield doc.diagnostic(path + (bad,), f"{where}: invalid name {_show(bad)}: expected a letter, then at least one "
+                                 "letter, digit or '_' (Lambda's rule for environment variable names)", key=True)
         else:
             yield doc.diagnostic(path + (bad,), f"{where}: invalid name {_show(bad)}: expected letters, digits and '_', "
                                  "not starting with a digit", key=True)
