@@ -7,6 +7,12 @@ has already are skipped; on the same registry host a blob is mounted from the so
 (nothing is transferred) when the registry allows it, else it is streamed from the source and
 uploaded, its digest checked on the way. Everything is bounded: the manifest's size, the number
 and size of the blobs, each read's wait and the whole copy's time; Ctrl-C stops between chunks.
+
+Credentials go to each registry's own host only: requests drops them on a redirect to another
+host (ECR sends blob reads to S3), and an upload the target says to continue on another host is
+refused (a session's credentials would go with every request it sends, wherever). A watchdog
+shuts the copy's connections down at Ctrl-C or at its deadline: a registry that drips its answer's
+headers, or sends nothing, holds a read only until then, not for a read timeout per byte.
 """
 
 from __future__ import annotations
@@ -14,21 +20,27 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import socket
 import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from deployer.errors import DeployerError
 from deployer.interrupts import Cancelled
+from deployer.paths import shown
 from deployer.registry import MANIFEST_TYPES, MAX_MANIFEST_BYTES, RegistryLogin
 
+if TYPE_CHECKING:
+    import requests
+
 MAX_BLOBS = 1000  # a config and its layers: far more than any image Lambda runs has
-MAX_BLOB_BYTES = 10 * 1024**3  # Lambda's image limit (uncompressed) is 10 GB: no layer is larger
+MAX_BLOB_BYTES = 10 * 1024**3  # Lambda's image limit (uncompressed) is 10 GB: no layer, nor all of them, is larger
 COPY_SECONDS = 1800.0  # the whole copy, however slowly the registries answer
 TIMEOUT = (10.0, 60.0)  # connect, then each read
 CHUNK = 1 << 20
+WATCH_SECONDS = 0.1  # how often the watchdog looks at Ctrl-C and the deadline
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _ERROR_CODE = re.compile(r"[A-Z_]{1,64}")
 
@@ -105,32 +117,50 @@ class _Copy:
     """One copy's two HTTP sessions (each side's credentials) and its deadline."""
 
     def __init__(self, source: Repository, target: Repository, cancel: threading.Event, seconds: float) -> None:
-        import requests
-
         self.source, self.target, self.cancel = source, target, cancel
         self.seconds, self.deadline = seconds, time.monotonic() + seconds
         self.same_host = source.host == target.host
-        self.pull, self.push = requests.Session(), requests.Session()
+        self.sockets = _Sockets()
+        self.pull, self.push = self.sockets.session(), self.sockets.session()
         self.pull.auth = (source.login.username, source.login.password)
         self.push.auth = (target.login.username, target.login.password)
+        self.done = threading.Event()
+        self.watchdog = threading.Thread(target=self.watch, name="image-copy-watchdog", daemon=True)
 
     def __enter__(self) -> _Copy:
+        self.watchdog.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.watchdog.join()
         self.pull.close()
         self.push.close()
+
+    def watch(self) -> None:
+        """Shut the copy's connections down at Ctrl-C or past the deadline: a blocked read ends."""
+        while not self.done.wait(WATCH_SECONDS):
+            if self.cancel.is_set() or time.monotonic() > self.deadline:
+                self.sockets.shut_down()
+                return
+
+    def stop_if_due(self, what: str) -> None:
+        """Cancelled at Ctrl-C; CopyError past the deadline (also what a shut connection means)."""
+        if self.cancel.is_set():
+            raise Cancelled(f"cancelled while {what}")
+        if time.monotonic() > self.deadline:
+            raise CopyError(f"{what}: the copy took longer than {self.seconds:.0f} s; check the registries and apply again")
 
     def request(self, session: Any, method: str, url: str, what: str, ok: tuple[int, ...], **kwargs: Any) -> Any:
         """One registry request; CopyError (CopyAuthRefused) for an answer not in `ok`, or none.
         Streamed: no answer is read whole, so none can be larger than what is read of it."""
         import requests
 
-        if time.monotonic() > self.deadline:
-            raise CopyError(f"{what}: the copy took longer than {self.seconds:.0f} s; check the registries and apply again")
+        self.stop_if_due(what)
         try:
             response = session.request(method, url, timeout=TIMEOUT, stream=True, **kwargs)
         except requests.RequestException as exc:
+            self.stop_if_due(what)  # the watchdog shut the connection
             raise CopyError(f"{what}: no answer from {urllib.parse.urlsplit(url).netloc} ({type(exc).__name__}); check the "
                             "registry endpoint and the network, and apply again") from exc
         if response.status_code in ok:
@@ -180,7 +210,7 @@ class _Copy:
         if started.status_code == 201:
             started.close()
             return "mounted"
-        self.upload(blob, _location(started, where))
+        self.upload(blob, _location(started, where, self.target))
         return "transferred"
 
     def upload(self, blob: Blob, location: str) -> None:
@@ -201,7 +231,7 @@ class _Copy:
                             headers={"Content-Type": "application/octet-stream"})
         if "sha256:" + hasher.hexdigest() != blob.digest:
             raise CopyError(f"{what}: the source sent other bytes than its digest names; nothing was tagged")
-        self.request(self.push, "PUT", _with_query(_location(sent, location), digest=blob.digest), what, (201, 204),
+        self.request(self.push, "PUT", _with_query(_location(sent, location, self.target), digest=blob.digest), what, (201, 204),
                      headers={"Content-Length": "0"}).close()
 
     def put_manifest(self, tag: str, manifest: bytes, media_type: str, digest: str) -> None:
@@ -226,15 +256,14 @@ class _Copy:
         size = 0
         with response:
             while True:
-                if self.cancel.is_set():
-                    raise Cancelled(f"cancelled while {what}")
-                if time.monotonic() > self.deadline:
-                    raise CopyError(f"{what}: the copy took longer than {self.seconds:.0f} s; check the registries and apply again")
+                self.stop_if_due(what)
                 try:
                     chunk = response.raw.read1(CHUNK) if hasattr(response.raw, "read1") else response.raw.read(CHUNK)
                 except Exception as exc:  # urllib3's protocol and timeout errors, OSError
+                    self.stop_if_due(what)  # the watchdog shut the connection
                     raise CopyError(f"{what}: the answer broke off ({type(exc).__name__}); apply again") from exc
                 if not chunk:
+                    self.stop_if_due(what)  # a connection shut by the watchdog ends like an answer
                     return
                 size += len(chunk)
                 if size > limit:
@@ -257,16 +286,26 @@ def _blobs(manifest: bytes, what: str) -> list[Blob]:
         if not (isinstance(digest, str) and _DIGEST.fullmatch(digest) and type(size) is int and 0 <= size <= MAX_BLOB_BYTES):
             raise CopyError(f"{what}: the manifest names a blob without a sha256 digest and a size deployer copies")
         blobs.append(Blob(digest, size))
-    return list({b.digest: b for b in blobs}.values())  # a blob named twice is copied once
+    unique = list({b.digest: b for b in blobs}.values())  # a blob named twice is copied once
+    if sum(b.size for b in unique) > MAX_BLOB_BYTES:  # compressed, the whole image is no larger than one layer may be
+        raise CopyError(f"{what}: the manifest names {sum(b.size for b in unique)} bytes of blobs, more than an image Lambda "
+                        f"runs has ({MAX_BLOB_BYTES}); nothing was copied")
+    return unique
 
 
-def _location(response: Any, base: str) -> str:
-    """Where an upload goes on: the answer's Location, relative to the request's URL."""
+def _location(response: Any, base: str, target: Repository) -> str:
+    """Where an upload goes on: the answer's Location, relative to the request's URL, on the
+    target's own host and scheme (the push session would send its credentials anywhere)."""
     location = response.headers.get("Location")
     response.close()
     if not location:
         raise CopyError(f"{base}: the registry started an upload without saying where it goes (no Location)")
-    return str(urllib.parse.urljoin(response.url or base, location))
+    url = str(urllib.parse.urljoin(response.url or base, location))
+    parts, home = urllib.parse.urlsplit(url), urllib.parse.urlsplit(target.base)
+    if (parts.scheme, parts.netloc.lower()) != (home.scheme, home.netloc.lower()):
+        raise CopyError(f"uploading to {target}: the registry said to continue the upload on another host, "
+                        f"{shown(parts.scheme + '://' + parts.netloc)}; refused, so that the credentials go to no other host")
+    return url
 
 
 def _with_query(url: str, **params: str) -> str:
@@ -283,3 +322,68 @@ def _error_code(response: Any) -> str:
     except Exception:  # noqa: BLE001 - any answer that is not the registry's error form
         return ""
     return f" {code}" if isinstance(code, str) and _ERROR_CODE.fullmatch(code) else ""
+
+
+class _Sockets:
+    """The sockets of one copy's sessions, to shut down from the watchdog: shutting a socket
+    down ends a read blocked on it at once, whatever its timeout (closing it would not)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: list[socket.socket] = []
+        self._shut = False
+
+    def add(self, sock: socket.socket) -> socket.socket:
+        with self._lock:
+            self._open = [s for s in self._open if s.fileno() != -1]
+            self._open.append(sock)
+            shut = self._shut
+        if shut:  # a connection opened as the copy stops
+            _shut_down(sock)
+        return sock
+
+    def shut_down(self) -> None:
+        with self._lock:
+            self._shut, sockets = True, list(self._open)
+        for sock in sockets:
+            _shut_down(sock)
+
+    def session(self) -> requests.Session:
+        """A session whose direct connections are registered here (through a proxy they are not:
+        those wait for their timeouts)."""
+        import requests.adapters
+        from urllib3.connection import HTTPConnection, HTTPSConnection
+        from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+        sockets = self
+
+        class Plain(HTTPConnection):
+            def _new_conn(self) -> socket.socket:
+                return sockets.add(super()._new_conn())
+
+        class Tls(HTTPSConnection):
+            def _new_conn(self) -> socket.socket:
+                return sockets.add(super()._new_conn())
+
+        class PlainPool(HTTPConnectionPool):
+            ConnectionCls = Plain
+
+        class TlsPool(HTTPSConnectionPool):
+            ConnectionCls = Tls
+
+        class Adapter(requests.adapters.HTTPAdapter):
+            def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+                super().init_poolmanager(*args, **kwargs)
+                self.poolmanager.pool_classes_by_scheme = {"http": PlainPool, "https": TlsPool}
+
+        session = requests.Session()
+        session.mount("http://", Adapter())
+        session.mount("https://", Adapter())
+        return session
+
+
+def _shut_down(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # closed already

@@ -237,6 +237,9 @@ def _function_plan(entry: Any, index: int) -> FunctionPlan:
 
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+# ECR's repository names (the schema's repositoryName less its URI prefix): a name that is shown
+# and, were it ever used, put in a registry URL, so no `..`, `?`, `#` or control characters.
+_REPOSITORY_NAME = re.compile(r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*")
 
 
 def _copy_from(value: Any, at: str) -> ImageElsewhere | None:
@@ -250,7 +253,7 @@ def _copy_from(value: Any, at: str) -> ImageElsewhere | None:
         raise ValueError(f"{at}.environment {shown(environment)} is not an environment name")
     uri = _typed(entry.get("repository_uri"), str, f"{at}.repository_uri")
     repository = EcrRepository.parse(uri)
-    if repository is None:
+    if repository is None or not _REPOSITORY_NAME.fullmatch(repository.name) or len(repository.name) > 256:
         raise ValueError(f"{at}.repository_uri {shown(uri)} is not an ECR repository")
     digest = _typed(entry.get("digest"), str, f"{at}.digest")
     if not _DIGEST.fullmatch(digest):

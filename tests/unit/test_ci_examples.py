@@ -29,7 +29,7 @@ REGISTRY_CALLS = {
         "ecr:PutImage", "ecr:BatchGetImage"),
     "deployer.registry.image_labels": ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"),  # manifest, then config blob
     # a copy between environments' repositories: read the source, upload (or mount) to the target, tag
-    "deployer.image_copy._Copy.__init__": (
+    "deployer.image_copy._Sockets.session": (  # the sessions _Copy.__init__ makes
         "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability", "ecr:InitiateLayerUpload",
         "ecr:UploadLayerPart", "ecr:CompleteLayerUpload", "ecr:PutImage"),
 }

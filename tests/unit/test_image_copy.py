@@ -40,6 +40,8 @@ class FakeRegistry:
         self.mounts_allowed = mounts
         self.mounted = 0
         self.corrupt: set[str] = set()  # blobs served with other bytes than their digest names
+        self.blob_redirect: str | None = None  # blob GETs answered with a redirect there (ECR: to S3)
+        self.upload_at: str | None = None  # uploads said to go on there (scheme://host:port)
         registry = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -109,6 +111,8 @@ class FakeRegistry:
             self.manifests.setdefault(repo, {})[sha(data)] = (data, handler.headers["Content-Type"])
             self.tags.setdefault(repo, {})[ref] = sha(data)
             return self.reply(handler, 201, b"", {"Docker-Content-Digest": sha(data)})
+        if kind == "blobs" and method == "GET" and self.blob_redirect and ref in self.blobs.get(repo, {}):
+            return self.reply(handler, 307, b"", {"Location": f"{self.blob_redirect}/{ref}"})
         if kind == "blobs" and method in ("GET", "HEAD") and ref in self.blobs.get(repo, {}):
             data = self.blobs[repo][ref]
             return self.reply(handler, 200, b"X" * len(data) if ref in self.corrupt else data, body=body)
@@ -122,7 +126,7 @@ class FakeRegistry:
                 return self.reply(handler, 201, b"")
             upload = str(uuid.uuid4())
             self.uploads[upload] = bytearray()
-            return self.reply(handler, 202, b"", {"Location": f"/v2/{repo}/blobs/uploads/{upload}?_state=x"})
+            return self.reply(handler, 202, b"", {"Location": f"{self.upload_at or ''}/v2/{repo}/blobs/uploads/{upload}?_state=x"})
         if kind == "blobs" and method == "PATCH":
             self.uploads[parts[5]] += self.read(handler)
             return self.reply(handler, 202, b"", {"Location": f"/v2/{repo}/blobs/uploads/{parts[5]}?_state=y"})

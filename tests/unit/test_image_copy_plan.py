@@ -124,6 +124,8 @@ OTHER = "sha256:" + "e" * 64
     (("copy_from", "digest"), "sha256:short", "copy_from.digest is not sha256"),
     (("copy_from", "repository_uri"), "evil.example/fn", "copy_from.repository_uri 'evil.example/fn' is not an ECR repository"),
     (("copy_from", "repository_uri"), HERE.uri, "copy_from does not fit"),
+    (("copy_from", "repository_uri"), STAGING.uri + "/../../v2/other?x=#",
+     "/fn-staging/../.'... (74 characters) is not an ECR repository"),
     (("copy_from", "environment"), "Prod\n", "copy_from.environment"),
     (("copy_from", "extra"), 1, "has a key deployer does not know"),
     (("copy_from",), None, "steps are not the steps"),
