@@ -35,6 +35,8 @@ from deployer.paths import MAX_SHOWN, shown
 from deployer.yamldoc import MAX_VALUES, YamlDocument, YamlPath
 
 KEY = "environments"
+# An environment's list of the others it may copy images from: not a setting of its functions.
+COPY_KEY = "copy_images_from"
 # Where `deployer --env` comes from when not given on the command line.
 ENV_VARIABLE = "DEPLOYER_ENV"
 # What the schema's environmentName allows (a saved plan's environment is checked against it).
@@ -73,8 +75,26 @@ def select(doc: YamlDocument, name: str | None) -> YamlDocument | list[Diagnosti
     if name not in names:
         return [doc.diagnostic((KEY,), f"environment {shown(name)} is not declared in this file (it declares "
                                        f"{_listed(names)}){_did_you_mean(name, names)}", key=True)]
-    problems = _unknown_functions(doc, name) or _too_large(doc, len(doc.values), len(names))
+    problems = _unknown_functions(doc, name) + _unknown_copy_sources(doc, name) or _too_large(doc, len(doc.values), len(names))
     return problems or overlay(doc, name)
+
+
+def copy_sources(doc: YamlDocument, name: str | None) -> tuple[str, ...]:
+    """The environments of `doc` that environment `name` may copy images from (its COPY_KEY)."""
+    environments = doc.data.get(KEY) if isinstance(doc.data, dict) and name is not None else None
+    found = (environments.get(name) or {}).get(COPY_KEY) if isinstance(environments, dict) else None
+    return tuple(found) if isinstance(found, list) else ()
+
+
+def _unknown_copy_sources(doc: YamlDocument, name: str) -> list[Diagnostic]:
+    """Each environment named in `name`'s COPY_KEY must be another one this file declares."""
+    names = declared(doc)
+    return [doc.diagnostic((KEY, name, COPY_KEY, index),
+                           f"{KEY}.{name}.{COPY_KEY}: " + (f"{shown(other)} is this environment itself; list the others it may "
+                                                           "copy images from" if other == name else
+                                                           f"environment {shown(other)} is not declared in this file (it declares "
+                                                           f"{_listed(names)}){_did_you_mean(other, names)}"))
+            for index, other in enumerate(copy_sources(doc, name)) if other == name or other not in names]
 
 
 def overlay(doc: YamlDocument, name: str) -> YamlDocument | list[Diagnostic]:
@@ -84,7 +104,7 @@ def overlay(doc: YamlDocument, name: str) -> YamlDocument | list[Diagnostic]:
     environment: dict[str, Any] = data.pop(KEY)[name]
     here: YamlPath = (KEY, name)
     merged = _Merged(doc, data)
-    shared = {key: value for key, value in environment.items() if key != "functions"}
+    shared = {key: value for key, value in environment.items() if key not in ("functions", COPY_KEY)}
     for key, value in shared.items():
         merged.apply(("defaults", key), value, here + (key,))
     own: dict[str, Any] = environment.get("functions") or {}

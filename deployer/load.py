@@ -139,7 +139,8 @@ def _load_as(files: list[Path], docs: list[tuple[Path, YamlDocument]], problems:
     problems.extend(_repository_conflicts(functions))
     if problems:
         raise InvalidSpecError(problems)
-    return Spec(tuple(sorted(functions, key=lambda f: f.name)), tuple(files), environment)
+    return Spec(tuple(sorted(functions, key=lambda f: f.name)), tuple(files), environment,
+                {file: environments.copy_sources(parsed, environment) for file, parsed in docs})
 
 
 def load_each(paths: Iterable[str | Path], env: dict[str, str] | None = None) -> tuple[Spec, ...]:

@@ -6,9 +6,11 @@ whether that tag exists, and, when deploy.yaml declares any of its repository's 
 has of them (read once per repository). Functions are observed in parallel in a bounded pool; the
 per-region boto3 clients are shared.
 
-When the content tag is missing here and the function's file declares other environments, their
-repositories of the same function are asked for it too (deployer.state.ImageElsewhere): the image
-of a source built for staging is then copied for production, not built again.
+When the content tag is missing here and the function's file lets this environment copy images
+from others (`copy_images_from`), their repositories of the same function are asked for it too
+(deployer.state.ImageElsewhere): the image of a source built for staging is then copied for
+production, not built again. Only those listed: whoever can push to a repository could put an image
+under the tag a public source's digest names.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from deployer.aws import Clients
 from deployer.ecr_gateway import EcrGateway
@@ -83,9 +85,10 @@ class OtherEnvironments:
     """The other environments of the files of a plan made for `current`: each file loaded as
     every environment it declares has it, once per plan however many of its functions ask."""
 
-    def __init__(self, files: Sequence[Path], current: str) -> None:
+    def __init__(self, files: Sequence[Path], current: str, allowed: Mapping[Path, tuple[str, ...]]) -> None:
         self.current = current
         self._files = {Path(display(file)): file for file in files}  # how a function's location names its file
+        self._allowed = allowed  # by file: the environments `current` may copy from (copy_images_from)
         self._lock = threading.Lock()
         self._loaded: dict[Path, Future[tuple[Spec, ...]]] = {}
 
@@ -113,9 +116,12 @@ class OtherEnvironments:
         """The first other environment (by name) whose repository of `fn` holds the content tag as
         a single-platform image. Denied, missing or unreachable there means not there: a build is
         always a safe answer, so nothing of another environment can fail this plan."""
+        allowed = self._allowed.get(self._files.get(fn.location.file, fn.location.file), ())
+        if not allowed:
+            return None  # the default: trust no other environment's repository, build
         for spec in self.specs(fn):
             other = next((f for f in spec.functions if f.name == fn.name), None)
-            if spec.environment in (None, self.current) or other is None:
+            if spec.environment in (None, self.current) or spec.environment not in allowed or other is None:
                 continue
             try:
                 repository = other.repository.resolved(other.repository.account or clients.account(other.region))
@@ -153,7 +159,8 @@ def observe(spec: Spec, clients: Clients, workers: int = MAX_WORKERS) -> list[tu
     pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(functions))))
     try:
         repositories = RepositoryReads()
-        others = OtherEnvironments(spec.files, spec.environment) if spec.environment is not None else None
+        others = (OtherEnvironments(spec.files, spec.environment, spec.copy_images_from)
+                  if spec.environment is not None and any(spec.copy_images_from.values()) else None)
         futures = [(fn, pool.submit(observe_function, fn, clients, repositories, others)) for fn in functions]
         results: list[tuple[Desired, Observed]] = []
         failures: list[tuple[str, DeployerError]] = []

@@ -190,6 +190,8 @@ class Spec:
     functions: tuple[FunctionSpec, ...]
     files: tuple[Path, ...]
     environment: str | None = None
+    # By file (as in `files`): the other environments `environment` may copy images from.
+    copy_images_from: Mapping[Path, tuple[str, ...]] = field(default_factory=dict)
 
     def function(self, name: str) -> FunctionSpec:
         for fn in self.functions:

@@ -24,10 +24,11 @@ pytestmark = pytest.mark.integration
 PRODUCTION_REGION = OTHER_REGIONS[0]
 
 
-def write_spec(monorepo: Monorepo, name: str, role: str) -> None:
+def write_spec(monorepo: Monorepo, name: str, role: str, copy: bool = False) -> None:
     """One function, two environments: production overrides the region, the repository (each
-    region's ECR holds its own), the memory of every function, and greet's variables."""
-    data = {
+    region's ECR holds its own), the memory of every function, and greet's variables; with `copy`,
+    it may copy images from staging."""
+    data: dict[str, Any] = {
         "version": 1,
         "defaults": {"region": "us-east-1", "role": role, "memory": 256, "environment": {"LOG_LEVEL": "debug", "STAGE": "base"},
                      "build": {"builder_image": monorepo.env["DEPLOYER_STANDIN_BUILDER"], "go_env": {"GOPROXY": "off"}}},
@@ -39,6 +40,8 @@ def write_spec(monorepo: Monorepo, name: str, role: str) -> None:
                            "functions": {name: {"repository": f"{name}-production", "environment": {"STAGE": "production"}}}},
         },
     }
+    if copy:
+        data["environments"]["production"]["copy_images_from"] = ["staging"]
     with (monorepo.root / "deploy.yaml").open("w") as out:
         YAML().dump(data, out)
 
@@ -69,6 +72,8 @@ def test_staging_and_production_from_one_deploy_yaml(cli: Cli, monorepo: Monorep
     produced = cli("apply", "--yes", "--env", "production")
     assert produced.returncode == 0, output(produced)
     assert outcomes(produced) == {name: "created"}
+    # Production lists no environment to copy from (copy_images_from): it trusts only its own repository, and builds.
+    assert "build image" in produced.stdout and "copied from" not in produced.stdout
 
     staging = configuration(local_cloud, "us-east-1", name)
     production = configuration(local_cloud, PRODUCTION_REGION, name)
@@ -116,7 +121,7 @@ def test_a_saved_plan_is_applied_only_in_its_environment(cli: Cli, monorepo: Mon
 def test_production_copies_the_image_staging_built_instead_of_building_it(cli: Cli, monorepo: Monorepo, role_arn: str,
                                                                           local_cloud: LocalCloud) -> None:
     name = unique_name("env-copy")
-    write_spec(monorepo, name, role_arn)
+    write_spec(monorepo, name, role_arn, copy=True)
     staged = cli("apply", "--yes", "--env", "staging")
     assert staged.returncode == 0, output(staged)
     assert outcomes(staged) == {name: "created"} and "build image for linux/arm64" in staged.stdout
