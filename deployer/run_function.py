@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import hashlib
-import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -37,8 +35,9 @@ from deployer.image_copy import CopyAuthRefused, Repository, copy_image
 from deployer.images import BuiltImage, ImageMaker, PushedImage
 from deployer.interrupts import Cancelled
 from deployer.outcome import Outcome, OutcomeStatus
+from deployer.run_release import Releasing
 from deployer.paths import git_root
-from deployer.plan import PREVIOUS_IMAGE_TAG, ROLLED_BACK_TAG, UNVERSIONED_KEYS
+from deployer.plan import PREVIOUS_IMAGE_TAG, ROLLED_BACK_TAG
 from deployer.plan import (
     Action,
     AssembleContext,
@@ -67,7 +66,7 @@ from deployer.ports import DockerApi, EcrApi, LambdaApi, Reporter
 from deployer.registry import RegistryLogin
 from deployer.sharing import ImageClaim, OncePerApply, SharedImages
 from deployer.spec import EcrRepository, FunctionSpec
-from deployer.state import FunctionState, Invoked
+from deployer.state import FunctionState
 
 V = TypeVar("V", BuildContext, BuiltImage, PushedImage)
 T = TypeVar("T")
@@ -164,8 +163,7 @@ class FunctionRun:
         self.revision = fp.revision_id  # what Lambda's RevisionId is expected to be: moved by our own updates
         self.configured_revision: str | None = None  # what our configuration update answered
         self.separately_configured = False  # a key outside UpdateFunctionConfiguration was set (its RevisionId may move)
-        self.version: str | None = None  # the version this apply published
-        self.alias_moved = False
+        self.releasing = Releasing(fp, spec, lam, self.log, self.retried)
         self.maker = ImageMaker(fp.desired, tools.docker, ecr, self.cleanup, registry_endpoint=tools.registry_endpoint,
                                 login=lambda fresh: tools.login(fp.desired.region, fresh), cancel=tools.cancel,
                                 sleep=tools.sleep, log=self.log, verbose=tools.verbose,
@@ -188,7 +186,7 @@ class FunctionRun:
             return self.stopped(exc, stage, time.monotonic() - started)
         if self.fp.action in (Action.CONFIGURE, Action.RELEASE) and stage is None:
             done = [f"configuration updated ({self.configured()})"] if self.configured() else []
-            return Outcome(self.fp.name, OutcomeStatus.UPDATED, "; ".join(done + self.released()),
+            return Outcome(self.fp.name, OutcomeStatus.UPDATED, "; ".join(done + self.releasing.released()),
                            time.monotonic() - started, self.fp.current_digest)
         return self.finished(_expect(stage, SentUpdate, "the plan's steps end in an update"), time.monotonic() - started)
 
@@ -248,13 +246,14 @@ class FunctionRun:
             case CreateFunction(image=image, architecture=architecture):
                 return self.create(image, architecture, stage)
             case PublishVersion(alias=alias, previous=previous):
-                self.publish(stage, alias, previous)
+                self.releasing.publish(stage.digest if isinstance(stage, SentUpdate) else self.fp.current_digest,
+                                        alias, previous)
                 return stage
             case SmokeTest(event_sha256=planned, expect=expect):
-                self.smoke_test(planned, expect)
+                self.releasing.smoke_test(planned, expect)
                 return stage
             case MoveAlias(alias=alias, previous=previous):
-                self.move_alias(alias, previous)
+                self.releasing.move_alias(alias, previous)
                 return stage
             case WaitForActive():
                 self.lam.wait_active(self.fp.name, self.tools.sleep)
@@ -360,62 +359,6 @@ class FunctionRun:
         if not self.tools.repositories.run(f"configure {self.desired.repository_uri}", lambda: self.ecr.configure_repository(
                 self.desired.repository, self.desired.repository_config, keys)):
             self.log("the repository's settings were set for another function of this apply")
-
-    def publish(self, stage: Stage, alias: str | None, previous: str | None) -> None:
-        """Publish $LATEST as apply left it: the digest this apply deployed (or found deployed),
-        refused by Lambda should it run another since it was read here, or have changed since
-        (RevisionId). The version records the alias's version before it: what a rollback returns to."""
-        digest = stage.digest if isinstance(stage, SentUpdate) else self.fp.current_digest
-        now = self.lam.get_function(self.fp.name)
-        if digest is None or now.running_digest != digest:
-            raise PlanError(f"function {self.fp.name} changed since plan (it runs {short(now.running_digest)}, not "
-                            f"{short(digest)}, which this apply was to publish); run plan again")
-        moved = [c.field for c in changes(self.desired.config, now.config, b"") if c.field.partition(".")[0] not in UNVERSIONED_KEYS]
-        if moved:  # someone changed it between our update and this read: not what the reviewer approved
-            raise PlanError(f"function {self.fp.name} changed since plan ({', '.join(moved)} no longer as deploy.yaml says); "
-                            "nothing was published: run plan again")
-        note = f"deployer release; {alias} was {previous or 'none'}" if alias else "deployer release"
-        self.version = self.retried(lambda: self.lam.publish_version(self.fp.name, digest.removeprefix("sha256:"), now.revision_id,
-                                                                     note))
-        self.log(f"published version {self.version}")
-
-    def smoke_test(self, planned: str, expect: str | None) -> None:
-        """Invoke the new version with the smoke event (as deploy.yaml holds it now: the one the
-        plan showed, else refused) and check its answer; a failure leaves the alias where it is."""
-        settings = self.spec.release.smoke_test if self.spec is not None and self.spec.release is not None else None
-        if settings is None or hashlib.sha256(settings.event).hexdigest() != planned:
-            raise PlanError(f"the smoke test event of {self.fp.name} changed since plan; run plan again")
-        version = _expect_version(self.version)
-        answer = self.retried(lambda: self.lam.invoke(self.fp.name, version, settings.event))
-        assert answer is not None
-        failure = smoke_failure(answer, settings.expect_field, settings.expect_value)
-        if failure is not None:
-            alias = self.fp.release.alias if self.fp.release is not None else None
-            where = self.fp.release.current_version if self.fp.release is not None else None
-            tail = "\n".join(answer.log_tail.splitlines()[-20:])
-            raise DeployerError(f"smoke test of version {version} failed: {failure}; alias {alias} stays on "
-                                f"{where or 'nothing (not created)'}" + (f"\nlog tail:\n{tail}" if tail else ""))
-        self.log(f"smoke test passed on version {version}")
-
-    def move_alias(self, alias: str, previous: str | None) -> None:
-        """Point the alias at the new version; refused by Lambda if the alias moved since the plan."""
-        version = _expect_version(self.version)
-        note = f"deployer release; was {previous or 'none'}"
-        revision = self.fp.release.alias_revision if self.fp.release is not None else None
-        try:
-            if previous is None:
-                self.lam.create_alias(self.fp.name, alias, version, note)
-            elif revision is None:
-                raise PlanError(f"alias {alias} of {self.fp.name} had no readable RevisionId at plan time: it is not moved "
-                                "unguarded; run plan again")
-            else:
-                self.lam.update_alias(self.fp.name, alias, version, revision, note)
-        except AwsError as exc:
-            if exc.code in ("ResourceConflictException", "PreconditionFailedException"):
-                raise PlanError(f"alias {alias} of {self.fp.name} changed since plan (created or moved by someone else); "
-                                f"version {version} is published and was not released: run plan again") from exc
-            raise
-        self.alias_moved = True
 
     def put_concurrency(self) -> None:
         """PutFunctionConcurrency, when reserved_concurrency changed (no call of UpdateFunctionConfiguration
@@ -559,7 +502,7 @@ class FunctionRun:
 
     def finished(self, sent: SentUpdate, seconds: float) -> Outcome:
         name, digest = self.fp.name, sent.digest
-        released = "".join(f"; {line}" for line in self.released())
+        released = "".join(f"; {line}" for line in self.releasing.released())
         if sent.by_another_apply:
             return Outcome(name, OutcomeStatus.UNCHANGED if not released else OutcomeStatus.UPDATED,
                            f"already runs {short(digest)}: another apply deployed it since the plan{released}", seconds, digest)
@@ -573,16 +516,6 @@ class FunctionRun:
         configured = f"; configuration updated ({self.configured()})" if self.configured() else ""
         copied = f" (copied from {self.fp.copy_from.environment}'s repository)" if self.fp.copy_from is not None else ""
         return Outcome(name, self.changed_status(), f"now runs {short(digest)}{copied}{configured}{released}", seconds, digest)
-
-    def released(self) -> list[str]:
-        """What the release steps did, in the outcome's words."""
-        if self.version is None:
-            return []
-        alias = self.fp.release.alias if self.fp.release is not None else None
-        if alias is None or not self.alias_moved:
-            return [f"published version {self.version}"]
-        was = self.fp.release.current_version if self.fp.release is not None else None
-        return [f"version {self.version} released to {alias} (was {was or 'none'})"]
 
     def stopped(self, error: DeployerError, stage: Stage, seconds: float) -> Outcome:
         if isinstance(error, Cancelled) and isinstance(stage, SentUpdate):
@@ -618,39 +551,6 @@ def _claimed(stage: Stage, kind: type[V], order: str) -> Claimed[V]:
     if not (isinstance(stage, Claimed) and isinstance(stage.value, kind)):
         raise AssertionError(f"{order}; got {stage!r}")
     return Claimed(stage.value, stage.claim)
-
-
-def _expect_version(version: str | None) -> str:
-    if version is None:
-        raise AssertionError("PublishVersion precedes the smoke test and the alias")
-    return version
-
-
-def smoke_failure(answer: Invoked, field: str | None, expected: object) -> str | None:
-    """Why a smoke test's answer fails it (None: it passed): a function error, an answer that is
-    not JSON where a field is expected, or the field's value. Words of the answer are quoted
-    bounded; the printer makes them inert."""
-    if answer.function_error is not None:
-        try:
-            error = json.loads(answer.payload)
-        except (ValueError, RecursionError):
-            error = None
-        if isinstance(error, dict):
-            return f"function error {str(error.get('errorType', answer.function_error))[:200]}: {str(error.get('errorMessage', ''))[:500]}"
-        return f"function error ({answer.function_error})"
-    if field is None:
-        return None
-    try:
-        value: object = json.loads(answer.payload)
-    except (ValueError, RecursionError):
-        return f"the answer is not JSON, so it has no {field}"
-    for part in field.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return f"the answer has no {field}"
-        value = value[part]
-    if value != expected or (type(value) is bool) != (type(expected) is bool):
-        return f"{field} is {json.dumps(value)[:200]}, not {json.dumps(expected)}"
-    return None
 
 
 def _unreachable(step: NoReturn) -> NoReturn:
