@@ -126,7 +126,9 @@ def plan(paths: Sequence[Path], clients: Clients, out: Path | None = None, envir
     observed = observe(spec, clients)
     made = explain_plan(make_plan(observed, secrets_key(salt, os.environ), salt), observed, spec, clients, registry_endpoint)
     sources = binding.record_sources(recorded, base)
-    return Planned(spec, dataclasses.replace(made, sources=sources, environment=spec.environment))
+    # Under an environment, the account its functions land in, which only the credentials decide: shown, and bound.
+    account = clients.account(spec.functions[0].region) if spec.environment is not None and spec.functions else None
+    return Planned(spec, dataclasses.replace(made, sources=sources, environment=spec.environment, account=account))
 
 
 # A secret of the CI (set for plan and apply alike) that keys the hashes of from_env values, so
@@ -239,6 +241,8 @@ def prepare_saved(plan_file: Path, scope: Sequence[Path], clients: Clients, shar
     binding.check_environment(saved, environment, str(plan_file))
     spec = load(binding.bind_sources(saved, find_spec_files(scope), base, str(plan_file)), environment=environment)
     binding.check_functions(saved, (fn.name for fn in spec.functions), str(plan_file))
+    if saved.account is not None and spec.functions:
+        binding.check_account(saved, clients.account(spec.functions[0].region), str(plan_file))
     from deployer.observe import observe
     from deployer.shard import select
 

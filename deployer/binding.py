@@ -177,6 +177,16 @@ def check_environment(saved: Plan, selected: str | None, plan_file: str) -> None
     raise PlanError(f"{plan_file}: the plan was made for {made}, this apply is for {now}; {todo}, or {again}")
 
 
+def check_account(saved: Plan, caller: str, plan_file: str) -> None:
+    """PlanError unless this apply's credentials are of the account the plan (under an
+    environment) was made in: production's plan run with staging's credentials would change
+    staging's functions."""
+    if saved.account is not None and saved.account != caller:
+        raise PlanError(f"{plan_file}: the plan for environment {shown(saved.environment or '')} was made with the credentials of "
+                        f"AWS account {saved.account}, this apply runs as account {shown(caller)}; apply it with that "
+                        "account's credentials, or make a plan with these")
+
+
 def check_functions(saved: Plan, declared: Iterable[str], plan_file: str) -> None:
     """PlanError unless the plan holds exactly the functions its deploy.yaml files declare: said
     before AWS is asked (compare says it again, with everything else)."""

@@ -326,6 +326,9 @@ class Plan:
     # its random part (deployer.app.secrets_key)
     hash_key: str = ""
     environment: str | None = None  # the deploy.yaml environment it is for (--env); a saved plan applies only there
+    # Under an environment: the AWS account of the credentials it was made with, where its functions
+    # are (a saved plan applies only with that account's credentials).
+    account: str | None = None
 
     @property
     def has_changes(self) -> bool:

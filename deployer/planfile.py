@@ -63,6 +63,7 @@ def to_dict(plan: Plan) -> dict[str, Any]:
         "sources": [{"path": source.path, "sha256": source.sha256} for source in plan.sources],
         "hash_key": plan.hash_key,
         "environment": plan.environment,
+        "account": plan.account,
         "functions": [_function(fp) for fp in plan.functions],
     }
 
@@ -115,9 +116,19 @@ def from_dict(data: Any, source: str = "plan") -> Plan:
         hash_key = _typed(data.get("hash_key"), str, "hash_key")
         if not _SHA256_HEX.fullmatch(hash_key):
             raise ValueError("hash_key is not 64 lowercase hex digits")
-        return Plan(functions, FORMAT_VERSION, sources, hash_key, _environment(data))
+        return Plan(functions, FORMAT_VERSION, sources, hash_key, _environment(data), _account(data))
     except (KeyError, TypeError, ValueError) as exc:
         raise PlanError(f"{source}: damaged plan ({exc}); run plan again") from exc
+
+
+def _account(data: dict[str, Any]) -> str | None:
+    """The account a plan under an environment was made in: null, or twelve digits (it is shown)."""
+    value = data.get("account")
+    if value is not None and not (isinstance(value, str) and re.fullmatch(r"[0-9]{12}", value)):
+        raise ValueError(f"account {shown(str(value))} is not an AWS account id")
+    if value is not None and data.get("environment") is None:
+        raise ValueError("account is recorded only for a plan made under an environment")
+    return value
 
 
 def _environment(data: dict[str, Any]) -> str | None:

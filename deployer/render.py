@@ -16,7 +16,7 @@ import re
 
 from rich.markup import escape
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 from deployer import planfile
 from deployer.history import HistoryEntry
@@ -53,9 +53,14 @@ def summary(plan: Plan) -> str:
                                 if counts[action] or action is Action.NOOP)
 
 
+def _account_words(plan: Plan, inert: Callable[[object], str]) -> str:
+    """Where an environment's functions are: the account of the credentials the plan was made with."""
+    return f" (AWS account {inert(_inert(plan.account, 12))})" if plan.account else ""
+
+
 def text(plan: Plan) -> str:
     """Rich markup; every value from outside is stripped of control characters and escaped."""
-    lines = [f"Environment: {rich_text(plan.environment)}", ""] if plan.environment else []
+    lines = [f"Environment: {rich_text(plan.environment)}{_account_words(plan, rich_text)}", ""] if plan.environment else []
     for fp in plan.functions:
         style = _STYLE[fp.action]
         lines.append(f"[{style}]{escape(fp.action.symbol)} {rich_text(fp.name)}: {fp.action.value}[/{style}]")
@@ -128,7 +133,7 @@ def markdown(plan: Plan, saved_plan: str | None = None) -> str:
     budget = Budget()
     head = f"### {summary(plan)}\n\n"
     if plan.environment:  # under the summary line, which stays first
-        head += f"Environment: {md_code(_inert(plan.environment, _NAME_CAP))}\n\n"  # capped: always spent
+        head += f"Environment: {md_code(_inert(plan.environment, _NAME_CAP))}{_account_words(plan, md_code)}\n\n"  # capped: always spent
     budget.spend(head)
     # Room for the notes and the fold's frame at their longest (every count at its maximum; the
     # fold listing no name, its longest form): what they finally say is never longer.

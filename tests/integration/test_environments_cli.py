@@ -63,11 +63,12 @@ def test_staging_and_production_from_one_deploy_yaml(cli: Cli, monorepo: Monorep
     assert planned.returncode == 0, output(planned)
     plan = json.loads(planned.stdout)
     assert plan["environment"] == "production"
+    assert plan["account"] == local_cloud.account  # where its functions are: the credentials' account
     assert plan["functions"][0]["desired"]["region"] == PRODUCTION_REGION
 
     staged = cli("apply", "--yes", env={"DEPLOYER_ENV": "staging"})
     assert staged.returncode == 0, output(staged)
-    assert staged.stdout.startswith("Environment: staging\n")
+    assert staged.stdout.startswith(f"Environment: staging (AWS account {local_cloud.account})\n")
     assert outcomes(staged) == {name: "created"}
     produced = cli("apply", "--yes", "--env", "production")
     assert produced.returncode == 0, output(produced)
@@ -92,7 +93,7 @@ def test_staging_and_production_from_one_deploy_yaml(cli: Cli, monorepo: Monorep
     assert cli("history", name, "--env", "staging").stdout == f"Environment: staging\n{name}: no published versions\n"
     markdown = cli("plan", "--env", "production", "--format", "markdown")
     assert markdown.returncode == 0, output(markdown)
-    assert markdown.stdout.splitlines()[:3] == ["### Plan: 1 unchanged", "", "Environment: `production`"]
+    assert markdown.stdout.splitlines()[:3] == ["### Plan: 1 unchanged", "", f"Environment: `production` (AWS account `{local_cloud.account}`)"]
 
 
 def test_a_saved_plan_is_applied_only_in_its_environment(cli: Cli, monorepo: Monorepo, role_arn: str, local_cloud: LocalCloud) -> None:

@@ -289,3 +289,35 @@ def test_execution_plan_keeps_the_saved_order_and_sources() -> None:
     assert refusals == [] and [fp.name for fp in to_run.functions] == ["a", "b"]
     assert [fp.action for fp in to_run.functions] == [Action.UPDATE, Action.BUILD]
     assert to_run.sources == sources
+
+
+def test_a_plan_under_an_environment_applies_only_with_the_credentials_of_its_account() -> None:
+    saved = Plan((), environment="production", account="222222222222")
+    binding.check_account(saved, "222222222222", "plan.json")
+    with pytest.raises(PlanError) as refused:
+        binding.check_account(saved, "111111111111", "plan.json")
+    assert str(refused.value) == ("plan.json: the plan for environment 'production' was made with the credentials of AWS "
+                                  "account 222222222222, this apply runs as account '111111111111'; apply it with that "
+                                  "account's credentials, or make a plan with these")
+    binding.check_account(Plan(()), "111111111111", "plan.json")  # no environment, no account recorded
+
+
+@pytest.mark.parametrize(("environment", "account", "accepted"), [
+    ("production", "222222222222", True),
+    ("production", None, True),
+    (None, None, True),
+    ("production", "2222", False),
+    ("production", 222222222222, False),
+    (None, "222222222222", False),  # recorded only under an environment
+])
+def test_a_plan_file_s_account_is_twelve_digits_under_an_environment(environment: str | None, account: object,
+                                                                     accepted: bool) -> None:
+    from deployer import planfile
+
+    data = planfile.to_dict(Plan((), hash_key="0" * 64, environment=environment, account=None))
+    data["account"] = account
+    if accepted:
+        assert planfile.from_dict(data).account == account
+    else:
+        with pytest.raises(PlanError, match="account"):
+            planfile.from_dict(data)
