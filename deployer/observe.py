@@ -19,7 +19,7 @@ import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Generic, Mapping, Sequence, TypeVar
 
 from deployer.aws import Clients
 from deployer.ecr_gateway import EcrGateway
@@ -58,27 +58,41 @@ def desired_state(fn: FunctionSpec, clients: Clients) -> Desired:
     )
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class OncePerKey(Generic[K, V]):
+    """One computation per key, however many threads ask for it: the first computes (outside the
+    lock), the others wait for its result, or its exception."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._results: dict[K, Future[V]] = {}
+
+    def get(self, key: K, compute: Callable[[], V]) -> V:
+        with self._lock:
+            future = self._results.get(key)
+            mine = future is None
+            if future is None:
+                future = self._results[key] = Future()
+        if mine:
+            try:
+                future.set_result(compute())
+            except BaseException as exc:
+                future.set_exception(exc)
+        return future.result()
+
+
 class RepositoryReads:
     """What ECR has of each repository's managed settings, read once however many functions of
     the plan use it (they declare the same settings: deployer.load refuses otherwise)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._reads: dict[object, Future[ObservedRepository]] = {}
+        self._reads: OncePerKey[object, ObservedRepository] = OncePerKey()
 
     def read(self, ecr: EcrGateway, repository: EcrRepository, config: RepositoryConfig) -> ObservedRepository:
-        key = (repository, config.declared)
-        with self._lock:
-            future = self._reads.get(key)
-            mine = future is None
-            if future is None:
-                future = self._reads[key] = Future()
-        if mine:
-            try:
-                future.set_result(ecr.observe_repository(repository, config))
-            except BaseException as exc:
-                future.set_exception(exc)
-        return future.result()
+        return self._reads.get((repository, config.declared), lambda: ecr.observe_repository(repository, config))
 
 
 class OtherEnvironments:
@@ -89,8 +103,7 @@ class OtherEnvironments:
         self.current = current
         self._files = {Path(display(file)): file for file in files}  # how a function's location names its file
         self._allowed = allowed  # by file: the environments `current` may copy from (copy_images_from)
-        self._lock = threading.Lock()
-        self._loaded: dict[Path, Future[tuple[Spec, ...]]] = {}
+        self._loaded: OncePerKey[Path, tuple[Spec, ...]] = OncePerKey()
 
     def specs(self, fn: FunctionSpec) -> tuple[Spec, ...]:
         """The file of `fn` as each of its environments has it; none when it cannot be loaded so
@@ -98,19 +111,7 @@ class OtherEnvironments:
         file = self._files.get(fn.location.file)
         if file is None:
             return ()
-        with self._lock:
-            future = self._loaded.get(file)
-            mine = future is None
-            if future is None:
-                future = self._loaded[file] = Future()
-        if mine:
-            try:
-                future.set_result(load_each([file]))
-            except DeployerError:
-                future.set_result(())
-            except BaseException as exc:
-                future.set_exception(exc)
-        return future.result()
+        return self._loaded.get(file, lambda: _each_environment(file))
 
     def find(self, fn: FunctionSpec, desired: Desired, clients: Clients) -> ImageElsewhere | None:
         """The first other environment (by name) whose repository of `fn` holds the content tag as
@@ -133,6 +134,13 @@ class OtherEnvironments:
             if image.digest is not None and image.single_platform:
                 return ImageElsewhere(str(spec.environment), repository, image.digest)
         return None
+
+
+def _each_environment(file: Path) -> tuple[Spec, ...]:
+    try:
+        return load_each([file])
+    except DeployerError:
+        return ()
 
 
 def observe_function(fn: FunctionSpec, clients: Clients, repositories: RepositoryReads | None = None,
