@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from deployer.errors import DeployerError
 from deployer.interrupts import Cancelled
 from deployer.paths import shown
-from deployer.registry import MANIFEST_TYPES, MAX_MANIFEST_BYTES, RegistryLogin
+from deployer.registry import MANIFEST_TYPES, MAX_MANIFEST_BYTES, RegistryLogin, api_base
 
 if TYPE_CHECKING:
     import requests
@@ -64,9 +64,7 @@ class Repository:
 
     @property
     def base(self) -> str:
-        host = self.host.removeprefix("http://").removeprefix("https://").rstrip("/")
-        scheme = "http" if host.rsplit(":", 1)[0] in ("127.0.0.1", "localhost", "[::1]") else "https"
-        return f"{scheme}://{host}/v2/{self.name}"
+        return api_base(self.host, self.name)
 
     def __str__(self) -> str:
         return f"{self.host}/{self.name}"

@@ -9,6 +9,8 @@ import re
 import time
 from dataclasses import dataclass
 
+from deployer.state import SINGLE_PLATFORM_MEDIA_TYPES
+
 
 # Labels apply puts on every image it builds: what `deployer history` reads back (from the registry).
 SOURCE_DIGEST_LABEL = "dev.deployer.source-digest"
@@ -30,11 +32,19 @@ class RegistryLogin:
 # Bounds on what a registry answers when deployer reads an image's labels (a manifest, a config).
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_CONFIG_BYTES = 8 * 1024 * 1024
-MANIFEST_TYPES = ("application/vnd.docker.distribution.manifest.v2+json", "application/vnd.oci.image.manifest.v1+json")
+MANIFEST_TYPES = tuple(sorted(SINGLE_PLATFORM_MEDIA_TYPES))  # what deployer asks a registry for, in an Accept header
 LABEL_BYTES = 1024  # a label's value, as shown
 MAX_LABELS = 1000  # far more than any image deployer builds carries; the rest of a crafted config is dropped
 READ_SECONDS = 20.0  # one image's labels, however slowly the registry answers (a read timeout alone restarts per byte)
 _BLOB_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def api_base(host: str, repository: str) -> str:
+    """The registry API's URL of `repository` on `host` (a registry, or host:port of a local
+    emulator): HTTPS, but plain HTTP on loopback, where a local emulator listens."""
+    host = host.removeprefix("http://").removeprefix("https://").rstrip("/")
+    scheme = "http" if host.rsplit(":", 1)[0] in ("127.0.0.1", "localhost", "[::1]") else "https"
+    return f"{scheme}://{host}/v2/{repository}"
 
 
 class RegistryUnanswered(Exception):
@@ -55,9 +65,7 @@ def image_labels(registry: str, repository: str, digest: str, login: RegistryLog
     import requests
     import urllib3.exceptions
 
-    host = (endpoint or registry).removeprefix("http://").removeprefix("https://").rstrip("/")
-    scheme = "http" if host.rsplit(":", 1)[0] in ("127.0.0.1", "localhost", "[::1]") else "https"
-    base = f"{scheme}://{host}/v2/{repository}"
+    base = api_base(endpoint or registry, repository)
     deadline = time.monotonic() + total
     # identity: a compressed answer is no smaller to bound, and could inflate far past it
     headers = {"Accept": ", ".join(MANIFEST_TYPES), "Accept-Encoding": "identity"}
