@@ -124,7 +124,7 @@ def plan(paths: Sequence[Path], clients: Clients, out: Path | None = None, envir
 
     salt = os.urandom(32)  # a new key per plan for its secrets' hashes
     observed = observe(spec, clients)
-    made = explain_plan(make_plan(observed, secrets_key(salt, os.environ), salt), observed, spec, clients, registry_endpoint)
+    made = explain_plan(make_plan(observed, secrets_key(salt, os.environ), salt), observed, clients, registry_endpoint)
     sources = binding.record_sources(recorded, base)
     # Under an environment, the account its functions land in, which only the credentials decide: shown, and bound.
     account = clients.account(spec.functions[0].region) if spec.environment is not None and spec.functions else None

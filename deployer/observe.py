@@ -38,7 +38,8 @@ MAX_WORKERS = 16  # enough to hide AWS latency; small enough to stay under API r
 
 def desired_state(fn: FunctionSpec, clients: Clients) -> Desired:
     """What deploy.yaml asks for `fn`, with the content tag of its current source."""
-    digest, inputs = layout(fn).digests()  # no copy: plan needs only digests; apply re-checks it
+    listed = layout(fn)
+    digest, inputs = listed.digests()  # no copy: plan needs only digests; apply re-checks it
     tag = content_tag(digest)
     account = fn.repository.account or clients.account(fn.region)
     return Desired(
@@ -55,6 +56,7 @@ def desired_state(fn: FunctionSpec, clients: Clients) -> Desired:
         repository_config=fn.repository.config,
         release=fn.release,
         inputs=inputs,
+        layout=listed,
     )
 
 

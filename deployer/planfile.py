@@ -358,7 +358,7 @@ def _reason(value: Any, at: str) -> Reason:
 # What a saved plan does not hold of Desired: apply re-derives them from deploy.yaml (the
 # configuration, secrets included; whether a missing repository may be created; its settings),
 # and binding compares what they led to (configuration and repository changes, create_repository).
-_NOT_SAVED = ("config", "create_repository", "repository_config", "release", "inputs")
+_NOT_SAVED = ("config", "create_repository", "repository_config", "release", "inputs", "layout")
 
 
 def _desired(desired: Desired) -> dict[str, str]:

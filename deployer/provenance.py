@@ -27,11 +27,11 @@ from deployer.aws import Clients
 from deployer.ecr_gateway import EcrGateway
 from deployer.errors import DeployerError
 from deployer.image_inputs import Explanation, FileChanges, commit_of, explain
-from deployer.layout import layout
+from deployer.layout import Layout
 from deployer.paths import git_root
 from deployer.plan import Action, FunctionPlan, Plan
 from deployer.registry import REVISION_LABEL, RegistryLogin, RegistryUnanswered, image_labels
-from deployer.spec import EcrRepository, FunctionSpec, Spec
+from deployer.spec import EcrRepository
 from deployer.state import Desired, Observed
 
 WORKERS = 8
@@ -45,14 +45,14 @@ READ_BUDGET = 60.0
 MAX_FAILURES = 3
 
 
-def explain_plan(plan: Plan, observed: Sequence[tuple[Desired, Observed]], spec: Spec, clients: Clients,
+def explain_plan(plan: Plan, observed: Sequence[tuple[Desired, Observed]], clients: Clients,
                  registry_endpoint: str | None = None, timeout: float = READ_TIMEOUT, budget: float = READ_BUDGET) -> Plan:
     """`plan` with an explanation on every function whose image changes from one Lambda runs;
     `timeout`: how long one read of a registry waits for it to answer; `budget`: all of them."""
     targets = [fp for fp in plan.functions if _image_changes(fp)]
     if not targets:
         return plan
-    reader = _Reader(clients, registry_endpoint, {d.name: o for d, o in observed}, {fn.name: fn for fn in spec.functions},
+    reader = _Reader(clients, registry_endpoint, {d.name: o for d, o in observed},
                      timeout, time.monotonic() + budget)
     try:
         with ThreadPoolExecutor(max_workers=min(WORKERS, len(targets))) as pool:
@@ -73,8 +73,8 @@ class _Reader:
     running image, an opened git checkout."""
 
     def __init__(self, clients: Clients, endpoint: str | None, observed: Mapping[str, Observed],
-                 functions: Mapping[str, FunctionSpec], timeout: float, deadline: float) -> None:
-        self.clients, self.endpoint, self.observed, self.functions = clients, endpoint, observed, functions
+                 timeout: float, deadline: float) -> None:
+        self.clients, self.endpoint, self.observed = clients, endpoint, observed
         self.timeout, self.deadline = timeout, deadline
         self._lock = threading.Lock()
         self._logins: dict[str, RegistryLogin | None] = {}
@@ -93,8 +93,9 @@ class _Reader:
         if found is None:
             return Explanation(labelled=False, unreadable=True)
         commit = commit_of(found, REVISION_LABEL)
-        fn = self.functions.get(fp.name)
-        files = self._files(fn, commit) if commit is not None and fn is not None else None
+        # The layout observe listed (none in a saved plan): which files the build context holds.
+        layout = fp.desired.layout
+        files = self._files(layout, commit) if commit is not None and layout is not None else None
         return explain(fp.desired.inputs, found, REVISION_LABEL, files)
 
     def _login(self, region: str) -> RegistryLogin | None:
@@ -131,8 +132,8 @@ class _Reader:
                 self._labels[key] = found
             return found
 
-    def _files(self, fn: FunctionSpec, commit: str) -> FileChanges | None:
-        root = git_root([fn.root, *fn.root.parents])
+    def _files(self, lay: Layout, commit: str) -> FileChanges | None:
+        root = git_root([lay.fn.root, *lay.fn.root.parents])
         if root is None:
             return None
         with self._lock:
@@ -141,10 +142,6 @@ class _Reader:
                 self._checkouts[root] = (repo, gitdiff.Memo()) if repo is not None else None
             checkout = self._checkouts[root]
         if checkout is None:
-            return None
-        try:
-            lay = layout(fn)  # listed again (no hashing): which files the context holds
-        except DeployerError:
             return None
         with self._git:  # one at a time, sharing the comparisons of the files of shared modules
             return gitdiff.changed_files(checkout[0], root, commit, lay.input_dirs, lay.entries, checkout[1], lay.would_hold)

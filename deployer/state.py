@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from deployer.function_config import FunctionConfig, ObservedConfig
+from deployer.layout import Layout
 from deployer.repository_config import ObservedRepository, RepositoryConfig
 from deployer.spec import EcrRepository, ReleaseSettings
 
@@ -43,6 +44,9 @@ class Desired:
     release: ReleaseSettings | None = field(default=None, compare=False)  # None: $LATEST updated in place
     # The digest of each input of the image (deployer.image_inputs), to explain a change; not saved.
     inputs: Mapping[str, str] = field(default_factory=dict, compare=False)
+    # The build context's layout the digests were made from (None in a saved plan): which files it
+    # holds, for the plan's list of the files changed since the running image's commit.
+    layout: Layout | None = field(default=None, compare=False, repr=False)
 
     @property
     def repository_uri(self) -> str:

@@ -6,8 +6,6 @@ under none, is refused before anything changes."""
 from __future__ import annotations
 
 import json
-import re
-from pathlib import Path
 from typing import Any
 
 import pytest

@@ -21,7 +21,7 @@ from deployer.aws import Clients
 from deployer.plan import make_plan
 from deployer.provenance import explain_plan
 from deployer.registry import MAX_LABELS, RegistryLogin, RegistryUnanswered, image_labels
-from deployer.spec import EcrRepository, Spec
+from deployer.spec import EcrRepository
 from deployer.state import Desired, FunctionState, ImageState, Observed
 
 LOGIN = RegistryLogin("AWS", "secret", "https://registry")
@@ -180,7 +180,7 @@ def test_functions_running_one_image_share_its_read_and_missing_images_do_not_st
     last = state.add({"dev.deployer.input.function": "sha256:" + "1" * 64})
     images = [*missing, *[shared] * 20, last]
     plan, pairs = plan_of(lambda i: images[i], len(images))
-    explained = explain_plan(plan, pairs, Spec((), ()), FakeClients(), endpoint)
+    explained = explain_plan(plan, pairs, FakeClients(), endpoint)
     why = {fp.name: fp.explanation for fp in explained.functions}
     assert all(w is not None and w.unreadable for w in list(why.values())[:5])
     assert all(w is not None and w.labelled and w.changed for w in list(why.values())[5:25])
@@ -194,7 +194,7 @@ def test_a_silent_registry_costs_a_plan_of_200_functions_a_few_timeouts_not_one_
     state.stall = 3.0  # past the read timeout
     plan, pairs = plan_of(lambda i: "sha256:" + f"{i:064x}", 200)
     started = time.monotonic()
-    explained = explain_plan(plan, pairs, Spec((), ()), FakeClients(), endpoint, timeout=0.5)
+    explained = explain_plan(plan, pairs, FakeClients(), endpoint, timeout=0.5)
     assert time.monotonic() - started < 2.5  # a wave of 8 readers times out (two at most); the rest are not tried
     assert all(fp.explanation is not None and fp.explanation.unreadable for fp in explained.functions)
     assert len(state.requests) < 16  # the first wave, and a few readers that started before it ended
@@ -207,7 +207,7 @@ def test_a_registry_answering_each_read_just_in_time_cannot_hold_the_plan_past_i
     state.stall = 0.2  # answered, within the read timeout: never counted as silence
     plan, pairs = plan_of(lambda i: images[i], len(images))
     started = time.monotonic()
-    explained = explain_plan(plan, pairs, Spec((), ()), FakeClients(), endpoint, timeout=1.0, budget=1.0)
+    explained = explain_plan(plan, pairs, FakeClients(), endpoint, timeout=1.0, budget=1.0)
     assert time.monotonic() - started < 2.5  # 100 images x 2 reads x 0.2 s / 8 readers would be 5 s
     told = [fp.explanation for fp in explained.functions]
     assert any(w is not None and w.labelled for w in told) and any(w is not None and w.unreadable for w in told)
