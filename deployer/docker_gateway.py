@@ -25,7 +25,7 @@ import urllib3.exceptions
 
 from deployer.errors import DockerError
 from deployer.go_build import ANSI_ESCAPE, CACHE_VOLUME, CacheDir, CompileJob, GoCompiler, engine_said
-from deployer.ports import ImmutableTagRefused, PushStalled, RegistryAuthRefused
+from deployer.ports import ImageVanished, ImmutableTagRefused, PushStalled, RegistryAuthRefused
 from deployer.redact import build_arg_secrets, credential_secrets, redact
 from deployer.registry import RegistryLogin
 
@@ -41,14 +41,8 @@ ENGINE_READ_TIMEOUT_SECONDS = 30
 Log = Callable[[str], None]
 
 
-class ImageVanished(DockerError):
-    """The build's last image was deleted before the engine tagged it: another build of the same
-    inputs (the same image ID) had its only tag removed in between, which deletes the image. The
-    layers below it stay cached, so building again re-creates it at once."""
-
-
 # What the engine says when the image it just built is gone before it is tagged.
-_VANISHED = re.compile(r"failed to get digest|no such image", re.IGNORECASE)
+_VANISHED = re.compile(r"failed to get digest|no such image|does not exist locally", re.IGNORECASE)
 
 
 def _quiet(_: str) -> None:
@@ -186,12 +180,15 @@ class DockerGateway:
 
         Transient faults (registry 5xx, connection resets) are retried with backoff, each retry
         logged; a refused token is replaced by a fresh login once. What the caller acts on comes
-        as a type: ImmutableTagRefused, PushStalled (RegistryAuthRefused after the fresh login).
+        as a type: ImmutableTagRefused, PushStalled, ImageVanished (the image is gone from the
+        engine: build it again), RegistryAuthRefused after the fresh login.
         `progress(done, total)` gets the bytes pushed, summed over the layers (`_PushTally`)."""
         try:
             self.short.tag(image_id, repository, tag)
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            raise DockerError(f"cannot tag image {image_id} as {repository}:{tag}: {engine_said(exc)}") from None
+            said = engine_said(exc)
+            failure = ImageVanished if _VANISHED.search(said) else DockerError
+            raise failure(f"cannot tag image {image_id} as {repository}:{tag}: {said}") from None
         refreshed = False
         registry = repository.split("/", 1)[0]
         for attempt in range(1, PUSH_ATTEMPTS + 1):
@@ -401,12 +398,14 @@ def _refusal(said: str) -> type[DockerError]:
     """The type of a push failure, from what the engine or the registry said (the one place that
     reads their words): an expired or wrong token, or a tag an immutable repository holds already
     (ECR: "tag invalid: The image tag '...' already exists ... cannot be overwritten because the
-    repository is immutable")."""
+    repository is immutable"), or an image deleted from the engine under the push (ImageVanished)."""
     said = said.lower()
     if any(word in said for word in ("unauthorized", "authentication required", "denied: ", "no basic auth")):
         return RegistryAuthRefused
     if any(word in said for word in ("tag invalid", "already exists", "immutable")):
         return ImmutableTagRefused
+    if _VANISHED.search(said):
+        return ImageVanished
     return DockerError
 
 

@@ -34,7 +34,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator, Mapping
+from typing import IO, Any, Callable, Iterable, Iterator, Mapping
 
 import docker.errors
 import docker.types
@@ -273,7 +273,7 @@ class GoCompiler:
             code = self._wait(container, cancel)
             reader.join(timeout=5)
             if code != 0:
-                output = "\n".join(tail)
+                output = "\n".join(self._last_lines(container, secrets, tail))
                 hint = ""
                 if job.netrc is None and _REFUSED.search(output):
                     hint = (f"\nno credentials were given: for a private module, set {job.netrc_env} to a netrc file "
@@ -308,26 +308,20 @@ class GoCompiler:
 
     def _follow(self, container: str, tail: collections.deque[str], log: Log, secrets: tuple[str, ...]) -> None:
         with contextlib.suppress(Exception):  # the container may be removed under it: the wait says why
-            pending = b""
-            cut = False  # the line under way was shown cut already: the rest of it is dropped
-            for chunk in self.api.logs(container, stream=True, follow=True):
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for raw in lines:
-                    if not cut:
-                        line = _shown_line(raw, secrets)
-                        if line:
-                            tail.append(line)
-                            log(line)
-                    cut = False
-                if len(pending) > LINE_WINDOW:
-                    if not cut:
-                        line = _shown_line(pending, secrets)
-                        tail.append(line)
-                        log(line)
-                    pending, cut = b"", True
-            if pending.strip() and not cut:
-                tail.append(_shown_line(pending, secrets))
+            for line in _shown_lines(self.api.logs(container, stream=True, follow=True), secrets):
+                tail.append(line)
+                log(line)
+
+    def _last_lines(self, container: str, secrets: tuple[str, ...], followed: collections.deque[str]) -> list[str]:
+        """The exited container's last lines, read again whole: the follower may not have caught up
+        (a loaded engine, a stream that broke), and a failure must show what go said. What the
+        follower saw when this read fails."""
+        try:
+            lines = collections.deque(_shown_lines(self.api.logs(container, stream=True, follow=False, tail=TAIL_LINES),
+                                                   secrets), maxlen=TAIL_LINES)
+        except (docker.errors.DockerException, requests.exceptions.RequestException):
+            return list(followed)
+        return list(lines) or list(followed)
 
     def _wait(self, container: str, cancel: threading.Event | None) -> int:
         deadline = time.monotonic() + COMPILE_TIMEOUT_SECONDS
@@ -456,6 +450,28 @@ class CacheDir:
                                 "check the directory, or leave out --cache-dir") from None
         log(f"saved the Go caches to {self.archive} ({self.archive.stat().st_size >> 20} MiB) in "
             f"{time.monotonic() - started:.1f}s")
+
+
+def _shown_lines(chunks: Iterable[bytes], secrets: tuple[str, ...]) -> Iterator[str]:
+    """The compile's output as shown, line by line (`_shown_line`); a line longer than
+    LINE_WINDOW is shown cut once and the rest of it dropped, so nothing is held whole."""
+    pending = b""
+    cut = False  # the line under way was shown cut already: the rest of it is dropped
+    for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for raw in lines:
+            if not cut:
+                line = _shown_line(raw, secrets)
+                if line:
+                    yield line
+            cut = False
+        if len(pending) > LINE_WINDOW:
+            if not cut:
+                yield _shown_line(pending, secrets)
+            pending, cut = b"", True
+    if pending.strip() and not cut:
+        yield _shown_line(pending, secrets)
 
 
 def _shown_line(raw: bytes, secrets: tuple[str, ...]) -> str:

@@ -25,7 +25,7 @@ from deployer.go_build import CompileJob, Netrc
 from deployer.layout import DockerfileBuild, runtime_dockerfile
 from deployer.interrupts import Cancelled
 from deployer.plan import short
-from deployer.ports import DockerApi, EcrApi, ImmutableTagRefused
+from deployer.ports import DockerApi, EcrApi, ImageVanished, ImmutableTagRefused
 from deployer.redact import build_arg_secrets, redact
 from deployer.registry import REVISION_LABEL, SOURCE_DIGEST_LABEL, RegistryLogin
 from deployer.state import Desired
@@ -127,6 +127,7 @@ class ImageMaker:
         self.verbose = verbose
         self.repository = f"{registry_endpoint or desired.registry}/{desired.repository_name}"  # where pushes go
         self._local_tags: set[str] = set()  # made for a push and not removed yet
+        self._rebuild: Callable[[], BuiltImage] | None = None  # the last build, once more
 
     @property
     def tag(self) -> str:
@@ -150,16 +151,29 @@ class ImageMaker:
         local_tag = f"{self.repository}:{self.tag}"
         self._local_tags.add(local_tag)
         self.cleanup.callback(self._drop, local_tag)
-        image_id = build_image(self.docker, context, local_tag, labels, netrc=netrc, function=self.desired.name,
-                               log=self.log if self.verbose else None, cancel=self.cancel, netrc_env=netrc_env)
-        return BuiltImage(image_id, local_tag)
+
+        def make() -> BuiltImage:
+            self._local_tags.add(local_tag)
+            return BuiltImage(build_image(self.docker, context, local_tag, labels, netrc=netrc, function=self.desired.name,
+                                          log=self.log if self.verbose else None, cancel=self.cancel, netrc_env=netrc_env),
+                              local_tag)
+
+        self._rebuild = make
+        return make()
 
     def push(self, built: BuiltImage, progress: Callable[[int, int], None] | None = None) -> PushedImage:
         """Push under the content tag; the local tag goes right after, whatever happens.
-        `progress(done, total)`: the bytes pushed, as the gateway sums them (DockerApi.push)."""
+        `progress(done, total)`: the bytes pushed, as the gateway sums them (DockerApi.push).
+        An image the engine lost before its push (ImageVanished: another build of the same inputs
+        had its last tag removed meanwhile) is built again once, from the engine's cache."""
         try:
-            return PushedImage(self.docker.push(built.image_id, self.repository, self.tag, self.login(False),
-                                                lambda: self.login(True), self.log, self.sleep, progress))
+            try:
+                return self._push(built, progress)
+            except ImageVanished as exc:
+                if self._rebuild is None:
+                    raise
+                self.log(f"the engine lost the image before its push ({str(exc).splitlines()[0]}); building it again")
+                return self._push(self._rebuild(), progress)
         except ImmutableTagRefused:
             # The tag names the image's inputs: if someone pushed it since the plan, that image
             # is the one to deploy.
@@ -170,6 +184,10 @@ class ImageMaker:
             return PushedImage(existing.digest)
         finally:
             self._drop(built.local_tag)
+
+    def _push(self, built: BuiltImage, progress: Callable[[int, int], None] | None) -> PushedImage:
+        return PushedImage(self.docker.push(built.image_id, self.repository, self.tag, self.login(False),
+                                            lambda: self.login(True), self.log, self.sleep, progress))
 
     def verify(self, pushed: PushedImage) -> PushedImage:
         """ECR must list the tag at the pushed digest with a single-platform media type."""

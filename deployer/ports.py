@@ -27,6 +27,13 @@ class RegistryAuthRefused(DockerError):
     """The registry refused the credentials (an expired token: log in again once)."""
 
 
+class ImageVanished(DockerError):
+    """The image just built was deleted before the engine tagged it (for the build's own tag or a
+    push's): another build of the same inputs (the same image ID) had its only tag removed in
+    between, which deletes the image. The layers below it stay cached, so building again
+    re-creates it at once."""
+
+
 class PushStalled(DockerError):
     """A push made no progress for the engine's read timeout: not retried, the registry is not
     answering and would hold every attempt as long."""

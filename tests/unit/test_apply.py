@@ -23,7 +23,7 @@ from deployer.errors import AwsError, DockerError, PlanError
 from deployer.function_config import EnvValue, FunctionConfig, ImageConfig, ObservedConfig
 from deployer.outcome import OutcomeStatus
 from deployer.plan import Action, Plan, make_plan
-from deployer.ports import ImmutableTagRefused
+from deployer.ports import ImageVanished, ImmutableTagRefused
 from deployer.registry import RegistryLogin
 from deployer.repository_config import ObservedRepository, RepositoryConfig
 from deployer.spec import ReleaseSettings
@@ -528,6 +528,43 @@ def test_push_failure_leaves_lambda_alone_and_cleans_up(function: FunctionSpec) 
     [outcome] = x.run(plan_for(desired_for(function), lam, ecr), {"fn": function})
     assert outcome.status == "failed" and "connection refused" in outcome.detail
     assert lam.updates == [] and not docker.compiles[0].context_dir.exists()
+
+
+class VanishingDocker(FakeDocker):
+    """The engine loses the built image before the first `vanish` pushes (another build of the same
+    inputs had its last tag removed meanwhile): those pushes cannot tag it."""
+
+    def __init__(self, ecr: FakeEcr, vanish: int) -> None:
+        super().__init__(ecr)
+        self.vanish = vanish
+
+    def push(self, image_id: str, repository: str, tag: str, login: RegistryLogin, relogin: Any, log: Any,
+             sleep: Any = None, progress: Callable[[int, int], None] | None = None) -> str:
+        if self.vanish:
+            self.vanish -= 1
+            raise ImageVanished(f"cannot tag image {image_id} as {repository}:{tag}: failed to get digest {image_id}: "
+                                "no such file or directory")
+        return super().push(image_id, repository, tag, login, relogin, log, sleep, progress)
+
+
+def test_an_image_the_engine_lost_before_its_push_is_built_again_once(function: FunctionSpec) -> None:
+    lam, ecr = FakeLambda({"fn": running(OLD)}), FakeEcr()
+    docker = VanishingDocker(ecr, vanish=1)
+    x, reporter = executor(lam, ecr, docker)
+    [outcome] = x.run(plan_for(desired_for(function), lam, ecr), {"fn": function})
+    assert (outcome.status, outcome.digest) == ("built", NEW)
+    assert len(docker.builds) == 2 and len(docker.pushes) == 1
+    assert any("the engine lost the image before its push" in line for line in reporter.lines)
+    assert docker.removed == [docker.builds[0]["tag"]], "the local tag of the second build goes too"
+
+
+def test_an_image_lost_twice_fails_its_function_without_a_third_build(function: FunctionSpec) -> None:
+    lam, ecr = FakeLambda({"fn": running(OLD)}), FakeEcr()
+    docker = VanishingDocker(ecr, vanish=2)
+    x, _ = executor(lam, ecr, docker)
+    [outcome] = x.run(plan_for(desired_for(function), lam, ecr), {"fn": function})
+    assert outcome.status == "failed" and "failed to get digest" in outcome.detail
+    assert len(docker.builds) == 2 and lam.updates == []
 
 
 class IndexPushingDocker(FakeDocker):

@@ -6,11 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator
 
+import docker.errors
 import pytest
 
 from deployer.docker_gateway import MAX_LAYERS, PROGRESS_SECONDS, DockerGateway, _PushTally
 from deployer.errors import DockerError
-from deployer.ports import ImmutableTagRefused, RegistryAuthRefused
+from deployer.ports import ImageVanished, ImmutableTagRefused, RegistryAuthRefused
 from deployer.registry import RegistryLogin
 
 DIGEST = "sha256:" + "c" * 64
@@ -77,6 +78,38 @@ def test_a_transient_fault_is_retried_and_the_last_keeps_its_plain_type() -> Non
         push(gateway(engine), logs)
     assert type(raised.value) is DockerError
     assert len(engine.passwords) == 4 and len(logs) == 3
+
+
+class LostImageEngine(FakeEngine):
+    """An engine whose image was deleted after its build: tagging it fails as dockerd says."""
+
+    def tag(self, image_id: str, repository: str, tag: str) -> None:
+        raise docker.errors.APIError("500 Server Error", explanation=(
+            f"failed to get digest {image_id}: open /var/lib/docker/image/overlay2/imagedb/content/sha256/"
+            f"{image_id.removeprefix('sha256:')}: no such file or directory"))
+
+
+def test_an_image_deleted_before_its_push_is_raised_as_vanished_without_pushing() -> None:
+    engine = LostImageEngine(None)
+    with pytest.raises(ImageVanished, match="cannot tag image sha256:image as registry/fn-repo:src-1: failed to get digest"):
+        push(gateway(engine), [])
+    assert engine.passwords == []
+
+
+def test_a_tag_gone_from_the_engine_during_the_push_is_raised_as_vanished() -> None:
+    engine = FakeEngine("An image does not exist locally with the tag: registry/fn-repo")
+    with pytest.raises(ImageVanished):
+        push(gateway(engine), [])
+
+
+def test_a_tag_refused_for_another_reason_stays_a_plain_docker_error() -> None:
+    class RefusingEngine(FakeEngine):
+        def tag(self, image_id: str, repository: str, tag: str) -> None:
+            raise docker.errors.APIError("400 Client Error", explanation="invalid reference format")
+
+    with pytest.raises(DockerError, match="invalid reference format") as raised:
+        push(gateway(RefusingEngine(None)), [])
+    assert type(raised.value) is DockerError
 
 
 class FakeBuilds:

@@ -83,7 +83,7 @@ class FakeApi:
         self.calls.append(f"start {container}")
         self.exited.set()
 
-    def logs(self, container: str, stream: bool, follow: bool) -> Iterator[bytes]:
+    def logs(self, container: str, stream: bool, follow: bool, tail: int | str = "all") -> Iterator[bytes]:
         yield from (self.output[i:i + 7] for i in range(0, len(self.output), 7))
 
     def wait(self, container: str, timeout: float) -> dict[str, int]:
@@ -187,6 +187,24 @@ def test_a_failed_compile_says_the_go_commands_words_without_any_secret(context_
     assert api.made == {}
 
 
+class LaggingLogApi(FakeApi):
+    """A loaded engine: the followed log stream breaks before its first line, but the exited
+    container's log, read again, is whole."""
+
+    def logs(self, container: str, stream: bool, follow: bool, tail: int | str = "all") -> Iterator[bytes]:
+        if follow:
+            raise requests.exceptions.ConnectionError("connection aborted")
+        assert tail != "all", "a failure reads only the last lines"
+        yield from super().logs(container, stream, follow, tail)
+
+
+def test_a_failed_compile_shows_go_s_words_even_when_the_followed_log_missed_them(context_dir: Path) -> None:
+    api = LaggingLogApi(exit_code=1, output=b"# example.com/fn\n./main.go:3:1: syntax error: non-declaration statement\n")
+    with pytest.raises(DockerError) as failed:
+        GoCompiler(api).compile(CompileJob("fn", context_dir, RECIPE), print)
+    assert str(failed.value).endswith("\n# example.com/fn\n./main.go:3:1: syntax error: non-declaration statement")
+
+
 def test_a_missing_builder_image_says_what_to_do(context_dir: Path) -> None:
     recipe = GoBuild("missing:1", "rt:1", "linux/arm64", (), DEFAULT_GO_ENV)
     with pytest.raises(DockerError, match="builder image missing:1 is not on the Docker engine; pull it"):
@@ -287,7 +305,7 @@ class ChattyApi(FakeApi):
         super().__init__(exit_code=exit_code)
         self.chunks = chunks
 
-    def logs(self, container: str, stream: bool, follow: bool) -> Iterator[bytes]:
+    def logs(self, container: str, stream: bool, follow: bool, tail: int | str = "all") -> Iterator[bytes]:
         yield from self.chunks
 
 
