@@ -15,6 +15,7 @@ import re
 import stat
 import tempfile
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
@@ -646,9 +647,11 @@ class Pruning:
     plan: PrunePlan
 
 
-def plan_prune(paths: Sequence[Path], clients: Clients, keep: int | None = None, environment: str | None = None) -> Pruning:
+def plan_prune(paths: Sequence[Path], clients: Clients, keep: int | None = None, environment: str | None = None,
+               min_age: timedelta = timedelta(0)) -> Pruning:
     """`deployer prune`: what would be deleted (deployer.prune) for the functions of `paths`;
-    `keep` overrides release.keep of the functions that have release settings."""
+    `keep` overrides release.keep of the functions that have release settings. Images pushed
+    less than `min_age` ago are kept (measured from now, on this machine's clock)."""
     from deployer.prune import Target, decide
 
     targets = []
@@ -656,7 +659,8 @@ def plan_prune(paths: Sequence[Path], clients: Clients, keep: int | None = None,
         repository = fn.repository.resolved(fn.repository.account or clients.account(fn.region))
         kept = None if fn.release is None else keep if keep is not None else fn.release.keep
         targets.append(Target(fn.name, fn.region, repository, kept, fn.repository.config.lambda_pull_accounts or ()))
-    return Pruning(tuple(targets), decide(_inventory(tuple(targets), clients)))
+    pushed_since = datetime.now(timezone.utc) - min_age if min_age else None
+    return Pruning(tuple(targets), decide(_inventory(tuple(targets), clients), pushed_since=pushed_since))
 
 
 def apply_prune(pruning: Pruning, clients: Clients, progress: Callable[[str], None]) -> Pruned:
@@ -683,7 +687,8 @@ def apply_prune(pruning: Pruning, clients: Clients, progress: Callable[[str], No
     planned = [ip for ip in pruning.plan.images if ip.delete]
     if not planned:
         return Pruned(tuple(versions), problems=tuple(problems))
-    again = {ip.repository: ip for ip in decide(_inventory(pruning.targets, clients), prune_versions=False).images}
+    again = {ip.repository: ip for ip in decide(_inventory(pruning.targets, clients), prune_versions=False,
+                                                                pushed_since=pruning.plan.pushed_since).images}
     images, spared = [], []
     for ip in planned:
         now = again[ip.repository]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from datetime import datetime
 from typing import Any, Callable, Iterator, TypeVar
 from urllib.parse import urlsplit
 
@@ -165,6 +166,12 @@ def _token(value: Any) -> str | None:
 
 def _matching(value: Any, pattern: re.Pattern[str]) -> str | None:
     return value if isinstance(value, str) and pattern.fullmatch(value) else None
+
+
+def _instant(value: Any) -> datetime | None:
+    """A time AWS returned (botocore parses timestamps into aware datetimes), or None when it is
+    not one with a zone: a naive time cannot be compared with the clock."""
+    return value if isinstance(value, datetime) and value.utcoffset() is not None else None
 
 
 def _text(value: Any) -> str | None:

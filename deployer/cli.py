@@ -62,6 +62,21 @@ def _check_shard(value: Optional[str]) -> Optional[str]:
     return value
 
 
+# prune keeps images younger than this: longer than an apply takes from its push to its update.
+DEFAULT_MIN_AGE = "1h"
+
+
+def _check_age(value: str) -> str:
+    """A bad --min-age is a usage error, said before anything is read."""
+    from deployer.prune import parse_age
+
+    try:
+        parse_age(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
 ShardOption = typer.Option(None, "--shard", envvar="DEPLOYER_SHARD", callback=_check_shard, metavar="K/N", help="Only shard K of N of the plan's functions (a stable partition decided from the plan: functions sharing an image together, builds spread evenly), for N CI jobs applying one saved plan.", show_default=False)
 
 # emoji=False: a value holding ":smile:" is shown as written.
@@ -405,16 +420,17 @@ def prune(
     yes: bool = typer.Option(False, "--yes", "-y", help="Delete what the plan lists. Without it nothing is deleted."),
     keep: Optional[int] = typer.Option(None, "--keep", min=2, max=1000, help="Versions to keep per function with release settings, newest first (overrides release.keep).", show_default=False),
     fmt: PruneFormat = typer.Option(PruneFormat.text, "--format", "-f", help="text or json."),
+    min_age: str = typer.Option(DEFAULT_MIN_AGE, "--min-age", callback=_check_age, metavar="AGE", help="Keep images pushed less than AGE ago (30m, 1h, 7d; 0 keeps none for its age): an apply running now may not have deployed its image yet."),
     env: Optional[str] = EnvOption,
 ) -> int:
     """Delete old versions (beyond release.keep, never an aliased one) of the functions of deploy.yaml, then the src- images of their repositories that no version, alias or $LATEST of any function of the region uses. Without --yes, only shows what it would delete."""
     from deployer import app as use_cases
     from deployer.aws import Clients
-    from deployer.prune import outcome_text, text, to_json
+    from deployer.prune import outcome_text, parse_age, text, to_json
     from deployer.render import terminal_text
 
     clients = Clients()
-    pruning = use_cases.plan_prune(paths or [Path(".")], clients, keep, env or None)
+    pruning = use_cases.plan_prune(paths or [Path(".")], clients, keep, env or None, parse_age(min_age))
     if fmt is PruneFormat.text:
         out.print(text(pruning.plan), end="")
     versions, images = pruning.plan.counts

@@ -39,6 +39,7 @@ from deployer.aws import (
     _tags,
     _text,
     _token,
+    _instant,
     _unreadable_entry,
     call,
 )
@@ -242,8 +243,10 @@ class EcrGateway:
             # A tag that is no short printable string is kept as a marker that is no content tag.
             named = tuple(_token(tag) or UNREADABLE_TAG for tag in tags)
             before = found.get(digest)
+            pushed = [at for at in (before.pushed_at if before else None, _instant(entry.get("imagePushedAt"))) if at]
             found[digest] = StoredImage(digest, tuple(dict.fromkeys((*(before.tags if before else ()), *named))),
-                                        _token(entry.get("imageManifestMediaType")), _token(entry.get("artifactMediaType")))
+                                        _token(entry.get("imageManifestMediaType")), _token(entry.get("artifactMediaType")),
+                                        max(pushed, default=None))
         return list(found.values())
 
     def batch_delete_image(self, repository: EcrRepository, digests: list[str]) -> tuple[list[str], list[Diagnostic]]:

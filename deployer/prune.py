@@ -12,6 +12,8 @@ Never deleted:
 - an image with a tag other than a content tag (`src-...`); anything that is not a single-platform
   container image (an index, a signature, another artifact), and no untagged image in a repository
   holding something else (it may be part of an index);
+- an image pushed less than the minimum age ago (`--min-age`, or whose push time ECR does not
+  say): an apply running now may have pushed it and not yet pointed its function at it;
 - any image of a repository whose users prune cannot all see: one of another account, one whose
   deploy.yaml lets other accounts pull (`lambda_pull_accounts`), one in a region whose functions
   could not all be listed, or one that a function that could not be read may use.
@@ -25,7 +27,9 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
 from typing import Iterable
 
 from deployer.errors import Diagnostic
@@ -39,6 +43,24 @@ SOURCE_TAG_PREFIX = "src-"  # deployer's content tags (deployer.digest.content_t
 # The config media types of a container image; any other artifact type (a signature, an SBOM) is
 # not an image a function could run, and is never pruned.
 IMAGE_CONFIG_TYPES = frozenset({"application/vnd.docker.container.image.v1+json", "application/vnd.oci.image.config.v1+json"})
+_AGE = re.compile(r"(\d{1,6})([smhd])")
+_AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+MAX_MIN_AGE = timedelta(days=3650)
+
+
+def parse_age(text: str) -> timedelta:
+    """`--min-age`: `0`, or a whole number of seconds, minutes, hours or days (`90s`, `30m`, `1h`,
+    `7d`). ValueError saying what is expected (the text is shown inert)."""
+    if text.strip() == "0":
+        return timedelta(0)
+    match = _AGE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{terminal_text(repr(text[:40]))} is not an age: give a whole number with s, m, h or d "
+                         "(such as 30m, 1h or 7d), or 0 to keep no image for its age")
+    age = timedelta(**{_AGE_UNITS[match.group(2)]: int(match.group(1))})
+    if age > MAX_MIN_AGE:
+        raise ValueError(f"{terminal_text(repr(text[:40]))}: the minimum age is at most 3650d")
+    return age
 
 
 # -- what was read ---------------------------------------------------------------------------
@@ -161,13 +183,17 @@ class ImagePrune:
     in_use: int = 0  # a function of the region uses its digest
     tagged: int = 0  # a tag other than a content tag
     other: int = 0  # not a single-platform container image, or untagged beside one that is not
+    recent: int = 0  # pushed after the plan's `pushed_since`, or at a time ECR does not say
     held: Held | None = None
 
 
 @dataclass(frozen=True)
 class PrunePlan:
+    """`pushed_since`: images pushed after it are kept (None: none is kept for its age)."""
+
     versions: tuple[VersionPrune, ...]
     images: tuple[ImagePrune, ...]
+    pushed_since: datetime | None = None
 
     @property
     def stopped(self) -> int:
@@ -196,9 +222,10 @@ class Pruned:
     problems: tuple[Diagnostic, ...] = ()
 
 
-def decide(inventory: Inventory, prune_versions: bool = True) -> PrunePlan:
+def decide(inventory: Inventory, prune_versions: bool = True, pushed_since: datetime | None = None) -> PrunePlan:
     """The prune plan of `inventory`. Without `prune_versions`, no version is deleted and every
-    version that exists counts as used (the executor's second read, after the deletions)."""
+    version that exists counts as used (the executor's second read, after the deletions). Images
+    pushed after `pushed_since` (or at an unknown time) are kept, when it is given."""
     reads = {(f.region, f.name): f for region in inventory.regions for f in region.functions}
     versions = tuple(_versions(t, reads.get((t.region, t.name)), prune_versions) for t in inventory.targets)
     gone = {(p.region, p.function, v.version) for p in versions for v in p.delete}
@@ -209,8 +236,8 @@ def decide(inventory: Inventory, prune_versions: bool = True) -> PrunePlan:
     for read in inventory.repositories:
         users = [t for t in inventory.targets if t.repository == read.repository]
         held = _repository_hold(inventory, read, users, by_region.get(read.repository.region), targets)
-        images.append(ImagePrune(read.repository, held=held) if held else _images(read, in_use))
-    return PrunePlan(versions, tuple(images))
+        images.append(ImagePrune(read.repository, held=held) if held else _images(read, in_use, pushed_since))
+    return PrunePlan(versions, tuple(images), pushed_since)
 
 
 def _versions(target: Target, read: FunctionRead | None, prune_versions: bool) -> VersionPrune:
@@ -259,12 +286,12 @@ def _repository_hold(inventory: Inventory, read: RepositoryRead, users: list[Tar
     return None
 
 
-def _images(read: RepositoryRead, in_use_digests: set[str]) -> ImagePrune:
+def _images(read: RepositoryRead, in_use_digests: set[str], pushed_since: datetime | None) -> ImagePrune:
     # An untagged image may be part of an index (a manifest list, an image with attestations):
     # where the repository holds a manifest that is not a single-platform image's, untagged ones stay.
     mixed = any(image.media_type not in SINGLE_PLATFORM_MEDIA_TYPES for image in read.images)
     delete: list[StoredImage] = []
-    in_use = tagged = other = 0
+    in_use = tagged = other = recent = 0
     for image in read.images:
         if image.digest in in_use_digests:
             in_use += 1
@@ -272,9 +299,11 @@ def _images(read: RepositoryRead, in_use_digests: set[str]) -> ImagePrune:
             tagged += 1
         elif not _single_image(image) or (mixed and not image.tags):
             other += 1
+        elif pushed_since is not None and (image.pushed_at is None or image.pushed_at > pushed_since):
+            recent += 1
         else:
             delete.append(image)
-    return ImagePrune(read.repository, tuple(sorted(delete, key=lambda i: (i.tags, i.digest))), in_use, tagged, other)
+    return ImagePrune(read.repository, tuple(sorted(delete, key=lambda i: (i.tags, i.digest))), in_use, tagged, other, recent)
 
 
 def _single_image(image: StoredImage) -> bool:
@@ -327,11 +356,16 @@ def text(plan: PrunePlan) -> str:
             continue
         lines.append(f"{'-' if ip.delete else ' '} {head}: " + (f"{len(ip.delete)} image(s) to delete" if ip.delete else "nothing to delete"))
         lines += [f"    - {rich_text(_image_line(image))}" for image in ip.delete]
-        lines.append(f"    kept: {ip.in_use} in use, {ip.tagged} with other tags than src-, {ip.other} indexes or other artifacts")
+        lines.append(f"    kept: {ip.in_use} in use, {ip.tagged} with other tags than src-, {ip.other} indexes or other artifacts"
+                     + (f", {ip.recent} pushed since {_when(plan.pushed_since)}" if plan.pushed_since is not None else ""))
     versions, images = plan.counts
     stopped = f"; {plan.stopped} stopped: could not be read" if plan.stopped else ""
     lines.append(f"Prune: {versions} version(s) and {images} image(s) to delete{stopped}")
     return "\n".join(lines) + "\n"
+
+
+def _when(instant: datetime) -> str:
+    return instant.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _held_lines(head: str, held: Held) -> list[str]:
@@ -359,8 +393,9 @@ def to_json(plan: PrunePlan, pruned: Pruned | None = None) -> str:
                        "held": _held_json(vp.held)} for vp in plan.versions],
         "repositories": [{"repository": ip.repository.uri,
                           "delete": [{"digest": image.digest, "tags": list(image.tags)} for image in ip.delete],
-                          "kept": {"in_use": ip.in_use, "tagged": ip.tagged, "other": ip.other},
+                          "kept": {"in_use": ip.in_use, "tagged": ip.tagged, "other": ip.other, "recent": ip.recent},
                           "held": _held_json(ip.held)} for ip in plan.images],
+        "pushed_since": None if plan.pushed_since is None else plan.pushed_since.astimezone(timezone.utc).isoformat(),
         "failed": plan.failed,
         "applied": None if pruned is None else {
             "versions": [{"function": f, "version": v} for f, v in pruned.versions],

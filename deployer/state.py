@@ -7,6 +7,7 @@ Plain frozen data, no I/O, so that planner tests can state any situation as valu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Mapping
 
 from deployer.function_config import FunctionConfig, ObservedConfig
@@ -193,9 +194,11 @@ class AliasTarget:
 @dataclass(frozen=True)
 class StoredImage:
     """An image of an ECR repository (DescribeImages): its digest ("sha256:<hex>"), every tag on
-    it, its manifest's media type and its artifact (config) media type, None when not reported."""
+    it, its manifest's media type and its artifact (config) media type, None when not reported, and
+    when it was pushed (imagePushedAt, timezone-aware; None when not reported)."""
 
     digest: str
     tags: tuple[str, ...] = ()
     media_type: str | None = None
     artifact_type: str | None = None
+    pushed_at: datetime | None = None

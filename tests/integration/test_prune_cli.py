@@ -60,7 +60,14 @@ def test_prune_deletes_version_1_and_its_image_and_nothing_in_use(cli: Cli, mono
     before = images(ecr_client, repository)
     assert set(before) == {first, second, third}
 
-    shown = cli("prune")
+    fresh = cli("prune")  # by default an image pushed less than an hour ago is kept: an apply may be deploying it
+
+    assert fresh.returncode == 0, output(fresh)
+    assert f"- {name} (us-east-1): 1 version(s) to delete" in fresh.stdout, output(fresh)
+    assert f"  repository {REGISTRY}/{repository}: nothing to delete" in fresh.stdout, output(fresh)
+    assert "    kept: 2 in use, 0 with other tags than src-, 0 indexes or other artifacts, 1 pushed since " in fresh.stdout
+
+    shown = cli("prune", "--min-age", "0")
 
     assert shown.returncode == 0, output(shown)
     assert f"- {name} (us-east-1): 1 version(s) to delete" in shown.stdout, output(shown)
@@ -72,14 +79,14 @@ def test_prune_deletes_version_1_and_its_image_and_nothing_in_use(cli: Cli, mono
     assert "Nothing deleted: run again with --yes to delete." in shown.stdout
     assert versions(lambda_client, name) == ["1", "2", "3"] and images(ecr_client, repository) == before, "without --yes: nothing"
 
-    planned = cli("prune", "--format", "json")
+    planned = cli("prune", "--format", "json", "--min-age", "0")
     assert planned.returncode == 0, output(planned)
     document = json.loads(planned.stdout)
     assert [v["version"] for f in document["functions"] for v in f["delete"]] == ["1"]
     assert [i["digest"] for r in document["repositories"] for i in r["delete"]] == [first]
     assert document["applied"] is None and versions(lambda_client, name) == ["1", "2", "3"]
 
-    pruned = cli("prune", "--yes")
+    pruned = cli("prune", "--yes", "--min-age", "0")
 
     assert pruned.returncode == 0, output(pruned)
     assert f"deleted version 1 of {name}" in pruned.stdout, output(pruned)
@@ -89,7 +96,7 @@ def test_prune_deletes_version_1_and_its_image_and_nothing_in_use(cli: Cli, mono
     assert set(images(ecr_client, repository)) == {second, third}, "what version 2, 3, live and $LATEST use stays"
     assert version_digests(lambda_client, name)["$LATEST"] == third
 
-    again = cli("prune", "--yes")
+    again = cli("prune", "--yes", "--min-age", "0")
     assert again.returncode == 0, output(again)
     assert "Prune: 0 version(s) and 0 image(s) to delete" in again.stdout, output(again)
     assert cli("plan", "--detailed-exitcode").returncode == 0, "pruned: the function still runs what deploy.yaml says"
@@ -128,7 +135,7 @@ def test_functions_sharing_a_repository_never_lose_each_others_images(cli: Cli, 
     lambda_client.create_function(FunctionName=by_hand, PackageType="Image", Role=role_arn, Architectures=["arm64"],
                                   Code={"ImageUri": f"{REGISTRY}/{repository}@{first}"})
     try:
-        pruned = cli("prune", "--yes", "deploy.yaml")
+        pruned = cli("prune", "--yes", "--min-age", "0", "deploy.yaml")
 
         assert pruned.returncode == 0, output(pruned)
         assert f"deleted version 1 of {name}" in pruned.stdout, output(pruned)
@@ -140,7 +147,7 @@ def test_functions_sharing_a_repository_never_lose_each_others_images(cli: Cli, 
     finally:
         lambda_client.delete_function(FunctionName=by_hand)
 
-    pruned = cli("prune", "--yes", "deploy.yaml")
+    pruned = cli("prune", "--yes", "--min-age", "0", "deploy.yaml")
 
     assert pruned.returncode == 0, output(pruned)
     assert f"deleted image {first}" in pruned.stdout, output(pruned)
@@ -156,9 +163,16 @@ def test_a_repository_other_accounts_pull_from_keeps_its_images(cli: Cli, monore
     assert cli("apply", "--yes").returncode == 0
     unused = push_image(repository, "src-" + "0" * 40)  # no function of this account uses it; one of 111122223333 may
 
-    shown = cli("prune", "--yes")
+    shown = cli("prune", "--yes", "--min-age", "0")
 
     assert shown.returncode == 0, output(shown)
     assert (f"! repository {REGISTRY}/{repository}: images not pruned: lambda_pull_accounts lets functions of account(s) "
             "111122223333 use its images, which this account cannot see (versions are still pruned)") in shown.stdout, output(shown)
     assert unused.digest in images(ecr_client, repository) and len(images(ecr_client, repository)) == 2
+
+
+def test_a_bad_min_age_is_a_usage_error_before_anything_is_read(cli: Cli) -> None:
+    refused = cli("prune", "--min-age", "soon")
+    assert refused.returncode == 1, output(refused)
+    assert "'soon' is not an age: give a whole number with s, m, h or d" in refused.stderr, output(refused)
+    assert "Traceback" not in refused.stderr

@@ -5,7 +5,10 @@ stop (a repository other accounts may pull from, a function it could not read)."
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 
+import pytest
 from rich.console import Console
 
 from deployer.errors import Diagnostic
@@ -22,6 +25,7 @@ from deployer.prune import (
     VersionPrune,
     decide,
     outcome_text,
+    parse_age,
     text,
     to_json,
 )
@@ -185,6 +189,50 @@ def test_untagged_images_stay_where_the_repository_holds_an_index() -> None:
     stored = [image(1), image(2, "multi", media_type=INDEX), StoredImage(digest(3), (), DOCKER_MANIFEST), image(4)]
     plan = decide(inventory([target("greet")], [fn], {REPO: stored}))
     assert deleted_images(plan) == [digest(4)], "the untagged image may be the index's"
+
+
+# -- images pushed lately: an apply running now may not have deployed them yet -----------------
+
+SINCE = datetime(2026, 11, 27, 6, 0, tzinfo=timezone.utc)
+
+
+def pushed(n: int, at: datetime | None) -> StoredImage:
+    return replace(image(n), pushed_at=at)
+
+
+def test_images_pushed_after_the_cutoff_or_at_an_unknown_time_are_kept_as_recent() -> None:
+    fn = function("greet", latest=1, versions={})
+    stored = [pushed(1, SINCE - timedelta(days=9)), pushed(2, SINCE - timedelta(seconds=1)), pushed(3, SINCE + timedelta(minutes=5)),
+              pushed(4, None)]
+    plan = decide(inventory([target("greet")], [fn], {REPO: stored}), pushed_since=SINCE)
+    assert deleted_images(plan) == [digest(2)]
+    assert (images_of(plan).in_use, images_of(plan).recent) == (1, 2)
+    assert "kept: 1 in use, 0 with other tags than src-, 0 indexes or other artifacts, 2 pushed since 2026-11-27 06:00:00 UTC" \
+        in plain(text(plan))
+    doc = json.loads(to_json(plan))
+    assert doc["pushed_since"] == "2026-11-27T06:00:00+00:00" and doc["repositories"][0]["kept"]["recent"] == 2
+
+
+def test_without_a_cutoff_no_image_is_kept_for_its_age() -> None:
+    fn = function("greet", latest=1, versions={})
+    plan = decide(inventory([target("greet")], [fn], {REPO: [pushed(2, datetime.now(timezone.utc)), pushed(3, None)]}))
+    assert deleted_images(plan) == [digest(2), digest(3)] and images_of(plan).recent == 0
+    assert "pushed since" not in plain(text(plan)) and json.loads(to_json(plan))["pushed_since"] is None
+
+
+@pytest.mark.parametrize(("given", "age"), [("0", timedelta(0)), ("90s", timedelta(seconds=90)), ("30m", timedelta(minutes=30)),
+                                            ("1h", timedelta(hours=1)), (" 7d ", timedelta(days=7)), ("3650d", timedelta(days=3650))])
+def test_an_age_is_a_whole_number_of_a_unit(given: str, age: timedelta) -> None:
+    assert parse_age(given) == age
+
+
+@pytest.mark.parametrize(("given", "words"), [("1", "is not an age"), ("1.5h", "is not an age"), ("-1h", "is not an age"),
+                                              ("1w", "is not an age"), ("", "is not an age"), ("3651d", "at most 3650d"),
+                                              ("1h\x1b[2J", "is not an age")])
+def test_a_bad_age_says_what_is_expected_and_shows_the_value_inert(given: str, words: str) -> None:
+    with pytest.raises(ValueError, match=words) as raised:
+        parse_age(given)
+    assert "\x1b" not in str(raised.value)
 
 
 def test_versions_are_not_deleted_on_the_second_read() -> None:

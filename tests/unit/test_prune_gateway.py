@@ -4,6 +4,7 @@ only by its number, and images by digest, a hundred at a time."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Iterator
 
 import boto3
@@ -122,6 +123,17 @@ def test_list_images_reads_every_page_and_gathers_tags_by_digest(ecr: tuple[EcrG
     assert gateway.list_images(REPO) == [
         StoredImage(f"sha256:{HEX}", ("src-1", "(unreadable tag)"), MANIFEST),
         StoredImage("sha256:" + "cd" * 32, (), None, "application/vnd.oci.image.config.v1+json")]
+
+
+def test_list_images_keeps_the_latest_push_time_of_a_digest_and_none_that_is_unreadable(ecr: tuple[EcrGateway, Stubber]) -> None:
+    gateway, stubber = ecr
+    early, late = datetime(2026, 11, 1, tzinfo=timezone.utc), datetime(2026, 11, 2, 8, 30, tzinfo=timezone.utc)
+    stubber.add_response("describe_images", {"imageDetails": [
+        {"imageDigest": f"sha256:{HEX}", "imageTags": ["src-1"], "imagePushedAt": late},
+        {"imageDigest": f"sha256:{HEX}", "imageTags": ["src-2"], "imagePushedAt": early},
+        {"imageDigest": "sha256:" + "cd" * 32, "imageTags": ["src-3"]}]})
+    assert [(image.tags, image.pushed_at) for image in gateway.list_images(REPO)] == [
+        (("src-1", "src-2"), late), (("src-3",), None)]
 
 
 def test_batch_delete_image_reports_what_ecr_refused(ecr: tuple[EcrGateway, Stubber]) -> None:
