@@ -622,14 +622,23 @@ def do_rollback(planned: Rollback | ImageRollback, clients: Clients) -> None:
 
     if planned.revision_id is None:
         raise DeployerError(f"alias {planned.alias} of {planned.function} has no readable RevisionId: it is not moved unguarded")
+    lam = LambdaGateway(clients, planned.region)
     try:
-        LambdaGateway(clients, planned.region).update_alias(planned.function, planned.alias, planned.target, planned.revision_id,
-                                                            f"deployer rollback; {planned.alias} was {planned.current}")
+        lam.update_alias(planned.function, planned.alias, planned.target, planned.revision_id,
+                         f"deployer rollback; {planned.alias} was {planned.current}")
     except AwsError as exc:
         if exc.code != "PreconditionFailedException":
             raise
+        if _rolled_back(lam, planned):
+            return  # the SDK sent the call again after its answer was lost: the first one had landed
         raise DeployerError(f"alias {planned.alias} of {planned.function} moved since it was read (another release or "
                             "rollback); nothing changed: run rollback again") from exc
+
+
+def _rolled_back(lam: LambdaGateway, planned: Rollback) -> bool:
+    """Whether the alias now sends every invocation to the rollback's target: where it was asked
+    to go, whoever moved it (a refused retry of our own call, or a rollback run twice)."""
+    return any(t.name == planned.alias and t.versions == (planned.target,) for t in lam.list_alias_targets(planned.function))
 
 
 # -- prune ---------------------------------------------------------------------------------------

@@ -92,11 +92,19 @@ class Releasing:
             else:
                 self.lam.update_alias(self.fp.name, alias, version, revision, note)
         except AwsError as exc:
-            if exc.code in ("ResourceConflictException", "PreconditionFailedException"):
+            if exc.code not in ("ResourceConflictException", "PreconditionFailedException"):
+                raise
+            if not self._points_at(alias, version):
                 raise PlanError(f"alias {alias} of {self.fp.name} changed since plan (created or moved by someone else); "
                                 f"version {version} is published and was not released: run plan again") from exc
-            raise
+            # The SDK sent the call again after an answer was lost: the first one had landed.
+            self.log(f"alias {alias} already points at version {version} (an earlier attempt of this call landed)")
         self.alias_moved = True
+
+    def _points_at(self, alias: str, version: str) -> bool:
+        """Whether `alias` sends every invocation to `version`, the one this apply just published
+        (version numbers are never reused, so nobody else pointed it there before us)."""
+        return any(target.name == alias and target.versions == (version,) for target in self.lam.list_alias_targets(self.fp.name))
 
     def released(self) -> list[str]:
         """What the release steps did, in the outcome's words."""

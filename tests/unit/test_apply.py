@@ -29,7 +29,7 @@ from deployer.repository_config import ObservedRepository, RepositoryConfig
 from deployer.spec import ReleaseSettings
 from deployer.spec import SmokeTest as SmokeTestSettings
 from deployer.spec import BuildSettings, EcrRepository, FunctionSpec, Location, RepositoryRef
-from deployer.state import AliasState, Desired, FunctionState, ImageState, Invoked, Observed
+from deployer.state import AliasState, AliasTarget, Desired, FunctionState, ImageState, Invoked, Observed
 
 REPO = "123456789012.dkr.ecr.us-east-1.amazonaws.com/fn-repo"
 V2 = "application/vnd.docker.distribution.manifest.v2+json"
@@ -104,6 +104,9 @@ class FakeLambda:
         assert (name, alias) not in self.aliases
         self.aliases[(name, alias)] = (version, f"alias-rev-{version}")
         self.calls.append(f"alias {alias} -> {version}")
+
+    def list_alias_targets(self, name: str) -> list[AliasTarget]:
+        return [AliasTarget(alias, (version,)) for (function, alias), (version, _) in self.aliases.items() if function == name]
 
     def get_function(self, name: str) -> FunctionState:
         fn = self.functions.get(name, FunctionState(exists=False))
@@ -1529,6 +1532,32 @@ def test_an_alias_moved_since_the_plan_is_refused_by_its_revision(function: Func
     assert outcome.detail == ("alias live of fn changed since plan (created or moved by someone else); version 1 is published and "
                               "was not released: run plan again")
     assert lam.aliases[("fn", "live")] == ("5", "alias-rev-moved")
+
+
+class LostAnswerLambda(FakeLambda):
+    """The alias call lands but its answer is lost; the SDK sends it again, which Lambda refuses
+    (the RevisionId moved on with our own change; the alias exists now)."""
+
+    def update_alias(self, name: str, alias: str, version: str, revision_id: str | None, description: str) -> None:
+        super().update_alias(name, alias, version, revision_id, description)
+        super().update_alias(name, alias, version, revision_id, description)
+
+    def create_alias(self, name: str, alias: str, version: str, description: str) -> None:
+        super().create_alias(name, alias, version, description)
+        raise AwsError("Alias already exists", "ResourceConflictException")
+
+
+@pytest.mark.parametrize("alias_on", ["8", None])
+def test_an_alias_move_whose_answer_was_lost_and_retried_is_found_done(function: FunctionSpec, alias_on: str | None) -> None:
+    lam = LostAnswerLambda({"fn": running(OLD, revision="rev-1")})
+    ecr = FakeEcr({desired_for(function).content_tag: ImageState(True, NEW, V2)})
+    plan, spec = released(function, lam, ecr, alias_on=alias_on)
+    x, reporter = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan, {"fn": spec})
+    assert outcome.status == OutcomeStatus.UPDATED, outcome.detail
+    assert f"version 1 released to live (was {alias_on or 'none'})" in outcome.detail
+    assert lam.aliases[("fn", "live")][0] == "1"
+    assert any("alias live already points at version 1 (an earlier attempt of this call landed)" in line for line in reporter.lines)
 
 
 def test_a_tags_only_change_publishes_nothing(function: FunctionSpec) -> None:
