@@ -50,27 +50,41 @@ NO_ANSWER = "NoAnswer"
 WAIT_POLL_SECONDS = 2.0
 
 
+# An Invoke is sent once: the SDK's retry of a call whose answer was lost (a read timeout, a reset)
+# would run the function again. Its read waits for the function's own timeout and this much more
+# (an image's cold start, Lambda's own queueing).
+INVOKE_MARGIN_SECONDS = 60
+INVOKE_CONFIG = RETRY_CONFIG.merge(botocore.config.Config(retries={"mode": "standard", "total_max_attempts": 1}))
+
+
 class Clients:
     """One boto3 session, one client per (service, region), made on first use."""
 
     def __init__(self, session: boto3.session.Session | None = None) -> None:
         self._given = session
         self._session: boto3.session.Session | None = None
-        self._clients: dict[tuple[str, str], Any] = {}
+        self._clients: dict[tuple[str, str, int], Any] = {}  # (service, region, Invoke's read timeout or 0)
         self._lock = threading.Lock()
         self._account_lock = threading.Lock()
         self._account: str | None = None
         self._account_error: AwsError | None = None
 
     def client(self, service: str, region: str) -> Any:
+        return self._made((service, region, 0), RETRY_CONFIG)
+
+    def invoke_client(self, region: str, function_timeout: int) -> Any:
+        """A Lambda client for Invoke of a function that runs up to `function_timeout` seconds:
+        never sent twice by the SDK (INVOKE_CONFIG), its read waiting that long and a margin."""
+        seconds = max(function_timeout, 1) + INVOKE_MARGIN_SECONDS
+        return self._made(("lambda", region, seconds), INVOKE_CONFIG.merge(botocore.config.Config(read_timeout=seconds)))
+
+    def _made(self, key: tuple[str, str, int], config: botocore.config.Config) -> Any:
         with self._lock:
-            key = (service, region)
             if key not in self._clients:
                 # A missing profile or a malformed ~/.aws/config surfaces here: a user error.
                 self._session = self._session or self._given or call(boto3.session.Session, "reading the AWS configuration", "AWS_PROFILE / ~/.aws/config")
-                session = self._session
-                self._clients[key] = call(lambda: session.client(service, region_name=region, config=RETRY_CONFIG),
-                                          f"{service} client", region)
+                session, (service, region, _) = self._session, key
+                self._clients[key] = call(lambda: session.client(service, region_name=region, config=config), f"{service} client", region)
             return self._clients[key]
 
     def account(self, region: str) -> str:
@@ -99,8 +113,9 @@ def default_region() -> str | None:
         lambda: boto3.session.Session().region_name, "reading the AWS configuration", "AWS_PROFILE / ~/.aws/config")
 
 
-def call(fn: Callable[[], T], operation: str, resource: str) -> T:
-    """Run one AWS call; map what can go wrong to an AwsError saying what, where and what to do."""
+def call(fn: Callable[[], T], operation: str, resource: str, attempts: int = ATTEMPTS) -> T:
+    """Run one AWS call; map what can go wrong to an AwsError saying what, where and what to do.
+    `attempts`: how many times the client sends it (INVOKE_CONFIG: once)."""
     try:
         return fn()
     except botocore.exceptions.ClientError as exc:
@@ -112,7 +127,7 @@ def call(fn: Callable[[], T], operation: str, resource: str) -> T:
         raise AwsError(Diagnostic("no region; set AWS_REGION or 'region' in deploy.yaml",
                                   operation=operation, resource=resource, code="NoRegion")) from exc
     except (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError) as exc:
-        raise AwsError(Diagnostic(_no_answer(exc), operation=operation, resource=resource, code=NO_ANSWER)) from exc
+        raise AwsError(Diagnostic(_no_answer(exc, attempts), operation=operation, resource=resource, code=NO_ANSWER)) from exc
     except botocore.exceptions.BotoCoreError as exc:
         raise AwsError(Diagnostic(str(exc), operation=operation, resource=resource)) from exc
 
@@ -123,20 +138,21 @@ def refusal(operation: str, resource: str, error: dict[str, Any]) -> Diagnostic:
     return Diagnostic(f"{code}: {error.get('Message', '')}{_HINTS.get(code, '')}", operation=operation, resource=resource, code=code)
 
 
-def _no_answer(exc: botocore.exceptions.BotoCoreError) -> str:
+def _no_answer(exc: botocore.exceptions.BotoCoreError, attempts: int = ATTEMPTS) -> str:
     """What went wrong with the connection, the endpoint (scheme://host:port, the URL boto3 used
     without its path) and what to do. Timeouts and resets are what remain after the retries."""
     url = str(getattr(exc, "kwargs", {}).get("endpoint_url") or "")
     parts = urlsplit(url)
     endpoint = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else "the AWS endpoint"
+    sent = f"{attempts} attempts" if attempts > 1 else "sent once"
     if isinstance(exc, botocore.exceptions.ReadTimeoutError):
-        what = f"{endpoint} accepted the connection but did not answer within {READ_TIMEOUT_SECONDS}s ({ATTEMPTS} attempts)"
+        what = f"{endpoint} accepted the connection but did not answer within {READ_TIMEOUT_SECONDS}s ({sent})"
     elif isinstance(exc, botocore.exceptions.ConnectTimeoutError):
-        what = f"connecting to {endpoint} timed out after {CONNECT_TIMEOUT_SECONDS}s ({ATTEMPTS} attempts)"
+        what = f"connecting to {endpoint} timed out after {CONNECT_TIMEOUT_SECONDS}s ({sent})"
     elif isinstance(exc, botocore.exceptions.EndpointConnectionError):
-        what = f"cannot connect to {endpoint} ({ATTEMPTS} attempts)"
+        what = f"cannot connect to {endpoint} ({sent})"
     elif isinstance(exc, botocore.exceptions.ConnectionClosedError):
-        what = f"{endpoint} closed the connection before answering ({ATTEMPTS} attempts)"
+        what = f"{endpoint} closed the connection before answering ({sent})"
     else:
         what = f"the connection to {endpoint} failed ({type(exc).__name__})"
     return (f"no answer: {what}; check the network (proxy, firewall, VPN) and, if set, AWS_ENDPOINT_URL / "

@@ -62,6 +62,7 @@ def _answer_may_be_lost(error: AwsError) -> bool:
 
 class LambdaGateway:
     def __init__(self, clients: Clients, region: str) -> None:
+        self._clients = clients
         self._client = clients.client("lambda", region)
         self._region = region
 
@@ -163,11 +164,25 @@ class LambdaGateway:
                                       operation="lambda:PublishVersion", resource=f"function {name}"))
         return version
 
-    def invoke(self, name: str, qualifier: str, payload: bytes) -> Invoked:
+    def invoke(self, name: str, qualifier: str, payload: bytes, function_timeout: int) -> Invoked:
         """Invoke the version `qualifier` synchronously with `payload`; its answer, whether it is a
-        function error, and the tail of its log (LogType Tail: Lambda's last 4 KB)."""
-        response = call(lambda: self._client.invoke(FunctionName=name, Qualifier=qualifier, Payload=payload, LogType="Tail"),
-                        "lambda:Invoke", f"function {name}:{qualifier}")
+        function error, and the tail of its log (LogType Tail: Lambda's last 4 KB). Sent once, and
+        waited for as long as the function may run (`function_timeout`, seconds): a retry of a call
+        whose answer was lost would run the function a second time."""
+        client = self._clients.invoke_client(self._region, function_timeout)
+        where = f"function {name}:{qualifier}"
+
+        def send() -> Any:
+            try:
+                return client.invoke(FunctionName=name, Qualifier=qualifier, Payload=payload, LogType="Tail")
+            except botocore.exceptions.ReadTimeoutError as exc:
+                waited = client.meta.config.read_timeout
+                raise AwsError(Diagnostic(
+                    f"no answer within {waited}s (the function's timeout of {function_timeout}s and a margin); it was invoked "
+                    "once and not again, since a second call would run it again: see its logs for what it did",
+                    operation="lambda:Invoke", resource=where, code=NO_ANSWER)) from exc
+
+        response = call(send, "lambda:Invoke", where, attempts=1)
         body = response.get("Payload")
         answer = body.read(MAX_INVOKE_ANSWER + 1)[:MAX_INVOKE_ANSWER] if body is not None else b""
         try:

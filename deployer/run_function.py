@@ -368,8 +368,9 @@ class FunctionRun:
             self.retried(lambda: self.lam.put_function_concurrency(self.fp.name, reserved))
             self.separately_configured = True
 
-    def retried(self, send: Callable[[], T], landed: Callable[[AwsError, int], bool] | None = None) -> T | None:
-        """`send`, again after a pause while Lambda answers that it is busy (an update in
+    def retried(self, send: Callable[[], T], landed: Callable[[AwsError, int], bool] | None = None, *,
+                codes: tuple[str, ...] = RETRYABLE_LAMBDA_CODES) -> T | None:
+        """`send`, again after a pause while Lambda answers that it is busy (`codes`: an update in
         progress, throttling), at most CONFLICT_ATTEMPTS times. `landed(error, attempt)` says
         when a refusal means an earlier attempt went through: None is returned then."""
         for attempt in range(1, CONFLICT_ATTEMPTS + 1):
@@ -378,7 +379,7 @@ class FunctionRun:
             except AwsError as exc:
                 if landed is not None and landed(exc, attempt):
                     return None
-                if exc.code not in RETRYABLE_LAMBDA_CODES or attempt == CONFLICT_ATTEMPTS:
+                if exc.code not in codes or attempt == CONFLICT_ATTEMPTS:
                     raise
                 delay = min(2 ** attempt, 20)
                 self.log(f"{exc.code}: retry {attempt}/{CONFLICT_ATTEMPTS - 1} in {delay}s")

@@ -23,10 +23,16 @@ from deployer.state import Invoked
 T = TypeVar("T")
 
 
-class Retried(Protocol):
-    """FunctionRun.retried: a Lambda call, sent again while Lambda answers that it is busy."""
+# What Invoke answers when it did not run the function: safe to send again. (ServiceException, a
+# Lambda 500, may come after it ran.)
+NOT_RUN_CODES = ("ResourceConflictException", "TooManyRequestsException")
 
-    def __call__(self, send: Callable[[], T]) -> T | None: ...
+
+class Retried(Protocol):
+    """FunctionRun.retried: a Lambda call, sent again while Lambda answers with one of `codes`
+    (that it is busy)."""
+
+    def __call__(self, send: Callable[[], T], *, codes: tuple[str, ...] = ...) -> T | None: ...
 
 
 class Releasing:
@@ -41,6 +47,7 @@ class Releasing:
         self.log = log
         self.retried = retried
         self.version: str | None = None  # the version this apply published
+        self.timeout = 0  # its timeout (seconds), as Lambda reported it at the publish: how long an invoke may run
         self.alias_moved = False
 
     def publish(self, digest: str | None, alias: str | None, previous: str | None) -> None:
@@ -56,6 +63,7 @@ class Releasing:
             raise PlanError(f"function {self.fp.name} changed since plan ({', '.join(moved)} no longer as deploy.yaml says); "
                             "nothing was published: run plan again")
         note = f"deployer release; {alias} was {previous or 'none'}" if alias else "deployer release"
+        self.timeout = now.config.timeout
         self.version = self.retried(lambda: self.lam.publish_version(self.fp.name, digest.removeprefix("sha256:"), now.revision_id,
                                                                      note))
         self.log(f"published version {self.version}")
@@ -67,7 +75,9 @@ class Releasing:
         if settings is None or hashlib.sha256(settings.event).hexdigest() != planned:
             raise PlanError(f"the smoke test event of {self.fp.name} changed since plan; run plan again")
         version = _expect_version(self.version)
-        answer = self.retried(lambda: self.lam.invoke(self.fp.name, version, settings.event))
+        # Sent again only when Lambda said it did not run it (busy, throttled): never on a lost answer.
+        answer = self.retried(lambda: self.lam.invoke(self.fp.name, version, settings.event, self.timeout),
+                              codes=NOT_RUN_CODES)
         assert answer is not None
         failure = smoke_failure(answer, settings.expect_field, settings.expect_value)
         if failure is not None:

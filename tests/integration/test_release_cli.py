@@ -5,6 +5,8 @@ plan is refused (its RevisionId), and stays where it was put."""
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,8 @@ from tests.integration.test_apply_cli import EXAMPLE_SOURCE, Cli, output
 from tests.integration.test_create_cli import cli, role_arn, write_spec  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.integration
+
+RUNTIME_FIXTURE = Path(__file__).with_name("runtime_fixture")  # a Go function of the standard library only
 
 
 def versions(lambda_client: Any, name: str) -> list[str]:
@@ -140,6 +144,27 @@ def test_a_failed_smoke_test_leaves_live_where_it_was_and_exits_1(cli: Cli, mono
     behind = cli("plan", "--format", "json")
     [fp] = json.loads(behind.stdout)["functions"]
     assert (fp["action"], fp["reason"]["code"]) == ("release", "alias_behind"), fp
+
+
+def test_a_smoke_test_slower_than_other_calls_read_timeout_passes(cli: Cli, monorepo: Monorepo, role_arn: str,
+                                                                    lambda_client: Any) -> None:
+    # The Runtime API fixture sleeps 10 s before it answers: longer than the read timeout of
+    # deployer's other calls (8 s), after which the SDK would send the Invoke again.
+    shutil.copytree(RUNTIME_FIXTURE, monorepo.root / "functions" / "slow")
+    name, repository = unique_name("deployer-slow-smoke-fn"), unique_name("deployer-slow-smoke")
+    event = monorepo.root / "events" / "slow.json"
+    event.parent.mkdir(exist_ok=True)
+    event.write_text(json.dumps({"seconds": 10, "name": "slow"}))
+    release = {"alias": "live", "smoke_test": {"event": "events/slow.json", "expect": {"field": "greeting", "equals": "hello slow"}}}
+    write_spec(monorepo, [{"platform": "linux/amd64", "name": name, "repository": repository, "role": role_arn, "timeout": 30,
+                           "release": release, "build": {"source": "functions/slow",
+                                                         "runtime_image": monorepo.env["DEPLOYER_STANDIN_RUNTIME_AMD64"]}}])
+
+    applied = cli("apply", "--yes")
+
+    assert applied.returncode == 0, output(applied)
+    assert "version 1 released to live (was none)" in applied.stdout, output(applied)
+    assert alias_version(lambda_client, name) == "1"
 
 
 def test_without_versions_rollback_redeploys_the_image_the_last_update_replaced(cli: Cli, monorepo: Monorepo, role_arn: str,

@@ -79,6 +79,8 @@ class FakeLambda:
     aliases: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)  # (function, alias) -> (version, revision)
     answer: Invoked = Invoked(b'{"status": "ok"}', None, "START\nEND")  # what an invoke of a version answers
     invoked: list[tuple[str, str, bytes]] = field(default_factory=list)
+    invoke_timeouts: list[int] = field(default_factory=list)  # the function timeout each invoke was sent with
+    invoke_errors: list[AwsError] = field(default_factory=list)  # what the next invokes raise, in order
 
     def publish_version(self, name: str, code_sha256: str, revision_id: str | None, description: str) -> str:
         fn = self.functions[name]
@@ -88,9 +90,12 @@ class FakeLambda:
         self.calls.append("publish")
         return str(len(self.versions))
 
-    def invoke(self, name: str, qualifier: str, payload: bytes) -> Invoked:
+    def invoke(self, name: str, qualifier: str, payload: bytes, function_timeout: int) -> Invoked:
         self.invoked.append((name, qualifier, payload))
+        self.invoke_timeouts.append(function_timeout)
         self.calls.append(f"invoke {qualifier}")
+        if self.invoke_errors:
+            raise self.invoke_errors.pop(0)
         return self.answer
 
     def update_alias(self, name: str, alias: str, version: str, revision_id: str | None, description: str) -> None:
@@ -1469,6 +1474,39 @@ def test_an_update_is_published_and_the_alias_moved_to_it(function: FunctionSpec
     assert lam.versions == [("fn", NEW.removeprefix("sha256:"), "deployer release; live was 8")]
     assert lam.aliases[("fn", "live")][0] == "1"
     assert lam.calls[-2:] == ["publish", "alias live -> 1"]
+
+
+def test_the_smoke_invoke_waits_as_long_as_the_published_function_may_run(function: FunctionSpec) -> None:
+    lam = FakeLambda({"fn": replace(running(OLD, revision="rev-1"), config=ObservedConfig(timeout=120))})
+    ecr = FakeEcr({desired_for(function).content_tag: ImageState(True, NEW, V2)})
+    plan, spec = released(function, lam, ecr, smoke=SMOKE)
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan, {"fn": spec})
+    assert outcome.status == OutcomeStatus.UPDATED, outcome.detail
+    assert lam.invoke_timeouts == [120]
+
+
+def test_a_smoke_invoke_lambda_refused_before_running_it_is_sent_again(function: FunctionSpec) -> None:
+    lam = FakeLambda({"fn": running(OLD, revision="rev-1")})
+    lam.invoke_errors = [AwsError("TooManyRequestsException: Rate exceeded", "TooManyRequestsException")]
+    ecr = FakeEcr({desired_for(function).content_tag: ImageState(True, NEW, V2)})
+    plan, spec = released(function, lam, ecr, smoke=SMOKE)
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan, {"fn": spec})
+    assert outcome.status == OutcomeStatus.UPDATED, outcome.detail
+    assert len(lam.invoked) == 2 and lam.aliases[("fn", "live")][0] == "1"
+
+
+def test_a_smoke_invoke_that_may_have_run_is_never_sent_again(function: FunctionSpec) -> None:
+    # A Lambda 500 (or a lost answer) may come after the function ran: a second run could repeat its effects.
+    lam = FakeLambda({"fn": running(OLD, revision="rev-1")})
+    lam.invoke_errors = [AwsError("ServiceException: internal error", "ServiceException")]
+    ecr = FakeEcr({desired_for(function).content_tag: ImageState(True, NEW, V2)})
+    plan, spec = released(function, lam, ecr, smoke=SMOKE)
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan, {"fn": spec})
+    assert outcome.status == OutcomeStatus.FAILED and "ServiceException" in outcome.detail
+    assert len(lam.invoked) == 1 and lam.aliases[("fn", "live")] == ("8", "alias-rev-8")
 
 
 def test_a_failed_smoke_test_leaves_the_alias_and_fails_the_function(function: FunctionSpec) -> None:

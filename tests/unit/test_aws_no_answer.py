@@ -4,11 +4,16 @@ In-memory fakes stand for the boto3 clients; botocore's own exception types are 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import http.server
+import threading
+import time
+from typing import Any, Callable, Iterator
 
+import boto3
 import botocore.exceptions
 import pytest
 
+import deployer.aws
 from deployer.aws import (
     ATTEMPTS,
     CALL_BOUND_SECONDS,
@@ -162,3 +167,71 @@ def test_a_failed_account_lookup_is_asked_once_and_said_to_every_caller() -> Non
             clients.account("eu-west-1")
 
     assert Sts.calls == 1
+
+
+# -- Invoke: sent once, waited for as long as the function may run ---------------------------
+
+class SlowLambda(http.server.BaseHTTPRequestHandler):
+    """A Lambda endpoint on loopback that takes `delay` seconds to answer each Invoke."""
+
+    delay = 3.0
+    requests: list[str] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        self.requests.append(self.path)
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        time.sleep(self.delay)
+        body = b'{"status": "ok"}'
+        try:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:
+            pass  # the client gave up waiting
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def slow_lambda(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    SlowLambda.requests = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowLambda)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", f"http://127.0.0.1:{server.server_address[1]}")
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def gateway() -> LambdaGateway:
+    session = boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="y", region_name="eu-west-1")
+    return LambdaGateway(Clients(session), "eu-west-1")
+
+
+def test_an_invoke_waits_past_the_read_timeout_of_other_calls_for_a_slow_function(slow_lambda: str,
+                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(deployer.aws, "INVOKE_MARGIN_SECONDS", 2)
+    SlowLambda.delay = 3.0  # over a read timeout of 1 s: the function's timeout, below the 3 s with the margin
+    assert gateway().invoke("fn", "1", b"{}", function_timeout=2).payload == b'{"status": "ok"}'
+    assert len(SlowLambda.requests) == 1
+
+
+def test_an_invoke_without_an_answer_is_not_sent_again_and_says_so(slow_lambda: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(deployer.aws, "INVOKE_MARGIN_SECONDS", 0)
+    SlowLambda.delay = 3.0
+    with pytest.raises(AwsError) as caught:
+        gateway().invoke("fn", "1", b"{}", function_timeout=1)
+    assert len(SlowLambda.requests) == 1, "a second send would run the function a second time"
+    assert caught.value.code == NO_ANSWER
+    assert ("lambda:Invoke on function fn:1: no answer within 1s (the function's timeout of 1s and a margin); it was invoked "
+            "once and not again") in str(caught.value)
+
+
+def test_other_calls_keep_the_sdk_s_retries() -> None:
+    clients = Clients(boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="y", region_name="eu-west-1"))
+    invoking = clients.invoke_client("eu-west-1", 30).meta.config
+    assert invoking.retries["total_max_attempts"] == 1 and invoking.read_timeout == 30 + deployer.aws.INVOKE_MARGIN_SECONDS
+    assert clients.client("lambda", "eu-west-1").meta.config.retries["total_max_attempts"] == ATTEMPTS
+    assert clients.invoke_client("eu-west-1", 30) is clients.invoke_client("eu-west-1", 30), "one client per timeout"

@@ -9,6 +9,7 @@
 //	oom             allocates memory until the memory limit kills it
 //	dial            tries a TCP connection to the event's "address"; responds {"dialed": true|false}
 //
+// With "seconds" in the event it first sleeps that long (a slow function: test_release_cli.py).
 // With FIXTURE_INIT_ERROR set it reports an init error and exits before asking for an event.
 // Every mode first writes "fixture: mode=<mode>" to stderr and "fixture: stdout" to stdout.
 package main
@@ -43,8 +44,12 @@ func main() {
 		if err != nil || resp.StatusCode != http.StatusOK {
 			fail("next: status %d, %v", resp.StatusCode, err)
 		}
-		var request struct{ Mode, Name, Address string }
+		var request struct {
+			Mode, Name, Address string
+			Seconds             int
+		}
 		_ = json.Unmarshal(event, &request)
+		time.Sleep(time.Duration(request.Seconds) * time.Second)
 		fmt.Fprintf(os.Stderr, "fixture: mode=%s\n", request.Mode)
 		fmt.Println("fixture: stdout")
 		id := resp.Header.Get("Lambda-Runtime-Aws-Request-Id")
