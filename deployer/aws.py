@@ -57,6 +57,11 @@ INVOKE_MARGIN_SECONDS = 60
 INVOKE_CONFIG = RETRY_CONFIG.merge(botocore.config.Config(retries={"mode": "standard", "total_max_attempts": 1}))
 
 
+def invoke_wait(function_timeout: int) -> int:
+    """How long an Invoke's read waits for a function that runs up to `function_timeout` seconds."""
+    return max(function_timeout, 1) + INVOKE_MARGIN_SECONDS
+
+
 class Clients:
     """One boto3 session, one client per (service, region), made on first use."""
 
@@ -74,8 +79,8 @@ class Clients:
 
     def invoke_client(self, region: str, function_timeout: int) -> Any:
         """A Lambda client for Invoke of a function that runs up to `function_timeout` seconds:
-        never sent twice by the SDK (INVOKE_CONFIG), its read waiting that long and a margin."""
-        seconds = max(function_timeout, 1) + INVOKE_MARGIN_SECONDS
+        never sent twice by the SDK (INVOKE_CONFIG), its read waiting `invoke_wait` seconds."""
+        seconds = invoke_wait(function_timeout)
         return self._made(("lambda", region, seconds), INVOKE_CONFIG.merge(botocore.config.Config(read_timeout=seconds)))
 
     def _made(self, key: tuple[str, str, int], config: botocore.config.Config) -> Any:

@@ -26,6 +26,7 @@ from deployer.aws import (
     MAX_PAGES,
     MAX_TEXT,
     NO_ANSWER,
+    invoke_wait,
     WAIT_POLL_SECONDS,
     _FUNCTION_ARN,
     _HEX64,
@@ -169,14 +170,14 @@ class LambdaGateway:
         function error, and the tail of its log (LogType Tail: Lambda's last 4 KB). Sent once, and
         waited for as long as the function may run (`function_timeout`, seconds): a retry of a call
         whose answer was lost would run the function a second time."""
-        client = self._clients.invoke_client(self._region, function_timeout)
         where = f"function {name}:{qualifier}"
 
         def send() -> Any:
             try:
-                return client.invoke(FunctionName=name, Qualifier=qualifier, Payload=payload, LogType="Tail")
+                return self._clients.invoke_client(self._region, function_timeout).invoke(
+                    FunctionName=name, Qualifier=qualifier, Payload=payload, LogType="Tail")
             except botocore.exceptions.ReadTimeoutError as exc:
-                waited = client.meta.config.read_timeout
+                waited = invoke_wait(function_timeout)
                 raise AwsError(Diagnostic(
                     f"no answer within {waited}s (the function's timeout of {function_timeout}s and a margin); it was invoked "
                     "once and not again, since a second call would run it again: see its logs for what it did",

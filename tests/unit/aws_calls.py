@@ -3,7 +3,8 @@
 Two readings, both of the code as it is (nothing runs):
 - the calls each function makes itself: boto3 calls (`self._client.<method>(...)` in a class whose
   __init__ sets `self._client = <clients>.client("<service>", ...)`, or `<clients>.client("<service>",
-  ...).<method>(...)`, a waiter by the operation it polls), named by botocore's own service models;
+  ...).<method>(...)` (or `.invoke_client(...).<method>(...)`), a waiter by the operation it polls),
+  named by botocore's own service models;
   calls to a registry outside boto3 come from a table the test gives (docker push, label reads);
 - who calls whom: mypy's types resolve every `obj.method` to the class that defines it (a Protocol
   to the package's classes that implement it), so a command reaches only what it can really call.
@@ -70,12 +71,18 @@ class Operations:
         return f"{prefix}:{polled[name]}" if name in polled else None
 
 
+# Clients' makers of a client of one service (`<clients>.invoke_client(...)`: Lambda, for Invoke).
+SERVICE_CLIENTS = {"invoke_client": "lambda"}
+
+
 def _client_service(node: ast.AST) -> str | None:
-    """The service of `<anything>.client("service", ...)`: how deployer (and boto3) make clients."""
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "client"
-            and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+    """The service of `<anything>.client("service", ...)`: how deployer (and boto3) make clients;
+    or of a maker of SERVICE_CLIENTS."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+        return None
+    if node.func.attr == "client" and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
         return node.args[0].value
-    return None
+    return SERVICE_CLIENTS.get(node.func.attr)
 
 
 @dataclass
