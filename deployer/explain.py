@@ -137,7 +137,8 @@ def why_line(fp: FunctionPlan) -> str | None:
     if why.unchanged:
         parts.append(f"{', '.join(display_name(name) for name in why.unchanged)} unchanged")
     if why.commit:
-        parts.append(f"running image built from commit {why.commit[:7]}" + (" with uncommitted changes" if why.dirty else ""))
+        dirty = {True: " with uncommitted changes", None: " (whether with uncommitted changes is unknown)"}.get(why.dirty, "")
+        parts.append(f"running image built from commit {why.commit[:7]}{dirty}")
     return "; ".join(parts)
 
 

@@ -329,11 +329,11 @@ def _edit_distance(old: Sequence[bytes], new: Sequence[bytes], max_work: int) ->
 
 
 def dirty(repo: Repo, root: Path, head: str, input_dirs: InputDirs, entries: Iterable[TreeEntry],
-          would_hold: WouldHold | None = None) -> bool:
-    """Whether the checkout's files in a context's inputs differ from commit `head`'s (False when
+          would_hold: WouldHold | None = None) -> bool | None:
+    """Whether the checkout's files in a context's inputs differ from commit `head`'s (None when
     that cannot be told)."""
     found = changed_files(repo, root, head, input_dirs, entries, would_hold=would_hold)
-    return found is not None and found.total > 0
+    return None if found is None else found.total > 0
 
 
 def source_url(root: Path) -> str | None:

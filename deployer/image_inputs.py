@@ -28,6 +28,7 @@ LABEL_PREFIX = "dev.deployer.input."
 # whether the checkout had uncommitted changes in the image's inputs when it was built.
 SOURCE_LABEL = "org.opencontainers.image.source"
 DIRTY_LABEL = "dev.deployer.revision-dirty"
+DIRTY_UNKNOWN = "unknown"  # its value when the checkout could not be compared with its commit
 
 _FIXED = (FUNCTION_INPUT, DOCKERFILE_INPUT, BUILD_SETTINGS_INPUT, BASE_IMAGES_INPUT)
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
@@ -107,7 +108,7 @@ class Explanation:
     """Why a function's image changes, from the labels of the image it runs now. `labelled` False:
     that image records no inputs (built by another tool, or by an older deployer), so only the source digest says it
     differs; `unreadable` when its labels could not be read. `commit`: what the running image was built from, `dirty` when from a checkout with
-    uncommitted changes in its inputs. `files`: None when the commit is not in the local history
+    uncommitted changes in its inputs (None: whether it had is unknown). `files`: None when the commit is not in the local history
     (or there is no checkout)."""
 
     labelled: bool
@@ -115,7 +116,7 @@ class Explanation:
     changed: tuple[InputChange, ...] = ()
     unchanged: tuple[str, ...] = ()
     commit: str | None = None
-    dirty: bool = False
+    dirty: bool | None = False
     files: FileChanges | None = None
 
 
@@ -152,8 +153,9 @@ def explain(desired: Mapping[str, str], running_labels: Mapping[str, str] | None
         return Explanation(labelled=False)
     changed, unchanged = compare(desired, running)
     assert running_labels is not None
+    dirty = {"true": True, DIRTY_UNKNOWN: None}.get(running_labels.get(DIRTY_LABEL, ""), False)
     return Explanation(labelled=True, changed=changed, unchanged=unchanged, commit=commit_of(running_labels, revision_label),
-                       dirty=running_labels.get(DIRTY_LABEL) == "true", files=files)
+                       dirty=dirty, files=files)
 
 
 # -- in a plan file (deployer.planfile): foreign input, checked field by field ----------------------
@@ -181,7 +183,8 @@ def from_dict(value: Any, where: str) -> Explanation | None:
         raise ValueError(f"{where}.commit is not a commit id")
     return Explanation(labelled=_exact(data["labelled"], bool, f"{where}.labelled"),
                        unreadable=_exact(data["unreadable"], bool, f"{where}.unreadable"),
-                       changed=changed, unchanged=unchanged, commit=commit, dirty=_exact(data["dirty"], bool, f"{where}.dirty"),
+                       changed=changed, unchanged=unchanged, commit=commit,
+                       dirty=None if data["dirty"] is None else _exact(data["dirty"], bool, f"{where}.dirty"),
                        files=_file_changes(data["files"], f"{where}.files"))
 
 

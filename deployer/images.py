@@ -95,12 +95,14 @@ def checkout_labels(checkout: Path, context: BuildContext) -> dict[str, str]:
     if commit:
         labels[REVISION_LABEL] = commit
         repo = gitdiff.open_checkout(checkout)
+        dirty = None  # not told: a checkout deployer does not read (objects borrowed through alternates)
         if repo is not None:
             try:
-                if gitdiff.dirty(repo, checkout, commit, context.input_dirs, disk_entries(context.path), context.would_hold):
-                    labels[image_inputs.DIRTY_LABEL] = "true"
+                dirty = gitdiff.dirty(repo, checkout, commit, context.input_dirs, disk_entries(context.path), context.would_hold)
             finally:
                 repo.close()  # its pack files, now rather than whenever it is collected
+        if dirty is not False:  # a clean build says nothing; one that may not be clean says so
+            labels[image_inputs.DIRTY_LABEL] = "true" if dirty else image_inputs.DIRTY_UNKNOWN
     url = gitdiff.source_url(checkout)
     if url:
         labels[image_inputs.SOURCE_LABEL] = url

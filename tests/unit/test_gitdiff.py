@@ -16,6 +16,8 @@ from deployer import gitdiff, image_inputs
 from deployer.image_inputs import FileChange, FileChanges
 from deployer.context import assemble
 from deployer.digest import disk_entries
+from deployer.images import checkout_labels
+from deployer.registry import REVISION_LABEL
 from deployer.layout import layout
 from tests.unit.context_helpers import pinned_fn, write_tree
 
@@ -116,6 +118,19 @@ def test_a_checkout_that_borrows_objects_from_elsewhere_is_not_read(checkout: tu
     root, _ = checkout
     (root / ".git" / borrowed).write_text("/etc\n")
     assert gitdiff.open_checkout(root) is None
+
+
+def test_an_image_says_it_is_dirty_or_that_it_cannot_tell_and_a_clean_one_says_nothing(tmp_path: Path,
+                                                                                       checkout: tuple[Path, str]) -> None:
+    root, commit = checkout
+    context = assemble(pinned_fn(root), tmp_path / "ctx")
+    assert checkout_labels(root, context) == {REVISION_LABEL: commit}
+    (root / ".git" / "objects" / "info" / "alternates").write_text("/etc\n")  # a checkout deployer does not read
+    assert checkout_labels(root, context) == {REVISION_LABEL: commit, image_inputs.DIRTY_LABEL: "unknown"}
+    (root / ".git" / "objects" / "info" / "alternates").unlink()
+    write_tree(root, {"shared/errors/errors.go": b"package errors\n"})
+    edited = assemble(pinned_fn(root), tmp_path / "ctx2")
+    assert checkout_labels(root, edited) == {REVISION_LABEL: commit, image_inputs.DIRTY_LABEL: "true"}
 
 
 def test_a_git_file_or_link_is_not_followed(tmp_path: Path, checkout: tuple[Path, str]) -> None:

@@ -22,7 +22,8 @@ GOLDEN = Path(__file__).parent / "golden"
 
 
 # Explanations of image changes (deployer.provenance), in each form they take: inputs and files,
-# a commit missing from the local history, an image without deployer's labels, unreadable labels.
+# a commit missing from the local history, built with uncommitted changes or maybe with some, an
+# image without deployer's labels, unreadable labels.
 EXPLANATIONS = (
     Explanation(labelled=True, changed=(InputChange("module/shared/errors", "changed"), InputChange("module/shared/new", "added")),
                 unchanged=("function", "dockerfile", "build-settings", "base-images"), commit="1a2b3c4d" * 5,
@@ -30,6 +31,8 @@ EXPLANATIONS = (
                                    FileChange("shared/new/go.mod", 3, 0, old_size=None, new_size=40),
                                    FileChange("shared/new/logo.png", binary=True, old_size=None, new_size=2048)), 3)),
     Explanation(labelled=True, changed=(InputChange("function", "changed"),), unchanged=("dockerfile",), commit="9" * 40, dirty=True),
+    Explanation(labelled=True, changed=(InputChange("build-settings", "changed"),), unchanged=("function",), commit="8" * 40,
+                dirty=None),
     Explanation(labelled=False),
     Explanation(labelled=False, unreadable=True),
 )

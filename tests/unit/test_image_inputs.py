@@ -120,6 +120,15 @@ def test_the_commit_label_is_taken_only_in_the_form_of_a_commit_id() -> None:
     assert explain(inputs, found, REVISION_LABEL) == Explanation(labelled=True, unchanged=("function",), dirty=True)
 
 
+@pytest.mark.parametrize(("label", "dirty"), [("true", True), ("unknown", None), ("false", False), ("TRUE", False), (None, False)])
+def test_the_dirty_label_says_dirty_unknown_or_nothing(label: str | None, dirty: bool | None) -> None:
+    inputs = {"function": "sha256:" + "a" * 64}
+    found = {**image_inputs.labels(inputs), REVISION_LABEL: COMMIT, **({image_inputs.DIRTY_LABEL: label} if label else {})}
+    assert explain(inputs, found, REVISION_LABEL).dirty is dirty
+    round_trip = image_inputs.from_dict(json.loads(json.dumps(image_inputs.to_dict(explain(inputs, found, REVISION_LABEL)))), "x")
+    assert round_trip is not None and round_trip.dirty is dirty
+
+
 EXPLANATION = Explanation(labelled=True, changed=(InputChange("module/shared/errors", "changed"),), unchanged=("function",),
                           commit=COMMIT, dirty=True,
                           files=FileChanges((FileChange("shared/errors/errors.go", 3, 1, old_size=10, new_size=20),
