@@ -27,7 +27,8 @@ from deployer.outcome import Outcome, OutcomeStatus
 from deployer.plan import FunctionPlan, Plan
 from deployer.ports import DockerApi, EcrApi, LambdaApi, Reporter
 from deployer.registry import RegistryLogin
-from deployer.run_function import FunctionRun, Tools
+from deployer.run_function import FunctionRun
+from deployer.run_image import Tools
 from deployer.sharing import IMAGE_LOCK_PREFIX, SharedImages
 from deployer.spec import FunctionSpec
 

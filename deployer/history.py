@@ -2,7 +2,7 @@
 PURE: what Lambda, ECR and the registry reported in, entries and a rollback decision out.
 
 A release records, in the new version's description, the version its alias was on before
-(`deployer release; live was 7`, deployer.run_function): a rollback returns there, never to a
+(`deployer release; live was 7`, deployer.run_release): a rollback returns there, never to a
 version guessed from numbers (lambroll's PR #366: "the previous version" may be another alias's).
 """
 
@@ -16,7 +16,7 @@ from deployer.errors import DeployerError
 from deployer.registry import REVISION_LABEL, SOURCE_DIGEST_LABEL
 from deployer.state import VersionState
 
-# Exactly what a release writes on the version it publishes (deployer.run_function.publish).
+# Exactly what a release writes on the version it publishes (deployer.run_release.Releasing.publish).
 _RECORDED = re.compile(r"deployer release; (?P<alias>[A-Za-z0-9_-]{1,128}) was (?P<version>[1-9][0-9]{0,9}|none)")
 
 

@@ -1,5 +1,6 @@
 """run_function: one function's apply, its plan's steps in order, each taking what the step before
-returned (its `Stage`) and returning the next:
+returned (its `Stage`) and returning the next (the image steps in deployer.run_image, the release
+steps in deployer.run_release):
 
     AssembleContext    -> Claimed(BuildContext)  or Ready: another function made the image
     BuildImage         -> Claimed(BuiltImage)    or Ready: another apply pushed it meanwhile
@@ -21,22 +22,17 @@ change is another apply deploying the very image this one would, there is nothin
 from __future__ import annotations
 
 import contextlib
-import enum
-import threading
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Generic, Mapping, NoReturn, TypeVar, Union
+from dataclasses import dataclass
+from typing import Callable, NoReturn, TypeVar, Union
 
-from deployer.context import BuildContext, temporary_context
+from deployer.context import BuildContext
 from deployer.function_config import changes, concurrency_request, creation_request, tag_request, update_request
 from deployer.errors import AwsError, DeployerError, Diagnostic, PlanError
-from deployer.go_build import Netrc
-from deployer.image_copy import CopyAuthRefused, Repository, copy_image
-from deployer.images import BuiltImage, ImageMaker, PushedImage
+from deployer.images import BuiltImage, PushedImage
 from deployer.interrupts import Cancelled
 from deployer.outcome import Outcome, OutcomeStatus
 from deployer.run_release import Releasing
-from deployer.paths import git_root
 from deployer.plan import PREVIOUS_IMAGE_TAG, ROLLED_BACK_TAG
 from deployer.plan import (
     Action,
@@ -62,69 +58,16 @@ from deployer.plan import (
     WaitForUpdate,
     short,
 )
-from deployer.ports import DockerApi, EcrApi, LambdaApi, Reporter
-from deployer.registry import RegistryLogin
-from deployer.sharing import ImageClaim, OncePerApply, SharedImages
-from deployer.spec import EcrRepository, FunctionSpec
+from deployer.ports import EcrApi, LambdaApi
+from deployer.run_image import SKIPPED, V, Claimed, CopiedImage, ImageSource, ImageSteps, Ready, Tools
+from deployer.spec import FunctionSpec
 from deployer.state import FunctionState
 
-V = TypeVar("V", BuildContext, BuiltImage, PushedImage)
 T = TypeVar("T")
 
 # Lambda refuses an update while another is in progress.
 CONFLICT_ATTEMPTS = 6
 RETRYABLE_LAMBDA_CODES = ("ResourceConflictException", "TooManyRequestsException", "ServiceException")
-
-
-@dataclass(frozen=True)
-class Tools:
-    """What the functions of one apply share. `sleep` waits between retries and polls and raises
-    Cancelled on Ctrl-C; `login(region, fresh)` gives registry credentials, cached per region."""
-
-    reporter: Reporter
-    docker: DockerApi
-    images: SharedImages
-    cancel: threading.Event
-    sleep: Callable[[float], None]
-    login: Callable[[str, bool], RegistryLogin]
-    keep_context: bool
-    verbose: bool
-    registry_endpoint: str | None
-    netrcs: Mapping[str, Netrc] = field(default_factory=dict)  # credentials for Go builds, by variable name
-    repositories: OncePerApply = field(default_factory=OncePerApply)  # each repository created or configured once
-
-
-class ImageSource(enum.Enum):
-    """Who made the image a function deploys."""
-
-    THIS_RUN = "this run"
-    ANOTHER_FUNCTION = "another function of this apply"
-    ANOTHER_APPLY = "another apply, since the plan"
-    COPIED = "a copy from another environment's repository"
-
-
-@dataclass(frozen=True)
-class Claimed(Generic[V]):
-    """What a step made on the way to the image this run claimed (deployer.sharing): a context,
-    a built image, a pushed image not verified yet."""
-
-    value: V
-    claim: ImageClaim
-
-
-@dataclass(frozen=True)
-class Ready:
-    """The image is in ECR, verified: nothing left to build."""
-
-    image: PushedImage
-    source: ImageSource
-
-
-@dataclass(frozen=True)
-class CopiedImage:
-    """The image copied under the content tag, not verified in ECR yet."""
-
-    image: PushedImage
 
 
 @dataclass(frozen=True)
@@ -140,12 +83,6 @@ class SentUpdate:
 # What a function's steps have reached (None: nothing yet).
 Stage = Union[Claimed[BuildContext], Claimed[BuiltImage], Claimed[PushedImage], CopiedImage, Ready, SentUpdate, None]
 S = TypeVar("S", Ready, SentUpdate)
-
-SKIPPED = {
-    ImageSource.ANOTHER_FUNCTION: "skipped: the image was built and pushed for another function in this apply",
-    ImageSource.ANOTHER_APPLY: "skipped: another apply pushed the image",
-}
-
 
 class FunctionRun:
     """One function's apply. Its only state is what every step shares: the gateways, and the
@@ -164,10 +101,7 @@ class FunctionRun:
         self.configured_revision: str | None = None  # what our configuration update answered
         self.separately_configured = False  # a key outside UpdateFunctionConfiguration was set (its RevisionId may move)
         self.releasing = Releasing(fp, spec, lam, self.log, self.retried)
-        self.maker = ImageMaker(fp.desired, tools.docker, ecr, self.cleanup, registry_endpoint=tools.registry_endpoint,
-                                login=lambda fresh: tools.login(fp.desired.region, fresh), cancel=tools.cancel,
-                                sleep=tools.sleep, log=self.log, verbose=tools.verbose,
-                                checkout=git_root([spec.root, *spec.root.parents]) if spec is not None else None)
+        self.image = ImageSteps(tools, fp, spec, ecr, self.cleanup, self.log)
 
     def log(self, line: str) -> None:
         self.tools.reporter.log(self.fp.name, line)
@@ -219,22 +153,20 @@ class FunctionRun:
                 self.tools.login(self.desired.region, False)
                 return stage
             case AssembleContext(source_digest=planned):
-                return self.assemble(planned)
+                return self.image.assemble(planned)
             case CopyImage(source=source):
-                return CopiedImage(self.copy(source))
+                return CopiedImage(self.image.copy(source))
             case VerifyImage() if isinstance(stage, CopiedImage):
-                return Ready(self.maker.verify(stage.image), ImageSource.COPIED)
+                return self.image.verify_copy(stage)
             case BuildImage() | PushImage() | VerifyImage() if isinstance(stage, Ready):
                 self.log(SKIPPED[stage.source])
                 return stage
             case BuildImage():
-                return self.build(_claimed(stage, BuildContext, "AssembleContext precedes BuildImage"))
+                return self.image.build(_claimed(stage, BuildContext, "AssembleContext precedes BuildImage"))
             case PushImage():
-                built = _claimed(stage, BuiltImage, "BuildImage precedes PushImage")
-                pushed = self.maker.push(built.value, lambda done, total: self.tools.reporter.transfer(self.fp.name, done, total))
-                return Claimed(pushed, built.claim)
+                return self.image.push(_claimed(stage, BuiltImage, "BuildImage precedes PushImage"))
             case VerifyImage():
-                return self.verify(_claimed(stage, PushedImage, "PushImage precedes VerifyImage"))
+                return self.image.verify(_claimed(stage, PushedImage, "PushImage precedes VerifyImage"))
             case UpdateFunctionConfiguration():
                 self.configure()
                 return stage
@@ -266,63 +198,6 @@ class FunctionRun:
                 return stage
             case _:
                 _unreachable(step)
-
-    def assemble(self, planned: str) -> Claimed[BuildContext] | Ready:
-        if self.spec is None:
-            raise PlanError(f"function {self.fp.name} is no longer declared in {self.desired.spec_file}; run plan again")
-        shared = self.tools.images.claim(f"{self.desired.repository_uri}:{self.desired.content_tag}", self.fp.name)
-        if isinstance(shared, PushedImage):
-            self.log(f"image {self.desired.content_tag} was built in this apply for another function: "
-                     f"deploying {short(shared.digest)}")
-            return Ready(shared, ImageSource.ANOTHER_FUNCTION)
-        claim = self.cleanup.enter_context(shared)
-        context = self.cleanup.enter_context(temporary_context(self.spec, keep=self.tools.keep_context))
-        if self.tools.keep_context:  # said now: a failed build is when it is needed most
-            self.log(f"build context kept at {context.path}")
-        if context.digest != planned:
-            raise PlanError(f"source of {self.fp.name} changed since plan ({short(planned)} -> {short(context.digest)}); "
-                            "run plan again")
-        return Claimed(context, claim)
-
-    def build(self, assembled: Claimed[BuildContext]) -> Claimed[BuiltImage] | Ready:
-        """Take this machine's lock of the image, then ask ECR again: another apply may have pushed
-        it meanwhile; it is deployed then instead of being built a second time (a second push of
-        the tag would leave the first image untagged in ECR)."""
-        assembled.claim.lock(self.desired.content_tag, self.tools.sleep, self.log)
-        existing = self.maker.in_ecr()
-        if existing is not None:
-            self.log(f"ECR got {self.desired.content_tag} since the plan (pushed by another apply): deploying its digest "
-                     f"{short(existing.digest)}")
-            assembled.claim.publish(existing)
-            return Ready(existing, ImageSource.ANOTHER_APPLY)
-        variable = self.spec.build.netrc_env if self.spec is not None else "DEPLOYER_NETRC"
-        return Claimed(self.maker.build(assembled.value, self.tools.netrcs.get(variable), variable), assembled.claim)
-
-    def copy(self, source: ImageRef) -> PushedImage:
-        """Copy the other environment's image under the content tag here, by digest, registry to
-        registry (both through --registry-endpoint when given: a local emulator); each side logs
-        in to ECR of its own region. Credentials refused (an expired token) are renewed once."""
-        origin = EcrRepository.parse(source.repository_uri)
-        if origin is None or source.digest is None:  # the planner's own step (a saved plan's is checked against it)
-            raise AssertionError(f"a copy names its source by digest in ECR; got {source}")
-        endpoint, digest = self.tools.registry_endpoint, source.digest
-
-        def attempt(fresh: bool) -> str:
-            pull = Repository(endpoint or origin.registry, origin.name, self.tools.login(origin.region, fresh))
-            push = Repository(endpoint or self.desired.registry, self.desired.repository_name,
-                              self.tools.login(self.desired.region, fresh))
-            copied = copy_image(pull, digest, push, self.desired.content_tag, cancel=self.tools.cancel,
-                                progress=lambda done, total: self.tools.reporter.transfer(self.fp.name, done, total))
-            self.log(f"{self.desired.content_tag} already holds {short(digest)}" if copied.already_tagged else
-                     f"copied {short(digest)}: {copied.transferred} blob(s) transferred, {copied.mounted} mounted, "
-                     f"{copied.present} already there")
-            return copied.digest
-
-        try:
-            return PushedImage(attempt(False))
-        except CopyAuthRefused as exc:
-            self.log(f"{exc}: logging in again")
-            return PushedImage(attempt(True))
 
     def configure(self) -> None:
         """Set the declared keys that differ, as deploy.yaml says them now (re-read at apply;
@@ -413,11 +288,6 @@ class FunctionRun:
                 and not changes(self.desired.config, now.config, b"")
                 and now.running_digest == self.fp.current_digest and now.architectures == self.fp.current_architectures):
             self.revision = now.revision_id
-
-    def verify(self, pushed: Claimed[PushedImage]) -> Ready:
-        image = self.maker.verify(pushed.value)
-        pushed.claim.publish(image)
-        return Ready(image, ImageSource.THIS_RUN)
 
     def settled_elsewhere(self) -> SentUpdate | None:
         """Before anything: stop here, successfully, if another apply deployed since the plan

@@ -23,7 +23,7 @@ ORDER = [
     # plan: pure decisions, their words, their files
     "plan", "explain", "planfile", "binding", "history", "markdown_budget", "render", "shard", "prune", "adopt", "provenance",
     # apply: the only stage that changes anything
-    "outcome", "go_build", "ports", "interrupts", "image_copy", "docker_gateway", "images", "sharing", "runtime_api", "local_invoke", "run_release", "run_function", "progress", "apply", "local_build",
+    "outcome", "go_build", "ports", "interrupts", "image_copy", "docker_gateway", "images", "sharing", "runtime_api", "local_invoke", "run_release", "run_image", "run_function", "progress", "apply", "local_build",
     # the use cases and the command line
     "app", "cli", "__main__",
 ]
