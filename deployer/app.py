@@ -629,10 +629,14 @@ def do_rollback(planned: Rollback | ImageRollback, clients: Clients) -> None:
     except AwsError as exc:
         if exc.code != "PreconditionFailedException":
             raise
-        if _rolled_back(lam, planned):
-            return  # the SDK sent the call again after its answer was lost: the first one had landed
+        try:
+            if _rolled_back(lam, planned):
+                return  # the SDK sent the call again after its answer was lost: the first one had landed
+            unread = ""
+        except AwsError as read_error:  # the refusal is what to say; why it could not be checked goes with it
+            unread = f" (whether an earlier attempt of this call landed could not be read: {read_error})"
         raise DeployerError(f"alias {planned.alias} of {planned.function} moved since it was read (another release or "
-                            "rollback); nothing changed: run rollback again") from exc
+                            f"rollback); nothing changed: run rollback again{unread}") from exc
 
 
 def _rolled_back(lam: LambdaGateway, planned: Rollback) -> bool:

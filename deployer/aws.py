@@ -7,7 +7,9 @@ botocore's "standard" retry mode absorbs throttling and transient 5xx; endpoints
 credentials come from boto3's standard configuration (AWS_PROFILE, AWS_ENDPOINT_URL*, ...).
 
 Every call is bounded in time: an endpoint that accepts connections and never answers (or never
-accepts them) fails a call within CALL_BOUND_SECONDS, with a message naming the endpoint.
+accepts them) fails a call within CALL_BOUND_SECONDS, with a message naming the endpoint. Except
+Invoke (a smoke test), which runs the function: its client (`invoke_client`) sends it once and
+waits as long as the function may run (`invoke_wait`); its caller can be interrupted meanwhile.
 """
 
 from __future__ import annotations
@@ -54,12 +56,17 @@ WAIT_POLL_SECONDS = 2.0
 # would run the function again. Its read waits for the function's own timeout and this much more
 # (an image's cold start, Lambda's own queueing).
 INVOKE_MARGIN_SECONDS = 60
+MAX_FUNCTION_TIMEOUT = 900  # Lambda's
+INVOKE_WAIT_STEP = 60
 INVOKE_CONFIG = RETRY_CONFIG.merge(botocore.config.Config(retries={"mode": "standard", "total_max_attempts": 1}))
 
 
 def invoke_wait(function_timeout: int) -> int:
-    """How long an Invoke's read waits for a function that runs up to `function_timeout` seconds."""
-    return max(function_timeout, 1) + INVOKE_MARGIN_SECONDS
+    """How long an Invoke's read waits for a function that runs up to `function_timeout` seconds:
+    that, taken within Lambda's bounds (1-900 s, whatever an endpoint reports) and rounded up to
+    a whole minute (one client per minute, not per value), and the margin."""
+    seconds = min(max(function_timeout, 1), MAX_FUNCTION_TIMEOUT)
+    return -(-seconds // INVOKE_WAIT_STEP) * INVOKE_WAIT_STEP + INVOKE_MARGIN_SECONDS
 
 
 class Clients:
@@ -118,9 +125,8 @@ def default_region() -> str | None:
         lambda: boto3.session.Session().region_name, "reading the AWS configuration", "AWS_PROFILE / ~/.aws/config")
 
 
-def call(fn: Callable[[], T], operation: str, resource: str, attempts: int = ATTEMPTS) -> T:
-    """Run one AWS call; map what can go wrong to an AwsError saying what, where and what to do.
-    `attempts`: how many times the client sends it (INVOKE_CONFIG: once)."""
+def call(fn: Callable[[], T], operation: str, resource: str) -> T:
+    """Run one AWS call; map what can go wrong to an AwsError saying what, where and what to do."""
     try:
         return fn()
     except botocore.exceptions.ClientError as exc:
@@ -132,7 +138,7 @@ def call(fn: Callable[[], T], operation: str, resource: str, attempts: int = ATT
         raise AwsError(Diagnostic("no region; set AWS_REGION or 'region' in deploy.yaml",
                                   operation=operation, resource=resource, code="NoRegion")) from exc
     except (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError) as exc:
-        raise AwsError(Diagnostic(_no_answer(exc, attempts), operation=operation, resource=resource, code=NO_ANSWER)) from exc
+        raise AwsError(Diagnostic(_no_answer(exc), operation=operation, resource=resource, code=NO_ANSWER)) from exc
     except botocore.exceptions.BotoCoreError as exc:
         raise AwsError(Diagnostic(str(exc), operation=operation, resource=resource)) from exc
 
@@ -143,13 +149,13 @@ def refusal(operation: str, resource: str, error: dict[str, Any]) -> Diagnostic:
     return Diagnostic(f"{code}: {error.get('Message', '')}{_HINTS.get(code, '')}", operation=operation, resource=resource, code=code)
 
 
-def _no_answer(exc: botocore.exceptions.BotoCoreError, attempts: int = ATTEMPTS) -> str:
+def _no_answer(exc: botocore.exceptions.BotoCoreError) -> str:
     """What went wrong with the connection, the endpoint (scheme://host:port, the URL boto3 used
     without its path) and what to do. Timeouts and resets are what remain after the retries."""
     url = str(getattr(exc, "kwargs", {}).get("endpoint_url") or "")
     parts = urlsplit(url)
     endpoint = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else "the AWS endpoint"
-    sent = f"{attempts} attempts" if attempts > 1 else "sent once"
+    sent = f"{ATTEMPTS} attempts"
     if isinstance(exc, botocore.exceptions.ReadTimeoutError):
         what = f"{endpoint} accepted the connection but did not answer within {READ_TIMEOUT_SECONDS}s ({sent})"
     elif isinstance(exc, botocore.exceptions.ConnectTimeoutError):

@@ -23,7 +23,7 @@ import docker.errors
 import requests.exceptions
 import urllib3.exceptions
 
-from deployer.errors import DockerError
+from deployer.errors import DockerError, first_line
 from deployer.go_build import ANSI_ESCAPE, CACHE_VOLUME, CacheDir, CompileJob, GoCompiler, engine_said
 from deployer.ports import ImageVanished, ImmutableTagRefused, PushStalled, RegistryAuthRefused
 from deployer.redact import build_arg_secrets, credential_secrets, redact
@@ -140,7 +140,7 @@ class DockerGateway:
         try:
             return self._build_once(context_dir, dockerfile, tag, args, build_args, labels, log, cancel)
         except ImageVanished as exc:
-            log(f"the engine lost the image it had just built ({str(exc).splitlines()[0]}); building again from its cache")
+            log(f"the engine lost the image it had just built ({first_line(exc)}); building again from its cache")
             return self._build_once(context_dir, dockerfile, tag, args, build_args, labels, log, cancel)
 
     def _build_once(self, context_dir: str, dockerfile: str, tag: str, args: Mapping[str, str], build_args: Mapping[str, str],

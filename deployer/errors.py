@@ -115,3 +115,9 @@ class DockerError(DeployerError):
 
 class PlanError(DeployerError):
     """The plan cannot be made or applied (stale plan, unreadable plan file, blocked function)."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message, for a log line about it; its type's name when it says nothing."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

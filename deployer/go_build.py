@@ -68,6 +68,8 @@ TAIL_LINES = 25
 # make deployer hold it, or show it, whole.
 LINE_CHARS = 4096
 LINE_WINDOW = 64 * 1024
+# A failed compile's last lines are read again for at most this long (deployer.go_build._last_lines).
+LOG_REREAD_SECONDS = 10
 # A compile that runs longer than this is stopped: a module download that hangs would otherwise
 # hold the apply forever.
 COMPILE_TIMEOUT_SECONDS = 1800
@@ -315,13 +317,20 @@ class GoCompiler:
     def _last_lines(self, container: str, secrets: tuple[str, ...], followed: collections.deque[str]) -> list[str]:
         """The exited container's last lines, read again whole: the follower may not have caught up
         (a loaded engine, a stream that broke), and a failure must show what go said. What the
-        follower saw when this read fails."""
-        try:
-            lines = collections.deque(_shown_lines(self.api.logs(container, stream=True, follow=False, tail=TAIL_LINES),
-                                                   secrets), maxlen=TAIL_LINES)
-        except (docker.errors.DockerException, requests.exceptions.RequestException):
-            return list(followed)
-        return list(lines) or list(followed)
+        follower saw when this read fails, or takes longer than LOG_REREAD_SECONDS (the SDK reads
+        a log stream without a timeout: a wedged engine would hold it for ever)."""
+        lines: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        read = threading.Event()
+
+        def reread() -> None:
+            with contextlib.suppress(Exception):  # the engine's errors, and urllib3's from the raw stream
+                lines.extend(_shown_lines(self.api.logs(container, stream=True, follow=False, tail=TAIL_LINES), secrets))
+                read.set()
+
+        reader = threading.Thread(target=reread, daemon=True, name="deployer-go-build-last-lines")
+        reader.start()
+        reader.join(LOG_REREAD_SECONDS)
+        return list(lines) if read.is_set() and lines else list(followed)
 
     def _wait(self, container: str, cancel: threading.Event | None) -> int:
         deadline = time.monotonic() + COMPILE_TIMEOUT_SECONDS

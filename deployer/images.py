@@ -20,7 +20,7 @@ from typing import Callable, Mapping
 from deployer import gitdiff, gitrev, image_inputs
 from deployer.context import BuildContext
 from deployer.digest import disk_entries
-from deployer.errors import DeployerError, DockerError
+from deployer.errors import DeployerError, DockerError, first_line
 from deployer.go_build import CompileJob, Netrc
 from deployer.layout import DockerfileBuild, runtime_dockerfile
 from deployer.interrupts import Cancelled
@@ -167,14 +167,15 @@ class ImageMaker:
         """Push under the content tag; the local tag goes right after, whatever happens.
         `progress(done, total)`: the bytes pushed, as the gateway sums them (DockerApi.push).
         An image the engine lost before its push (ImageVanished: another build of the same inputs
-        had its last tag removed meanwhile) is built again once, from the engine's cache."""
+        had its last tag removed meanwhile) is built again, and pushed, once more: its layers are
+        cached (a Go build compiles again, from its build cache)."""
         try:
             try:
                 return self._push(built, progress)
             except ImageVanished as exc:
                 if self._rebuild is None:
                     raise
-                self.log(f"the engine lost the image before its push ({str(exc).splitlines()[0]}); building it again")
+                self.log(f"the engine lost the image before its push ({first_line(exc)}); building it again")
                 return self._push(self._rebuild(), progress)
         except ImmutableTagRefused:
             # The tag names the image's inputs: if someone pushed it since the plan, that image

@@ -26,6 +26,7 @@ from deployer.aws import (
     MAX_PAGES,
     MAX_TEXT,
     NO_ANSWER,
+    ATTEMPTS,
     invoke_wait,
     WAIT_POLL_SECONDS,
     _FUNCTION_ARN,
@@ -167,23 +168,31 @@ class LambdaGateway:
 
     def invoke(self, name: str, qualifier: str, payload: bytes, function_timeout: int) -> Invoked:
         """Invoke the version `qualifier` synchronously with `payload`; its answer, whether it is a
-        function error, and the tail of its log (LogType Tail: Lambda's last 4 KB). Sent once, and
-        waited for as long as the function may run (`function_timeout`, seconds): a retry of a call
-        whose answer was lost would run the function a second time."""
+        function error, and the tail of its log (LogType Tail: Lambda's last 4 KB). Waited for as
+        long as the function may run (`function_timeout`, seconds), and never sent again once it
+        may have reached Lambda: a second send would run the function a second time. A connection
+        that could not be made is tried again (ATTEMPTS in all): nothing was sent."""
         where = f"function {name}:{qualifier}"
 
         def send() -> Any:
-            try:
-                return self._clients.invoke_client(self._region, function_timeout).invoke(
-                    FunctionName=name, Qualifier=qualifier, Payload=payload, LogType="Tail")
-            except botocore.exceptions.ReadTimeoutError as exc:
-                waited = invoke_wait(function_timeout)
-                raise AwsError(Diagnostic(
-                    f"no answer within {waited}s (the function's timeout of {function_timeout}s and a margin); it was invoked "
-                    "once and not again, since a second call would run it again: see its logs for what it did",
-                    operation="lambda:Invoke", resource=where, code=NO_ANSWER)) from exc
+            for attempt in range(1, ATTEMPTS + 1):
+                try:
+                    return self._clients.invoke_client(self._region, function_timeout).invoke(
+                        FunctionName=name, Qualifier=qualifier, Payload=payload, LogType="Tail")
+                except botocore.exceptions.EndpointConnectionError:  # ConnectTimeoutError too: never sent
+                    if attempt == ATTEMPTS:
+                        raise
+                    time.sleep(attempt)
+                except (botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectionClosedError) as exc:
+                    what = (f"no answer within {invoke_wait(function_timeout)}s (the function's timeout of {function_timeout}s "
+                            "and a margin)" if isinstance(exc, botocore.exceptions.ReadTimeoutError)
+                            else "the connection closed before the answer")
+                    raise AwsError(Diagnostic(f"{what}; it was invoked once and not again, since a second call would run it "
+                                              "again: see its logs for what it did", operation="lambda:Invoke", resource=where,
+                                              code=NO_ANSWER)) from exc
+            raise AssertionError("unreachable: the last attempt returns or raises")
 
-        response = call(send, "lambda:Invoke", where, attempts=1)
+        response = call(send, "lambda:Invoke", where)
         body = response.get("Payload")
         answer = body.read(MAX_INVOKE_ANSWER + 1)[:MAX_INVOKE_ANSWER] if body is not None else b""
         try:
@@ -193,8 +202,11 @@ class LambdaGateway:
         return Invoked(answer, _token(response.get("FunctionError")), log[-MAX_TEXT:])
 
     def update_alias(self, name: str, alias: str, version: str, revision_id: str | None, description: str) -> None:
-        """Point `alias` at `version`, refused by Lambda if the alias changed since it was read."""
-        kwargs: dict[str, Any] = {"FunctionName": name, "Name": alias, "FunctionVersion": version, "Description": description}
+        """Point `alias` at `version`, all of its traffic, refused by Lambda if the alias changed
+        since it was read. Lambda keeps an alias's routing weights when none are given: a canary's
+        share of traffic to another version would outlive the release (or rollback) otherwise."""
+        kwargs: dict[str, Any] = {"FunctionName": name, "Name": alias, "FunctionVersion": version, "Description": description,
+                                  "RoutingConfig": {"AdditionalVersionWeights": {}}}
         if revision_id:
             kwargs["RevisionId"] = revision_id
         call(lambda: self._client.update_alias(**kwargs), "lambda:UpdateAlias", f"alias {alias} of function {name}")

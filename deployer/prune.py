@@ -183,7 +183,7 @@ class ImagePrune:
     in_use: int = 0  # a function of the region uses its digest
     tagged: int = 0  # a tag other than a content tag
     other: int = 0  # not a single-platform container image, or untagged beside one that is not
-    recent: int = 0  # pushed after the plan's `pushed_since`, or at a time ECR does not say
+    recent: int = 0  # pushed after the plan's `pushed_since`, or at a time ECR does not say (JSON: kept.recent)
     held: Held | None = None
 
 
@@ -357,7 +357,8 @@ def text(plan: PrunePlan) -> str:
         lines.append(f"{'-' if ip.delete else ' '} {head}: " + (f"{len(ip.delete)} image(s) to delete" if ip.delete else "nothing to delete"))
         lines += [f"    - {rich_text(_image_line(image))}" for image in ip.delete]
         lines.append(f"    kept: {ip.in_use} in use, {ip.tagged} with other tags than src-, {ip.other} indexes or other artifacts"
-                     + (f", {ip.recent} pushed since {_when(plan.pushed_since)}" if plan.pushed_since is not None else ""))
+                     + (f", {ip.recent} pushed since {_when(plan.pushed_since)} or at a time ECR does not say"
+                        if plan.pushed_since is not None else ""))
     versions, images = plan.counts
     stopped = f"; {plan.stopped} stopped: could not be read" if plan.stopped else ""
     lines.append(f"Prune: {versions} version(s) and {images} image(s) to delete{stopped}")

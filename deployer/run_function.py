@@ -100,7 +100,7 @@ class FunctionRun:
         self.revision = fp.revision_id  # what Lambda's RevisionId is expected to be: moved by our own updates
         self.configured_revision: str | None = None  # what our configuration update answered
         self.separately_configured = False  # a key outside UpdateFunctionConfiguration was set (its RevisionId may move)
-        self.releasing = Releasing(fp, spec, lam, self.log, self.retried)
+        self.releasing = Releasing(fp, spec, lam, self.log, self.retried, tools.sleep)
         self.image = ImageSteps(tools, fp, spec, ecr, self.cleanup, self.log)
 
     def log(self, line: str) -> None:
@@ -393,7 +393,11 @@ class FunctionRun:
             # Lambda was changed (by this apply, or by another one): say so, and how far it got.
             status = OutcomeStatus.UNCHANGED if stage.by_another_apply else self.changed_status()
             sent = "update sent by another apply" if stage.by_another_apply else "update sent"
-            return Outcome(self.fp.name, status, f"{sent}; {self.update_status()} when interrupted", seconds, stage.digest)
+            # Interrupted in the release steps: what they did, and where they stopped.
+            released = "".join(f"; {line}" for line in self.releasing.released())
+            where = f"; {error}" if self.releasing.version is not None else ""
+            return Outcome(self.fp.name, status, f"{sent}; {self.update_status()} when interrupted{released}{where}", seconds,
+                           stage.digest)
         status = OutcomeStatus.CANCELLED if isinstance(error, Cancelled) else OutcomeStatus.FAILED
         return Outcome(self.fp.name, status, str(error), seconds)
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from typing import Callable, Protocol, TypeVar
 
 from deployer.errors import AwsError, DeployerError, PlanError
 from deployer.function_config import changes
+from deployer.interrupts import Cancelled
 from deployer.plan import UNVERSIONED_KEYS, FunctionPlan, short
 from deployer.ports import LambdaApi
 from deployer.spec import FunctionSpec
@@ -26,6 +28,7 @@ T = TypeVar("T")
 # What Invoke answers when it did not run the function: safe to send again. (ServiceException, a
 # Lambda 500, may come after it ran.)
 NOT_RUN_CODES = ("ResourceConflictException", "TooManyRequestsException")
+INVOKE_POLL_SECONDS = 0.25  # how often a smoke test's wait looks for Ctrl-C
 
 
 class Retried(Protocol):
@@ -40,12 +43,13 @@ class Releasing:
     whether the alias moved to it."""
 
     def __init__(self, fp: FunctionPlan, spec: FunctionSpec | None, lam: LambdaApi, log: Callable[[str], None],
-                 retried: Retried) -> None:
+                 retried: Retried, sleep: Callable[[float], None]) -> None:
         self.fp = fp
         self.spec = spec
         self.lam = lam
         self.log = log
         self.retried = retried
+        self.sleep = sleep  # raises Cancelled on Ctrl-C
         self.version: str | None = None  # the version this apply published
         self.timeout = 0  # its timeout (seconds), as Lambda reported it at the publish: how long an invoke may run
         self.alias_moved = False
@@ -76,7 +80,8 @@ class Releasing:
             raise PlanError(f"the smoke test event of {self.fp.name} changed since plan; run plan again")
         version = _expect_version(self.version)
         # Sent again only when Lambda said it did not run it (busy, throttled): never on a lost answer.
-        answer = self.retried(lambda: self.lam.invoke(self.fp.name, version, settings.event, self.timeout),
+        answer = self.retried(lambda: self._interruptible(lambda: self.lam.invoke(self.fp.name, version, settings.event,
+                                                                                  self.timeout)),
                               codes=NOT_RUN_CODES)
         assert answer is not None
         failure = smoke_failure(answer, settings.expect_field, settings.expect_value)
@@ -87,6 +92,33 @@ class Releasing:
             raise DeployerError(f"smoke test of version {version} failed: {failure}; alias {alias} stays on "
                                 f"{where or 'nothing (not created)'}" + (f"\nlog tail:\n{tail}" if tail else ""))
         self.log(f"smoke test passed on version {version}")
+
+    def _interruptible(self, send: Callable[[], T]) -> T:
+        """`send` in a thread of its own, waited for in short sleeps that Ctrl-C interrupts: an
+        invoke lasts as long as the function runs (up to 15 minutes). Interrupted, the invoke goes
+        on in Lambda, and the apply stops without waiting for it."""
+        done = threading.Event()
+        outcome: list[T] = []
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                outcome.append(send())
+            except BaseException as exc:  # handed to the waiting thread, raised there
+                failure.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=run, daemon=True, name=f"deployer-invoke-{self.fp.name[:40]}").start()
+        try:
+            while not done.wait(INVOKE_POLL_SECONDS):
+                self.sleep(0)
+        except Cancelled:
+            raise Cancelled(f"cancelled during the smoke test of version {self.version}: its invoke may still run in Lambda; "
+                            "the alias was not moved") from None
+        if failure:
+            raise failure[0]
+        return outcome[0]
 
     def move_alias(self, alias: str, previous: str | None) -> None:
         """Point the alias at the new version; refused by Lambda if the alias moved since the plan."""
@@ -104,9 +136,13 @@ class Releasing:
         except AwsError as exc:
             if exc.code not in ("ResourceConflictException", "PreconditionFailedException"):
                 raise
-            if not self._points_at(alias, version):
+            try:
+                landed, unread = self._points_at(alias, version), ""
+            except AwsError as read_error:  # the refusal is what to say; why it could not be checked goes with it
+                landed, unread = False, f" (whether an earlier attempt of this call landed could not be read: {read_error})"
+            if not landed:
                 raise PlanError(f"alias {alias} of {self.fp.name} changed since plan (created or moved by someone else); "
-                                f"version {version} is published and was not released: run plan again") from exc
+                                f"version {version} is published and was not released: run plan again{unread}") from exc
             # The SDK sent the call again after an answer was lost: the first one had landed.
             self.log(f"alias {alias} already points at version {version} (an earlier attempt of this call landed)")
         self.alias_moved = True

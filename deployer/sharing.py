@@ -25,7 +25,7 @@ from typing import Callable
 
 from deployer import locks
 from deployer.context import context_root
-from deployer.errors import DeployerError, PlanError
+from deployer.errors import DeployerError, PlanError, first_line
 from deployer.images import PushedImage
 from deployer.interrupts import WAIT_SLICE_SECONDS, Cancelled
 
@@ -123,7 +123,7 @@ class ImageClaim:
             # A failure of the build itself would fail the others too; a cancel or a stale plan
             # says nothing about the image.
             if error is not None and not isinstance(error, (Cancelled, PlanError)):
-                reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+                reason = first_line(error)
                 self._future.set_exception(SharedBuildFailed(f"the same image failed to build for {self._function}: {reason}"))
             else:
                 self._images._forget(self.image, self._future)

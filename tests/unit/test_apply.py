@@ -774,6 +774,38 @@ def test_cancel_interrupts_retry_backoff(function: FunctionSpec) -> None:
     assert outcome.status == "cancelled"
 
 
+class EndlessInvokeLambda(FakeLambda):
+    """A smoke test's function that runs until the test lets it go (up to its 15 minutes, in Lambda)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.invoking, self.release = threading.Event(), threading.Event()
+
+    def invoke(self, name: str, qualifier: str, payload: bytes, function_timeout: int) -> Invoked:
+        self.invoking.set()
+        self.release.wait(60)
+        return super().invoke(name, qualifier, payload, function_timeout)
+
+
+def test_ctrl_c_stops_an_apply_waiting_for_a_smoke_invoke_without_moving_the_alias(function: FunctionSpec) -> None:
+    lam = EndlessInvokeLambda({"fn": running(OLD, revision="rev-1")})
+    ecr = FakeEcr({desired_for(function).content_tag: ImageState(True, NEW, V2)})
+    plan, spec = released(function, lam, ecr, smoke=SMOKE)
+    x = Executor(lambda region: lam, lambda region: ecr, FakeDocker(ecr), ApplyOptions(), Recorder())
+    thread, result = run_in_thread(x, plan, {"fn": spec})
+    try:
+        assert lam.invoking.wait(10)
+        x.cancel.set()
+        thread.join(10)
+        assert not thread.is_alive(), "the apply stopped while the invoke still ran"
+    finally:
+        lam.release.set()
+    [outcome] = result[0]
+    assert lam.aliases[("fn", "live")] == ("8", "alias-rev-8")
+    assert outcome.detail == ("update sent; LastUpdateStatus unknown when interrupted; published version 1; cancelled during the "
+                              "smoke test of version 1: its invoke may still run in Lambda; the alias was not moved")
+
+
 def test_local_push_tag_is_removed_when_the_push_fails(function: FunctionSpec) -> None:
     desired = desired_for(function)
     lam, ecr = FakeLambda({"fn": running(OLD)}), FakeEcr()
@@ -1596,6 +1628,24 @@ def test_an_alias_move_whose_answer_was_lost_and_retried_is_found_done(function:
     assert f"version 1 released to live (was {alias_on or 'none'})" in outcome.detail
     assert lam.aliases[("fn", "live")][0] == "1"
     assert any("alias live already points at version 1 (an earlier attempt of this call landed)" in line for line in reporter.lines)
+
+
+class UnreadableAliasesLambda(FakeLambda):
+    def list_alias_targets(self, name: str) -> list[AliasTarget]:
+        raise AwsError("lambda:ListAliases on function fn: AccessDeniedException: not authorized", "AccessDeniedException")
+
+
+def test_an_alias_refusal_that_cannot_be_checked_stays_a_refusal_and_says_why(function: FunctionSpec) -> None:
+    lam = UnreadableAliasesLambda({"fn": running(OLD, revision="rev-1")})
+    ecr = FakeEcr({desired_for(function).content_tag: ImageState(True, NEW, V2)})
+    plan, spec = released(function, lam, ecr)
+    lam.aliases[("fn", "live")] = ("5", "alias-rev-moved")  # moved outside after the plan
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan, {"fn": spec})
+    assert outcome.status == OutcomeStatus.FAILED
+    assert outcome.detail.startswith("alias live of fn changed since plan (created or moved by someone else); version 1 is "
+                                     "published and was not released: run plan again (whether an earlier attempt of this "
+                                     "call landed could not be read: lambda:ListAliases"), outcome.detail
 
 
 def test_a_tags_only_change_publishes_nothing(function: FunctionSpec) -> None:

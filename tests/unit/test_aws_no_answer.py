@@ -5,6 +5,7 @@ In-memory fakes stand for the boto3 clients; botocore's own exception types are 
 from __future__ import annotations
 
 import http.server
+import socket
 import threading
 import time
 from typing import Any, Callable, Iterator
@@ -23,6 +24,7 @@ from deployer.aws import (
     RETRY_CONFIG,
     Clients,
     call,
+    invoke_wait,
 )
 from deployer.lambda_gateway import LambdaGateway
 from deployer.errors import AwsError
@@ -196,6 +198,7 @@ class SlowLambda(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def slow_lambda(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setattr(deployer.aws, "INVOKE_WAIT_STEP", 1)  # seconds, not whole minutes
     SlowLambda.requests = []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowLambda)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -229,9 +232,27 @@ def test_an_invoke_without_an_answer_is_not_sent_again_and_says_so(slow_lambda: 
             "once and not again") in str(caught.value)
 
 
+def test_an_invoke_that_could_not_connect_is_tried_again_as_nothing_was_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as closed:  # a port nobody listens on: the connection is refused, nothing sent
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", f"http://127.0.0.1:{port}")
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    with pytest.raises(AwsError) as caught:
+        gateway().invoke("fn", "1", b"{}", function_timeout=3)
+    assert slept == [1, 2], "three connections tried"
+    assert f"cannot connect to http://127.0.0.1:{port} ({ATTEMPTS} attempts)" in str(caught.value)
+
+
 def test_other_calls_keep_the_sdk_s_retries() -> None:
     clients = Clients(boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="y", region_name="eu-west-1"))
     invoking = clients.invoke_client("eu-west-1", 30).meta.config
-    assert invoking.retries["total_max_attempts"] == 1 and invoking.read_timeout == 30 + deployer.aws.INVOKE_MARGIN_SECONDS
+    assert invoking.retries["total_max_attempts"] == 1 and invoking.read_timeout == 60 + deployer.aws.INVOKE_MARGIN_SECONDS
     assert clients.client("lambda", "eu-west-1").meta.config.retries["total_max_attempts"] == ATTEMPTS
-    assert clients.invoke_client("eu-west-1", 30) is clients.invoke_client("eu-west-1", 30), "one client per timeout"
+    assert clients.invoke_client("eu-west-1", 30) is clients.invoke_client("eu-west-1", 45), "one client per minute of timeout"
+
+
+@pytest.mark.parametrize(("timeout", "wait"), [(0, 60), (3, 60), (60, 60), (61, 120), (900, 900), (2 ** 20, 900)])
+def test_an_invoke_waits_for_lambda_s_longest_run_at_most(timeout: int, wait: int) -> None:
+    assert invoke_wait(timeout) == wait + deployer.aws.INVOKE_MARGIN_SECONDS

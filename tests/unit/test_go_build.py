@@ -15,6 +15,7 @@ from typing import Any, Iterator
 import docker.errors
 import pytest
 import requests.exceptions
+import urllib3.exceptions
 
 from deployer.errors import DeployerError, DockerError
 from deployer.go_build import (
@@ -203,6 +204,30 @@ def test_a_failed_compile_shows_go_s_words_even_when_the_followed_log_missed_the
     with pytest.raises(DockerError) as failed:
         GoCompiler(api).compile(CompileJob("fn", context_dir, RECIPE), print)
     assert str(failed.value).endswith("\n# example.com/fn\n./main.go:3:1: syntax error: non-declaration statement")
+
+
+class BrokenRereadApi(FakeApi):
+    """The follower saw go's words; reading them again fails as the SDK's raw stream fails (urllib3's
+    own error), or answers nothing."""
+
+    def __init__(self, reread: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.reread = reread
+
+    def logs(self, container: str, stream: bool, follow: bool, tail: int | str = "all") -> Iterator[bytes]:
+        if follow:
+            yield from super().logs(container, stream, follow, tail)
+        elif self.reread == "broken":
+            yield b"# example.com/fn\n"
+            raise urllib3.exceptions.ProtocolError("Connection broken: IncompleteRead")
+
+
+@pytest.mark.parametrize("reread", ["broken", "empty"])
+def test_a_failed_reread_of_the_log_falls_back_to_what_the_follower_saw(context_dir: Path, reread: str) -> None:
+    api = BrokenRereadApi(reread, exit_code=1, output=b"# example.com/fn\n./main.go:3:1: syntax error\n")
+    with pytest.raises(DockerError) as failed:
+        GoCompiler(api).compile(CompileJob("fn", context_dir, RECIPE), print)
+    assert str(failed.value).endswith("\n# example.com/fn\n./main.go:3:1: syntax error")
 
 
 def test_a_missing_builder_image_says_what_to_do(context_dir: Path) -> None:

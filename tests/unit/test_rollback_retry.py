@@ -29,7 +29,8 @@ def stubbed() -> Iterator[tuple[Clients, Stubber]]:
 def refused_update(stubber: Stubber) -> None:
     stubber.add_client_error("update_alias", "PreconditionFailedException", "The Revision Id provided does not match the latest "
                              "Revision Id.", 412, expected_params={"FunctionName": "fn", "Name": "live", "FunctionVersion": "2",
-                                                                   "RevisionId": "rev-3", "Description": "deployer rollback; live was 3"})
+                                                                   "RevisionId": "rev-3", "Description": "deployer rollback; live was 3",
+                                                                   "RoutingConfig": {"AdditionalVersionWeights": {}}})
 
 
 def test_a_refused_retry_of_a_move_that_landed_is_a_rollback_done(stubbed: tuple[Clients, Stubber]) -> None:
@@ -50,3 +51,24 @@ def test_an_alias_moved_elsewhere_meanwhile_stays_a_refusal(stubbed: tuple[Clien
     stubber.add_response("list_aliases", {"Aliases": aliases}, {"FunctionName": "fn"})
     with pytest.raises(DeployerError, match="moved since it was read"):
         do_rollback(PLANNED, clients)
+
+
+def test_an_alias_that_cannot_be_read_back_keeps_the_refusal_and_says_why_it_was_not_checked(
+        stubbed: tuple[Clients, Stubber]) -> None:
+    clients, stubber = stubbed
+    refused_update(stubber)
+    stubber.add_client_error("list_aliases", "AccessDeniedException", "not authorized to perform: lambda:ListAliases", 403)
+    with pytest.raises(DeployerError) as refused:
+        do_rollback(PLANNED, clients)
+    message = str(refused.value)
+    assert "moved since it was read (another release or rollback); nothing changed: run rollback again" in message
+    assert "(whether an earlier attempt of this call landed could not be read: lambda:ListAliases" in message
+    assert "AccessDeniedException" in message
+
+
+def test_a_rollback_sends_all_traffic_to_its_target_clearing_a_canary_s_weights(stubbed: tuple[Clients, Stubber]) -> None:
+    clients, stubber = stubbed
+    stubber.add_response("update_alias", {"Name": "live", "FunctionVersion": "2"},
+                         {"FunctionName": "fn", "Name": "live", "FunctionVersion": "2", "RevisionId": "rev-3",
+                          "Description": "deployer rollback; live was 3", "RoutingConfig": {"AdditionalVersionWeights": {}}})
+    do_rollback(PLANNED, clients)
