@@ -151,3 +151,11 @@ def test_batch_delete_image_reports_what_ecr_refused(ecr: tuple[EcrGateway, Stub
     assert [str(p) for p in problems] == [
         f"ecr:BatchDeleteImage on repository greet (123456789012, us-east-1): ImageReferencedByManifestList: in an index "
         f"({digests[99]} was not deleted)"]
+
+
+def test_a_push_time_without_a_zone_or_of_another_type_is_not_believed(ecr: tuple[EcrGateway, Stubber]) -> None:
+    gateway, stubber = ecr
+    stubber.add_response("describe_images", {"imageDetails": [
+        {"imageDigest": f"sha256:{HEX}", "imageTags": ["src-1"], "imagePushedAt": datetime(2026, 11, 2, 8, 30)}]})
+    [image] = gateway.list_images(REPO)
+    assert image.pushed_at is None, "a naive time cannot be compared with the clock: prune keeps the image as recent"
