@@ -700,8 +700,8 @@ def apply_prune(pruning: Pruning, clients: Clients, progress: Callable[[str], No
     planned = [ip for ip in pruning.plan.images if ip.delete]
     if not planned:
         return Pruned(tuple(versions), problems=tuple(problems))
-    again = {ip.repository: ip for ip in decide(_inventory(pruning.targets, clients), prune_versions=False,
-                                                                pushed_since=pruning.plan.pushed_since).images}
+    read_again = decide(_inventory(pruning.targets, clients), prune_versions=False, pushed_since=pruning.plan.pushed_since)
+    again = {ip.repository: ip for ip in read_again.images}
     images, spared = [], []
     for ip in planned:
         now = again[ip.repository]

@@ -155,15 +155,14 @@ def _no_answer(exc: botocore.exceptions.BotoCoreError) -> str:
     url = str(getattr(exc, "kwargs", {}).get("endpoint_url") or "")
     parts = urlsplit(url)
     endpoint = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else "the AWS endpoint"
-    sent = f"{ATTEMPTS} attempts"
     if isinstance(exc, botocore.exceptions.ReadTimeoutError):
-        what = f"{endpoint} accepted the connection but did not answer within {READ_TIMEOUT_SECONDS}s ({sent})"
+        what = f"{endpoint} accepted the connection but did not answer within {READ_TIMEOUT_SECONDS}s ({ATTEMPTS} attempts)"
     elif isinstance(exc, botocore.exceptions.ConnectTimeoutError):
-        what = f"connecting to {endpoint} timed out after {CONNECT_TIMEOUT_SECONDS}s ({sent})"
+        what = f"connecting to {endpoint} timed out after {CONNECT_TIMEOUT_SECONDS}s ({ATTEMPTS} attempts)"
     elif isinstance(exc, botocore.exceptions.EndpointConnectionError):
-        what = f"cannot connect to {endpoint} ({sent})"
+        what = f"cannot connect to {endpoint} ({ATTEMPTS} attempts)"
     elif isinstance(exc, botocore.exceptions.ConnectionClosedError):
-        what = f"{endpoint} closed the connection before answering ({sent})"
+        what = f"{endpoint} closed the connection before answering ({ATTEMPTS} attempts)"
     else:
         what = f"the connection to {endpoint} failed ({type(exc).__name__})"
     return (f"no answer: {what}; check the network (proxy, firewall, VPN) and, if set, AWS_ENDPOINT_URL / "

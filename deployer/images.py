@@ -151,11 +151,10 @@ class ImageMaker:
         if self.checkout is not None:
             labels.update(checkout_labels(self.checkout, context))
         local_tag = f"{self.repository}:{self.tag}"
-        self._local_tags.add(local_tag)
         self.cleanup.callback(self._drop, local_tag)
 
         def make() -> BuiltImage:
-            self._local_tags.add(local_tag)
+            self._local_tags.add(local_tag)  # before the build: one stopped at its very end may have tagged
             return BuiltImage(build_image(self.docker, context, local_tag, labels, netrc=netrc, function=self.desired.name,
                                           log=self.log if self.verbose else None, cancel=self.cancel, netrc_env=netrc_env),
                               local_tag)

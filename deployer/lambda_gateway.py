@@ -179,7 +179,7 @@ class LambdaGateway:
                 try:
                     return self._clients.invoke_client(self._region, function_timeout).invoke(
                         FunctionName=name, Qualifier=qualifier, Payload=payload, LogType="Tail")
-                except botocore.exceptions.EndpointConnectionError:  # ConnectTimeoutError too: never sent
+                except botocore.exceptions.ConnectionError:  # refused, timed out, proxy or TLS: nothing was sent
                     if attempt == ATTEMPTS:
                         raise
                     time.sleep(attempt)
