@@ -153,14 +153,38 @@ def changed_file_lines(fp: FunctionPlan) -> list[str]:
     files = why.files
     if files.total == 0:
         return ["no file of the function's inputs changed since that commit (the build settings or base images did)"]
-    width = max(len(f.path) for f in files.files)
-    lines = [f"{f.path.ljust(width)} | {_stat(f)}" for f in files.files]
+    shown = [_renamed(f.renamed_from, f.path) if f.renamed_from else f.path for f in files.files]
+    width = max(map(len, shown))
+    lines = [f"{name.ljust(width)} | {_stat(f)}" for name, f in zip(shown, files.files)]
     if files.total > len(files.files):
         lines.append(f"... and {files.total - len(files.files)} more files")
     added, deleted = sum(f.added for f in files.files), sum(f.deleted for f in files.files)
     lines.append(f"{files.total} file{'s' if files.total != 1 else ''} changed, {added} insertion{'s' if added != 1 else ''}(+), "
                  f"{deleted} deletion{'s' if deleted != 1 else ''}(-)" + (" (in the files listed)" if files.total > len(files.files) else ""))
     return lines
+
+
+def _renamed(old: str, new: str) -> str:
+    """A rename as git's --stat writes it (diff.c's pprint_rename): the directories both paths
+    share before and after the change outside braces, `shared/errors/{errors.go => errs.go}`;
+    the shared suffix may reuse the prefix's last slash, `d/{ => g}/f.go`."""
+    prefix = 0
+    for i, (a, b) in enumerate(zip(old, new)):
+        if a != b:
+            break
+        if a == "/":
+            prefix = i + 1
+    suffix = 0
+    ended_old, ended_new = old + "\0", new + "\0"  # both ends match, as C's terminators do
+    i, j, floor = len(old), len(new), prefix - (1 if prefix else 0)
+    while i >= floor and j >= floor and ended_old[i] == ended_new[j]:
+        if ended_old[i] == "/":
+            suffix = len(old) - i
+        i, j = i - 1, j - 1
+    if not prefix + suffix:
+        return f"{old} => {new}"
+    middle_old, middle_new = max(len(old) - prefix - suffix, 0), max(len(new) - prefix - suffix, 0)
+    return f"{old[:prefix]}{{{old[prefix:prefix + middle_old]} => {new[prefix:prefix + middle_new]}}}{old[len(old) - suffix:]}"
 
 
 def _stat(change: FileChange) -> str:

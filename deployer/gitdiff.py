@@ -73,6 +73,7 @@ class Memo:
     def __init__(self) -> None:
         self.listed: dict[tuple[ObjectID, str], list[tuple[str, int, ObjectID]]] = {}
         self.compared: dict[tuple[str, int, ObjectID, tuple[str, str | None] | None], FileChange | None] = {}
+        self.blob_ids: dict[tuple[str, tuple[str, str | None]], bytes] = {}  # a new file's git blob id, by path
 
 
 # Whether a context path would be in the build context if its file existed (.dockerignore, the
@@ -116,6 +117,7 @@ def _changes(repo: Repo, root: Path, commit: str, input_dirs: InputDirs, entries
     in_context = {path: found for path, found in _context_files(input_dirs, entries, root)
                   if found[0] != OTHER and not path.startswith(submodules) and os.path.lexists(root / path)}
     changes: list[FileChange] = []
+    gone: dict[bytes, int] = {}  # the blob id of a deleted file -> its change's index: a rename's other half
     seen: set[str] = set()
     read = 0
     for path, (mode, sha) in committed.items():
@@ -132,7 +134,10 @@ def _changes(repo: Repo, root: Path, commit: str, input_dirs: InputDirs, entries
                 memo.compared[key] = _compare(store, root, path, mode, sha, now)
             change = memo.compared[key]
             if change is not None:
+                if now is None:
+                    gone.setdefault(bytes(sha), len(changes))
                 changes.append(change)
+    renamed: set[int] = set()  # the deletions that are a rename's old side
     for path, now in in_context.items():
         if path not in seen and read < MAX_FILES_READ:
             read += 1
@@ -140,10 +145,27 @@ def _changes(repo: Repo, root: Path, commit: str, input_dirs: InputDirs, entries
             if key not in memo.compared:
                 memo.compared[key] = _new_file(root, path, now)
             change = memo.compared[key]
+            if change is not None and gone:
+                change = _renamed(change, changes, gone, renamed, memo, root, path, now)
             if change is not None:
                 changes.append(change)
+    changes = [change for index, change in enumerate(changes) if index not in renamed]
     changes.sort(key=lambda c: c.path)
     return FileChanges(tuple(changes[:MAX_FILES_LISTED]), len(changes))
+
+
+def _renamed(added: FileChange, changes: list[FileChange], gone: dict[bytes, int], renamed: set[int], memo: Memo, root: Path,
+             path: str, now: tuple[str, str | None]) -> FileChange:
+    """A new file that has the content of a deleted one is that file renamed, as git shows it (an
+    exact rename: the same blob); the deletion, marked in `renamed`, is not listed then."""
+    key = (path, now)
+    if key not in memo.blob_ids:
+        memo.blob_ids[key] = _blob_id(_current(root, path, now))
+    index = gone.pop(memo.blob_ids[key], None)
+    if index is None:
+        return added
+    renamed.add(index)
+    return FileChange(added.path, old_size=changes[index].old_size, new_size=added.new_size, renamed_from=changes[index].path)
 
 
 def _was_input(path: str, input_dirs: InputDirs, root: Path, would_hold: WouldHold | None) -> bool:

@@ -85,7 +85,8 @@ class InputChange:
 class FileChange:
     """A file of the function's inputs that differs between the running image's commit and the
     checkout, as `git diff --stat` counts it: lines added and deleted, or for a binary (or very
-    large) file its sizes in bytes. `path` is POSIX, relative to the repository."""
+    large) file its sizes in bytes. `path` is POSIX, relative to the repository; `renamed_from`
+    the path it had at the commit, when it moved there with the same content (an exact rename)."""
 
     path: str
     added: int = 0
@@ -93,6 +94,7 @@ class FileChange:
     binary: bool = False
     old_size: int | None = None  # None: the file is new
     new_size: int | None = None  # None: the file is gone
+    renamed_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -218,8 +220,9 @@ def _file_change(value: Any, where: str) -> FileChange:
     data = _exact(value, dict, where)
     if set(data) != {f.name for f in dataclasses.fields(FileChange)}:
         raise ValueError(f"{where} is not a changed file")
-    path = data["path"]
-    if not (isinstance(path, str) and 0 < len(path) <= MAX_PATH and path.isprintable()):
+    path, renamed_from = data["path"], data["renamed_from"]
+    if not all(isinstance(p, str) and 0 < len(p) <= MAX_PATH and p.isprintable()
+               for p in (path, path if renamed_from is None else renamed_from)):
         raise ValueError(f"{where}.path is not a path")
     sizes = [data[k] for k in ("old_size", "new_size")]
     if any(s is not None and (type(s) is not int or not 0 <= s <= MAX_COUNT) for s in sizes):
@@ -227,7 +230,8 @@ def _file_change(value: Any, where: str) -> FileChange:
     counts = [_exact(data[k], int, f"{where}.{k}") for k in ("added", "deleted")]
     if not all(0 <= count <= MAX_COUNT for count in counts):
         raise ValueError(f"{where} counts lines below zero or past any file's")
-    return FileChange(path, counts[0], counts[1], _exact(data["binary"], bool, f"{where}.binary"), sizes[0], sizes[1])
+    return FileChange(path, counts[0], counts[1], _exact(data["binary"], bool, f"{where}.binary"), sizes[0], sizes[1],
+                      renamed_from)
 
 
 def _exact(value: Any, kind: type, where: str) -> Any:

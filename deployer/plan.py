@@ -24,7 +24,8 @@ from deployer.state import Desired, ImageElsewhere, Observed
 # 4: repository settings changes per function.
 # 5: releases (a version published, smoke-tested, an alias moved).
 # 6: the deploy.yaml environment a plan is for (`environment`, null without one).
-FORMAT_VERSION = 6
+# 7: an explanation's changed file may be a rename (`renamed_from`); `dirty` may be null (unknown).
+FORMAT_VERSION = 7
 
 
 # Without versions, apply records on the function (tags deployer owns; deploy.yaml may not declare

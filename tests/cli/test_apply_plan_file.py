@@ -27,18 +27,18 @@ def apply(cli: InProcessCli) -> Callable[[Path], CliResult]:
                   "make a plan with 'deployer plan --out FILE'"),
     ("[1, 2]", "plan.json: not a deployer plan (no format_version); make one with 'deployer plan --out FILE'"),
     ('{"format_version": 1, "functions": []}',
-     "plan.json: plan format_version 1 is not supported (this deployer reads 6); run plan again"),
+     "plan.json: plan format_version 1 is not supported (this deployer reads 7); run plan again"),
     ('{"format_version": 2, "functions": [], "sources": []}',  # a plan of the deployer before configuration
-     "plan.json: plan format_version 2 is not supported (this deployer reads 6); run plan again"),
-    ('{"format_version": 6, "functions": [{"action": 5}]}',
+     "plan.json: plan format_version 2 is not supported (this deployer reads 7); run plan again"),
+    ('{"format_version": 7, "functions": [{"action": 5}]}',
      "plan.json: damaged plan (functions[0].desired is NoneType, not dict); run plan again"),
-    ('{"format_version": 6, "functions": [], "sources": [{"path": "../../etc/deploy.yaml", "sha256": "%s"}], "hash_key": "%s"}'
+    ('{"format_version": 7, "functions": [], "sources": [{"path": "../../etc/deploy.yaml", "sha256": "%s"}], "hash_key": "%s"}'
      % ("0" * 64, "1" * 64),
      "plan.json: damaged plan (sources[0].path must be a relative path inside the checkout, without '..' or control "
      "characters); run plan again"),
-    ('{"format_version": 6, "functions": [], "sources": []}',
+    ('{"format_version": 7, "functions": [], "sources": []}',
      "plan.json: damaged plan (hash_key is NoneType, not str); run plan again"),
-    ('{"format_version": 6, "functions": [], "sources": [], "hash_key": "00"}',
+    ('{"format_version": 7, "functions": [], "sources": [], "hash_key": "00"}',
      "plan.json: damaged plan (hash_key is not 64 lowercase hex digits); run plan again"),
     ("[" * 100_000, "plan.json: JSON nested too deeply for a plan; make a plan with 'deployer plan --out FILE'"),
 ])
@@ -80,7 +80,7 @@ def test_oversized_plan_file_is_refused_before_it_is_read(apply: Callable[[Path]
 def test_a_plan_of_nothing_is_refused_where_there_is_nothing_to_deploy(apply: Callable[[Path], CliResult], tmp_path: Path) -> None:
     # deployer never writes a plan without deploy.yaml files: apply finds none where it looks.
     plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"format_version": 6, "sources": [], "functions": [], "hash_key": "1" * 64, "environment": None}))
+    plan.write_text(json.dumps({"format_version": 7, "sources": [], "functions": [], "hash_key": "1" * 64, "environment": None}))
     result = apply(plan)
     assert result.exit_code == 1
     assert result.stderr == ("error: .: no deploy.yaml or deploy.yml found in this directory or below it; pass a file or "

@@ -18,7 +18,7 @@ NO_AWS = {"AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_ACCESS_KEY_ID": "x", "A
 
 def write_plan(directory: Path, environment: Any) -> Path:
     plan = directory / "plan.json"
-    plan.write_text(json.dumps({"format_version": 6, "functions": [], "sources": [], "hash_key": "1" * 64,
+    plan.write_text(json.dumps({"format_version": 7, "functions": [], "sources": [], "hash_key": "1" * 64,
                                 "environment": environment}))
     return plan
 
@@ -76,7 +76,7 @@ def test_a_plan_file_environment_is_parsed_strictly(cli: InProcessCli, tmp_path:
 
 def test_a_plan_file_without_its_environment_is_damaged(cli: InProcessCli, tmp_path: Path) -> None:
     plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"format_version": 6, "functions": [], "sources": [], "hash_key": "1" * 64}))
+    plan.write_text(json.dumps({"format_version": 7, "functions": [], "sources": [], "hash_key": "1" * 64}))
     result = cli("apply", plan.name, cwd=tmp_path, env=NO_AWS)
     assert result.stderr == "error: plan.json: damaged plan (environment is missing (null for a plan made without --env)); run plan again\n"
 

@@ -17,7 +17,7 @@ NO_AWS = {"AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_ACCESS_KEY_ID": "x", "A
 
 def saved_plan(repo: Path, *sources: str) -> Path:
     plan = repo / "plan.json"
-    plan.write_text(json.dumps({"format_version": 6, "functions": [], "hash_key": "1" * 64, "environment": None,
+    plan.write_text(json.dumps({"format_version": 7, "functions": [], "hash_key": "1" * 64, "environment": None,
                                 "sources": [{"path": path, "sha256": "0" * 64} for path in sources]}))
     return plan
 

@@ -62,16 +62,19 @@ def test_a_shared_module_change_is_explained_with_the_module_and_its_changed_fil
     assert explanation["commit"] == commit and explanation["dirty"] is False
     assert explanation["files"] == {"files": [{"path": relative, "added": 3, "deleted": 0, "binary": False,
                                                "old_size": explanation["files"]["files"][0]["old_size"],
-                                               "new_size": errors_go.stat().st_size}], "total": 1}
+                                               "new_size": errors_go.stat().st_size, "renamed_from": None}], "total": 1}
 
     # Built from a checkout with that change uncommitted: the next image says so.
     applied = cli("apply", "--yes")
     assert applied.returncode == 0, output(applied)
     (monorepo.root / "functions" / "finalize-with-error" / "main.go").write_text(
         (monorepo.root / "functions" / "finalize-with-error" / "main.go").read_text() + "\n// edited\n")
+    (monorepo.root / "shared" / "logger" / "logger.go").rename(monorepo.root / "shared" / "logger" / "log.go")  # moved as it was
     planned = cli("plan")
     assert f"function code changed; " in planned.stdout, output(planned)
     assert f"running image built from commit {commit[:7]} with uncommitted changes" in planned.stdout, output(planned)
+    assert any(line.split() == ["shared/logger/{logger.go", "=>", "log.go}", "|", "0"] for line in planned.stdout.splitlines()), \
+        output(planned)
 
 
 def test_a_commit_missing_from_the_local_history_is_said_and_the_inputs_still_compared(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from deployer import gitdiff, image_inputs
+from deployer import explain, gitdiff, image_inputs
 from deployer.image_inputs import FileChange, FileChanges
 from deployer.context import assemble
 from deployer.digest import disk_entries
@@ -78,6 +78,40 @@ def test_modified_added_and_deleted_files_are_counted_as_git_diff_stat_counts_th
     )
     stat = git(root, "diff", "--numstat", commit, "--", "shared/errors/errors.go")
     assert stat.split()[:2] == ["2", "1"]  # git's own count of the same change
+
+
+def test_a_file_moved_with_its_content_is_one_rename_and_one_moved_and_edited_is_a_deletion_and_an_addition(
+        checkout: tuple[Path, str]) -> None:
+    root, commit = checkout
+    (root / "shared/errors/errors.go").rename(root / "shared/errors/errs.go")
+    (root / "functions/fn/main.go").rename(root / "functions/fn/entry.go")
+    (root / "functions/fn/entry.go").write_bytes(REPO["functions/fn/main.go"] + b"// moved\n")
+    found = changes(root, commit)
+    size = len(REPO["shared/errors/errors.go"])
+    assert found is not None and found.total == 3
+    assert found.files == (
+        FileChange("functions/fn/entry.go", 4, 0, old_size=None, new_size=len(REPO["functions/fn/main.go"]) + 9),
+        FileChange("functions/fn/main.go", 0, 3, old_size=len(REPO["functions/fn/main.go"]), new_size=None),
+        FileChange("shared/errors/errs.go", old_size=size, new_size=size, renamed_from="shared/errors/errors.go"),
+    )
+    git(root, "add", "-A")
+    assert "shared/errors/{errors.go => errs.go} | 0" in git(root, "diff", "--cached", "--stat", "-M100%", commit)
+
+
+@pytest.mark.parametrize(("old", "new"), [("shared/errors/wrapping.go", "shared/errors/wrap.go"), ("a/x/f.go", "b/x/f.go"),
+                                          ("a.go", "b.go"), ("pkg/a/f.go", "pkg/b/f.go"), ("x/y.go", "x/y/z.go"),
+                                          ("d/f.go", "d/g/f.go"), ("p/q/r.go", "s/t.go"), ("a/b/c.go", "a/c.go"),
+                                          ("ab/c.go", "abd/c.go"), ("m/n/o.go", "m/n2/o.go")])
+def test_a_rename_is_written_as_git_diff_stat_writes_it(tmp_path: Path, old: str, new: str) -> None:
+    root = write_tree(tmp_path / "repo", {old: b"package x\n"})
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "start")
+    (root / new).parent.mkdir(parents=True, exist_ok=True)
+    (root / old).rename(root / new)
+    git(root, "add", "-A")
+    [stat, _] = git(root, "diff", "--cached", "--stat=200", "-M100%", "HEAD").splitlines()
+    assert stat.split("|")[0].strip() == explain._renamed(old, new)
 
 
 def test_files_the_context_leaves_out_and_other_functions_do_not_count(checkout: tuple[Path, str]) -> None:
@@ -166,9 +200,18 @@ def test_the_source_url_is_read_from_the_origin_remote(checkout: tuple[Path, str
 
 
 def numstat(root: Path, commit: str) -> dict[str, tuple[int, int]]:
-    """git's own count of the checkout's tracked changes in fn's inputs (renames as a deletion and an addition)."""
-    out = git(root, "diff", "--no-renames", "--numstat", commit, "--", "functions/fn", "shared/errors")
-    return {path: (int(added), int(deleted)) for added, deleted, path in (line.split("\t") for line in out.splitlines())}
+    """git's own count of the checkout's tracked changes in fn's inputs, exact renames (-M100%) by
+    their new path."""
+    out = subprocess.run(["git", "diff", "--find-renames=100%", "--numstat", "-z", commit, "--", "functions/fn", "shared/errors"],
+                         cwd=root, check=True, capture_output=True, text=True).stdout
+    fields, counts = out.split("\0"), {}
+    while len(fields) > 1:
+        added, deleted, path = fields.pop(0).split("\t")
+        if not path:  # a rename: its old path, then its new one
+            fields.pop(0)
+            path = fields.pop(0)
+        counts[path] = (int(added), int(deleted))
+    return counts
 
 
 def counted(found: FileChanges | None) -> dict[str, tuple[int, int]]:

@@ -132,7 +132,9 @@ def test_the_dirty_label_says_dirty_unknown_or_nothing(label: str | None, dirty:
 EXPLANATION = Explanation(labelled=True, changed=(InputChange("module/shared/errors", "changed"),), unchanged=("function",),
                           commit=COMMIT, dirty=True,
                           files=FileChanges((FileChange("shared/errors/errors.go", 3, 1, old_size=10, new_size=20),
-                                             FileChange("shared/errors/blob.bin", binary=True, old_size=None, new_size=4)), 7))
+                                             FileChange("shared/errors/blob.bin", binary=True, old_size=None, new_size=4),
+                                             FileChange("shared/errors/b.go", old_size=5, new_size=5, renamed_from="shared/errors/a.go")),
+                                            7))
 
 
 def test_an_explanation_survives_a_plan_file() -> None:
@@ -150,6 +152,9 @@ def test_an_explanation_survives_a_plan_file() -> None:
     lambda d: d["files"].update(total=1),
     lambda d: d["files"]["files"][0].update(added=-1),
     lambda d: d["files"]["files"][0].update(path="a\nb"),
+    lambda d: d["files"]["files"][2].update(renamed_from="a\x1b[2Jb"),
+    lambda d: d["files"]["files"][2].update(renamed_from=""),
+    lambda d: d["files"]["files"][2].pop("renamed_from"),
     lambda d: d["files"]["files"][0].update(old_size=True),
     lambda d: d["files"].update(total=10 ** 4000),
     lambda d: d["files"]["files"][0].update(deleted=10 ** 4000),

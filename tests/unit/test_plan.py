@@ -478,7 +478,7 @@ def test_markdown_render_has_a_summary_table_and_collapsed_details() -> None:
 
 def test_json_render_has_format_version() -> None:
     out = json.loads(render(make_plan([(DESIRED, Observed(running(NEW), image(NEW)))]), "json"))
-    assert out["format_version"] == 6
+    assert out["format_version"] == 7
     assert out["functions"][0]["action"] == "noop"
     assert out["summary"]["changes"] is False
 
