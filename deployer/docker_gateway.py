@@ -41,8 +41,10 @@ ENGINE_READ_TIMEOUT_SECONDS = 30
 Log = Callable[[str], None]
 
 
-# What the engine says when the image it just built is gone before it is tagged.
-_VANISHED = re.compile(r"failed to get digest|no such image|does not exist locally", re.IGNORECASE)
+# What the engine says when an image a build made or reuses from its cache is gone before it is
+# used: deleted by the removal of another build's last tag (and its untagged parents, unless the
+# removal kept them), or by a prune.
+_VANISHED = re.compile(r"failed to get digest|no such image|does not exist locally|unable to find image", re.IGNORECASE)
 
 
 def _quiet(_: str) -> None:

@@ -78,6 +78,6 @@ def remove_references(engine: docker.DockerClient, repository: str) -> None:
         for reference in [*image.tags, *(image.attrs.get("RepoDigests") or [])]:
             if reference.startswith((f"{repository}:", f"{repository}@")):
                 try:
-                    engine.images.remove(reference)
+                    engine.images.remove(reference, noprune=True)  # its parents may be another build's cache
                 except docker.errors.ImageNotFound:
                     pass  # its last reference went with the one before

@@ -203,7 +203,7 @@ def built_tags(engine: docker.DockerClient) -> Iterator[list[str]]:
     yield tags
     for tag in tags:
         try:
-            engine.images.remove(tag, force=True)
+            engine.images.remove(tag, force=True, noprune=True)
         except docker.errors.ImageNotFound:
             pass
 

@@ -65,7 +65,7 @@ def test_an_overlay_of_the_pull_request_is_refused_and_embeds_no_netrc(
         try:
             binary = file_in_image(engine, tag, "/var/runtime/bootstrap")
         finally:
-            engine.images.remove(tag, force=True)
+            engine.images.remove(tag, force=True, noprune=True)
         assert local_cloud.goproxy_password.encode() not in binary
     assert built.returncode == 1, output(built)
     assert "the go build flag '-overlay=overlay.json' is refused" in built.stderr, output(built)
@@ -87,4 +87,4 @@ def test_a_package_in_a_testdata_directory_that_the_function_imports_is_built(
     built = cli("build")
 
     assert built.returncode == 0, output(built)
-    engine.images.remove(built.stdout.strip(), force=True)
+    engine.images.remove(built.stdout.strip(), force=True, noprune=True)

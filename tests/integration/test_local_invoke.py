@@ -68,14 +68,14 @@ def build_fixture(cloud: LocalCloud, engine: docker.DockerClient, platform: str)
 def fixture_image(local_cloud: LocalCloud, engine: docker.DockerClient) -> Iterator[str]:
     tag = build_fixture(local_cloud, engine, "linux/amd64")
     yield tag
-    engine.images.remove(tag, force=True)
+    engine.images.remove(tag, force=True, noprune=True)
 
 
 @pytest.fixture(scope="module")
 def arm64_fixture_image(local_cloud: LocalCloud, engine: docker.DockerClient) -> Iterator[str]:
     tag = build_fixture(local_cloud, engine, "linux/arm64")
     yield tag
-    engine.images.remove(tag, force=True)
+    engine.images.remove(tag, force=True, noprune=True)
 
 
 class Lines:

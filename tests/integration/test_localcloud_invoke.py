@@ -12,6 +12,7 @@ first build with STATE_BUCKET=bucket-one; $LATEST is then a build whose default 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -327,7 +328,6 @@ def test_an_image_of_another_architecture_fails_as_in_lambda_without_running(
 def test_stopping_the_local_cloud_during_a_run_removes_its_container(
         local_cloud: LocalCloud, engine: docker.DockerClient, tmp_path: Path) -> None:
     image = build_fixture(local_cloud, engine, "linux/amd64")  # the Runtime API fixture: mode "hang" never answers
-    image_id = engine.images.get(image).id  # removed by id at the end: the child tags and pulls it too
     name = unique_name("deployer-invoke-stop")
     script = tmp_path / "hang_under_stop.py"
     script.write_text(HANG_UNDER_STOP)
@@ -336,6 +336,12 @@ def test_stopping_the_local_cloud_during_a_run_removes_its_container(
                              cwd=REPO, capture_output=True, text=True, timeout=300,
                              env={k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DEPLOYER_"))})
     finally:
-        engine.images.remove(image_id, force=True)
+        # By reference, never by image ID: other tests' builds of the fixture make the same image.
+        # The child tags and pulls it under `name` in its own cloud's registry.
+        mine = [ref for found in engine.images.list() for ref in [*found.tags, *(found.attrs.get("RepoDigests") or [])]
+                if f"/{name}:" in ref or f"/{name}@" in ref]
+        for reference in (image, *mine):
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                engine.images.remove(reference, force=True, noprune=True)
     assert run.returncode == 0 and run.stdout.strip() == "running", f"{run.stdout}\n{run.stderr}"
     assert containers_of(engine, name) == [], "moto cancelled the run and removed its container before exiting"

@@ -49,7 +49,7 @@ def test_an_image_deleted_between_build_and_push_is_reported_as_vanished_and_a_r
 
     try:
         image_id = gateway.build(str(tmp_path), "Dockerfile", tag, {}, {}, lambda line: None)
-        engine.images.remove(tag)  # its only tag: the engine deletes the image, as another build's cleanup would
+        engine.images.remove(tag, noprune=True)  # its only tag: the engine deletes the image, as another build's cleanup would
         with pytest.raises(ImageVanished, match=f"cannot tag image {image_id}"):
             push(image_id)
         digest = push(gateway.build(str(tmp_path), "Dockerfile", tag, {}, {}, lambda line: None))
@@ -57,7 +57,7 @@ def test_an_image_deleted_between_build_and_push_is_reported_as_vanished_and_a_r
         assert listed["imageDetails"][0]["imageDigest"] == digest
     finally:
         try:
-            engine.images.remove(tag)
+            engine.images.remove(tag, noprune=True)
         except docker.errors.ImageNotFound:
             pass
         ecr_client.delete_repository(repositoryName=repository_name, force=True)

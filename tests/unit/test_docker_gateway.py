@@ -134,10 +134,15 @@ class FakeClient:
         self.api = api
 
 
-def test_a_build_whose_image_vanished_before_it_was_tagged_is_built_again(tmp_path: Path) -> None:
+@pytest.mark.parametrize("said", [
     # Two builds of the same inputs give one image ID; the other one's tag removal deletes it.
+    "failed to get digest sha256:57a9: open /var/lib/docker/image/overlay2/imagedb/...: no such file",
+    # A cached step's image, deleted with the untagged parents of another build's image (seen in CI).
+    'unable to find image "sha256:7f785ba3d724404e3bc6c27927da4726f642580d07da5f4810b55b2c12eefacf"',
+])
+def test_a_build_whose_image_vanished_before_it_was_tagged_is_built_again(tmp_path: Path, said: str) -> None:
     (tmp_path / "Dockerfile").write_text("FROM scratch\n")
-    api = FakeBuilds("failed to get digest sha256:57a9: open /var/lib/docker/image/overlay2/imagedb/...: no such file", None)
+    api = FakeBuilds(said, None)
     gw = DockerGateway()
     gw._client, gw._short = FakeClient(api), api
     logged: list[str] = []
