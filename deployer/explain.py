@@ -188,6 +188,8 @@ def _renamed(old: str, new: str) -> str:
 
 
 def _stat(change: FileChange) -> str:
+    if change.binary and change.renamed_from:
+        return "Bin"  # as git writes a binary file's exact rename
     if change.binary:
         return f"Bin {change.old_size or 0} -> {change.new_size or 0} bytes"
     total = change.added + change.deleted

@@ -1,8 +1,9 @@
 """gitdiff: which files of a function's inputs differ between a commit and the checkout, counted as
-`git diff --no-renames --numstat COMMIT -- <the input directories>` counts them (lines end at "\n"
-only; the shortest edit, as git's Myers diff; a mode change alone counts no line; a submodule is not
-compared), with the files not committed yet besides, as they are in the image; and what a checkout
-says of itself for an image's labels (its repository URL, uncommitted changes in the inputs).
+`git diff -M100% --numstat COMMIT -- <the input directories>` counts them (lines end at "\n" only;
+the shortest edit, as git's Myers diff; a mode change alone counts no line; a submodule is not
+compared; a file moved with its content is a rename, paired as git pairs exact renames), with the
+files not committed yet besides, as they are in the image; and what a checkout says of itself for
+an image's labels (its repository URL, uncommitted changes in the inputs).
 
 The git objects are read with dulwich: no git process runs (git runs hooks and reads configuration
 that can name programs, such as core.fsmonitor). Only a checkout whose `.git` is a directory of its
@@ -117,7 +118,7 @@ def _changes(repo: Repo, root: Path, commit: str, input_dirs: InputDirs, entries
     in_context = {path: found for path, found in _context_files(input_dirs, entries, root)
                   if found[0] != OTHER and not path.startswith(submodules) and os.path.lexists(root / path)}
     changes: list[FileChange] = []
-    gone: dict[bytes, int] = {}  # the blob id of a deleted file -> its change's index: a rename's other half
+    gone: dict[bytes, list[tuple[int, int]]] = {}  # a deleted file's blob id -> (its change's index, mode): renames' old sides
     seen: set[str] = set()
     read = 0
     for path, (mode, sha) in committed.items():
@@ -135,9 +136,10 @@ def _changes(repo: Repo, root: Path, commit: str, input_dirs: InputDirs, entries
             change = memo.compared[key]
             if change is not None:
                 if now is None:
-                    gone.setdefault(bytes(sha), len(changes))
+                    gone.setdefault(bytes(sha), []).append((len(changes), mode))
                 changes.append(change)
     renamed: set[int] = set()  # the deletions that are a rename's old side
+    sizes = {changes[index].old_size for candidates in gone.values() for index, _ in candidates}
     for path, now in in_context.items():
         if path not in seen and read < MAX_FILES_READ:
             read += 1
@@ -146,7 +148,7 @@ def _changes(repo: Repo, root: Path, commit: str, input_dirs: InputDirs, entries
                 memo.compared[key] = _new_file(root, path, now)
             change = memo.compared[key]
             if change is not None and gone:
-                change = _renamed(change, changes, gone, renamed, memo, root, path, now)
+                change = _renamed(change, changes, gone, sizes, renamed, memo, root, path, now)
             if change is not None:
                 changes.append(change)
     changes = [change for index, change in enumerate(changes) if index not in renamed]
@@ -154,18 +156,28 @@ def _changes(repo: Repo, root: Path, commit: str, input_dirs: InputDirs, entries
     return FileChanges(tuple(changes[:MAX_FILES_LISTED]), len(changes))
 
 
-def _renamed(added: FileChange, changes: list[FileChange], gone: dict[bytes, int], renamed: set[int], memo: Memo, root: Path,
-             path: str, now: tuple[str, str | None]) -> FileChange:
-    """A new file that has the content of a deleted one is that file renamed, as git shows it (an
-    exact rename: the same blob); the deletion, marked in `renamed`, is not listed then."""
+def _renamed(added: FileChange, changes: list[FileChange], gone: dict[bytes, list[tuple[int, int]]], sizes: set[int | None],
+             renamed: set[int], memo: Memo, root: Path, path: str, now: tuple[str, str | None]) -> FileChange:
+    """A new file that has the content of a deleted one is that file renamed, paired as git pairs
+    exact renames (diffcore-rename's find_identical_files): the same blob, both regular files (or
+    the same kind), a deleted file of the same name first. The deletion, marked in `renamed`, is
+    not listed then. Only a new file of a deleted file's size is hashed (again) for it."""
+    if added.new_size not in sizes:  # the deleted files' sizes
+        return added
     key = (path, now)
     if key not in memo.blob_ids:
         memo.blob_ids[key] = _blob_id(_current(root, path, now))
-    index = gone.pop(memo.blob_ids[key], None)
-    if index is None:
+    mode = _git_mode(now[0])
+    candidates = [(index, old_mode) for index, old_mode in gone.get(memo.blob_ids[key], ())
+                  if old_mode == mode or (stat.S_ISREG(old_mode) and stat.S_ISREG(mode))]
+    if not candidates:
         return added
+    name = path.rsplit("/", 1)[-1]
+    index, old_mode = next((c for c in candidates if changes[c[0]].path.rsplit("/", 1)[-1] == display_path(name)), candidates[0])
+    gone[memo.blob_ids[key]].remove((index, old_mode))
     renamed.add(index)
-    return FileChange(added.path, old_size=changes[index].old_size, new_size=added.new_size, renamed_from=changes[index].path)
+    old = changes[index]
+    return FileChange(added.path, binary=old.binary, old_size=old.old_size, new_size=added.new_size, renamed_from=old.path)
 
 
 def _was_input(path: str, input_dirs: InputDirs, root: Path, would_hold: WouldHold | None) -> bool:

@@ -221,15 +221,17 @@ def _file_change(value: Any, where: str) -> FileChange:
     if set(data) != {f.name for f in dataclasses.fields(FileChange)}:
         raise ValueError(f"{where} is not a changed file")
     path, renamed_from = data["path"], data["renamed_from"]
-    if not all(isinstance(p, str) and 0 < len(p) <= MAX_PATH and p.isprintable()
-               for p in (path, path if renamed_from is None else renamed_from)):
-        raise ValueError(f"{where}.path is not a path")
+    for field, value in (("path", path), ("renamed_from", path if renamed_from is None else renamed_from)):
+        if not (isinstance(value, str) and 0 < len(value) <= MAX_PATH and value.isprintable()):
+            raise ValueError(f"{where}.{field} is not a path")
     sizes = [data[k] for k in ("old_size", "new_size")]
     if any(s is not None and (type(s) is not int or not 0 <= s <= MAX_COUNT) for s in sizes):
         raise ValueError(f"{where} has a size that is not a count of bytes")
     counts = [_exact(data[k], int, f"{where}.{k}") for k in ("added", "deleted")]
     if not all(0 <= count <= MAX_COUNT for count in counts):
         raise ValueError(f"{where} counts lines below zero or past any file's")
+    if renamed_from is not None and (renamed_from == path or any(counts) or sizes[0] is None or sizes[0] != sizes[1]):
+        raise ValueError(f"{where} is not an exact rename (another path, the same size, no line counted)")
     return FileChange(path, counts[0], counts[1], _exact(data["binary"], bool, f"{where}.binary"), sizes[0], sizes[1],
                       renamed_from)
 

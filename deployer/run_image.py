@@ -160,6 +160,7 @@ class ImageSteps:
         except CopyAuthRefused as exc:
             self.log(f"{exc}: logging in again")
             return PushedImage(attempt(True))
+
     def push(self, built: Claimed[BuiltImage]) -> Claimed[PushedImage]:
         pushed = self.maker.push(built.value, lambda done, total: self.tools.reporter.transfer(self.fp.name, done, total))
         return Claimed(pushed, built.claim)

@@ -98,6 +98,62 @@ def test_a_file_moved_with_its_content_is_one_rename_and_one_moved_and_edited_is
     assert "shared/errors/{errors.go => errs.go} | 0" in git(root, "diff", "--cached", "--stat", "-M100%", commit)
 
 
+SAME = b"package errors\n\nvar Same = 1\n"
+
+
+def git_renames(root: Path, commit: str) -> dict[str, tuple[str | None, int, int]]:
+    """git's own view of the checkout's changes in shared/errors with exact renames: new path ->
+    (old path of a rename, added, deleted); a binary file's counts as -1."""
+    git(root, "add", "-A")
+    out = subprocess.run(["git", "diff", "--cached", "-M100%", "--numstat", "-z", commit, "--", "shared/errors"],
+                         cwd=root, check=True, capture_output=True, text=True).stdout
+    fields, found = out.split("\0"), {}
+    while len(fields) > 1:
+        added, deleted, path = fields.pop(0).split("\t")
+        old = None
+        if not path:
+            old, path = fields.pop(0), fields.pop(0)
+        found[path] = (old, -1 if added == "-" else int(added), -1 if deleted == "-" else int(deleted))
+    return found
+
+
+def ours(found: FileChanges | None) -> dict[str, tuple[str | None, int, int]]:
+    assert found is not None
+    return {f.path: (f.renamed_from, -1 if f.binary else f.added, -1 if f.binary else f.deleted) for f in found.files}
+
+
+@pytest.mark.parametrize("scenario", ["two_identical_moves", "same_name_first", "symlink_is_no_rename", "binary", "empty_files"])
+def test_exact_renames_are_paired_as_git_pairs_them(checkout: tuple[Path, str], scenario: str) -> None:
+    root, _ = checkout
+    d = root / "shared/errors"
+    before = {"two_identical_moves": {"a/x.go": SAME, "b/y.go": SAME},
+              "same_name_first": {"a/y.go": SAME, "b/x.go": SAME},
+              "symlink_is_no_rename": {"target.txt": b"package errors"},
+              "binary": {"d.bin": b"\0\1\2" * 100},
+              "empty_files": {"e1.go": b"", "e2.go": b"", "keep.go": b""}}[scenario]
+    write_tree(d, before)
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", scenario)
+    commit = git(root, "rev-parse", "HEAD")
+    (d / "c").mkdir()
+    if scenario == "two_identical_moves":
+        (d / "a/x.go").rename(d / "c/x.go")
+        (d / "b/y.go").rename(d / "c/y.go")
+    elif scenario == "same_name_first":
+        (d / "a/y.go").unlink()
+        (d / "b/x.go").rename(d / "c/x.go")
+    elif scenario == "symlink_is_no_rename":
+        (d / "target.txt").unlink()
+        os.symlink("package errors", d / "link.go")
+    elif scenario == "binary":
+        (d / "d.bin").rename(d / "e.bin")
+    else:
+        (d / "e1.go").rename(d / "c/e1.go")
+        (d / "e2.go").unlink()
+    found = changes(root, commit)
+    assert ours(found) == git_renames(root, commit)
+
+
 @pytest.mark.parametrize(("old", "new"), [("shared/errors/wrapping.go", "shared/errors/wrap.go"), ("a/x/f.go", "b/x/f.go"),
                                           ("a.go", "b.go"), ("pkg/a/f.go", "pkg/b/f.go"), ("x/y.go", "x/y/z.go"),
                                           ("d/f.go", "d/g/f.go"), ("p/q/r.go", "s/t.go"), ("a/b/c.go", "a/c.go"),
