@@ -17,6 +17,7 @@ import boto3
 import pytest
 import requests
 
+from deployer.plan import FORMAT_VERSION
 from tests.conftest import ImageFunction, unique_name
 from tests.integration.conftest import Monorepo
 from tests.localcloud.cloud import MANIFEST_MEDIA_TYPES, LocalCloud
@@ -304,7 +305,7 @@ def test_plan_text_markdown_and_json_describe_the_same_plan(
 
     result, data = plan_json(monorepo)
     assert result.returncode == 0 and result.stderr == ""
-    assert data["format_version"] == 6
+    assert data["format_version"] == FORMAT_VERSION
     assert data["summary"] == {"changes": True, "noop": 0, "configure": 0, "update": 0, "build": 1, "create": 0, "release": 0,
                                "blocked": 0}
     assert [f["name"] for f in data["functions"]] == [function.name]
@@ -319,7 +320,7 @@ def test_plan_out_writes_a_plan_file_that_parses(
     assert result.returncode == 0, result.stderr
     assert result.stderr == "plan saved to plan.json; apply it with: deployer apply plan.json\n"
     saved = json.loads((monorepo.root / "plan.json").read_text())
-    assert saved["format_version"] == 6
+    assert saved["format_version"] == FORMAT_VERSION
     assert [(f["name"], f["action"]) for f in saved["functions"]] == [(function.name, "build")]
     assert not list(monorepo.root.glob(".plan.json*"))  # the temporary file was renamed
 
