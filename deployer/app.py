@@ -619,6 +619,7 @@ def do_rollback(planned: Rollback | ImageRollback, clients: Clients) -> None:
         return
     from deployer.lambda_gateway import LambdaGateway
     from deployer.errors import AwsError
+    from deployer.run_release import alias_move_landed
 
     if planned.revision_id is None:
         raise DeployerError(f"alias {planned.alias} of {planned.function} has no readable RevisionId: it is not moved unguarded")
@@ -629,20 +630,12 @@ def do_rollback(planned: Rollback | ImageRollback, clients: Clients) -> None:
     except AwsError as exc:
         if exc.code != "PreconditionFailedException":
             raise
-        try:
-            if _rolled_back(lam, planned):
-                return  # the SDK sent the call again after its answer was lost: the first one had landed
-            unread = ""
-        except AwsError as read_error:  # the refusal is what to say; why it could not be checked goes with it
-            unread = f" (whether an earlier attempt of this call landed could not be read: {read_error})"
+        # Where the rollback was asked to go, whoever moved it there (our call, or a rollback run twice).
+        landed, unread = alias_move_landed(lambda: lam.list_alias_targets(planned.function), planned.alias, planned.target)
+        if landed:
+            return
         raise DeployerError(f"alias {planned.alias} of {planned.function} moved since it was read (another release or "
                             f"rollback); nothing changed: run rollback again{unread}") from exc
-
-
-def _rolled_back(lam: LambdaGateway, planned: Rollback) -> bool:
-    """Whether the alias now sends every invocation to the rollback's target: where it was asked
-    to go, whoever moved it (a refused retry of our own call, or a rollback run twice)."""
-    return any(t.name == planned.alias and t.versions == (planned.target,) for t in lam.list_alias_targets(planned.function))
 
 
 # -- prune ---------------------------------------------------------------------------------------

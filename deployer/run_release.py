@@ -20,7 +20,7 @@ from deployer.interrupts import Cancelled
 from deployer.plan import UNVERSIONED_KEYS, FunctionPlan, short
 from deployer.ports import LambdaApi
 from deployer.spec import FunctionSpec
-from deployer.state import Invoked
+from deployer.state import AliasTarget, Invoked
 
 T = TypeVar("T")
 
@@ -136,21 +136,14 @@ class Releasing:
         except AwsError as exc:
             if exc.code not in ("ResourceConflictException", "PreconditionFailedException"):
                 raise
-            try:
-                landed, unread = self._points_at(alias, version), ""
-            except AwsError as read_error:  # the refusal is what to say; why it could not be checked goes with it
-                landed, unread = False, f" (whether an earlier attempt of this call landed could not be read: {read_error})"
+            # Version numbers are never reused: nobody else pointed the alias at the one just published.
+            landed, unread = alias_move_landed(lambda: self.lam.list_alias_targets(self.fp.name), alias, version)
             if not landed:
                 raise PlanError(f"alias {alias} of {self.fp.name} changed since plan (created or moved by someone else); "
                                 f"version {version} is published and was not released: run plan again{unread}") from exc
             # The SDK sent the call again after an answer was lost: the first one had landed.
             self.log(f"alias {alias} already points at version {version} (an earlier attempt of this call landed)")
         self.alias_moved = True
-
-    def _points_at(self, alias: str, version: str) -> bool:
-        """Whether `alias` sends every invocation to `version`, the one this apply just published
-        (version numbers are never reused, so nobody else pointed it there before us)."""
-        return any(target.name == alias and target.versions == (version,) for target in self.lam.list_alias_targets(self.fp.name))
 
     def released(self) -> list[str]:
         """What the release steps did, in the outcome's words."""
@@ -161,6 +154,17 @@ class Releasing:
             return [f"published version {self.version}"]
         was = self.fp.release.current_version if self.fp.release is not None else None
         return [f"version {self.version} released to {alias} (was {was or 'none'})"]
+
+
+def alias_move_landed(targets: Callable[[], list[AliasTarget]], alias: str, version: str) -> tuple[bool, str]:
+    """After Lambda refused an alias move: whether the alias already sends every invocation to
+    `version` (the SDK sent the call again after its answer was lost, and the first one had
+    landed). When the aliases (`targets()`) cannot be read, False and why, to say with the refusal."""
+    try:
+        listed = targets()
+    except AwsError as read_error:
+        return False, f" (whether an earlier attempt of this call landed could not be read: {read_error})"
+    return any(target.name == alias and target.versions == (version,) for target in listed), ""
 
 
 def _expect_version(version: str | None) -> str:
