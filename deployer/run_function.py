@@ -346,9 +346,26 @@ class FunctionRun:
             # in progress): the RevisionId moved because of us, not of someone else.
             return exc.code == "PreconditionFailedException" and attempt > 1 and self.ours(digest, architecture)
 
-        self.retried(lambda: self.lam.update_function_code(self.fp.name, image, architecture, self.revision), landed)
+        try:
+            self.retried(lambda: self.lam.update_function_code(self.fp.name, image, architecture, self.revision), landed)
+        except AwsError as exc:
+            if self.deployed_since_read(exc, digest):
+                return SentUpdate(digest, source, by_another_apply=True)
+            raise
         self.record_previous(now)
         return SentUpdate(digest, source)
+
+    def deployed_since_read(self, refusal: AwsError, digest: str) -> bool:
+        """Whether a RevisionId refusal came from another apply of the same source that deployed
+        `digest` between the read above and this update: the end the check before sending
+        accepts, reached a moment later. Anything else, or a failed read, leaves the refusal."""
+        if refusal.code != "PreconditionFailedException":
+            return False
+        try:
+            now = self.lam.get_function(self.fp.name)
+        except DeployerError:
+            return False
+        return self.deployed_meanwhile(now, digest)
 
     def record_previous(self, before: FunctionState) -> None:
         """Without versions, tag the function with the image this update replaced (what `deployer

@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import ImageFunction
 from tests.localcloud.cloud import LocalCloud
 from tests.reliability.conftest import Cli, lambda_config, tree_hashes
-from tests.reliability.proxy import FORWARD, Fault, HttpRequest
+from tests.reliability.proxy import FORWARD, Fault, HttpRequest, lambda_rest
 from tests.reliability.test_interrupts import EVENT_SECONDS, Background, assert_no_debris, outcomes, pushing
 
 pytestmark = pytest.mark.integration
@@ -70,3 +70,34 @@ def test_two_applies_of_one_function_at_once_build_once_and_both_end_cleanly(
     assert lambda_config(lambda_client, fn.name)["CodeSha256"] == digest.removeprefix("sha256:")
     assert tree_hashes(cli.monorepo.root) == tree
     assert_no_debris(cli, first_run, local_cloud, ecr_client, fn)
+
+
+def test_the_same_image_deployed_by_another_apply_just_before_update_function_code_ends_unchanged(
+        cli: Cli, one_function: ImageFunction, local_cloud: LocalCloud, lambda_client: Any, ecr_client: Any) -> None:
+    """The other apply's update lands between this one's last read of the function and its
+    UpdateFunctionCode, which Lambda then refuses for its RevisionId: the function runs what this
+    apply would deploy, so it ends as if it had seen that first."""
+    fn = one_function
+    tree = tree_hashes(cli.monorepo.root)
+    plan = cli("plan")
+    tag = re.search(r":(src-[0-9a-f]+)", plan.stdout)
+    assert plan.returncode == 0 and tag is not None, plan.output
+    deployed: list[str] = []
+
+    def other_apply_deploys_the_same_image(_: HttpRequest) -> Fault:
+        [image] = ecr_client.describe_images(repositoryName=fn.repository, imageIds=[{"imageTag": tag.group(1)}])["imageDetails"]
+        uri = fn.image.lambda_uri.split("@", 1)[0] + "@" + image["imageDigest"]
+        lambda_client.update_function_code(FunctionName=fn.name, ImageUri=uri, Architectures=["arm64"])
+        deployed.append(image["imageDigest"])
+        return FORWARD
+
+    trigger = cli.aws.when(lambda_rest("PUT", "code"), other_apply_deploys_the_same_image)
+
+    run = cli("apply", "--yes")
+
+    assert trigger.fired.is_set() and run.returncode == 0, run.output
+    assert cli.aws.count(lambda_rest("PUT", "code")) == 1, "refused for its RevisionId, and not sent again"
+    assert outcomes(run)[fn.name] == ("unchanged", f"already runs {deployed[0][:19]}: another apply deployed it since the plan")
+    assert lambda_config(lambda_client, fn.name)["CodeSha256"] == deployed[0].removeprefix("sha256:")
+    assert tree_hashes(cli.monorepo.root) == tree
+    assert_no_debris(cli, run, local_cloud, ecr_client, fn)

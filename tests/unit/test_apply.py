@@ -874,6 +874,40 @@ def test_a_build_plan_whose_image_another_apply_pushed_and_deployed_does_nothing
     assert outcome.status == "unchanged" and docker.builds == [] and lam.updates == []
 
 
+class RacedLambda(FakeLambda):
+    """Another apply deploys `other` (its own RevisionId) just before this one's update lands."""
+
+    other: str = NEW
+
+    def update_function_code(self, name: str, image_uri: str, architecture: str, revision_id: str | None) -> str | None:
+        if self.functions[name].revision_id != "rev-other":
+            self.functions[name] = running(self.other, revision="rev-other")
+        return super().update_function_code(name, image_uri, architecture, revision_id)
+
+
+def test_an_update_refused_because_another_apply_just_deployed_the_same_image_ends_unchanged(function: FunctionSpec) -> None:
+    desired = desired_for(function)
+    lam, ecr = RacedLambda({"fn": running(OLD, revision="rev-1")}), FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
+    plan = plan_for(desired, lam, ecr)
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan, {"fn": function})
+    assert (outcome.status, outcome.digest) == ("unchanged", NEW), outcome.detail
+    assert outcome.detail == "already runs sha256:cccccccccccc: another apply deployed it since the plan"
+    assert lam.updates == []
+
+
+def test_an_update_refused_because_another_apply_deployed_another_image_still_fails(function: FunctionSpec) -> None:
+    desired = desired_for(function)
+    lam = RacedLambda({"fn": running(OLD, revision="rev-1")})
+    lam.other = "sha256:" + "d" * 64
+    ecr = FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
+    plan = plan_for(desired, lam, ecr)
+    x, _ = executor(lam, ecr, FakeDocker(ecr))
+    [outcome] = x.run(plan, {"fn": function})
+    assert (outcome.status, outcome.detail) == (OutcomeStatus.FAILED, "the RevisionId moved")  # the refusal, as it came
+    assert lam.updates == [] and lam.functions["fn"].code_sha256 == "d" * 64
+
+
 def test_another_change_since_the_plan_is_still_refused(function: FunctionSpec) -> None:
     desired = desired_for(function)
     lam, ecr = FakeLambda({"fn": running(OLD)}), FakeEcr({desired.content_tag: ImageState(True, NEW, V2)})
