@@ -1,5 +1,8 @@
 """Read one YAML file into plain Python data plus the source position of every key and value.
 
+The common deploy.yaml is read by deployer.yamlfast (libyaml), which answers only where its reading
+is the same as this module's; every other text, and every error, is read here.
+
 ruamel.yaml keeps line/column data on its round-trip containers; we copy it into a flat map keyed
 by the YAML path (a tuple of keys and indexes) so that later stages can point a diagnostic at the
 exact line without holding on to ruamel objects.
@@ -16,6 +19,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.reader import ReaderError
 
+from deployer import yamlfast
 from deployer.errors import Diagnostic
 from deployer.paths import MAX_CLIPPED, FileTooLarge, RefusedFile, clip, read_inside
 
@@ -92,6 +96,14 @@ def parse_yaml(raw: bytes, display: Path) -> YamlDocument | Diagnostic:
         text = text[1:]
     if not text.strip() or all(not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()):
         return Diagnostic.at(display, 0, 0, "file is empty; it needs at least 'version: 1' and a 'functions' list")
+    fast = yamlfast.read(text, MAX_DEPTH, MAX_VALUES)
+    if fast is not None:
+        return YamlDocument(display, *fast)
+    return round_trip(text, display)
+
+
+def round_trip(text: str, display: Path) -> YamlDocument | Diagnostic:
+    """The reference reading, by ruamel: of any YAML, with the diagnostic of any error."""
     try:
         tree = YAML(typ="rt", pure=True).load(text)
     except RecursionError:  # ruamel composes nested collections recursively

@@ -443,6 +443,19 @@ class LocalCloud:
               f"state {self.state})", file=sys.stderr)
         return self
 
+    def server_cpu_seconds(self, name: str) -> float | None:
+        """CPU time (user + system) the server `name` ("moto", "docker-registry") has used so far, from
+        /proc (None elsewhere, or when it is not running): what the local cloud's own work costs
+        in a benchmark that shares its cores."""
+        for managed in self._processes:
+            if managed.name == name and managed.alive():
+                try:
+                    fields = Path(f"/proc/{managed.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    return None
+                return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return None
+
     def stop(self) -> None:
         """Stop everything started here, newest first; each stop is bounded."""
         for process in reversed(self._processes):

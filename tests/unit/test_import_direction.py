@@ -15,7 +15,7 @@ ORDER = [
     # utilities every stage may use
     "__init__", "errors", "paths", "locks", "gitrev",
     # spec: deploy.yaml files -> Spec
-    "function_config", "repository_config", "spec", "yamldoc", "schema", "function_settings", "release_settings", "environments", "load",
+    "function_config", "repository_config", "spec", "yamlfast", "yamldoc", "schema", "function_settings", "release_settings", "environments", "load",
     # build inputs: go.mod files, shared modules, the build context and its digest
     "gomod", "workspace", "module_graph", "digest", "image_inputs", "dockerignore", "layout", "gitdiff", "redact", "context",
     # cloud: what AWS reports, through its gateways
