@@ -6,7 +6,9 @@ Starts the local cloud (moto + registry; no stand-in images: plan builds nothing
 functions in moto, each with its own ECR repository holding one small placeholder manifest (put
 straight into moto's ECR: nothing is pushed or built), generates a Go monorepo with N small
 functions sharing the example's modules and one deploy.yaml, then runs `deployer plan --format json`
-as a subprocess and reports wall time (median of --repeat runs) and the child's peak RSS.
+as a subprocess and reports wall time (median of --repeat runs), the child's CPU time and peak RSS,
+and moto's CPU time in the same runs: the local cloud serves every read on the same machine, so on a
+machine with few cores its work (AWS's, in real use) shows in the plan's wall time.
 
 Every function declares configuration keys and repository settings that differ from what moto
 holds, so the plan reads and diffs them all (issue 11: the targets hold with configuration diffs).
