@@ -10,6 +10,7 @@ exact line without holding on to ruamel objects.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,8 @@ def round_trip(text: str, display: Path) -> YamlDocument | Diagnostic:
         return Diagnostic.at(display, 0, 0, clip(f"invalid YAML: {exc}"))
     except ValueError:  # Python refuses to make an int of more than 4300 digits
         return Diagnostic.at(display, 0, 0, "a number in this file is too large to read; a deploy.yaml needs no such number")
+    except NotImplementedError as exc:  # ruamel's comment handling gives up on some valid layouts
+        return _comment_error(display, exc)
     doc = YamlDocument(display, None)
     try:
         data = _Copier(doc).plain(tree, ())
@@ -146,6 +149,15 @@ def _yaml_error(display: Path, exc: MarkedYAMLError) -> Diagnostic:
             problem += f" ({exc.context})"
         problem = clip(problem, MAX_CLIPPED)  # ruamel may quote the text it stumbled on
     return Diagnostic.at(display, line, col, problem)
+
+
+def _comment_error(display: Path, exc: NotImplementedError) -> Diagnostic:
+    """ruamel says "overlap in comment [CommentToken('# c\\n', line: 0, col: 3), ...]" of a comment
+    between a key and its value on a later line, followed by a blank line."""
+    found = re.search(r"line: (\d+), col: (\d+)", str(exc))
+    line, col = (int(found.group(1)) + 1, int(found.group(2)) + 1) if found else (0, 0)
+    return Diagnostic.at(display, line, col, "the YAML reader cannot place this comment (a comment between a key and its "
+                                             "value on a later line); move the comment to a line of its own above the key")
 
 
 def _line_col(raw: bytes, offset: int) -> tuple[int, int]:
@@ -193,7 +205,7 @@ class _Copier:
             doc.values[path] = (node.lc.line + 1, node.lc.col + 1)
         out: dict[Any, Any] = {}
         for key, value in node.items():
-            name = key if isinstance(key, str) else str(key)  # schema keys are strings
+            name = str(key)  # schema keys are strings; ruamel's string subclasses become plain ones
             child = path + (name,)
             kl, kc, vl, vc = _key_position(node, key)
             doc.keys[child] = (kl + 1, kc + 1)
