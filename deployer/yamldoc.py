@@ -120,7 +120,7 @@ def round_trip(text: str, display: Path) -> YamlDocument | Diagnostic:
         return Diagnostic.at(display, 0, 0, clip(f"invalid YAML: {exc}"))
     except ValueError:  # Python refuses to make an int of more than 4300 digits
         return Diagnostic.at(display, 0, 0, "a number in this file is too large to read; a deploy.yaml needs no such number")
-    except NotImplementedError as exc:  # ruamel's comment handling gives up on some valid layouts
+    except (NotImplementedError, AssertionError) as exc:  # ruamel's comment handling gives up on some valid layouts
         return _comment_error(display, exc)
     doc = YamlDocument(display, None)
     try:
@@ -151,13 +151,18 @@ def _yaml_error(display: Path, exc: MarkedYAMLError) -> Diagnostic:
     return Diagnostic.at(display, line, col, problem)
 
 
-def _comment_error(display: Path, exc: NotImplementedError) -> Diagnostic:
-    """ruamel says "overlap in comment [CommentToken('# c\\n', line: 0, col: 3), ...]" of a comment
-    between a key and its value on a later line, followed by a blank line."""
+def _comment_error(display: Path, exc: Exception) -> Diagnostic:
+    """ruamel fails on some comments of valid YAML: "overlap in comment [CommentToken('# c\\n', line:
+    0, col: 3), ...]" of one between a key and its value on a later line, followed by a blank line;
+    an assertion of one on a block scalar's header after a blank line."""
     found = re.search(r"line: (\d+), col: (\d+)", str(exc))
-    line, col = (int(found.group(1)) + 1, int(found.group(2)) + 1) if found else (0, 0)
-    return Diagnostic.at(display, line, col, "the YAML reader cannot place this comment (a comment between a key and its "
-                                             "value on a later line); move the comment to a line of its own above the key")
+    if found:
+        return Diagnostic.at(display, int(found.group(1)) + 1, int(found.group(2)) + 1, "the YAML reader cannot place this "
+                             "comment (a comment between a key and its value on a later line); move the comment to a line "
+                             "of its own above the key")
+    return Diagnostic.at(display, 0, 0, "the YAML reader cannot place a comment of this file (a comment on a block "
+                                        "scalar's `|` or `>` line, or between a key and its value); move such comments "
+                                        "to lines of their own above the keys")
 
 
 def _line_col(raw: bytes, offset: int) -> tuple[int, int]:

@@ -11,8 +11,8 @@ where the two readings agree by construction:
 - no tags, anchors or aliases (so no merge keys: `<<` resolves to a merge, not a string);
 - keys that are plain or quoted strings, each once in its mapping (ruamel refuses a duplicate);
 - no mapping within a flow sequence (ruamel refuses `["key":value]`, which libyaml reads);
-- block scalars whose header holds no `#` right after the indicators, and whose lines hold no
-  line of spaces only (ruamel refuses some such texts, libyaml reads them);
+- block scalars whose header holds no comment, and whose lines hold no line of spaces only
+  (ruamel refuses some such texts, or fails on them, where libyaml reads them);
 - scalars quoted or in blocks (strings), or plain scalars that ruamel's own resolver calls a
   string, a null or a boolean, or a decimal integer or fraction in its simplest spelling; not
   an empty one (`key:` alone), which the two parsers place differently;
@@ -46,7 +46,7 @@ _DECIMAL_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
 _DECIMAL_FRACTION = re.compile(r"-?(?:0|[1-9][0-9]*)\.[0-9]+")
 # `...` ends a document; libyaml takes two in a row for one, ruamel sees a second document.
 _DOCUMENT_END = re.compile(r"^\.\.\.", re.MULTILINE)
-_BLOCK_HEADER_COMMENT = re.compile(r"[|>][-+0-9]*#")
+_BLOCK_HEADER_COMMENT = re.compile(r"[|>][-+0-9]* *#")
 # Characters the two parsers treat differently: line breaks but LF and CRLF (a lone CR, NEL, LS,
 # PS), a byte order mark within the text (counted in columns or not), and tabs (ruamel refuses
 # some in plain scalars that libyaml takes).

@@ -187,7 +187,8 @@ def test_limits_are_left_to_the_round_trip_reading_which_says_what_is_wrong() ->
 REVIEWED = ['a: ["b":1]\n', "a: ['b':1]\n", 'a: [ "b" :1 ]\n', 'a: [x, "b":c]\n', "a: |#c\n  x\n", "a: >#c\n  x\n",
             "a: |-#c\n  x\n", "a: |2#c\n    x\n", "a: |\n  \n    x\n", "a: >\n \n  x\n", "a:\n  b: |\n    \n      x\n",
             "a: 1\n...\n...\n", "a: 1\n... # x\n...\n", "? |\n  a\n: b\n", "? >\n  a\n: b\n", "a: [x, {b: 1}]\n",
-            "a: |\n  x\n  y\n", "a: >-\n  x\n\n  y\n", "a: [1, 'two', {}]\n"]
+            "a: |\n  x\n  y\n", "a: >-\n  x\n\n  y\n", "a: [1, 'two', {}]\n", "a:\n\n | # c\n", "l:\n\n | # c\n  m\n",
+            "a:\n  # x\n  | # c\n   m\n", "a:\n\n  |2 # c\n   m\n", "a:\n  -\n\n    > # c\n     m\n", "l:\n | # c\n  m\n"]
 
 
 @pytest.mark.parametrize("text", REVIEWED)
@@ -202,3 +203,8 @@ def test_a_comment_ruamel_cannot_place_is_read_by_libyaml_and_else_named() -> No
     refused = parse_yaml(("x: &a 1\n" + text).encode(), Path("deploy.yaml"))  # an anchor: ruamel reads it, and fails
     assert isinstance(refused, Diagnostic) and (refused.line, refused.column) == (2, 7), refused
     assert refused.summary.startswith("the YAML reader cannot place this comment") and "above the key" in refused.summary
+
+
+def test_a_comment_on_a_block_header_ruamel_fails_on_is_named_not_a_traceback() -> None:
+    refused = parse_yaml(b"command:\n\n  | # the script\n  make\n", Path("deploy.yaml"))
+    assert isinstance(refused, Diagnostic) and "a comment on a block scalar's `|` or `>` line" in refused.summary, refused
