@@ -1,10 +1,10 @@
 """yamlfast answers only with what ruamel's round-trip reading (yamldoc.round_trip) gives: the same
 data, of the same types, and the same position of every key and value (or, for a comment ruamel
-cannot place, a diagnostic from ruamel: libyaml's reading is then the only one). Checked on every YAML file
-of the repository, on thousands of random mutations of deploy.yaml files (most of them broken), and
-on generated documents full of the scalars YAML 1.1 and 1.2 read differently. Each check also makes
-sure the fast reading did answer for a good share of the texts: a reading that always declined
-would pass the equality trivially."""
+cannot place, a diagnostic from ruamel: libyaml's reading is then the only one). Checked on every
+YAML file of the repository, on thousands of random mutations of deploy.yaml files (most of them
+broken), and on generated documents full of the scalars YAML 1.1 and 1.2 read differently. Each
+check also makes sure the fast reading did answer for a good share of the texts: a reading that
+always declined would pass the equality trivially."""
 
 from __future__ import annotations
 
