@@ -111,7 +111,7 @@ def plan(paths: Sequence[Path], clients: Clients, out: Path | None = None, envir
     the plan will be saved) the plan's files and that path are checked before AWS is asked. Each
     changing function's image is explained from the labels of the image it runs (read from
     `registry_endpoint`, host[:port], instead of the ECR host when given: a local emulator)."""
-    spec = load(paths, environment=environment)
+    spec = load_allowed(paths, clients, environment)
     base = binding.checkout_root(Path.cwd())
     recorded = [f for f in spec.files if binding.nameable(f, base)]
     if out is not None:
@@ -130,6 +130,17 @@ def plan(paths: Sequence[Path], clients: Clients, out: Path | None = None, envir
     # Under an environment, the account its functions land in, which only the credentials decide: shown, and bound.
     account = clients.account(spec.functions[0].region) if spec.environment is not None and spec.functions else None
     return Planned(spec, dataclasses.replace(made, sources=sources, environment=spec.environment, account=account))
+
+
+def load_allowed(paths: Iterable[Path], clients: Clients, environment: str | None) -> Spec:
+    """The files loaded, once the credentials are known to be of an account they allow
+    (allowed_accounts): refused before anything else is read from AWS or changed there."""
+    spec = load(paths, environment=environment)
+    if spec.allowed_accounts and spec.functions:
+        refused = spec.account_refused(clients.account(spec.functions[0].region))
+        if refused is not None:
+            raise DeployerError(refused)
+    return spec
 
 
 # A secret of the CI (set for plan and apply alike) that keys the hashes of from_env values, so
@@ -240,7 +251,7 @@ def prepare_saved(plan_file: Path, scope: Sequence[Path], clients: Clients, shar
     saved = planfile.read(plan_file)
     base = binding.checkout_root(Path.cwd())
     binding.check_environment(saved, environment, str(plan_file))
-    spec = load(binding.bind_sources(saved, find_spec_files(scope), base, str(plan_file)), environment=environment)
+    spec = load_allowed(binding.bind_sources(saved, find_spec_files(scope), base, str(plan_file)), clients, environment)
     binding.check_functions(saved, (fn.name for fn in spec.functions), str(plan_file))
     if saved.account is not None and spec.functions:
         binding.check_account(saved, clients.account(spec.functions[0].region), str(plan_file))
@@ -572,7 +583,7 @@ def plan_rollback(paths: Sequence[Path], name: str, to: str | None, clients: Cli
     from deployer.history import rollback
     from deployer.lambda_gateway import LambdaGateway
 
-    fn = load(paths, environment=environment).function(name)
+    fn = load_allowed(paths, clients, environment).function(name)
     lam = LambdaGateway(clients, fn.region)
     now = lam.get_function(fn.name)
     if not now.exists:
@@ -661,7 +672,7 @@ def plan_prune(paths: Sequence[Path], clients: Clients, keep: int | None = None,
     from deployer.prune import Target, decide
 
     targets = []
-    for fn in load(paths, environment=environment).functions:
+    for fn in load_allowed(paths, clients, environment).functions:
         repository = fn.repository.resolved(fn.repository.account or clients.account(fn.region))
         kept = None if fn.release is None else keep if keep is not None else fn.release.keep
         targets.append(Target(fn.name, fn.region, repository, kept, fn.repository.config.lambda_pull_accounts or ()))

@@ -38,6 +38,7 @@ from deployer.spec import (
     DEFAULT_GO_BUILD_FLAGS,
     DEFAULT_NETRC_ENV,
     DEFAULT_RUNTIME_IMAGES,
+    AllowedAccounts,
     BuildSettings,
     FunctionSpec,
     Location,
@@ -51,6 +52,7 @@ from deployer.yamldoc import YamlDocument, YamlPath, read_yaml
 SKIPPED_DIRS = {".git", ".hg", ".svn", "node_modules", "vendor", "testdata", "__pycache__", ".venv", ".terraform"}
 # Said of a problem of what an environment's overrides make of a file (it names the environment).
 MERGED = "in environment {}, with its settings merged"
+ALLOWED_ACCOUNTS = "allowed_accounts"  # a defaults key: per file, not per function (credentials are per run)
 # What the operating system refuses in a path (a NUL byte, a name too long, a symlink loop...):
 # reported as a problem of the value, never a crash.
 PATH_ERRORS = (OSError, ValueError)
@@ -118,6 +120,7 @@ def _load_as(files: list[Path], docs: list[tuple[Path, YamlDocument]], problems:
     env = dict(os.environ) if env is None else env
     functions: list[FunctionSpec] = []
     names: list[tuple[str, Location]] = []
+    allowed: dict[Path, AllowedAccounts] = {}
     for file, parsed in docs:
         chosen = environments.select(parsed, environment)
         if isinstance(chosen, list):
@@ -133,6 +136,9 @@ def _load_as(files: list[Path], docs: list[tuple[Path, YamlDocument]], problems:
             if merged_problems:
                 continue
         functions.extend(_functions(chosen, file.resolve(), env, problems))
+        accounts = (chosen.data.get("defaults") or {}).get(ALLOWED_ACCOUNTS)
+        if accounts:  # as the environment has it, written where its position says (the overlay keeps positions)
+            allowed[file] = AllowedAccounts(tuple(accounts), Location(chosen.file, *chosen.position(("defaults", ALLOWED_ACCOUNTS))))
         names.extend((entry["name"], Location(chosen.file, *chosen.position(("functions", index))))
                      for index, entry in enumerate(chosen.data["functions"]))
     problems.extend(_duplicate_names(names))
@@ -140,7 +146,7 @@ def _load_as(files: list[Path], docs: list[tuple[Path, YamlDocument]], problems:
     if problems:
         raise InvalidSpecError(problems)
     return Spec(tuple(sorted(functions, key=lambda f: f.name)), tuple(files), environment,
-                {file: environments.copy_sources(parsed, environment) for file, parsed in docs})
+                {file: environments.copy_sources(parsed, environment) for file, parsed in docs}, allowed)
 
 
 def load_each(paths: Iterable[str | Path], env: dict[str, str] | None = None) -> tuple[Spec, ...]:

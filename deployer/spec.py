@@ -183,6 +183,14 @@ class FunctionSpec:
 
 
 @dataclass(frozen=True)
+class AllowedAccounts:
+    """A file's allowed_accounts, and where the list in force is written."""
+
+    accounts: tuple[str, ...]
+    location: Location
+
+
+@dataclass(frozen=True)
 class Spec:
     """All functions of all deploy.yaml files given, in a stable order (by name), as the
     environment `environment` has them (None: the files declare no environments)."""
@@ -192,6 +200,18 @@ class Spec:
     environment: str | None = None
     # By file (as in `files`): the other environments `environment` may copy images from.
     copy_images_from: Mapping[Path, tuple[str, ...]] = field(default_factory=dict)
+    # By file: the accounts whose credentials may act on its functions (defaults.allowed_accounts,
+    # or the environment's), where that list is written; a file without one is absent.
+    allowed_accounts: Mapping[Path, AllowedAccounts] = field(default_factory=dict)
+
+    def account_refused(self, account: str) -> str | None:
+        """Why credentials of `account` may not act on these functions, or None."""
+        for allowed in self.allowed_accounts.values():
+            if account not in allowed.accounts:
+                where = f" ({self.environment})" if self.environment is not None else ""
+                return (f"{allowed.location}: the credentials are of AWS account {account}, which allowed_accounts{where} "
+                        f"does not list ({', '.join(allowed.accounts)}); run with the credentials of an allowed account")
+        return None
 
     def function(self, name: str) -> FunctionSpec:
         for fn in self.functions:

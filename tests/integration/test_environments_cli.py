@@ -148,3 +148,37 @@ def test_production_copies_the_image_staging_built_instead_of_building_it(cli: C
     assert production["CodeSha256"] == staging["CodeSha256"] == fn["desired_digest"].removeprefix("sha256:")
     settled = cli("plan", "--env", "production", "--detailed-exitcode")
     assert settled.returncode == 0, output(settled)
+
+
+def test_credentials_of_an_account_the_file_does_not_allow_are_refused_before_anything(
+        cli: Cli, monorepo: Monorepo, role_arn: str, local_cloud: LocalCloud) -> None:
+    """allowed_accounts, as Terraform's allowed_account_ids: production may be planned and applied
+    only with production's credentials; staging lists the local cloud's account and deploys."""
+    name = unique_name("env-allowed")
+    write_spec(monorepo, name, role_arn)
+    spec = monorepo.root / "deploy.yaml"
+    yaml = YAML()
+    data = yaml.load(spec.read_text())
+    data["defaults"]["allowed_accounts"] = [local_cloud.account]
+    data["environments"]["production"]["allowed_accounts"] = ["222222222222"]
+    with spec.open("w") as out:
+        yaml.dump(data, out)
+    lines = spec.read_text().splitlines()
+    line = next(number for number, text in enumerate(lines, 1) if "'222222222222'" in text)  # production's list
+    column = lines[line - 1].index("-") + 1
+
+    refused = {command: cli(*args) for command, args in {
+        "plan": ("plan", "--env", "production"), "apply": ("apply", "--yes", "--env", "production"),
+        "prune": ("prune", "--yes", "--env", "production"), "rollback": ("rollback", name, "--yes", "--env", "production"),
+    }.items()}
+    for command, run in refused.items():
+        assert run.returncode == 1 and run.stdout == "", (command, output(run))
+        assert run.stderr == (f"error: deploy.yaml:{line}:{column}: the credentials are of AWS account {local_cloud.account}, which "
+                              "allowed_accounts (production) does not list (222222222222); run with the credentials of an "
+                              "allowed account\n"), (command, run.stderr)
+    lam = local_cloud.client("lambda", PRODUCTION_REGION)
+    assert name not in [fn["FunctionName"] for fn in lam.list_functions()["Functions"]]
+
+    staged = cli("apply", "--yes", "--env", "staging")  # defaults' list holds the account
+    assert staged.returncode == 0, output(staged)
+    assert outcomes(staged) == {name: "created"}

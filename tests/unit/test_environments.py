@@ -211,3 +211,41 @@ def test_a_problem_of_the_merge_names_the_environment_that_made_it(repo: Path) -
         assert [str(p).replace(f"{repo}/", "") for p in raised.value.diagnostics] == [
             "deploy.yaml:6:9: defaults.tags: expected at most 50 entries; found a mapping (in environment prod, with its "
             "settings merged)"]
+
+
+ALLOWED = BASE.replace("defaults:\n", "defaults:\n  allowed_accounts: ['111111111111']\n") + """\
+environments:
+  staging: {}
+  prod: {allowed_accounts: ['222222222222', '333333333333']}
+"""
+
+
+def test_allowed_accounts_are_the_files_or_the_environments_with_where_they_are_written(repo: Path) -> None:
+    (repo / "deploy.yaml").write_text(ALLOWED)
+    staging, prod = (load([repo], env={}, environment=name) for name in ("staging", "prod"))
+    [(file, allowed)] = staging.allowed_accounts.items()
+    assert (file, allowed.accounts, (allowed.location.line, allowed.location.column)) == (repo / "deploy.yaml", ("111111111111",), (3, 21))
+    assert prod.allowed_accounts[file].accounts == ("222222222222", "333333333333")
+    assert (prod.allowed_accounts[file].location.line, prod.allowed_accounts[file].location.column) == (18, 28)
+    assert staging.account_refused("111111111111") is None and prod.account_refused("333333333333") is None
+    assert str(prod.account_refused("111111111111")).endswith(
+        "deploy.yaml:18:28: the credentials are of AWS account 111111111111, which allowed_accounts (prod) does not list "
+        "(222222222222, 333333333333); run with the credentials of an allowed account")
+
+
+def test_a_file_without_allowed_accounts_allows_any(repo: Path) -> None:
+    (repo / "deploy.yaml").write_text(BASE)
+    spec = load([repo], env={})
+    assert spec.allowed_accounts == {} and spec.account_refused("999999999999") is None
+
+
+@pytest.mark.parametrize("text, message", [
+    (BASE.replace("    timeout: 10\n", "    timeout: 10\n    allowed_accounts: ['111111111111']\n"), "allowed_accounts"),
+    (BASE.replace("defaults:\n", "defaults:\n  allowed_accounts: []\n"), "allowed_accounts"),
+    (BASE.replace("defaults:\n", "defaults:\n  allowed_accounts: ['1111']\n"), "allowed_accounts"),
+], ids=["not a function's setting", "empty", "not an account"])
+def test_allowed_accounts_that_cannot_be_are_refused_where_they_are_written(repo: Path, text: str, message: str) -> None:
+    (repo / "deploy.yaml").write_text(text)
+    with pytest.raises(InvalidSpecError) as raised:
+        load([repo], env={})
+    assert any(message in str(d) for d in raised.value.diagnostics), raised.value.diagnostics
