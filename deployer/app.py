@@ -558,7 +558,7 @@ def history(paths: Sequence[Path], name: str, clients: Clients, registry_endpoin
     from deployer.history import entries
     from deployer.registry import image_labels
 
-    fn = load(paths, environment=environment).function(name)
+    fn = load_allowed(paths, clients, environment).function(name)
     lam = LambdaGateway(clients, fn.region)
     if not lam.get_function(fn.name).exists:
         raise DeployerError(f"function {fn.name} does not exist in {fn.region}: it has no history; apply creates it")

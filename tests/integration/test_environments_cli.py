@@ -170,6 +170,7 @@ def test_credentials_of_an_account_the_file_does_not_allow_are_refused_before_an
     refused = {command: cli(*args) for command, args in {
         "plan": ("plan", "--env", "production"), "apply": ("apply", "--yes", "--env", "production"),
         "prune": ("prune", "--yes", "--env", "production"), "rollback": ("rollback", name, "--yes", "--env", "production"),
+        "history": ("history", name, "--env", "production"),
     }.items()}
     for command, run in refused.items():
         assert run.returncode == 1 and run.stdout == "", (command, output(run))

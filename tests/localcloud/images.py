@@ -3,6 +3,7 @@ give ECR and Lambda something true to point at)."""
 
 from __future__ import annotations
 
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,10 @@ import docker
 import docker.errors
 
 from tests.localcloud.cloud import LocalCloud, LocalCloudError
+
+# What the engine says of an image gone while it was used (as deployer.docker_gateway recognises it).
+VANISHED = re.compile(r"failed to get digest|no such image|does not exist locally|unable to find image", re.IGNORECASE)
+VANISHED_ATTEMPTS = 3
 
 TINY_DOCKERFILE = """\
 ARG RUNTIME_IMAGE
@@ -76,8 +81,18 @@ def push_tiny_image(cloud: LocalCloud, repository: str, tag: str, marker: str | 
     client = cloud.docker()
     try:
         login(cloud, client)
-        image_id = build_tiny_image(cloud, client, marker or f"{repository}:{tag}", platform)
-        digest = push(cloud, client, image_id, repository, tag)
+        for attempt in range(1, VANISHED_ATTEMPTS + 1):
+            try:
+                image_id = build_tiny_image(cloud, client, marker or f"{repository}:{tag}", platform)
+                digest = push(cloud, client, image_id, repository, tag)
+                break
+            except (docker.errors.BuildError, docker.errors.APIError, LocalCloudError) as exc:
+                # Tests run at once on one engine: removing one's image may take a cached step of
+                # this build, or this very image (the same content has the same id), with it. The
+                # engine then says so; the build is simply made again (deployer's own builds do
+                # the same: deployer.docker_gateway's ImageVanished).
+                if attempt == VANISHED_ATTEMPTS or not VANISHED.search(str(exc)):
+                    raise
     finally:
         client.close()
     return PushedImage(repository, tag, digest, platform, f"{cloud.ecr_host}/{repository}@{digest}")

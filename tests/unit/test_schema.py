@@ -135,6 +135,7 @@ PATTERN_SAMPLES = {
     "/$defs/region": "us-east-1",
     "/$defs/environmentName": "production-eu_2",
     "/$defs/account": "123456789012",
+    "/properties/defaults/properties/allowed_accounts/items": "210987654321",
     "/$defs/repositoryName": "team/fn",
     "/$defs/path": "functions/fn",
     "/$defs/imageReference": "golang:1.24-alpine",
