@@ -24,6 +24,7 @@ from deployer.local_invoke import FUNCTION_LABEL, LABEL, InvokeResult, bridge_ga
 from deployer.runtime_api import InvokeStatus
 from tests.conftest import unique_name
 from tests.localcloud.cloud import LocalCloud
+from tests.localcloud.images import build_again_if_vanished
 from tests.localcloud.standins import go_root
 
 pytestmark = pytest.mark.integration
@@ -59,8 +60,8 @@ def build_fixture(cloud: LocalCloud, engine: docker.DockerClient, platform: str)
                                   cwd=FIXTURE_SOURCE, env=env, capture_output=True, text=True, timeout=300, check=False)
         assert compiled.returncode == 0, compiled.stderr
         (context / "Dockerfile").write_text(DOCKERFILE)
-        engine.images.build(path=str(context), tag=tag, platform=platform, pull=False, rm=True, forcerm=True,
-                            buildargs={"RUNTIME_IMAGE": cloud.standins.runtime(platform) if cloud.standins else ""})
+        build_again_if_vanished(engine, path=str(context), tag=tag, platform=platform, pull=False, rm=True, forcerm=True,
+                                buildargs={"RUNTIME_IMAGE": cloud.standins.runtime(platform) if cloud.standins else ""})
     return tag
 
 

@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 
 from tests.conftest import ImageFunction
 from tests.localcloud.cloud import LocalCloud
-from tests.localcloud.images import PushedImage, login, push
+from tests.localcloud.images import PushedImage, build_again_if_vanished, login, push
 
 pytestmark = pytest.mark.integration
 
@@ -192,7 +192,7 @@ def test_classic_builder_cross_builds_arm64_function_from_standins_and_pushes_si
     client = local_cloud.docker()
     try:
         build_platform = f"linux/{client.info()['Architecture'].replace('x86_64', 'amd64').replace('aarch64', 'arm64')}"
-        image, _ = client.images.build(path=str(tmp_path), pull=False, rm=True, buildargs={
+        image, _ = build_again_if_vanished(client, path=str(tmp_path), pull=False, rm=True, buildargs={
             "BUILDPLATFORM": build_platform, "TARGETPLATFORM": "linux/arm64",
             "BUILDER_IMAGE": local_cloud.standins.builder,
             "RUNTIME_IMAGE": local_cloud.standins.runtime_arm64})

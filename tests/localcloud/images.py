@@ -7,6 +7,7 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
@@ -47,6 +48,20 @@ def login(cloud: LocalCloud, client: docker.DockerClient) -> None:
                  registry=cloud.registry_endpoint, reauth=True)
 
 
+def build_again_if_vanished(client: docker.DockerClient, **build: Any) -> Any:
+    """`client.images.build(**build)`, made again when the engine says an image it used vanished:
+    tests run at once on one engine, and removing one test's image may take a cached step of
+    another's build with it (deployer's own builds do the same: deployer.docker_gateway's
+    ImageVanished)."""
+    for attempt in range(1, VANISHED_ATTEMPTS + 1):
+        try:
+            return client.images.build(**build)
+        except (docker.errors.BuildError, docker.errors.APIError) as exc:
+            if attempt == VANISHED_ATTEMPTS or not VANISHED.search(str(exc)):
+                raise
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
 def build_tiny_image(cloud: LocalCloud, client: docker.DockerClient, marker: str, platform: str) -> str:
     """Build FROM the runtime stand-in plus a file holding `marker` (so distinct markers give
     distinct digests); returns the image id."""
@@ -56,8 +71,8 @@ def build_tiny_image(cloud: LocalCloud, client: docker.DockerClient, marker: str
         context = Path(tmp)
         (context / "Dockerfile").write_text(TINY_DOCKERFILE)
         (context / "marker").write_text(marker)
-        image, _ = client.images.build(path=str(context), platform=platform, pull=False, rm=True,
-                                       buildargs={"RUNTIME_IMAGE": cloud.standins.runtime(platform)})
+        image, _ = build_again_if_vanished(client, path=str(context), platform=platform, pull=False, rm=True,
+                                           buildargs={"RUNTIME_IMAGE": cloud.standins.runtime(platform)})
     return str(image.id)
 
 
@@ -86,11 +101,9 @@ def push_tiny_image(cloud: LocalCloud, repository: str, tag: str, marker: str | 
                 image_id = build_tiny_image(cloud, client, marker or f"{repository}:{tag}", platform)
                 digest = push(cloud, client, image_id, repository, tag)
                 break
-            except (docker.errors.BuildError, docker.errors.APIError, LocalCloudError) as exc:
-                # Tests run at once on one engine: removing one's image may take a cached step of
-                # this build, or this very image (the same content has the same id), with it. The
-                # engine then says so; the build is simply made again (deployer's own builds do
-                # the same: deployer.docker_gateway's ImageVanished).
+            except (docker.errors.APIError, LocalCloudError) as exc:
+                # Another test's cleanup may remove this very image between build and push (the
+                # same content has the same id): built again, as build_again_if_vanished says.
                 if attempt == VANISHED_ATTEMPTS or not VANISHED.search(str(exc)):
                     raise
     finally:
