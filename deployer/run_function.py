@@ -59,7 +59,7 @@ from deployer.plan import (
     short,
 )
 from deployer.ports import EcrApi, LambdaApi
-from deployer.run_image import SKIPPED, V, Claimed, CopiedImage, ImageSource, ImageSteps, Ready, Tools
+from deployer.run_image import SKIPPED, V, Claimed, CopiedImage, ImageSource, ImageSteps, Ready, Tools, still_declared
 from deployer.spec import FunctionSpec
 from deployer.state import FunctionState
 
@@ -207,8 +207,7 @@ class FunctionRun:
         RevisionId guards), so that replacing the object keeps them. The keys
         UpdateFunctionConfiguration does not set follow it, each with its own call (which takes
         no RevisionId: the function was read and compared with the plan just before)."""
-        if self.spec is None:
-            raise PlanError(f"function {self.fp.name} is no longer declared in {self.desired.spec_file}; run plan again")
+        still_declared(self.fp, self.spec)
         now = self.lam.get_function(self.fp.name)
         self.check_unchanged(now)
         request = update_request(self.desired.config, self.fp.configuration, now.config)
@@ -229,8 +228,7 @@ class FunctionRun:
         """Set the repository's settings the plan changes, as deploy.yaml says them now (a saved
         plan's changes were checked against them), once per apply (functions sharing a repository
         declare the same settings: deployer.load)."""
-        if self.spec is None:
-            raise PlanError(f"function {self.fp.name} is no longer declared in {self.desired.spec_file}; run plan again")
+        still_declared(self.fp, self.spec)
         if not self.tools.repositories.run(f"configure {self.desired.repository_uri}", lambda: self.ecr.configure_repository(
                 self.desired.repository, self.desired.repository_config, keys)):
             self.log("the repository's settings were set for another function of this apply")
@@ -265,8 +263,7 @@ class FunctionRun:
         """Create the function from the image (planned by digest, or the one this apply made),
         with every declared configuration key. A function that appeared since the plan is left
         alone: "changed since plan"."""
-        if self.spec is None:
-            raise PlanError(f"function {self.fp.name} is no longer declared in {self.desired.spec_file}; run plan again")
+        still_declared(self.fp, self.spec)
         if planned.digest is not None:
             digest, source = planned.digest, None
         else:

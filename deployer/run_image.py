@@ -87,6 +87,14 @@ SKIPPED = {
 }
 
 
+def still_declared(fp: FunctionPlan, spec: FunctionSpec | None) -> FunctionSpec:
+    """The function's spec as its deploy.yaml declares it now; a step that needs it refuses a
+    function removed from the file since the plan."""
+    if spec is None:
+        raise PlanError(f"function {fp.name} is no longer declared in {fp.desired.spec_file}; run plan again")
+    return spec
+
+
 class ImageSteps:
     """The image steps of one function's apply. `cleanup` lets go, on every path, of what they
     hold: the context, the image claim and lock, the local tag."""
@@ -105,15 +113,14 @@ class ImageSteps:
                                 checkout=git_root([spec.root, *spec.root.parents]) if spec is not None else None)
 
     def assemble(self, planned: str) -> Claimed[BuildContext] | Ready:
-        if self.spec is None:
-            raise PlanError(f"function {self.fp.name} is no longer declared in {self.desired.spec_file}; run plan again")
+        spec = still_declared(self.fp, self.spec)
         shared = self.tools.images.claim(f"{self.desired.repository_uri}:{self.desired.content_tag}", self.fp.name)
         if isinstance(shared, PushedImage):
             self.log(f"image {self.desired.content_tag} was built in this apply for another function: "
                      f"deploying {short(shared.digest)}")
             return Ready(shared, ImageSource.ANOTHER_FUNCTION)
         claim = self.cleanup.enter_context(shared)
-        context = self.cleanup.enter_context(temporary_context(self.spec, keep=self.tools.keep_context))
+        context = self.cleanup.enter_context(temporary_context(spec, keep=self.tools.keep_context))
         if self.tools.keep_context:  # said now: a failed build is when it is needed most
             self.log(f"build context kept at {context.path}")
         if context.digest != planned:
